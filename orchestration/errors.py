@@ -1,0 +1,50 @@
+"""The exceptions the harness raises. Only `cli.main` turns them into exit codes."""
+
+from __future__ import annotations
+
+
+class MatrixError(Exception):
+    """Base class: something the user can act on, with a message that says what."""
+
+    exit_code = 1
+
+
+class UsageError(MatrixError):
+    """Bad input on the command line (unknown version, bad number): nothing was run."""
+
+    exit_code = 2
+
+
+class EnvironmentProblem(MatrixError):
+    """A prerequisite is missing (Docker, the daemon, the Compose plugin, Locust)."""
+
+    exit_code = 2
+
+
+class StackError(MatrixError):
+    """Building, starting or stopping one version's stack failed."""
+
+
+class ImageUnavailable(StackError):
+    """A base image could not be pulled or built (missing tag, no registry)."""
+
+
+class ReadyTimeout(StackError):
+    """Kong or the plugin never answered within the readiness budget."""
+
+    def __init__(self, message: str, last_log_lines: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.last_log_lines = last_log_lines
+
+
+class LoadError(MatrixError):
+    """Locust could not run or its output could not be read."""
+
+
+class Interrupted(MatrixError):
+    """The run was stopped by SIGINT or SIGTERM; `signal_number` says which."""
+
+    def __init__(self, signal_number: int) -> None:
+        super().__init__(f"interrupted by signal {signal_number}")
+        self.signal_number = signal_number
+        self.exit_code = 128 + signal_number
