@@ -1,0 +1,97 @@
+"""Nox sessions: one per Kong version, the matrix, the Locust UI, and the project's own checks.
+
+The harness sessions call `python -m orchestration` in the environment nox itself runs in (the
+set-up command installs both there), so switching from one version's session to another builds
+no Python environment at all. Tests and lint get their own reused virtualenv.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import nox
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from orchestration.versions import KNOWN_VERSIONS
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_venv = "yes"
+
+GO_MODULES = ("plugins/example-plugin", "images/kong-sim")
+
+
+def _harness(session: nox.Session, *args: str) -> None:
+    """Run the CLI with the interpreter nox runs on; posargs go to the CLI."""
+    if any(importlib.util.find_spec(m) is None for m in ("locust", "python_on_whales", "tabulate")):
+        session.error(
+            "kong-plugin-matrix is not installed next to nox. Run the set-up once: "
+            "python -m pip install -e .   (see README.md)"
+        )
+    session.run(sys.executable, "-m", "orchestration", *args, *session.posargs, external=True)
+
+
+def _version_session(version: str, expected: str) -> None:
+    def measure(session: nox.Session) -> None:
+        _harness(session, "run", version)
+
+    measure.__doc__ = f"Measure Kong {version} (changelog: {expected}); -- --sim runs it offline."
+    nox.session(name=f"kong-{version}", venv_backend="none")(measure)
+
+
+for _entry in KNOWN_VERSIONS:
+    _version_session(_entry.version, _entry.expected)
+
+
+@nox.session(venv_backend="none")
+def matrix(session: nox.Session) -> None:
+    """Measure the default matrix, one version after another (-- 3.4.0.0 3.4.1.0 for just those)."""
+    _harness(session, "matrix")
+
+
+@nox.session(venv_backend="none")
+def ui(session: nox.Session) -> None:
+    """Bring one version up and open Locust's web UI on 127.0.0.1 (nox -s ui -- 3.4.1.0)."""
+    _harness(session, "ui")
+
+
+@nox.session(venv_backend="none")
+def collect(session: nox.Session) -> None:
+    """Count the churn signals in a Kong log you already have (nox -s collect -- kong.log)."""
+    _harness(session, "collect")
+
+
+@nox.session(venv_backend="none")
+def versions(session: nox.Session) -> None:
+    """List the known Kong versions and what their changelogs say."""
+    _harness(session, "versions")
+
+
+@nox.session(venv_backend="none")
+def selftest(session: nox.Session) -> None:
+    """Offline control: 3.4.0.0, 3.4.1.0, 3.6.0.0 on kong-sim must read stable, churn, stable."""
+    _harness(session, "selftest")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite, Docker tests included (-- -m 'not docker' skips those)."""
+    session.install("-e", ".[dev]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff, mypy --strict, gofmt and go vet."""
+    session.install("-e", ".[dev]")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
+    for module in GO_MODULES:
+        if Path(module, "go.mod").exists():
+            unformatted = session.run("gofmt", "-l", module, external=True, silent=True)
+            if unformatted:
+                session.error(f"gofmt would change: {unformatted}")
+            with session.chdir(module):
+                session.run("go", "vet", "./...", external=True)

@@ -1,0 +1,318 @@
+"""The command line: `python -m orchestration {run,matrix,ui,collect,report,versions}`.
+
+This is the only place exceptions become exit codes: 0 every version ran, 1 some version
+errored, 2 bad usage or a missing prerequisite (checked before any Docker work), 128+N on
+signal N (130 for Ctrl-C, 143 for SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from tabulate import tabulate
+
+from orchestration import __version__, report, selftest, versions
+from orchestration.collect import collect_file
+from orchestration.config import (
+    BOUNDS,
+    DEFAULT_GO_IMAGE,
+    RunConfig,
+    new_run_id,
+    parse_number,
+    resolve,
+)
+from orchestration.errors import Interrupted, MatrixError, UsageError
+from orchestration.report import RunResult, VersionResult
+from orchestration.versions import Target
+
+DEFAULT_RESULTS = Path("results")
+DEFAULT_WEB_PORT = 8089
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but its errors say how to get help and exit 2 like ours."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--requests", help="requests to send in total (default 1000, like hey -n 1000)"
+    )
+    parser.add_argument("--users", help="concurrent Locust users (default 50, like hey -c 50)")
+    parser.add_argument("--spawn-rate", help="users started per second (default 50)")
+    parser.add_argument("--workers", help="Kong's nginx worker processes (default 4)")
+    parser.add_argument(
+        "--ready-timeout", help="seconds to wait for Kong and the plugin (default 240)"
+    )
+    parser.add_argument("--load-timeout", help="seconds the load may take at most (default 600)")
+    parser.add_argument(
+        "--parallel", help="versions measured at once (default 1: one after another)"
+    )
+    parser.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        metavar="IMAGE",
+        help="measure this Kong image (any tag, e.g. kong/kong-gateway:3.7.1.0); repeatable",
+    )
+    parser.add_argument(
+        "--results", type=Path, default=None, help="results folder (default ./results)"
+    )
+    parser.add_argument("--keep", action="store_true", help="leave the stack up (debugging)")
+    parser.add_argument(
+        "--sim",
+        action="store_true",
+        help="offline: run against kong-sim, the stand-in gateway (results say simulated)",
+    )
+    parser.add_argument(
+        "--go-image",
+        default=None,
+        help=f"builder image for the plugin (default {DEFAULT_GO_IMAGE}; ignored with --sim)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m orchestration",
+        description="Does Kong version X churn my Go plugin's instances, and how badly?",
+    )
+    parser.add_argument("--version", action="version", version=f"kong-plugin-matrix {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser("run", help="measure one or more Kong versions")
+    run.add_argument("versions", nargs="*", help="Kong versions from `versions`")
+    _add_run_options(run)
+
+    matrix = commands.add_parser(
+        "matrix", help="measure the default matrix (or the versions given)"
+    )
+    matrix.add_argument("versions", nargs="*", help="defaults to the default matrix")
+    _add_run_options(matrix)
+
+    ui = commands.add_parser(
+        "ui", help="bring one version up and open Locust's web UI on 127.0.0.1"
+    )
+    ui.add_argument("versions", nargs="*", help="one Kong version (or use --image)")
+    _add_run_options(ui)
+    ui.add_argument("--web-port", default=str(DEFAULT_WEB_PORT), help="Locust web UI port")
+
+    control = commands.add_parser(
+        "selftest",
+        help="offline control: 3.4.0.0, 3.4.1.0, 3.6.0.0 on kong-sim read stable, churn, stable",
+    )
+    _add_run_options(control)
+
+    collect = commands.add_parser("collect", help="count the churn signals in a Kong log you have")
+    collect.add_argument("paths", nargs="+", type=Path, help="kong.log files or run folders")
+    collect.add_argument(
+        "--json", action="store_true", help="print JSON (results.json field names)"
+    )
+    collect.add_argument("--plugin", default="example-plugin", help="plugin server name to count")
+
+    show = commands.add_parser("report", help="print the table of a finished (or interrupted) run")
+    show.add_argument("run", type=Path, nargs="?", default=DEFAULT_RESULTS / "latest")
+
+    listing = commands.add_parser(
+        "versions", help="list the known versions and their changelog status"
+    )
+    listing.add_argument("--json", action="store_true")
+    listing.add_argument(
+        "--default", action="store_true", help="only the default matrix, one a line"
+    )
+    return parser
+
+
+def _targets(args: argparse.Namespace) -> tuple[Target, ...]:
+    if args.command == "selftest":
+        return tuple(versions.target_for_version(v) for v in selftest.SELFTEST_VERSIONS)
+    chosen = list(args.versions)
+    if args.command == "matrix" and not chosen and not args.image:
+        chosen = list(versions.DEFAULT_MATRIX)
+    targets = [versions.target_for_version(v) for v in chosen]
+    targets += [versions.target_for_image(image) for image in args.image]
+    if not targets:
+        raise UsageError(
+            f"name at least one version ({versions.known_list()}) or pass --image REPOSITORY:TAG"
+        )
+    labels = [t.label for t in targets]
+    if len(set(labels)) != len(labels):
+        raise UsageError(f"a version is named twice: {' '.join(labels)}")
+    if args.command == "ui" and len(targets) != 1:
+        raise UsageError("ui takes exactly one version (or one --image)")
+    return tuple(targets)
+
+
+def config_from(args: argparse.Namespace) -> RunConfig:
+    """Flags over KPM_* environment variables over defaults, validated before any Docker work."""
+    results_root = args.results or Path(os.environ.get("KPM_RESULTS", DEFAULT_RESULTS))
+    return RunConfig(
+        run_id=new_run_id(),
+        targets=_targets(args),
+        results_root=results_root.resolve(),
+        requests=resolve("requests", args.requests, 1000, int),
+        users=resolve("users", args.users, 50, int),
+        spawn_rate=resolve("spawn_rate", args.spawn_rate, 50.0, float),
+        workers=resolve("workers", args.workers, 4, int),
+        ready_timeout_s=resolve("ready_timeout", args.ready_timeout, 240.0, float),
+        load_timeout_s=resolve("load_timeout", args.load_timeout, 600.0, float),
+        parallel=resolve("parallel", args.parallel, 1, int),
+        keep=args.keep,
+        sim=args.sim or args.command == "selftest",
+        go_image=args.go_image or os.environ.get("KPM_GO_IMAGE", DEFAULT_GO_IMAGE),
+    )
+
+
+def _announce(row: VersionResult) -> None:
+    per_request = "-" if row.new_calls_per_request is None else f"{row.new_calls_per_request:.3f}"
+    tag = " [simulated]" if row.simulated else ""
+    detail = f": {row.error}" if row.error else f", New()/request {per_request}"
+    print(f"==> {row.version}{tag}: {row.verdict}{detail}", file=sys.stderr, flush=True)
+
+
+def _print_run(run: RunResult, run_dir: Path) -> None:
+    print(report.render_summary(run))
+    print(f"Results: {run_dir}", file=sys.stderr)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from orchestration import pipeline
+    from orchestration.stack import check_docker
+
+    config = config_from(args)
+    check_docker()
+    if args.command == "selftest":
+        return _selftest(config)
+    if args.command == "ui":
+        web_port = BOUNDS["web_port"].check(parse_number("web_port", args.web_port, int))
+        run = pipeline.run_ui(config, web_port)
+    else:
+        run = pipeline.run_matrix(config, announce=_announce)
+    _print_run(run, config.run_dir)
+    return 0 if run.all_ok else 1
+
+
+def _selftest(config: RunConfig) -> int:
+    from orchestration import pipeline
+
+    run = pipeline.run_matrix(config, announce=_announce)
+    _print_run(run, config.run_dir)
+    checks = selftest.evaluate(run, config.requests)
+    rows = [[c.version, c.what, "PASS" if c.passed else "FAIL", c.detail] for c in checks]
+    print(
+        tabulate(
+            rows,
+            headers=["version", "check", "result", "detail"],
+            tablefmt="github",
+            disable_numparse=True,
+        )
+    )
+    failed = [c for c in checks if not c.passed]
+    print(f"selftest: {len(checks) - len(failed)} passed, {len(failed)} failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _log_paths(paths: Sequence[Path]) -> list[Path]:
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            logs = sorted(path.glob("*/kong.log")) or sorted(path.glob("kong.log"))
+            if not logs:
+                raise UsageError(f"{path} holds no kong.log (expected <run>/<version>/kong.log)")
+            found += logs
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise UsageError(f"{path} does not exist: pass a Kong log file or a results run folder")
+    return found
+
+
+def _cmd_collect(args: argparse.Namespace) -> int:
+    results = {
+        str(path): collect_file(path, plugin=args.plugin).to_dict()
+        for path in _log_paths(args.paths)
+    }
+    if args.json:
+        only = next(iter(results.values())) if len(results) == 1 else results
+        print(json.dumps(only, indent=2))
+        return 0
+    names = list(next(iter(results.values())))
+    rows = [[path, *(counts[n] for n in names)] for path, counts in results.items()]
+    print(tabulate(rows, headers=["log", *names], tablefmt="github", disable_numparse=True))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    run = report.load_run(args.run)
+    print(report.render_summary(run))
+    return 0 if run.all_ok else 1
+
+
+def _cmd_versions(args: argparse.Namespace) -> int:
+    if args.default:
+        print("\n".join(versions.DEFAULT_MATRIX))
+        return 0
+    entries = [
+        {
+            "version": v.version,
+            "edition": v.edition,
+            "image": v.image,
+            "changelog": v.expected,
+            "default_matrix": v.in_default_matrix,
+            "source": v.source,
+        }
+        for v in versions.KNOWN_VERSIONS
+    ]
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return 0
+    rows = [
+        [
+            e["version"],
+            e["edition"],
+            e["changelog"],
+            "yes" if e["default_matrix"] else "",
+            e["source"],
+        ]
+        for e in entries
+    ]
+    headers = ["version", "edition", "changelog", "default", "source"]
+    print(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
+    return 0
+
+
+_COMMANDS = {
+    "run": _cmd_run,
+    "matrix": _cmd_run,
+    "ui": _cmd_run,
+    "selftest": _cmd_run,
+    "collect": _cmd_collect,
+    "report": _cmd_report,
+    "versions": _cmd_versions,
+}
+
+
+def _raise_interrupted(signal_number: int, _frame: FrameType | None) -> None:
+    raise Interrupted(signal_number)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    try:
+        return _COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C); finished results are on disk", file=sys.stderr)
+        return 130
+    except MatrixError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code

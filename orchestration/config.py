@@ -1,0 +1,118 @@
+"""One run's configuration, built once at the edge (flags over environment over defaults).
+
+It is written as `config.json` next to the results, so a table always says how it was made.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from orchestration import __version__
+from orchestration.errors import UsageError
+from orchestration.versions import Target
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_GO_IMAGE = "golang:1.22"
+ENV_PREFIX = "KPM_"
+
+N = TypeVar("N", int, float)
+
+
+@dataclass(frozen=True)
+class Bound:
+    """An accepted numeric range for one option, used for flags and environment alike."""
+
+    option: str
+    low: float
+    high: float
+
+    def check(self, value: N) -> N:
+        if not self.low <= value <= self.high:
+            raise UsageError(
+                f"{self.option} must be between {_fmt(self.low)} and {_fmt(self.high)}, got {value}"
+            )
+        return value
+
+
+def _fmt(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else str(number)
+
+
+BOUNDS = {
+    "requests": Bound("--requests", 1, 10_000_000),
+    "users": Bound("--users", 1, 10_000),
+    "spawn_rate": Bound("--spawn-rate", 0.1, 10_000),
+    "workers": Bound("--workers", 1, 64),
+    "ready_timeout": Bound("--ready-timeout", 1, 3600),
+    "load_timeout": Bound("--load-timeout", 1, 24 * 3600),
+    "parallel": Bound("--parallel", 1, 16),
+    "web_port": Bound("--web-port", 1, 65535),
+}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one run needs; stages receive the parts they use as plain values."""
+
+    run_id: str
+    targets: tuple[Target, ...]
+    results_root: Path
+    requests: int = 1000
+    users: int = 50
+    spawn_rate: float = 50.0
+    workers: int = 4
+    ready_timeout_s: float = 240.0
+    load_timeout_s: float = 600.0
+    parallel: int = 1
+    keep: bool = False
+    sim: bool = False
+    go_image: str = DEFAULT_GO_IMAGE
+    tool_version: str = __version__
+    repo_root: Path = field(default=REPO_ROOT)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.results_root / self.run_id
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["results_root"] = str(self.results_root)
+        data["repo_root"] = str(self.repo_root)
+        data["targets"] = [asdict(t) for t in self.targets]
+        return data
+
+
+def new_run_id() -> str:
+    """Sortable by time, unique across concurrent runs from one checkout."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+def parse_number(option: str, raw: str, kind: Callable[[str], N]) -> N:
+    try:
+        return kind(raw)
+    except ValueError:
+        bound = BOUNDS[option]
+        raise UsageError(
+            f"{bound.option} takes a number between {_fmt(bound.low)} and {_fmt(bound.high)}, "
+            f"got {raw!r}"
+        ) from None
+
+
+def resolve(
+    option: str,
+    flag: str | None,
+    default: N,
+    kind: Callable[[str], N],
+    environ: Mapping[str, str] | None = None,
+) -> N:
+    """The flag's text, else `KPM_<OPTION>` from the environment, else the default; range-checked."""
+    env = os.environ if environ is None else environ
+    raw = flag if flag is not None else env.get(ENV_PREFIX + option.upper())
+    value = default if raw is None else parse_number(option, raw, kind)
+    return BOUNDS[option].check(value)

@@ -1,0 +1,232 @@
+"""Typed results, the verdict, and the files a run writes: JSON first, the rest derived from it.
+
+A run folder holds `results.json` (the source of truth), `results.csv`, `summary.md` (a GitHub
+table to paste into a bug report) and `config.json`. Every file is written atomically (temp file
++ rename), so a reader never sees half a file, and the summary is rewritten after each version so
+an interrupted run still leaves a readable one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from tabulate import tabulate
+
+from orchestration.errors import UsageError
+
+Status = Literal["ok", "error", "interrupted"]
+Verdict = Literal["churn", "stable", "inconclusive", "error", "interrupted"]
+
+CHURN_AT = 0.5  # New() calls per request at or above which a version churns
+STABLE_AT = 0.01  # ... at or below which it reuses its instances
+
+_EXPECTED_VERDICT = {"affected": "churn", "baseline": "stable", "fixed": "stable"}
+
+
+@dataclass(frozen=True)
+class VersionResult:
+    """One version's measurement. Counts are None where the run never got that far."""
+
+    version: str
+    image: str
+    simulated: bool
+    status: Status
+    error: str | None
+    expected: str
+    verdict: Verdict
+    matches_changelog: bool | None
+    requests: int | None = None
+    failures: int | None = None
+    new_calls_total: int | None = None
+    new_calls_before_load: int | None = None
+    new_calls_during_load: int | None = None
+    new_calls_per_request: float | None = None
+    instance_starts: int | None = None
+    instance_closes: int | None = None
+    no_instance_errors: int | None = None
+    rpc_closed_errors: int | None = None
+    plugin_server_starts: int | None = None
+    plugin_counter: int | None = None  # the plugin's own New() count after the load (header)
+    rps: float | None = None
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    duration_s: float | None = None
+    workers: int | None = None
+    results_dir: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VersionResult:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def verdict_for(per_request: float) -> Verdict:
+    if per_request >= CHURN_AT:
+        return "churn"
+    if per_request <= STABLE_AT:
+        return "stable"
+    return "inconclusive"
+
+
+def matches_changelog(expected: str, verdict: str) -> bool | None:
+    """Whether the measurement agrees with what the changelog says; None when it says nothing."""
+    wanted = _EXPECTED_VERDICT.get(expected)
+    if wanted is None or verdict not in ("churn", "stable", "inconclusive"):
+        return None
+    return verdict == wanted
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    tool_version: str
+    config: dict[str, Any]
+    versions: tuple[VersionResult, ...]
+
+    @property
+    def all_ok(self) -> bool:
+        return all(v.status == "ok" for v in self.versions)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "tool_version": self.tool_version,
+            "config": self.config,
+            "versions": [v.to_dict() for v in self.versions],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunResult:
+        return cls(
+            run_id=data["run_id"],
+            tool_version=data["tool_version"],
+            config=data.get("config", {}),
+            versions=tuple(VersionResult.from_dict(v) for v in data.get("versions", [])),
+        )
+
+
+# (header, field) pairs of the summary table, in order.
+TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("version", "version"),
+    ("simulated", "simulated"),
+    ("verdict", "verdict"),
+    ("changelog", "expected"),
+    ("agrees", "matches_changelog"),
+    ("requests", "requests"),
+    ("failures", "failures"),
+    ("New() in load", "new_calls_during_load"),
+    ("New()/req", "new_calls_per_request"),
+    ("instances started", "instance_starts"),
+    ("closed instance", "instance_closes"),
+    ("no plugin instance", "no_instance_errors"),
+    ("rpc closed", "rpc_closed_errors"),
+    ("server starts", "plugin_server_starts"),
+    ("req/s", "rps"),
+    ("p95 ms", "p95_ms"),
+)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 10 else f"{value:.0f}"
+    return str(value)
+
+
+def render_table(results: tuple[VersionResult, ...] | list[VersionResult]) -> str:
+    """The GitHub-format table; every cell is pre-formatted text so versions stay as written."""
+    rows = [[_cell(getattr(r, name)) for _, name in TABLE_COLUMNS] for r in results]
+    headers = [header for header, _ in TABLE_COLUMNS]
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def render_summary(run: RunResult) -> str:
+    simulated = any(v.simulated for v in run.versions)
+    lines = [f"# kong-plugin-matrix run {run.run_id}", ""]
+    if simulated:
+        lines += [
+            "**SIMULATED**: rows marked `simulated: yes` ran against kong-sim, the offline "
+            "stand-in for Kong, not a real Kong image.",
+            "",
+        ]
+    lines += [render_table(run.versions), ""]
+    errors = [v for v in run.versions if v.error]
+    if errors:
+        lines += ["## Errors", ""]
+        lines += [f"- **{v.version}** ({v.status}): {v.error}" for v in errors]
+        lines.append("")
+    lines.append(
+        f"Verdict: `churn` at >= {CHURN_AT} New() calls per request during the load, `stable` at "
+        f"<= {STABLE_AT}, `inconclusive` between. Tool {run.tool_version}."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def render_csv(results: tuple[VersionResult, ...]) -> str:
+    buffer = io.StringIO()
+    names = [f.name for f in fields(VersionResult)]
+    writer = csv.DictWriter(buffer, fieldnames=names, lineterminator="\n")
+    writer.writeheader()
+    for result in results:
+        writer.writerow({k: "" if v is None else v for k, v in result.to_dict().items()})
+    return buffer.getvalue()
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` so readers see the old file or the new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as temp:
+            temp.write(text)
+            temp.flush()
+            os.fsync(temp.fileno())
+        Path(temp_name).replace(path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def write_run(run_dir: Path, run: RunResult) -> None:
+    """(Re)write every results file of the run; safe to call after each version."""
+    write_atomic(run_dir / "results.json", json.dumps(run.to_dict(), indent=2) + "\n")
+    write_atomic(run_dir / "results.csv", render_csv(run.versions))
+    write_atomic(run_dir / "summary.md", render_summary(run))
+
+
+def write_config(run_dir: Path, config: dict[str, Any]) -> None:
+    write_atomic(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
+
+
+def point_latest(results_root: Path, run_dir: Path) -> None:
+    """Make `results/latest` name the newest run, replacing the link atomically."""
+    latest = results_root / "latest"
+    temp = results_root / f".latest.{os.getpid()}.tmp"
+    temp.unlink(missing_ok=True)
+    temp.symlink_to(run_dir.name)
+    temp.replace(latest)
+
+
+def load_run(path: Path) -> RunResult:
+    """Read a run folder (or its results.json), including one left by an interrupted run."""
+    file = path / "results.json" if path.is_dir() else path
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"no results.json at {file}: pass a run folder under results/") from None
+    except json.JSONDecodeError as error:
+        raise UsageError(f"{file} is not valid JSON ({error}); was it edited by hand?") from None
+    return RunResult.from_dict(data)

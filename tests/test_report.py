@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from orchestration import report
+from orchestration.errors import UsageError
+from orchestration.report import RunResult, VersionResult
+
+
+def _row(**changes: object) -> VersionResult:
+    row = VersionResult(
+        version="3.4.1.0",
+        image="kong/kong-gateway:3.4.1.0",
+        simulated=True,
+        status="ok",
+        error=None,
+        expected="affected",
+        verdict="churn",
+        matches_changelog=True,
+        requests=1000,
+        failures=0,
+        new_calls_total=2003,
+        new_calls_before_load=3,
+        new_calls_during_load=2000,
+        new_calls_per_request=2.0,
+    )
+    return replace(row, **changes)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("per_request", "verdict"),
+    [
+        (0.0, "stable"),
+        (0.01, "stable"),
+        (0.011, "inconclusive"),
+        (0.49, "inconclusive"),
+        (0.5, "churn"),
+        (1.855, "churn"),
+    ],
+)
+def test_verdict_thresholds(per_request: float, verdict: str) -> None:
+    assert report.verdict_for(per_request) == verdict
+
+
+@pytest.mark.parametrize(
+    ("expected", "verdict", "agrees"),
+    [
+        ("affected", "churn", True),
+        ("affected", "stable", False),
+        ("fixed", "stable", True),
+        ("baseline", "churn", False),
+        ("unknown", "churn", None),
+        ("fixed", "error", None),
+    ],
+)
+def test_matches_changelog(expected: str, verdict: str, agrees: bool | None) -> None:
+    assert report.matches_changelog(expected, verdict) is agrees
+
+
+def test_table_keeps_versions_as_written_and_marks_simulation() -> None:
+    table = report.render_table(
+        [_row(version="3.10.0.0"), _row(version="3.4.0.0", simulated=False)]
+    )
+    assert "| 3.10.0.0 " in table
+    assert "| 3.4.0.0 " in table
+    assert "| yes " in table and "| no " in table
+    assert table.splitlines()[1].startswith("|--")
+
+
+def test_run_files_round_trip_and_latest_link(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run-1"
+    run = RunResult(
+        "run-1",
+        "0.1.0",
+        {"requests": 1000},
+        (_row(), _row(version="3.4.0.0", verdict="error", status="error", error="boom")),
+    )
+    report.write_run(run_dir, run)
+    report.point_latest(tmp_path, run_dir)
+    data = json.loads((run_dir / "results.json").read_text())
+    assert data["run_id"] == "run-1"
+    assert data["versions"][0]["new_calls_per_request"] == 2.0
+    assert report.load_run(tmp_path / "latest") == run
+    summary = (run_dir / "summary.md").read_text()
+    assert "SIMULATED" in summary and "boom" in summary
+    csv_lines = (run_dir / "results.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("version,image,simulated,status")
+    assert len(csv_lines) == 3
+    assert not list(run_dir.glob(".*.tmp")), "no temp files left behind"
+
+
+def test_load_run_explains_missing_and_broken_files(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"no results\.json"):
+        report.load_run(tmp_path)
+    (tmp_path / "results.json").write_text('{"run_id": ')
+    with pytest.raises(UsageError, match="not valid JSON"):
+        report.load_run(tmp_path)
+
+
+def test_write_atomic_replaces_whole_file(tmp_path: Path) -> None:
+    target = tmp_path / "f.json"
+    report.write_atomic(target, "old")
+    report.write_atomic(target, "new")
+    assert target.read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.json"]

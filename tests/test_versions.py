@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import pytest
+
+from orchestration import versions
+from orchestration.errors import UsageError
+
+
+def test_default_matrix_spans_before_broken_and_fixed() -> None:
+    expected = {versions.lookup(v).expected for v in versions.DEFAULT_MATRIX}
+    assert expected == {"baseline", "affected", "fixed"}
+    assert "3.4.0.0" in versions.DEFAULT_MATRIX
+    assert "3.4.1.0" in versions.DEFAULT_MATRIX
+    assert "3.6.0.0" in versions.DEFAULT_MATRIX
+
+
+@pytest.mark.parametrize(
+    ("version", "expected"),
+    [
+        ("3.4.0.0", "baseline"),
+        ("3.4.1.0", "affected"),
+        ("3.4.1.1", "affected"),
+        ("3.4.2.0", "affected"),
+        ("3.4.2.1", "affected"),
+        ("3.5.0.0", "affected"),
+        ("3.5.0.1", "affected"),
+        ("3.4.3.1", "fixed"),
+        ("3.5.0.2", "fixed"),
+        ("3.6.0.0", "fixed"),
+    ],
+)
+def test_changelog_status_follows_the_facts(version: str, expected: str) -> None:
+    assert versions.lookup(version).expected == expected
+
+
+def test_editions_and_images() -> None:
+    assert versions.lookup("3.4.1.0").image == "kong/kong-gateway:3.4.1.0"
+    assert versions.lookup("3.4.0").image == "kong:3.4.0"
+    assert versions.lookup("3.4.0").edition == "oss"
+    oss = [v for v in versions.KNOWN_VERSIONS if v.edition == "oss"]
+    assert oss, "open-source controls are part of the table"
+    assert all(v.expected != "affected" for v in oss), "no OSS image shipped the bug"
+
+
+def test_versions_are_unique() -> None:
+    names = [v.version for v in versions.KNOWN_VERSIONS]
+    assert len(names) == len(set(names))
+
+
+@pytest.mark.parametrize("bad", ["3.4", "latest", "3.4.1.0;rm", "../x", "", "3.4.9.9"])
+def test_unknown_version_lists_known_and_suggests_image(bad: str) -> None:
+    with pytest.raises(UsageError) as raised:
+        versions.lookup(bad)
+    message = str(raised.value)
+    assert "3.4.1.0" in message
+    assert "--image" in message
+
+
+def test_image_target_for_a_known_tag_keeps_the_expectation() -> None:
+    target = versions.target_for_image("kong/kong-gateway:3.4.1.0")
+    assert target.expected == "affected"
+    assert target.version == "3.4.1.0"
+
+
+def test_image_target_for_an_unlisted_tag() -> None:
+    target = versions.target_for_image("registry.example:5000/team/kong:3.7.1.0-custom")
+    assert target.expected == "unknown"
+    assert target.version is None
+    assert target.label == "registry.example:5000/team/kong:3.7.1.0-custom"
+
+
+@pytest.mark.parametrize(
+    "bad", ["kong", "kong:3.4;rm -rf /", "KONG:3.4", "kong:../x", "kong:$(id)", "kong: 3.4"]
+)
+def test_unsafe_image_references_are_refused(bad: str) -> None:
+    with pytest.raises(UsageError, match="image reference"):
+        versions.target_for_image(bad)
