@@ -23,7 +23,7 @@ def _run(args: list[str], tmp_path: Path) -> tuple[subprocess.CompletedProcess[s
     spy = spy_dir / "docker"
     spy.write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
     spy.chmod(0o755)
-    env = {**os.environ, "PATH": f"{spy_dir}:{os.environ['PATH']}"}
+    env = {**os.environ, "PATH": f"{spy_dir}:{os.environ['PATH']}", "PYTHONPATH": str(REPO)}
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "orchestration", *args],

@@ -19,7 +19,7 @@ def test_flag_beats_environment_beats_default() -> None:
 )
 def test_out_of_range_names_the_option_and_range(option: str, value: float) -> None:
     with pytest.raises(UsageError) as raised:
-        resolve(option, str(value), 1, type(value))
+        resolve(option, str(value), 1.0, float)
     assert "--" + option.replace("_", "-") in str(raised.value)
     assert "between" in str(raised.value)
 

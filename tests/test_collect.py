@@ -1,0 +1,383 @@
+"""Tests for orchestration.collect: exact counts on recorded and generated Kong log text."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import random
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from orchestration.collect import (
+    MAX_LINE_BYTES,
+    Collector,
+    Signals,
+    collect_file,
+    collect_lines,
+    line_blocks,
+)
+from orchestration.errors import UsageError
+
+FIXTURES = Path(__file__).parent / "fixtures"
+CLIENT = ', client: 172.18.0.1, server: kong, request: "GET /hello HTTP/1.1", host: "kong:8000"'
+ZERO = Signals(0, 0, 0, 0, 0, 0, 0, 0, 0)
+
+
+def counter_line(value: int, name: str = "example-plugin") -> str:
+    return (
+        f"2023/11/21 22:33:08 [debug] 2347#0: *654 [kong] pb_rpc.lua:344 [{name}] "
+        f"New() has been called {value} times{CLIENT}"
+    )
+
+
+def relay_line(message: str, pid: int, name: str = "example-plugin") -> str:
+    return (
+        f"2023/11/21 22:33:08 [info] 2346#0: *1 [{name}:{pid}] 2023/11/21 22:33:08 {message}, "
+        "context: ngx.timer"
+    )
+
+
+def starting_line(name: str = "example-plugin") -> str:
+    return f"2023/11/21 22:33:01 [notice] 2346#0: *1 [kong] process.lua:252 Starting {name}"
+
+
+def expected(**counts: int) -> Signals:
+    return Signals(**{**ZERO.to_dict(), **counts})
+
+
+FIXTURE_SIGNALS = {
+    "facts_excerpt.log": expected(
+        instance_starts=1, instance_closes=1, no_instance_errors=1, rpc_closed_errors=1, lines=5
+    ),
+    "issue_excerpt_3.4.1.0.log": expected(
+        instance_starts=2, instance_closes=1, no_instance_errors=1, rpc_closed_errors=1, lines=6
+    ),
+    "churn_3.4.1.0.log": expected(
+        new_calls_total=12,
+        counter_lines=6,
+        instance_starts=12,
+        instance_closes=6,
+        no_instance_errors=6,
+        rpc_closed_errors=6,
+        plugin_server_starts=1,
+        lines=50,
+    ),
+    "baseline_3.4.0.0.log": expected(
+        new_calls_total=3, counter_lines=8, instance_starts=2, plugin_server_starts=1, lines=20
+    ),
+    "restart_counter_reset.log": expected(
+        new_calls_total=40 + 8,
+        counter_lines=9,
+        instance_starts=18,
+        instance_closes=9,
+        no_instance_errors=9,
+        rpc_closed_errors=9,
+        plugin_server_starts=2,
+        plugin_server_exits=1,
+        lines=78,
+    ),
+    "out_of_order.log": expected(
+        new_calls_total=131, counter_lines=10, plugin_server_starts=1, lines=22
+    ),
+    "multi_plugin.log": expected(
+        new_calls_total=4,
+        counter_lines=2,
+        instance_starts=4,
+        instance_closes=2,
+        no_instance_errors=2,
+        rpc_closed_errors=2,
+        plugin_server_starts=1,
+        lines=48,
+    ),
+    "garbage.log": expected(
+        new_calls_total=9, counter_lines=2, instance_closes=1, rpc_closed_errors=1, lines=10
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FIXTURE_SIGNALS))
+def test_fixture_counts(name: str) -> None:
+    assert collect_file(FIXTURES / name) == FIXTURE_SIGNALS[name]
+
+
+@pytest.mark.parametrize("name", sorted(FIXTURE_SIGNALS))
+def test_lines_blocks_and_tiny_chunks_agree(name: str) -> None:
+    data = (FIXTURES / name).read_bytes()
+    one_by_one = collect_lines(data.splitlines(keepends=True))
+    tiny_chunks = Collector()
+    for block in line_blocks(io.BytesIO(data), chunk_bytes=7):
+        tiny_chunks.feed_block(block)
+    assert one_by_one == tiny_chunks.signals() == FIXTURE_SIGNALS[name]
+
+
+def test_str_lines_as_the_pipeline_passes_them() -> None:
+    text = (FIXTURES / "restart_counter_reset.log").read_text()
+    assert collect_lines(text.splitlines()) == FIXTURE_SIGNALS["restart_counter_reset.log"]
+
+
+@pytest.mark.parametrize(
+    ("plugin", "signals"),
+    [
+        (
+            "go-hello",
+            expected(
+                new_calls_total=11,
+                counter_lines=3,
+                instance_starts=6,
+                instance_closes=3,
+                no_instance_errors=3,
+                rpc_closed_errors=3,
+                plugin_server_starts=1,
+                plugin_server_exits=1,
+                lines=48,
+            ),
+        ),
+        (
+            "example-plugin-2",
+            expected(
+                new_calls_total=900,
+                counter_lines=1,
+                instance_closes=1,
+                plugin_server_starts=1,
+                lines=48,
+            ),
+        ),
+    ],
+)
+def test_other_plugin_servers_in_the_same_log(plugin: str, signals: Signals) -> None:
+    assert collect_file(FIXTURES / "multi_plugin.log", plugin=plugin) == signals
+
+
+def test_warn_twin_of_a_closed_error_is_not_counted() -> None:
+    warn = (
+        f"2023/11/21 22:33:08 [warn] 2347#0: *654 [kong] x.lua:417 [example-plugin] closed{CLIENT}"
+    )
+    error = warn.replace("[warn]", "[error]").replace(":417", ":413")
+    assert collect_lines([warn]).rpc_closed_errors == 0
+    assert collect_lines([error, warn, error + "\r\n", warn]).rpc_closed_errors == 2
+
+
+def test_closed_must_be_the_whole_message() -> None:
+    lines = [
+        "2023/11/21 22:33:08 [error] 1#0: [kong] init.lua:1 [example-plugin] closed socket early",
+        "2023/11/21 22:33:08 [error] 1#0: [kong] init.lua:1 [example-plugin] closed",
+        "2023/11/21 22:33:08 [error] 1#0: [kong] init.lua:1 [example-plugin-2] closed, client: x",
+    ]
+    assert collect_lines(lines).rpc_closed_errors == 1
+
+
+def test_starting_names_exactly_this_server() -> None:
+    lines = [
+        starting_line("example-plugin-2"),
+        starting_line() + ", context: ngx.timer",
+        "2023/11/21 22:33:01 [notice] 1#0: *1 [kong] x.lua:1 Restarting example-plugin",
+        starting_line(),
+    ]
+    assert collect_lines(lines).plugin_server_starts == 2
+
+
+def test_counter_attribution_by_the_tag_before_the_message() -> None:
+    lines = [
+        "New() has been called 5 times",  # untagged: this plugin's (prefix unconfirmed)
+        "[kong] New() has been called 6 times",
+        relay_line("New() has been called 7 times", 2350),
+        "[other-plugin] New() has been called 500 times",
+        relay_line("New() has been called 600 times", 2351, "other-plugin"),
+    ]
+    signals = collect_lines(lines)
+    assert (signals.counter_lines, signals.new_calls_total) == (3, 7)
+
+
+def test_restart_line_opens_a_new_lifetime() -> None:
+    lines = [counter_line(700), starting_line(), counter_line(1), counter_line(3)]
+    assert collect_lines(lines).new_calls_total == 703
+
+
+def test_new_pid_without_starting_line_opens_a_new_lifetime() -> None:
+    lines = [
+        relay_line("closed instance 1", 2350),
+        counter_line(50),
+        relay_line("closed instance 2", 2350),
+        relay_line("Listening on socket: /usr/local/kong/example-plugin.socket", 2399),
+        counter_line(2),
+        counter_line(4),
+        relay_line("closed instance 3", 2350),  # a late line from the old server opens nothing
+        counter_line(6),
+    ]
+    assert collect_lines(lines).new_calls_total == 50 + 6
+
+
+def test_starting_then_first_pid_is_one_lifetime() -> None:
+    lines = [
+        relay_line("closed instance 1", 2350),
+        counter_line(40),
+        starting_line(),
+        counter_line(1),
+        counter_line(3),
+        relay_line("closed instance 1", 2400),
+        counter_line(5),
+    ]
+    assert collect_lines(lines).new_calls_total == 40 + 5
+
+
+def test_sharp_drop_without_restart_line_is_a_restart() -> None:
+    lines = [counter_line(value) for value in [880, 900, 2, 3, 5, 4, 9]]
+    assert collect_lines(lines).new_calls_total == 900 + 9
+
+
+def test_single_sharp_straggler_is_not_a_restart() -> None:
+    lines = [counter_line(value) for value in [880, 900, 2, 905, 3, 4, 910]]
+    assert collect_lines(lines).new_calls_total == 910
+
+
+def test_low_run_before_a_new_pid_belongs_to_the_new_server() -> None:
+    lines = [relay_line("closed instance 1", 2350), counter_line(900)]
+    lines += [counter_line(2), counter_line(8), relay_line("closed instance 1", 2401)]
+    lines += [counter_line(7)]  # out of order within the new server
+    assert collect_lines(lines).new_calls_total == 900 + 8
+
+
+def test_low_run_before_a_starting_line_is_a_lifetime_of_its_own() -> None:
+    lines = [counter_line(value) for value in [900, 2, 5]]
+    lines += [starting_line(), counter_line(1), counter_line(3)]
+    assert collect_lines(lines).new_calls_total == 900 + 5 + 3
+
+
+def test_start_up_stragglers_are_not_a_restart() -> None:
+    lines = [counter_line(value) for value in [90, 3, 5, 7, 92]]
+    assert collect_lines(lines).new_calls_total == 92
+
+
+def test_lag_of_a_few_hundred_at_high_counts_is_not_a_restart() -> None:
+    lines = [counter_line(value) for value in [5000, 4700, 4710, 4720, 5010]]
+    assert collect_lines(lines).new_calls_total == 5010
+
+
+def test_fifty_concurrent_requests_out_of_order_never_look_like_a_restart() -> None:
+    # about 2 New() per request; each line may be overtaken by up to 50 later ones
+    values = [2 * request for request in range(1, 1001)]
+    shuffled = [value for window in _windows(values, 50, random.Random(7)) for value in window]
+    assert sorted(shuffled) == values
+    assert max(a - b for a, b in itertools.pairwise(shuffled)) > 24
+    assert collect_lines(counter_line(value) for value in shuffled).new_calls_total == 2000
+
+
+def _windows(values: list[int], size: int, rng: random.Random) -> list[list[int]]:
+    chunks = [values[start : start + size] for start in range(0, len(values), size)]
+    for chunk in chunks:
+        rng.shuffle(chunk)
+    return chunks
+
+
+def test_many_lifetimes_across_chunks_in_a_file(tmp_path: Path) -> None:
+    lines = []
+    for _ in range(30):
+        lines += [starting_line()] + [counter_line(value) for value in range(1, 201)]
+    path = tmp_path / "kong.log"
+    path.write_text("\n".join(lines) + "\n")
+    signals = collect_file(path)
+    assert (signals.new_calls_total, signals.plugin_server_starts, signals.lines) == (
+        30 * 200,
+        30,
+        30 * 201,
+    )
+
+
+def test_one_megabyte_line_is_read_whole(tmp_path: Path) -> None:
+    path = tmp_path / "kong.log"
+    path.write_bytes(
+        b"x" * 1_000_000 + counter_line(42).encode() + b"\n" + counter_line(43).encode()
+    )
+    signals = collect_file(path)
+    assert (signals.lines, signals.counter_lines, signals.new_calls_total) == (2, 2, 43)
+
+
+def test_fifty_megabyte_line_without_newline_is_one_line_in_bounded_memory(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "kong.log"
+    with path.open("wb") as stream:
+        stream.write(counter_line(5).encode() + b"\n")
+        stream.write(counter_line(11).encode())  # the head of the long line is still read
+        for _ in range(50):
+            stream.write(b"\xff" * 1_000_000)
+        stream.write(counter_line(999).encode())  # beyond MAX_LINE_BYTES: skipped
+    tracemalloc.start()
+    try:
+        signals = collect_file(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (signals.lines, signals.counter_lines, signals.new_calls_total) == (2, 2, 11)
+    assert peak < 3 * MAX_LINE_BYTES
+
+
+def test_memory_does_not_grow_with_the_log(tmp_path: Path) -> None:
+    block = "".join(
+        line + "\n"
+        for line in [counter_line(3), relay_line("closed instance 1", 2350), "junk " * 20]
+    )
+    path = tmp_path / "kong.log"
+    path.write_text(block * 40_000)  # about 15 MB
+    tracemalloc.start()
+    try:
+        signals = collect_file(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (signals.lines, signals.instance_closes) == (120_000, 40_000)
+    assert peak < 2_000_000
+
+
+def test_random_binary_garbage_never_crashes_or_counts(tmp_path: Path) -> None:
+    rng = random.Random(11)
+    noise = bytes(rng.randrange(256) for _ in range(300_000)).replace(b"New()", b"Old()")
+    path = tmp_path / "kong.log"
+    path.write_bytes(noise + b"\n" + counter_line(8).encode() + b"\r\n" + noise)
+    signals = collect_file(path)
+    assert signals.new_calls_total == 8
+    assert signals.lines == noise.count(b"\n") * 2 + 2 + (not noise.endswith(b"\n"))
+
+
+def test_line_blocks_cut_over_long_lines_exactly() -> None:
+    data = b"short\n" + b"a" * 40 + b"\nmid\n" + b"b" * 17
+    blocks = list(line_blocks(io.BytesIO(data), chunk_bytes=4, max_line_bytes=16))
+    assert b"".join(blocks) == b"short\n" + b"a" * 16 + b"\nmid\n" + b"b" * 16
+
+
+def test_line_blocks_refuse_chunks_longer_than_a_line() -> None:
+    with pytest.raises(ValueError, match="chunk_bytes"):
+        list(line_blocks(io.BytesIO(b""), chunk_bytes=10, max_line_bytes=5))
+
+
+def test_empty_log() -> None:
+    assert collect_lines([]) == ZERO
+    assert collect_lines([""]) == expected(lines=1)
+
+
+def test_to_dict_names_every_count() -> None:
+    signals = FIXTURE_SIGNALS["restart_counter_reset.log"]
+    assert signals.to_dict() == {
+        "new_calls_total": 48,
+        "counter_lines": 9,
+        "instance_starts": 18,
+        "instance_closes": 9,
+        "no_instance_errors": 9,
+        "rpc_closed_errors": 9,
+        "plugin_server_starts": 2,
+        "plugin_server_exits": 1,
+        "lines": 78,
+    }
+
+
+def test_missing_file_says_which(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.log"
+    with pytest.raises(UsageError, match=r"nope\.log"):
+        collect_file(missing)
+
+
+def test_bad_plugin_name_is_refused() -> None:
+    with pytest.raises(UsageError, match="plugin server name"):
+        collect_lines([], plugin="bad name]")

@@ -1,0 +1,141 @@
+"""Pipeline wiring without Docker: rows, verdicts, error rows, interrupts, the header cross-check."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from orchestration import pipeline
+from orchestration.collect import Signals
+from orchestration.config import RunConfig
+from orchestration.errors import Interrupted, StackError
+from orchestration.load import LoadResult
+from orchestration.report import VersionResult
+from orchestration.versions import target_for_version
+
+
+def _signals(new_calls: int, counter_lines: int = 0) -> Signals:
+    return Signals(
+        new_calls_total=new_calls,
+        counter_lines=counter_lines,
+        instance_starts=3,
+        instance_closes=2,
+        no_instance_errors=1,
+        rpc_closed_errors=1,
+        plugin_server_starts=1,
+        plugin_server_exits=0,
+        lines=10,
+    )
+
+
+def _config(tmp_path: Path, *versions: str) -> RunConfig:
+    return RunConfig(
+        run_id="test-run",
+        targets=tuple(target_for_version(v) for v in versions),
+        results_root=tmp_path,
+        sim=True,
+    )
+
+
+def test_row_counts_only_the_load() -> None:
+    config_row = VersionResult(
+        version="3.4.1.0", image="i", simulated=True, status="ok", error=None,
+        expected="affected", verdict="error", matches_changelog=None,
+    )
+    load = LoadResult(requests=1000, failures=0, rps=500.0, p50_ms=3.0, p95_ms=9.0, duration_s=2.0)
+    measurement = pipeline.Measurement(_signals(5), _signals(2005), load, plugin_counter=2005)
+    row = pipeline.row_from(config_row, measurement)
+    assert row.new_calls_during_load == 2000
+    assert row.new_calls_per_request == 2.0
+    assert row.new_calls_before_load == 5
+    assert row.verdict == "churn"
+    assert row.matches_changelog is True
+    assert row.plugin_counter == 2005
+
+
+@pytest.mark.parametrize(
+    ("label", "folder"),
+    [("3.4.1.0", "3.4.1.0"), ("kong/kong-gateway:3.7.1.0", "kong_kong-gateway_3.7.1.0")],
+)
+def test_folder_names_are_safe(label: str, folder: str) -> None:
+    assert pipeline.folder_name(label) == folder
+
+
+def test_a_failing_version_becomes_an_error_row_and_the_rest_still_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _config(tmp_path, "3.4.0.0", "3.4.1.0", "3.6.0.0")
+
+    def fake_spec(target: object, *_: object) -> object:
+        if getattr(target, "label", "") == "3.4.1.0":
+            raise StackError("image kong/kong-gateway:3.4.1.0 not available")
+        raise StackError("other failure")
+
+    monkeypatch.setattr(pipeline, "_stack_spec", fake_spec)
+    run = pipeline.run_matrix(config)
+    assert [r.status for r in run.versions] == ["error", "error", "error"]
+    assert "not available" in (run.versions[1].error or "")
+    saved = json.loads((config.run_dir / "results.json").read_text())
+    assert len(saved["versions"]) == 3
+    assert (tmp_path / "latest").resolve() == config.run_dir.resolve()
+
+
+def test_interrupt_keeps_finished_rows_and_marks_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _config(tmp_path, "3.4.0.0", "3.4.1.0", "3.6.0.0")
+    finished = replace(
+        pipeline._base_row(config.targets[0], config, tmp_path),
+        verdict="stable", new_calls_per_request=0.0,
+    )
+
+    def fake_measure(target: object, _config: RunConfig) -> VersionResult:
+        if getattr(target, "label", "") == "3.4.0.0":
+            return finished
+        raise Interrupted(15)
+
+    monkeypatch.setattr(pipeline, "measure_version", fake_measure)
+    with pytest.raises(Interrupted) as raised:
+        pipeline.run_matrix(config)
+    assert raised.value.exit_code == 143
+    saved = json.loads((config.run_dir / "results.json").read_text())
+    assert [v["status"] for v in saved["versions"]] == ["ok", "interrupted", "interrupted"]
+    assert "interrupted" in (config.run_dir / "summary.md").read_text()
+
+
+def test_a_run_never_overwrites_another(tmp_path: Path) -> None:
+    config = _config(tmp_path, "3.4.0.0")
+    config.run_dir.mkdir(parents=True)
+    with pytest.raises(FileExistsError):
+        pipeline.run_matrix(config)
+
+
+@pytest.fixture
+def counter_server() -> Iterator[str]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            if self.path == "/hello":
+                self.send_header("X-Example-Message", "New() calls: 2007")
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_plugin_counter_is_read_from_the_header(counter_server: str) -> None:
+    assert pipeline.read_plugin_counter(counter_server) == 2007
+    assert pipeline.read_plugin_counter(counter_server, path="/other") is None
