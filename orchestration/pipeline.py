@@ -19,7 +19,7 @@ from orchestration import report
 from orchestration.collect import Signals, collect_file, collect_lines
 from orchestration.config import RunConfig
 from orchestration.errors import Interrupted, MatrixError, ReadyTimeout
-from orchestration.load import LoadResult, parse_stats_csv, run_load, run_web_ui
+from orchestration.load import LoadResult, LoadShortfall, parse_stats_csv, run_load, run_web_ui
 from orchestration.report import RunResult, VersionResult
 from orchestration.sim import build_sim_images
 from orchestration.stack import Stack, StackSpec, plugin_image_tag, project_name_for
@@ -41,6 +41,7 @@ class Measurement:
     after: Signals
     load: LoadResult
     plugin_counter: int | None = None  # the plugin's own count, read from its response header
+    shortfall: str | None = None  # set when the load ended before every request was sent
 
 
 def folder_name(label: str) -> str:
@@ -113,18 +114,22 @@ def read_plugin_counter(proxy_url: str, path: str = "/hello") -> int | None:
 def _measure(stack: Stack, config: RunConfig, version_dir: Path) -> Measurement:
     stack.wait_ready(config.ready_timeout_s)
     before = collect_lines(stack.log_text().splitlines())
-    load = run_load(
-        stack.proxy_url,
-        requests=config.requests,
-        users=config.users,
-        spawn_rate=config.spawn_rate,
-        out_dir=version_dir,
-        timeout_s=config.load_timeout_s,
-    )
+    shortfall = None
+    try:
+        load = run_load(
+            stack.proxy_url,
+            requests=config.requests,
+            users=config.users,
+            spawn_rate=config.spawn_rate,
+            out_dir=version_dir,
+            timeout_s=config.load_timeout_s,
+        )
+    except LoadShortfall as error:  # keep what was measured; the row says it fell short
+        load, shortfall = error.partial, str(error)
     plugin_counter = read_plugin_counter(stack.proxy_url)
     served = load.requests - load.failures + (plugin_counter is not None)
     _wait_for_counter_lines(stack, before.counter_lines + served)
-    return Measurement(before, before, load, plugin_counter)
+    return Measurement(before, before, load, plugin_counter, shortfall)
 
 
 def row_from(base: VersionResult, measurement: Measurement) -> VersionResult:
@@ -176,6 +181,8 @@ def measure_version(target: Target, config: RunConfig) -> VersionResult:
                 stack.save_logs(log_path)
         # The saved log is the record: count from it, so results and kong.log always agree.
         row = row_from(base, replace(measurement, after=collect_file(log_path)))
+        if measurement.shortfall:
+            row = replace(row, status="error", verdict="error", error=measurement.shortfall)
     except MatrixError as error:
         if isinstance(error, Interrupted):
             raise

@@ -1,0 +1,196 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/kong-plugin-matrix/kong-sim/internal/konglog"
+	"github.com/kong-plugin-matrix/kong-sim/internal/reuse"
+)
+
+func lookup(vars map[string]string) Lookup {
+	return func(name string) string { return vars[name] }
+}
+
+func noFiles(string) bool { return false }
+
+func composeEnv() map[string]string {
+	return map[string]string{
+		"KONG_SIM_VERSION":                           "3.4.1.0",
+		"KONG_DATABASE":                              "off",
+		"KONG_DECLARATIVE_CONFIG":                    "/etc/kong/kong.yml",
+		"KONG_PLUGINS":                               "bundled,example-plugin",
+		"KONG_PLUGINSERVER_NAMES":                    "example-plugin",
+		"KONG_PLUGINSERVER_EXAMPLE_PLUGIN_QUERY_CMD": "/usr/local/bin/example-plugin -dump",
+		"KONG_LOG_LEVEL":                             "debug",
+		"KONG_NGINX_WORKER_PROCESSES":                "4",
+		"KONG_ADMIN_LISTEN":                          "0.0.0.0:8001",
+		"KONG_PROXY_ACCESS_LOG":                      "/dev/stdout",
+		"KONG_PROXY_ERROR_LOG":                       "/dev/stderr",
+		"KONG_PROXY_LISTEN":                          "0.0.0.0:8000 reuseport backlog=16384, 0.0.0.0:8443 http2 ssl",
+		"KONG_STATUS_LISTEN":                         "0.0.0.0:8100",
+		"KONG_PLUGINSERVER_UNUSED_ONE":               "ignored",
+	}
+}
+
+func TestFromEnvReadsTheComposeSettings(t *testing.T) {
+	env, err := FromEnv(lookup(composeEnv()), func(p string) bool { return p == "/usr/local/bin/example-plugin" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env.ReuseModel != reuse.Key || env.LogLevel != konglog.Debug || env.Workers != 4 {
+		t.Errorf("model %s, level %s, workers %d", env.ReuseModel, env.LogLevel, env.Workers)
+	}
+	if env.ProxyListen != "0.0.0.0:8000" || env.AdminListen != "0.0.0.0:8001" || env.StatusListen != "0.0.0.0:8100" {
+		t.Errorf("listeners %q %q %q", env.ProxyListen, env.AdminListen, env.StatusListen)
+	}
+	want := PluginServer{
+		Name:         "example-plugin",
+		Socket:       "/usr/local/kong/example-plugin.socket",
+		StartCommand: "/usr/local/bin/example-plugin",
+		QueryCommand: "/usr/local/bin/example-plugin -dump",
+	}
+	if len(env.PluginServers) != 1 || env.PluginServers[0] != want {
+		t.Errorf("plugin servers %+v, want [%+v]", env.PluginServers, want)
+	}
+	if len(env.Plugins) != len(BundledPlugins)+1 || env.Plugins[len(env.Plugins)-1] != "example-plugin" {
+		t.Errorf("plugins %v", env.Plugins)
+	}
+	if env.ServerHeader() != "kong/3.4.1.0-enterprise-edition" {
+		t.Errorf("server header %q", env.ServerHeader())
+	}
+}
+
+func TestFromEnvDefaults(t *testing.T) {
+	env, err := FromEnv(lookup(map[string]string{"KONG_SIM_VERSION": "3.6.1", "KONG_PLUGINSERVER_NAMES": "My-Plugin"}), noFiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env.ProxyListen != "0.0.0.0:8000" || env.AdminListen != "127.0.0.1:8001" || env.StatusListen != "" {
+		t.Errorf("listeners %q %q %q", env.ProxyListen, env.AdminListen, env.StatusListen)
+	}
+	if env.Workers != runtime.NumCPU() || env.LogLevel != konglog.Notice || env.ReuseModel != reuse.PluginID {
+		t.Errorf("workers %d level %s model %s", env.Workers, env.LogLevel, env.ReuseModel)
+	}
+	server := env.PluginServers[0]
+	if server.Name != "my-plugin" || server.Socket != "/usr/local/kong/my-plugin.socket" || server.StartCommand != "" {
+		t.Errorf("plugin server %+v", server)
+	}
+	if env.LogPath(env.ProxyErrorLog) != "/usr/local/kong/logs/error.log" {
+		t.Errorf("error log %q", env.LogPath(env.ProxyErrorLog))
+	}
+}
+
+func TestFromEnvModelOverrideAndRefusals(t *testing.T) {
+	vars := map[string]string{"KONG_SIM_VERSION": "9.9.9.9.9", "KONG_SIM_REUSE_MODEL": "seq"}
+	if env, err := FromEnv(lookup(vars), noFiles); err != nil || env.ReuseModel != reuse.Seq {
+		t.Errorf("override: %v %v", env.ReuseModel, err)
+	}
+	refused := []map[string]string{
+		{"KONG_SIM_VERSION": "3.3.0"},
+		{},
+		{"KONG_SIM_VERSION": "3.4.0", "KONG_SIM_REUSE_MODEL": "always"},
+		{"KONG_SIM_VERSION": "3.4.0", "KONG_NGINX_WORKER_PROCESSES": "zero"},
+		{"KONG_SIM_VERSION": "3.4.0", "KONG_LOG_LEVEL": "loud"},
+		{"KONG_SIM_VERSION": "3.4.0", "KONG_DATABASE": "postgres"},
+		{"KONG_SIM_VERSION": "3.4.0", "KONG_PROXY_LISTEN": "0.0.0.0:8443 ssl"},
+	}
+	for _, vars := range refused {
+		if _, err := FromEnv(lookup(vars), noFiles); err == nil {
+			t.Errorf("FromEnv(%v) succeeded, want an error", vars)
+		}
+	}
+}
+
+const kongYML = `_format_version: "3.0"
+plugins:
+  - name: example-plugin
+    config: {}
+services:
+  - name: hello-service
+    url: http://127.0.0.1:9
+    routes:
+      - name: hello
+        paths: [/hello]
+        plugins:
+          - name: request-termination
+            config:
+              status_code: 200
+              message: hello from kong
+`
+
+func knownNames(names ...string) func(string) bool {
+	return func(name string) bool {
+		for _, n := range names {
+			if n == name {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+func TestParseDeclarative(t *testing.T) {
+	decl, err := ParseDeclarative([]byte(kongYML), knownNames("example-plugin", "request-termination"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(decl.Services) != 1 || len(decl.Routes) != 1 || len(decl.Plugins) != 2 {
+		t.Fatalf("entities: %+v", decl)
+	}
+	route := decl.Routes[0]
+	if route.Paths[0] != "/hello" || route.ServiceID != decl.Services[0].ID {
+		t.Errorf("route %+v", route)
+	}
+	global, termination := decl.Plugins[0], decl.Plugins[1]
+	if global.RouteID != "" || global.ServiceID != "" || global.Name != "example-plugin" {
+		t.Errorf("global plugin %+v", global)
+	}
+	if termination.RouteID != route.ID || termination.Config["status_code"] != 200 {
+		t.Errorf("route plugin %+v", termination)
+	}
+	if global.ID == termination.ID || len(global.ID) != 36 || !strings.HasPrefix(global.Key, "plugins:example-plugin:") {
+		t.Errorf("ids %q %q key %q", global.ID, termination.ID, global.Key)
+	}
+	again, _ := ParseDeclarative([]byte(kongYML), knownNames("example-plugin", "request-termination"))
+	if again.Plugins[0].ID != global.ID {
+		t.Error("plugin ids must be stable across loads")
+	}
+}
+
+func TestParseDeclarativeRefusesUnknownPlugins(t *testing.T) {
+	_, err := ParseDeclarative([]byte(kongYML), knownNames("request-termination"))
+	want := "in 'plugins': in entry 1 of 'plugins': in 'name': plugin 'example-plugin' not enabled; add it to the 'plugins' configuration property"
+	if err == nil || err.Error() != want {
+		t.Fatalf("err = %v, want %s", err, want)
+	}
+	_, err = ParseDeclarative([]byte(kongYML), knownNames("example-plugin"))
+	if err == nil || !strings.Contains(err.Error(), "in 'services': in entry 1 of 'services': in 'routes'") {
+		t.Fatalf("nested unknown plugin: %v", err)
+	}
+}
+
+func TestParseDeclarativeRefusesBadFiles(t *testing.T) {
+	all := func(string) bool { return true }
+	for _, text := range []string{"services: []", `_format_version: "0.1"`, "_format_version: [", "_format_version: \"3.0\"\nroutes:\n  - paths: [hello]"} {
+		if _, err := ParseDeclarative([]byte(text), all); err == nil {
+			t.Errorf("accepted %q", text)
+		}
+	}
+}
+
+func TestLoadDeclarativeNamesTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kong.yml")
+	if _, err := LoadDeclarative(path, noFiles); err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("missing file: %v", err)
+	}
+	if err := os.WriteFile(path, []byte(kongYML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadDeclarative(path, func(string) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+}

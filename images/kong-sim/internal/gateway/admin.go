@@ -1,0 +1,156 @@
+package gateway
+
+import (
+	"crypto/sha1"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+
+	"github.com/kong-plugin-matrix/kong-sim/internal/config"
+)
+
+// serverStats are the nginx connection counters /status reports.
+type serverStats struct {
+	accepted atomic.Int64
+	active   atomic.Int64
+	requests atomic.Int64
+}
+
+// track follows the proxy's connections (http.Server.ConnState).
+func (s *serverStats) track(_ net.Conn, state http.ConnState) {
+	switch state {
+	case http.StateNew:
+		s.accepted.Add(1)
+		s.active.Add(1)
+	case http.StateClosed, http.StateHijacked:
+		s.active.Add(-1)
+	}
+}
+
+// adminHandler serves the two admin endpoints kong-sim has: GET / and GET /status.
+func (g *Gateway) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(rw http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			g.writeJSON(rw, http.StatusNotFound, map[string]string{"message": "Not found"})
+			return
+		}
+		g.writeJSON(rw, http.StatusOK, g.nodeInfo())
+	})
+	mux.HandleFunc("/status", func(rw http.ResponseWriter, _ *http.Request) {
+		g.writeJSON(rw, http.StatusOK, g.status())
+	})
+	return mux
+}
+
+// statusHandler serves the status listener: /status and /status/ready.
+func (g *Gateway) statusHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/status", func(rw http.ResponseWriter, _ *http.Request) {
+		g.writeJSON(rw, http.StatusOK, g.status())
+	})
+	mux.HandleFunc("/status/ready", func(rw http.ResponseWriter, _ *http.Request) {
+		g.writeJSON(rw, http.StatusOK, map[string]string{"message": "ready"})
+	})
+	return mux
+}
+
+func (g *Gateway) writeJSON(rw http.ResponseWriter, status int, body any) {
+	data := kongJSON(body)
+	rw.Header().Set("Content-Type", "application/json; charset=utf-8")
+	rw.Header().Set("Server", g.env.ServerHeader())
+	rw.Header().Set("Access-Control-Allow-Origin", "*")
+	rw.WriteHeader(status)
+	_, _ = rw.Write(data)
+}
+
+func (g *Gateway) status() map[string]any {
+	active := g.stats.active.Load()
+	return map[string]any{
+		"database": map[string]bool{"reachable": true},
+		"server": map[string]int64{
+			"connections_accepted": g.stats.accepted.Load(),
+			"connections_handled":  g.stats.accepted.Load(),
+			"connections_active":   active,
+			"connections_reading":  0,
+			"connections_writing":  1,
+			"connections_waiting":  max64(active-1, 0),
+			"total_requests":       g.stats.requests.Load(),
+		},
+		"configuration_hash": fmt.Sprintf("%x", sha1.Sum([]byte(g.env.DeclarativeConfig)))[:32],
+	}
+}
+
+func max64(a, b int64) int64 {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// nodeInfo is the admin API's GET /: version, node and plugin information.
+func (g *Gateway) nodeInfo() map[string]any {
+	hostname, _ := os.Hostname()
+	available := map[string]any{}
+	for name, ext := range g.external {
+		available[name] = map[string]any{"version": ext.info.Version, "priority": ext.info.Priority}
+	}
+	available[requestTermination] = map[string]any{"version": g.env.Version, "priority": bundledPriority[requestTermination]}
+	return map[string]any{
+		"version":     versionString(g.env),
+		"edition":     g.env.Edition(),
+		"tagline":     "Welcome to kong",
+		"hostname":    hostname,
+		"node_id":     g.nodeID,
+		"lua_version": "LuaJIT 2.1.0-beta3",
+		"plugins": map[string]any{
+			"available_on_server": available,
+			"enabled_in_cluster":  g.enabledPluginNames(),
+		},
+		"configuration": map[string]any{
+			"database":               "off",
+			"declarative_config":     g.env.DeclarativeConfig,
+			"log_level":              g.env.LogLevel.String(),
+			"nginx_worker_processes": g.env.Workers,
+			"plugins":                g.env.Plugins,
+			"pluginserver_names":     serverNames(g.env.PluginServers),
+			"prefix":                 g.env.Prefix,
+		},
+		"kong_sim": map[string]any{"reuse_model": g.env.ReuseModel, "stands_in_for": g.env.Version},
+	}
+}
+
+func serverNames(servers []config.PluginServer) []string {
+	names := make([]string, len(servers))
+	for i, s := range servers {
+		names[i] = s.Name
+	}
+	return names
+}
+
+// versionString is meta._VERSION as the admin API shows it.
+func versionString(env config.Env) string {
+	if env.Edition() == "enterprise" {
+		return env.Version + "-enterprise-edition"
+	}
+	return env.Version
+}
+
+// stableNodeID derives a node id that stays the same across restarts of
+// the same container, as Kong keeps its node id in the prefix.
+func stableNodeID(env config.Env) string {
+	hostname, _ := os.Hostname()
+	sum := sha1.Sum([]byte("node:" + hostname + ":" + env.Prefix))
+	return fmt.Sprintf("%x-%x-%x-%x-%x", sum[0:4], sum[4:6], sum[6:8], sum[8:10], sum[10:16])
+}
+
+// VersionLine is what `kong version` prints for env's version.
+func VersionLine(env config.Env) string {
+	if env.Edition() == "enterprise" {
+		return "Kong Enterprise " + env.Version
+	}
+	return strings.TrimSpace(env.Version)
+}

@@ -1,0 +1,352 @@
+// Package gateway is the node kong-sim runs: a DB-less Kong with several
+// emulated nginx workers that routes requests, runs external plugins through
+// their plugin server exactly as Kong's runloop does, applies the bundled
+// request-termination plugin, and serves the admin and status APIs.
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kong-plugin-matrix/kong-sim/internal/config"
+	"github.com/kong-plugin-matrix/kong-sim/internal/konglog"
+	"github.com/kong-plugin-matrix/kong-sim/internal/pluginserver"
+)
+
+// readyTimeout is how long Kong's connection_check_timer waits for a socket.
+const readyTimeout = 20 * time.Second
+
+// Options lets tests replace the log destinations the environment names.
+type Options struct {
+	ErrorLog  io.Writer // nil: KONG_PROXY_ERROR_LOG
+	AccessLog io.Writer // nil: KONG_PROXY_ACCESS_LOG
+}
+
+// externalPlugin is a plugin a plugin server reported through `-dump`.
+type externalPlugin struct {
+	info   pluginserver.PluginInfo
+	server *pluginServer
+}
+
+// pluginServer is one configured plugin server and whether its socket answers.
+type pluginServer struct {
+	def            config.PluginServer
+	ready          atomic.Bool
+	warnedNotReady atomic.Bool
+}
+
+// Gateway is one emulated Kong node.
+type Gateway struct {
+	env       config.Env
+	decl      *config.Declarative
+	servers   []*pluginServer
+	external  map[string]externalPlugin
+	errLog    *konglog.ErrorLog
+	accessLog *konglog.AccessLog
+	closers   []io.Closer
+	masterPID int
+	nodeID    string
+	workers   []*worker
+	nextConn  atomic.Uint64 // picks the worker of each new connection
+	nodeSeq   atomic.Int64  // ngx.shared.kong "plugins_iterator:__seq__"
+	stats     serverStats
+
+	cancel    context.CancelFunc
+	stopOnce  sync.Once
+	tasks     sync.WaitGroup
+	httpSrvs  []*http.Server
+	listeners map[string]net.Listener
+}
+
+// New prepares a node the way `kong start` does before nginx runs: it opens
+// the logs, queries the plugin servers and loads the declarative config.
+// Any error means the node must not start.
+func New(ctx context.Context, env config.Env, opts Options) (*Gateway, error) {
+	g := &Gateway{env: env, masterPID: os.Getpid(), external: map[string]externalPlugin{}, listeners: map[string]net.Listener{}}
+	if err := g.openLogs(opts); err != nil {
+		return nil, err
+	}
+	g.nodeID = stableNodeID(env)
+	if err := g.queryPluginServers(ctx); err != nil {
+		g.closeLogs()
+		return nil, err
+	}
+	decl, err := g.loadDeclarative()
+	if err != nil {
+		g.closeLogs()
+		return nil, err
+	}
+	g.decl = decl
+	return g, nil
+}
+
+// ErrorLog is the node's error log, for callers that report start failures.
+func (g *Gateway) ErrorLog() *konglog.ErrorLog { return g.errLog }
+
+func (g *Gateway) openLogs(opts Options) error {
+	errorOut, err := g.logWriter(opts.ErrorLog, g.env.ProxyErrorLog)
+	if err != nil {
+		return err
+	}
+	accessOut, err := g.logWriter(opts.AccessLog, g.env.ProxyAccessLog)
+	if err != nil {
+		return err
+	}
+	g.errLog = konglog.NewErrorLog(errorOut, g.env.LogLevel)
+	g.accessLog = konglog.NewAccessLog(accessOut)
+	return nil
+}
+
+// logWriter opens a log setting: /dev/stdout and /dev/stderr are the
+// process's own streams (a FROM-scratch image may lack /dev links), "off"
+// discards, anything else is appended to, relative to the prefix.
+func (g *Gateway) logWriter(override io.Writer, setting string) (io.Writer, error) {
+	switch {
+	case override != nil:
+		return override, nil
+	case setting == "/dev/stdout":
+		return os.Stdout, nil
+	case setting == "/dev/stderr":
+		return os.Stderr, nil
+	case setting == "off":
+		return io.Discard, nil
+	}
+	path := g.env.LogPath(setting)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("creating the log directory for %s: %w", path, err)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("opening log %s: %w", path, err)
+	}
+	g.closers = append(g.closers, f)
+	return f, nil
+}
+
+func (g *Gateway) closeLogs() {
+	for _, c := range g.closers {
+		c.Close()
+	}
+	g.closers = nil
+}
+
+// queryPluginServers runs each query command (Kong's ask_info).
+func (g *Gateway) queryPluginServers(ctx context.Context) error {
+	for _, def := range g.env.PluginServers {
+		g.masterLog(konglog.Debug, konglog.KongMessage("process.lua", 66, "", "search config for pluginserver named: "+def.Name))
+		server := &pluginServer{def: def}
+		g.servers = append(g.servers, server)
+		if def.QueryCommand == "" {
+			g.masterLog(konglog.Info, konglog.KongMessage("process.lua", 135, "", "No info query for "+def.Name))
+			continue
+		}
+		info, err := pluginserver.Query(ctx, def.QueryCommand)
+		if err != nil {
+			return err
+		}
+		if info.Protocol != pluginserver.ProtocolProtoBuf {
+			return fmt.Errorf("plugin server %q speaks %q: kong-sim implements only %q (go-pdk)", def.Name, info.Protocol, pluginserver.ProtocolProtoBuf)
+		}
+		for _, p := range info.Plugins {
+			if existing, dup := g.external[p.Name]; dup {
+				g.masterLog(konglog.Error, konglog.KongMessage("process.lua", 117, "", fmt.Sprintf(
+					"Duplicate plugin name [%s] by %s and %s", p.Name, existing.server.def.Name, def.Name)))
+				continue
+			}
+			g.external[p.Name] = externalPlugin{info: p, server: server}
+		}
+	}
+	return nil
+}
+
+// loadDeclarative checks KONG_PLUGINS against what is installed, then loads
+// the config with the enabled plugins as the known names.
+func (g *Gateway) loadDeclarative() (*config.Declarative, error) {
+	enabled := map[string]bool{}
+	bundled := map[string]bool{}
+	for _, name := range config.BundledPlugins {
+		bundled[name] = true
+	}
+	for _, name := range g.env.Plugins {
+		if _, external := g.external[name]; !external && !bundled[name] {
+			return nil, fmt.Errorf("%s plugin is enabled but not installed; no plugin server reports it "+
+				"(check KONG_PLUGINSERVER_NAMES and its _QUERY_CMD)", name)
+		}
+		enabled[name] = true
+	}
+	decl, err := config.LoadDeclarative(g.env.DeclarativeConfig, func(name string) bool { return enabled[name] })
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range decl.Plugins {
+		if _, external := g.external[p.Name]; external {
+			continue
+		}
+		if p.Name != requestTermination {
+			return nil, fmt.Errorf("bundled plugin '%s' is not implemented by kong-sim (only %s is)", p.Name, requestTermination)
+		}
+		if _, err := parseTermination(p.Config); err != nil {
+			return nil, fmt.Errorf("error parsing declarative config file %s: in plugin '%s' (%s): %w",
+				g.env.DeclarativeConfig, p.Name, p.ID, err)
+		}
+	}
+	return decl, nil
+}
+
+// Start binds the listeners, starts the workers and the plugin servers and
+// serves until Stop. Listen errors are returned before anything runs.
+func (g *Gateway) Start(ctx context.Context) error {
+	if err := g.listen(); err != nil {
+		return err
+	}
+	if err := writeRunFiles(g.env, g.masterPID); err != nil {
+		g.closeListeners()
+		return err
+	}
+	ctx, g.cancel = context.WithCancel(ctx)
+	g.logStartup()
+	g.startWorkers()
+	g.startPluginServers(ctx)
+	g.serve()
+	return nil
+}
+
+func (g *Gateway) listen() error {
+	addresses := map[string]string{"proxy": g.env.ProxyListen, "admin": g.env.AdminListen, "status": g.env.StatusListen}
+	for _, name := range []string{"proxy", "admin", "status"} {
+		if addresses[name] == "" {
+			continue
+		}
+		l, err := net.Listen("tcp", addresses[name])
+		if err != nil {
+			g.closeListeners()
+			return fmt.Errorf("bind() to %s failed (%s listener): %w", addresses[name], name, err)
+		}
+		g.listeners[name] = l
+	}
+	return nil
+}
+
+func (g *Gateway) closeListeners() {
+	for _, l := range g.listeners {
+		l.Close()
+	}
+}
+
+// Addr returns the bound address of the "proxy", "admin" or "status"
+// listener, or "" when it is off.
+func (g *Gateway) Addr(listener string) string {
+	if l, ok := g.listeners[listener]; ok {
+		return l.Addr().String()
+	}
+	return ""
+}
+
+func (g *Gateway) serve() {
+	handlers := map[string]http.Handler{
+		"proxy":  http.HandlerFunc(g.serveProxy),
+		"admin":  g.adminHandler(),
+		"status": g.statusHandler(),
+	}
+	for name, l := range g.listeners {
+		srv := &http.Server{Handler: handlers[name], ReadHeaderTimeout: 60 * time.Second}
+		if name == "proxy" {
+			srv.ConnContext = g.assignWorker
+			srv.ConnState = g.stats.track
+		}
+		g.httpSrvs = append(g.httpSrvs, srv)
+		g.tasks.Add(1)
+		go func(l net.Listener) {
+			defer g.tasks.Done()
+			_ = srv.Serve(l)
+		}(l)
+	}
+}
+
+func (g *Gateway) startPluginServers(ctx context.Context) {
+	timerConn := g.workers[0].nextConn()
+	for _, server := range g.servers {
+		if server.def.StartCommand == "" {
+			continue
+		}
+		supervisor := &pluginserver.Supervisor{
+			Server:       server.def,
+			RespawnDelay: time.Second,
+			Log: func(level konglog.Level, msg string) {
+				g.errLog.Log(level, g.workers[0].pid, konglog.Context{Conn: timerConn, Phase: "ngx.timer"}, msg)
+			},
+		}
+		g.tasks.Add(2)
+		go func() {
+			defer g.tasks.Done()
+			supervisor.Run(ctx)
+		}()
+		go func(server *pluginServer) {
+			defer g.tasks.Done()
+			if err := pluginserver.WaitReady(ctx, server.def.Socket, readyTimeout); err == nil {
+				server.ready.Store(true)
+			}
+		}(server)
+	}
+}
+
+// Stop shuts the node down: listeners, then the plugin servers (SIGTERM),
+// and waits for both; it is safe to call more than once.
+func (g *Gateway) Stop() {
+	g.stopOnce.Do(g.stop)
+}
+
+func (g *Gateway) stop() {
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, srv := range g.httpSrvs {
+		_ = srv.Shutdown(shutdown)
+	}
+	g.httpSrvs = nil
+	if g.cancel != nil {
+		g.cancel()
+	}
+	g.tasks.Wait()
+	for _, w := range g.workers {
+		w.closeClients()
+	}
+	removeRunFiles(g.env)
+	g.masterLog(konglog.Notice, "exit")
+	g.closeLogs()
+}
+
+func (g *Gateway) logStartup() {
+	g.masterLog(konglog.Notice, `using the "epoll" event method`)
+	g.masterLog(konglog.Notice, "openresty/1.21.4.2 (kong-sim)")
+	g.masterLog(konglog.Notice, fmt.Sprintf("kong-sim standing in for Kong %s, instance reuse model %q, %d workers",
+		g.env.Version, g.env.ReuseModel, g.env.Workers))
+	g.masterLog(konglog.Notice, "start worker processes")
+}
+
+// masterLog writes a line from the nginx master (no connection number).
+func (g *Gateway) masterLog(level konglog.Level, msg string) {
+	g.errLog.Log(level, g.masterPID, konglog.Context{}, msg)
+}
+
+// enabledPluginNames lists the plugin names the declarative config uses.
+func (g *Gateway) enabledPluginNames() []string {
+	seen := map[string]bool{}
+	var names []string
+	for _, p := range g.decl.Plugins {
+		if !seen[p.Name] {
+			seen[p.Name] = true
+			names = append(names, p.Name)
+		}
+	}
+	sort.Strings(names)
+	return names
+}

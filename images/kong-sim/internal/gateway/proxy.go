@@ -1,0 +1,341 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kong-plugin-matrix/kong-sim/internal/config"
+	"github.com/kong-plugin-matrix/kong-sim/internal/konglog"
+)
+
+const requestTermination = "request-termination"
+
+// priorities of the bundled plugins kong-sim runs (their handler.PRIORITY).
+var bundledPriority = map[string]int{requestTermination: 2}
+
+// connection is what a worker knows about an accepted client connection:
+// nginx numbers connections per worker, and every log line carries `*N`.
+type connection struct {
+	worker *worker
+	number int64
+}
+
+// request is the per-request state the PDK reads and writes.
+type request struct {
+	conn    *connection
+	http    *http.Request
+	started time.Time
+
+	mu      sync.Mutex
+	headers http.Header // response headers set by plugins
+	exit    *exitResponse
+}
+
+// exitResponse is a response produced by Kong itself (kong.response.exit).
+type exitResponse struct {
+	status  int
+	body    []byte
+	headers http.Header
+}
+
+func (g *Gateway) serveProxy(rw http.ResponseWriter, r *http.Request) {
+	g.stats.requests.Add(1)
+	conn, _ := r.Context().Value(workerKey{}).(*connection)
+	if conn == nil { // not accepted through assignWorker (cannot happen on the proxy listener)
+		conn = &connection{worker: g.workers[0], number: g.workers[0].nextConn()}
+	}
+	req := &request{conn: conn, http: r, started: time.Now(), headers: http.Header{}}
+	route, ok := g.match(r.URL.Path)
+	if !ok {
+		req.exitJSON(http.StatusNotFound, "no Route matched with those values")
+	} else {
+		g.runPlugins(req, route)
+	}
+	g.respond(rw, req)
+}
+
+// match finds the route with the longest prefix path matching path.
+func (g *Gateway) match(path string) (config.Route, bool) {
+	var best config.Route
+	bestLen := -1
+	for _, route := range g.decl.Routes {
+		for _, prefix := range route.Paths {
+			if strings.HasPrefix(path, prefix) && len(prefix) > bestLen {
+				best, bestLen = route, len(prefix)
+			}
+		}
+	}
+	return best, bestLen >= 0
+}
+
+// pluginsFor lists the plugins that apply to a route, the most specific
+// entity of each name winning (route over service over global), in the
+// order Kong runs them: highest priority first.
+func (g *Gateway) pluginsFor(route config.Route) []config.Plugin {
+	chosen := map[string]config.Plugin{}
+	for _, p := range g.decl.Plugins {
+		if !appliesTo(p, route) {
+			continue
+		}
+		if current, ok := chosen[p.Name]; !ok || specificity(p) > specificity(current) {
+			chosen[p.Name] = p
+		}
+	}
+	plugins := make([]config.Plugin, 0, len(chosen))
+	for _, p := range chosen {
+		plugins = append(plugins, p)
+	}
+	sort.Slice(plugins, func(i, j int) bool {
+		pi, pj := g.priority(plugins[i].Name), g.priority(plugins[j].Name)
+		if pi != pj {
+			return pi > pj
+		}
+		return plugins[i].Name < plugins[j].Name
+	})
+	return plugins
+}
+
+func appliesTo(p config.Plugin, route config.Route) bool {
+	switch {
+	case p.RouteID != "":
+		return p.RouteID == route.ID
+	case p.ServiceID != "":
+		return p.ServiceID == route.ServiceID
+	}
+	return true
+}
+
+func specificity(p config.Plugin) int {
+	switch {
+	case p.RouteID != "":
+		return 2
+	case p.ServiceID != "":
+		return 1
+	}
+	return 0
+}
+
+func (g *Gateway) priority(name string) int {
+	if ext, ok := g.external[name]; ok {
+		return ext.info.Priority
+	}
+	return bundledPriority[name]
+}
+
+// runPlugins runs the rewrite phase (global plugins only, as in Kong) and
+// the access phase; a plugin that ends the request stops its phase.
+func (g *Gateway) runPlugins(req *request, route config.Route) {
+	plugins := g.pluginsFor(route)
+	for _, phase := range []string{"rewrite", "access"} {
+		for _, p := range plugins {
+			if req.exited() {
+				return
+			}
+			if phase == "rewrite" && specificity(p) > 0 {
+				continue
+			}
+			g.runPlugin(req, p, phase)
+		}
+	}
+	if !req.exited() {
+		req.conn.worker.log(konglog.Error, req.logContext(), fmt.Sprintf(
+			"kong-sim does not proxy upstreams: route %s (%s) has no request-termination plugin", route.Name, route.ID))
+		req.exitJSON(http.StatusBadGateway, "An invalid response was received from the upstream server")
+	}
+}
+
+func (g *Gateway) runPlugin(req *request, p config.Plugin, phase string) {
+	if p.Name == requestTermination {
+		if phase == "access" {
+			term, _ := parseTermination(p.Config) // validated at load time
+			req.terminate(term)
+		}
+		return
+	}
+	ext, ok := g.external[p.Name]
+	if !ok || !contains(ext.info.Phases, phase) {
+		return
+	}
+	err := req.conn.worker.handleEvent(event{req: req, plugin: p, ext: ext, phase: phase})
+	if errors.Is(err, errStartFailed) {
+		// get_instance_id raises a Lua error: Kong answers 500.
+		req.exitJSON(http.StatusInternalServerError, "An unexpected error occurred")
+	}
+}
+
+func contains(list []string, want string) bool {
+	for _, s := range list {
+		if s == want {
+			return true
+		}
+	}
+	return false
+}
+
+// respond writes the response Kong produced and the access-log line.
+func (g *Gateway) respond(rw http.ResponseWriter, req *request) {
+	req.mu.Lock()
+	exit := req.exit
+	out := rw.Header()
+	for name, values := range req.headers {
+		out[name] = values
+	}
+	req.mu.Unlock()
+	for name, values := range exit.headers {
+		out[name] = values
+	}
+	out.Set("Content-Length", strconv.Itoa(len(exit.body)))
+	out.Set("X-Kong-Response-Latency", strconv.FormatInt(time.Since(req.started).Milliseconds(), 10))
+	out.Set("Server", g.env.ServerHeader())
+	rw.WriteHeader(exit.status)
+	_, _ = rw.Write(exit.body)
+	g.accessLog.Log(konglog.Access{
+		Client: req.clientIP(), At: req.started, RequestLine: req.requestLine(),
+		Status: exit.status, BodyBytes: len(exit.body),
+		Referer: req.http.Referer(), UserAgent: req.http.UserAgent(),
+	})
+}
+
+func (req *request) exited() bool {
+	req.mu.Lock()
+	defer req.mu.Unlock()
+	return req.exit != nil
+}
+
+func (req *request) setExit(exit *exitResponse) {
+	req.mu.Lock()
+	defer req.mu.Unlock()
+	if req.exit == nil {
+		req.exit = exit
+	}
+}
+
+// exitJSON is kong.response.exit(status, { message = message }).
+func (req *request) exitJSON(status int, message string) {
+	req.setExit(&exitResponse{status: status, body: kongJSON(map[string]string{"message": message}), headers: jsonContentType()})
+}
+
+func jsonContentType() http.Header {
+	return http.Header{"Content-Type": {"application/json; charset=utf-8"}}
+}
+
+// kongJSON encodes like lua-cjson: no HTML escaping, "/" escaped as "\/".
+func kongJSON(v any) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		panic(fmt.Sprintf("encoding a response body: %v", err))
+	}
+	return bytes.ReplaceAll(bytes.TrimSuffix(buf.Bytes(), []byte("\n")), []byte("/"), []byte(`\/`))
+}
+
+func (req *request) logContext() konglog.Context {
+	return konglog.Context{Conn: req.conn.number, Request: &konglog.Request{
+		Client: req.clientIP(), Request: req.requestLine(), Host: req.http.Host,
+	}}
+}
+
+func (req *request) clientIP() string {
+	host, _, err := net.SplitHostPort(req.http.RemoteAddr)
+	if err != nil {
+		return req.http.RemoteAddr
+	}
+	return host
+}
+
+func (req *request) requestLine() string {
+	return req.http.Method + " " + req.http.RequestURI + " " + req.http.Proto
+}
+
+// termination is a validated request-termination config.
+type termination struct {
+	status      int
+	message     string
+	hasMessage  bool
+	body        string
+	hasBody     bool
+	contentType string
+}
+
+// parseTermination validates a request-termination config with the rules
+// of its schema; echo and trigger are refused, kong-sim does not do them.
+func parseTermination(cfg map[string]any) (termination, error) {
+	t := termination{status: 503}
+	if v, ok := cfg["status_code"]; ok && v != nil {
+		n, ok := v.(int)
+		if !ok || n < 100 || n > 599 {
+			return t, fmt.Errorf("in 'config.status_code': value should be between 100 and 599")
+		}
+		t.status = n
+	}
+	var err error
+	if t.message, t.hasMessage, err = optionalString(cfg, "message"); err != nil {
+		return t, err
+	}
+	if t.body, t.hasBody, err = optionalString(cfg, "body"); err != nil {
+		return t, err
+	}
+	contentType, hasContentType, err := optionalString(cfg, "content_type")
+	if err != nil {
+		return t, err
+	}
+	t.contentType = contentType
+	if t.hasMessage && (t.hasBody || hasContentType) {
+		return t, fmt.Errorf("message cannot be used with content_type or body")
+	}
+	for _, unsupported := range []string{"echo", "trigger"} {
+		if v, ok := cfg[unsupported]; ok && v != nil && v != false {
+			return t, fmt.Errorf("in 'config.%s': not implemented by kong-sim", unsupported)
+		}
+	}
+	return t, nil
+}
+
+func optionalString(cfg map[string]any, field string) (string, bool, error) {
+	v, ok := cfg[field]
+	if !ok || v == nil {
+		return "", false, nil
+	}
+	s, ok := v.(string)
+	if !ok {
+		return "", false, fmt.Errorf("in 'config.%s': expected a string", field)
+	}
+	return s, true, nil
+}
+
+// defaultMessages is request-termination's DEFAULT_RESPONSE.
+var defaultMessages = map[int]string{
+	401: "Unauthorized", 404: "Not found", 405: "Method not allowed",
+	500: "An unexpected error occurred", 502: "Bad Gateway", 503: "Service unavailable",
+}
+
+// terminate is request-termination's access handler.
+func (req *request) terminate(t termination) {
+	if t.hasBody {
+		headers := http.Header{}
+		if t.contentType != "" {
+			headers.Set("Content-Type", t.contentType)
+		}
+		req.setExit(&exitResponse{status: t.status, body: []byte(t.body), headers: headers})
+		return
+	}
+	message, ok := t.message, t.hasMessage
+	if !ok {
+		message, ok = defaultMessages[t.status]
+	}
+	if !ok {
+		req.setExit(&exitResponse{status: t.status})
+		return
+	}
+	req.exitJSON(t.status, message)
+}

@@ -1,0 +1,154 @@
+package pluginserver
+
+import (
+	"errors"
+	"net"
+	"path/filepath"
+	"testing"
+
+	pb "github.com/Kong/go-pdk/server/kong_plugin_protocol"
+	"google.golang.org/protobuf/proto"
+)
+
+// fakeServer is the plugin side of one connection, scripted by the test.
+func fakeServer(t *testing.T, script func(conn net.Conn)) string {
+	t.Helper()
+	socket := filepath.Join(t.TempDir(), "fake.socket")
+	l, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		conn, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		script(conn)
+	}()
+	return socket
+}
+
+func readCall(t *testing.T, conn net.Conn) *pb.RpcCall {
+	data, err := readFrame(conn)
+	if err != nil {
+		t.Error(err)
+		return nil
+	}
+	var call pb.RpcCall
+	if err := proto.Unmarshal(data, &call); err != nil {
+		t.Error(err)
+	}
+	return &call
+}
+
+func writeReturn(t *testing.T, conn net.Conn, ret *pb.RpcReturn) {
+	data, _ := proto.Marshal(ret)
+	if err := writeFrame(conn, data); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestHandleEventAnswersPDKCalls(t *testing.T) {
+	replies := make(chan []byte, 1)
+	socket := fakeServer(t, func(conn net.Conn) {
+		call := readCall(t, conn)
+		if call.GetCmdHandleEvent().GetEventName() != "access" {
+			t.Errorf("call %v", call)
+		}
+		_ = writeFrame(conn, []byte("kong.request.get_path"))
+		_ = writeFrame(conn, nil)
+		reply, _ := readFrame(conn)
+		replies <- reply
+		_ = writeFrame(conn, nil) // end of event
+		writeReturn(t, conn, &pb.RpcReturn{Sequence: call.Sequence})
+	})
+	var asked string
+	err := NewClient(socket).HandleEvent(7, "access", func(method string, _ []byte) ([]byte, error) {
+		asked = method
+		return []byte("pong"), nil
+	})
+	if err != nil || asked != "kong.request.get_path" || string(<-replies) != "pong" {
+		t.Fatalf("err %v, asked %q", err, asked)
+	}
+}
+
+func TestFailedPDKCallDropsTheConnection(t *testing.T) {
+	pluginSaw := make(chan error, 1)
+	socket := fakeServer(t, func(conn net.Conn) {
+		readCall(t, conn)
+		_ = writeFrame(conn, []byte("kong.nope"))
+		_ = writeFrame(conn, nil)
+		_, err := readFrame(conn) // what go-pdk's bridge sees
+		pluginSaw <- err
+	})
+	err := NewClient(socket).HandleEvent(7, "access", func(method string, _ []byte) ([]byte, error) {
+		return nil, errors.New(`method "kong.nope" not found`)
+	})
+	if err == nil || err.Error() != `method "kong.nope" not found` {
+		t.Fatalf("err %v", err)
+	}
+	if got := <-pluginSaw; !errors.Is(got, ErrClosed) {
+		t.Fatalf("the plugin read %v, want the connection closed", got)
+	}
+}
+
+func TestServerClosingIsReportedAsClosed(t *testing.T) {
+	socket := fakeServer(t, func(conn net.Conn) {
+		readCall(t, conn) // go-pdk: "no plugin instance N", then it closes
+	})
+	err := NewClient(socket).HandleEvent(15, "access", func(string, []byte) ([]byte, error) { return nil, nil })
+	if !errors.Is(err, ErrClosed) || err.Error() != "closed" {
+		t.Fatalf("err %v, want closed", err)
+	}
+}
+
+func TestStartInstanceReturnsTheStatus(t *testing.T) {
+	socket := fakeServer(t, func(conn net.Conn) {
+		call := readCall(t, conn)
+		if string(call.GetCmdStartInstance().GetConfig()) != `{"__seq__":3}` {
+			t.Errorf("config %q", call.GetCmdStartInstance().GetConfig())
+		}
+		writeReturn(t, conn, &pb.RpcReturn{Sequence: call.Sequence, Return: &pb.RpcReturn_InstanceStatus{
+			InstanceStatus: &pb.InstanceStatus{Name: "p", InstanceId: 3},
+		}})
+	})
+	status, err := NewClient(socket).StartInstance("p", []byte(`{"__seq__":3}`))
+	if err != nil || status.InstanceId != 3 {
+		t.Fatalf("status %v err %v", status, err)
+	}
+}
+
+func TestConnectFailureIsAConnectError(t *testing.T) {
+	err := NewClient(filepath.Join(t.TempDir(), "missing.socket")).CloseInstance(1)
+	var connectErr *ConnectError
+	if !errors.As(err, &connectErr) {
+		t.Fatalf("err %v", err)
+	}
+}
+
+func TestKongMethodNames(t *testing.T) {
+	methods := KongMethods()
+	for _, name := range []string{"kong.log.debug", "kong.response.set_header", "kong.ctx.shared.get", "kong.request.get_uri_captures"} {
+		if !methods[name] {
+			t.Errorf("%s missing", name)
+		}
+	}
+	if methods["kong.Response.SetHeader"] || len(methods) < 50 {
+		t.Errorf("unexpected names (%d)", len(methods))
+	}
+}
+
+func TestDecodeInfo(t *testing.T) {
+	info, err := decodeInfo("x -dump", []byte(`{"Protocol":"ProtoBuf:1","Plugins":[{"Name":"example-plugin","Phases":["access"],"Priority":1000}]}`))
+	if err != nil || info.Protocol != ProtocolProtoBuf || info.Plugins[0].Priority != 1000 || info.Plugins[0].Phases[0] != "access" {
+		t.Fatalf("info %+v err %v", info, err)
+	}
+	if info, err := decodeInfo("x", []byte(`[{"Name":"old"}]`)); err != nil || info.Protocol != "MsgPack:1" {
+		t.Fatalf("array form: %+v %v", info, err)
+	}
+	if _, err := decodeInfo("x", []byte("not json")); err == nil {
+		t.Fatal("accepted garbage")
+	}
+}
