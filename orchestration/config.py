@@ -111,7 +111,7 @@ def resolve(
     kind: Callable[[str], N],
     environ: Mapping[str, str] | None = None,
 ) -> N:
-    """The flag's text, else `KPM_<OPTION>` from the environment, else the default; range-checked."""
+    """The flag's text, else `KPM_<OPTION>` from the environment, else the default; checked."""
     env = os.environ if environ is None else environ
     raw = flag if flag is not None else env.get(ENV_PREFIX + option.upper())
     value = default if raw is None else parse_number(option, raw, kind)

@@ -78,7 +78,10 @@ def _stack_spec(target: Target, config: RunConfig, version_dir: Path) -> StackSp
         kong_image=kong_image,
         go_image=go_image,
         image_tag=plugin_image_tag(
-            folder_name(target.label), sim=config.sim, repo_root=config.repo_root
+            folder_name(target.label),
+            sim=config.sim,
+            repo_root=config.repo_root,
+            base_images=(kong_image, go_image),
         ),
         workers=config.workers,
         project_name=project_name_for(config.run_id, target.label),

@@ -1,4 +1,4 @@
-"""Pipeline wiring without Docker: rows, verdicts, error rows, interrupts, the header cross-check."""
+"""Pipeline wiring without Docker: rows, verdicts, error rows, interrupts, the header check."""
 
 from __future__ import annotations
 
@@ -45,8 +45,14 @@ def _config(tmp_path: Path, *versions: str) -> RunConfig:
 
 def test_row_counts_only_the_load() -> None:
     config_row = VersionResult(
-        version="3.4.1.0", image="i", simulated=True, status="ok", error=None,
-        expected="affected", verdict="error", matches_changelog=None,
+        version="3.4.1.0",
+        image="i",
+        simulated=True,
+        status="ok",
+        error=None,
+        expected="affected",
+        verdict="error",
+        matches_changelog=None,
     )
     load = LoadResult(requests=1000, failures=0, rps=500.0, p50_ms=3.0, p95_ms=9.0, duration_s=2.0)
     measurement = pipeline.Measurement(_signals(5), _signals(2005), load, plugin_counter=2005)
@@ -92,7 +98,8 @@ def test_interrupt_keeps_finished_rows_and_marks_the_rest(
     config = _config(tmp_path, "3.4.0.0", "3.4.1.0", "3.6.0.0")
     finished = replace(
         pipeline._base_row(config.targets[0], config, tmp_path),
-        verdict="stable", new_calls_per_request=0.0,
+        verdict="stable",
+        new_calls_per_request=0.0,
     )
 
     def fake_measure(target: object, _config: RunConfig) -> VersionResult:

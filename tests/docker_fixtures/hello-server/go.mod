@@ -1,0 +1,3 @@
+module github.com/kong-plugin-matrix/hello-server
+
+go 1.21

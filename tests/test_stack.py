@@ -1,0 +1,382 @@
+"""Tests for orchestration/stack.py.
+
+The Docker tests run a real Compose project whose image is the hello-server
+fixture (tests/docker_fixtures/): a static Go binary built here with the host's Go,
+in a FROM-scratch image, so nothing is pulled. It answers on the same ports and
+paths as Kong with our plugin.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from python_on_whales import DockerClient
+
+from orchestration.errors import EnvironmentProblem, ImageUnavailable, ReadyTimeout
+from orchestration.stack import (
+    DEFAULT_COMPOSE_FILE,
+    LABEL,
+    PLUGIN_IMAGE_INPUTS,
+    RUN_LABEL,
+    Stack,
+    StackSpec,
+    check_docker,
+    compose_client,
+    plugin_image_tag,
+    project_name_for,
+    sources_digest,
+    write_env_file,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "docker_fixtures"
+HELLO_SERVER = FIXTURES / "hello-server"
+FIXTURE_COMPOSE = FIXTURES / "compose.yaml"
+PROJECT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+DOCKER_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+# --- no Docker needed -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("run_id", "version"),
+    [
+        ("20240101T120000", "3.4.1.0"),
+        ("Run.With.Dots", "3.5.0.1"),
+        ("abc", "kong/kong-gateway:3.4.0.0"),
+        ("x", "..3.6.1.."),
+    ],
+)
+def test_project_name_for_is_a_valid_compose_name(run_id: str, version: str) -> None:
+    name = project_name_for(run_id, version)
+
+    assert "." not in name
+    assert PROJECT_NAME.fullmatch(name), name
+
+
+def test_project_name_for_tells_versions_apart() -> None:
+    names = {project_name_for("run1", version) for version in ("3.4.0.0", "3.4.1.0", "3.4.1.1")}
+
+    assert len(names) == 3
+
+
+def _copy_plugin_inputs(repo_root: Path) -> None:
+    for relative in PLUGIN_IMAGE_INPUTS:
+        source = REPO_ROOT / relative
+        target = repo_root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target)
+        else:
+            shutil.copy2(source, target)
+
+
+def test_plugin_image_tag_follows_plugin_sources(tmp_path: Path) -> None:
+    _copy_plugin_inputs(tmp_path)
+    before = plugin_image_tag("3.4.1.0", sim=False, repo_root=tmp_path)
+
+    (tmp_path / "README.md").write_text("not an input of the image\n")
+    (tmp_path / "plugins" / "example-plugin" / "__pycache__").mkdir()
+    (tmp_path / "plugins" / "example-plugin" / "__pycache__" / "x.pyc").write_bytes(b"\0")
+    unchanged = plugin_image_tag("3.4.1.0", sim=False, repo_root=tmp_path)
+
+    main_go = tmp_path / "plugins" / "example-plugin" / "main.go"
+    main_go.write_text(main_go.read_text() + "\n// an edit\n")
+    after_edit = plugin_image_tag("3.4.1.0", sim=False, repo_root=tmp_path)
+
+    assert unchanged == before
+    assert after_edit != before
+    assert before.startswith("kong-plugin-matrix:3.4.1.0-")
+    assert DOCKER_TAG.fullmatch(before.split(":", 1)[1])
+
+
+def test_plugin_image_tag_follows_dockerfile_and_config(tmp_path: Path) -> None:
+    _copy_plugin_inputs(tmp_path)
+    before = plugin_image_tag("3.4.1.0", sim=False, repo_root=tmp_path)
+    (tmp_path / "images" / "kong.yml").write_text("_format_version: '3.0'\n")
+    after_config = plugin_image_tag("3.4.1.0", sim=False, repo_root=tmp_path)
+    (tmp_path / "images" / "Dockerfile").write_text("FROM scratch\n")
+    after_dockerfile = plugin_image_tag("3.4.1.0", sim=False, repo_root=tmp_path)
+
+    assert len({before, after_config, after_dockerfile}) == 3
+
+
+def test_plugin_image_tag_marks_sim_images_and_their_bases(tmp_path: Path) -> None:
+    _copy_plugin_inputs(tmp_path)
+    real = plugin_image_tag("3.4.1.0", sim=False, repo_root=tmp_path)
+    sim = plugin_image_tag("3.4.1.0", sim=True, repo_root=tmp_path)
+    sim_other_base = plugin_image_tag(
+        "3.4.1.0", sim=True, repo_root=tmp_path, base_images=["kong-sim:other"]
+    )
+    (tmp_path / "images" / "kong-sim").mkdir()
+    (tmp_path / "images" / "kong-sim" / "main.go").write_text("package main\n")
+    sim_after_sim_edit = plugin_image_tag("3.4.1.0", sim=True, repo_root=tmp_path)
+    real_after_sim_edit = plugin_image_tag("3.4.1.0", sim=False, repo_root=tmp_path)
+
+    assert sim.startswith("kong-plugin-matrix:3.4.1.0-sim-")
+    assert len({real, sim, sim_other_base, sim_after_sim_edit}) == 4
+    assert real_after_sim_edit == real
+
+
+def test_plugin_image_tag_makes_image_references_tag_safe(tmp_path: Path) -> None:
+    _copy_plugin_inputs(tmp_path)
+
+    tag = plugin_image_tag("kong/kong-gateway:3.4.1.0", sim=False, repo_root=tmp_path)
+
+    assert DOCKER_TAG.fullmatch(tag.split(":", 1)[1]), tag
+
+
+def test_sources_digest_sees_renames(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("same")
+    before = sources_digest(tmp_path, ["a.txt", "b.txt"])
+    (tmp_path / "a.txt").rename(tmp_path / "b.txt")
+
+    assert sources_digest(tmp_path, ["a.txt", "b.txt"]) != before
+
+
+def test_check_docker_names_the_missing_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+
+    with pytest.raises(EnvironmentProblem, match="docker CLI is not on PATH"):
+        check_docker()
+
+
+# --- Docker -----------------------------------------------------------------------------
+
+
+def _labelled(run_id: str) -> tuple[list[str], list[str]]:
+    """Names of the containers and networks carrying this run's label."""
+    docker = DockerClient()
+    containers = docker.container.list(all=True, filters=[("label", f"{RUN_LABEL}={run_id}")])
+    networks = docker.network.list(filters=[("label", f"{RUN_LABEL}={run_id}")])
+    return [c.name for c in containers], [n.name for n in networks]
+
+
+@pytest.fixture(scope="module")
+def fixture_context(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A build folder with the hello-server binary (host Go, static) and its Dockerfile."""
+    context = tmp_path_factory.mktemp("hello-server-context")
+    subprocess.run(
+        ["go", "build", "-o", str(context / "hello-server"), "."],
+        cwd=HELLO_SERVER,
+        env={**os.environ, "CGO_ENABLED": "0"},
+        check=True,
+        timeout=300,
+    )
+    shutil.copy2(HELLO_SERVER / "Dockerfile", context / "Dockerfile")
+    return context
+
+
+@pytest.fixture(scope="module")
+def fixture_image(fixture_context: Path) -> Iterator[str]:
+    """The fixture's image tag; the first Stack builds it, the module removes it at the end."""
+    digest = sources_digest(FIXTURES, ["hello-server"])
+    tag = f"kong-plugin-matrix/test-hello-server:{digest}-{uuid.uuid4().hex[:6]}"
+    yield tag
+    docker = DockerClient()
+    if docker.image.exists(tag):
+        docker.image.remove(tag, force=True)
+
+
+def _fixture_spec(tmp_path: Path, image: str, *, compose_file: Path = FIXTURE_COMPOSE) -> StackSpec:
+    run_id = f"test-{uuid.uuid4().hex[:10]}"
+    return StackSpec(
+        version="fixture.1",
+        kong_image="unused",
+        go_image="unused",
+        image_tag=image,
+        workers=1,
+        project_name=project_name_for(run_id, "fixture.1"),
+        run_id=run_id,
+        env_file=tmp_path / "compose.env",
+        compose_file=compose_file,
+    )
+
+
+@pytest.fixture
+def fixture_env(monkeypatch: pytest.MonkeyPatch, fixture_context: Path) -> pytest.MonkeyPatch:
+    monkeypatch.setenv("KPM_FIXTURE_CONTEXT", str(fixture_context))
+    monkeypatch.setenv("KPM_FIXTURE_MODE", "ready")
+    return monkeypatch
+
+
+@pytest.mark.docker
+def test_check_docker_passes_here() -> None:
+    check_docker()
+
+
+@pytest.mark.docker
+def test_stack_comes_up_on_loopback_and_saves_logs(
+    tmp_path: Path, fixture_env: pytest.MonkeyPatch, fixture_image: str
+) -> None:
+    spec = _fixture_spec(tmp_path, fixture_image)
+
+    with Stack(spec) as stack:
+        stack.wait_ready(timeout_s=60)
+        with urllib.request.urlopen(f"{stack.proxy_url}/hello", timeout=5) as response:
+            marker = response.headers.get("X-Example-Message")
+        echoed = stack.exec(["/usr/local/bin/hello-server", "echo", "from", "exec"])
+        log_text = stack.log_text()
+        saved = stack.save_logs(tmp_path / "logs" / "kong.log")
+        containers, networks = _labelled(spec.run_id)
+        bindings = DockerClient().container.inspect(containers[0]).network_settings.ports
+        proxy_url, admin_url = stack.proxy_url, stack.admin_url
+
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+", proxy_url)
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+", admin_url)
+    assert proxy_url != admin_url
+    assert bindings is not None
+    host_ips = {binding["HostIp"] for port in bindings.values() for binding in port or []}
+    assert host_ips == {"127.0.0.1"}
+    assert marker == "New() calls: 1"
+    assert echoed.strip() == "from exec"
+    assert 'fixture: starting in mode "ready"' in log_text
+    assert '"GET /hello" 200' in log_text
+    assert "kong-1" not in log_text  # no Compose prefix
+    saved_text = saved.read_text()
+    assert '"GET /hello" 200' in saved_text
+    assert "kong-1" not in saved_text
+    assert len(containers) == 1
+    assert len(networks) == 1
+    assert _labelled(spec.run_id) == ([], [])
+    assert f"KPM_RUN_ID={spec.run_id}" in spec.env_file.read_text()
+
+
+@pytest.mark.docker
+def test_ready_timeout_quotes_the_log(
+    tmp_path: Path, fixture_env: pytest.MonkeyPatch, fixture_image: str
+) -> None:
+    fixture_env.setenv("KPM_FIXTURE_MODE", "silent")
+    spec = _fixture_spec(tmp_path, fixture_image)
+
+    with Stack(spec) as stack:
+        started = time.monotonic()
+        with pytest.raises(ReadyTimeout) as raised:
+            stack.wait_ready(timeout_s=3)
+        waited = time.monotonic() - started
+
+    assert "X-Example-Message" in str(raised.value)
+    assert "container health: " in str(raised.value)
+    assert any("without X-Example-Message" in line for line in raised.value.last_log_lines)
+    assert len(raised.value.last_log_lines) <= 20
+    assert 3 <= waited < 15
+    assert _labelled(spec.run_id) == ([], [])
+
+
+@pytest.mark.docker
+def test_exited_container_fails_at_once_with_its_exit_code(
+    tmp_path: Path, fixture_env: pytest.MonkeyPatch, fixture_image: str
+) -> None:
+    fixture_env.setenv("KPM_FIXTURE_MODE", "exit")
+    spec = _fixture_spec(tmp_path, fixture_image)
+
+    started = time.monotonic()
+    with pytest.raises(ReadyTimeout) as raised, Stack(spec) as stack:
+        stack.wait_ready(timeout_s=120)
+
+    assert time.monotonic() - started < 60
+    assert "exited with code 3" in str(raised.value)
+    assert any("exiting with code 3" in line for line in raised.value.last_log_lines)
+    assert _labelled(spec.run_id) == ([], [])
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_teardown_runs_when_the_block_raises(
+    tmp_path: Path,
+    fixture_env: pytest.MonkeyPatch,
+    fixture_image: str,
+    error: type[BaseException],
+) -> None:
+    spec = _fixture_spec(tmp_path, fixture_image)
+    seen_inside: tuple[list[str], list[str]] = ([], [])
+
+    with pytest.raises(error, match="boom"), Stack(spec):
+        seen_inside = _labelled(spec.run_id)
+        raise error("boom")
+
+    assert len(seen_inside[0]) == 1
+    assert len(seen_inside[1]) == 1
+    assert _labelled(spec.run_id) == ([], [])
+
+
+@pytest.mark.docker
+def test_keep_leaves_the_stack_running(
+    tmp_path: Path, fixture_env: pytest.MonkeyPatch, fixture_image: str
+) -> None:
+    spec = _fixture_spec(tmp_path, fixture_image)
+    try:
+        with Stack(spec, keep=True):
+            pass
+        kept = _labelled(spec.run_id)
+    finally:
+        compose_client(spec.compose_file, spec.project_name, spec.env_file).compose.down(
+            volumes=True, remove_orphans=True, quiet=True
+        )
+
+    assert len(kept[0]) == 1
+    assert _labelled(spec.run_id) == ([], [])
+
+
+@pytest.mark.docker
+def test_failed_build_raises_image_unavailable(
+    tmp_path: Path, fixture_env: pytest.MonkeyPatch
+) -> None:
+    empty_context = tmp_path / "context"
+    empty_context.mkdir()
+    shutil.copy2(HELLO_SERVER / "Dockerfile", empty_context / "Dockerfile")  # binary missing
+    fixture_env.setenv("KPM_FIXTURE_CONTEXT", str(empty_context))
+    image = f"kong-plugin-matrix/test-broken:{uuid.uuid4().hex[:8]}"
+    spec = _fixture_spec(tmp_path, image)
+
+    with pytest.raises(ImageUnavailable) as raised, Stack(spec):
+        pass
+
+    assert image in str(raised.value)
+    assert "hello-server" in str(raised.value)  # the build's own complaint is quoted
+    assert not DockerClient().image.exists(image)
+    assert _labelled(spec.run_id) == ([], [])
+
+
+@pytest.mark.docker
+def test_images_compose_file_publishes_only_on_loopback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The shell's KPM_* must not override the stack's env file.
+    monkeypatch.setenv("KPM_WORKERS", "7")
+    monkeypatch.setenv("KPM_RUN_ID", "from-the-shell")
+    spec = _fixture_spec(
+        tmp_path, "kong-plugin-matrix:config-check", compose_file=DEFAULT_COMPOSE_FILE
+    )
+    write_env_file(spec.env_file, spec.compose_variables())
+    client = compose_client(
+        spec.compose_file, spec.project_name, spec.env_file, spec.compose_variables()
+    )
+
+    config = client.compose.config(return_json=True)
+
+    kong = config["services"]["kong"]
+    assert {port["host_ip"] for port in kong["ports"]} == {"127.0.0.1"}
+    assert {port["target"] for port in kong["ports"]} == {8000, 8001}
+    assert all(not port.get("published") for port in kong["ports"])  # ephemeral
+    assert kong["labels"] == {LABEL: "1", RUN_LABEL: spec.run_id}
+    assert config["networks"]["default"]["labels"][RUN_LABEL] == spec.run_id
+    assert not kong.get("privileged")
+    assert not kong.get("volumes")
+    assert kong["image"] == spec.image_tag
+    assert kong["build"]["args"] == {"GO_IMAGE": "unused", "KONG_IMAGE": "unused"}
+    assert kong["environment"]["KONG_NGINX_WORKER_PROCESSES"] == "1"
+    assert kong["environment"]["KONG_PLUGINS"] == "bundled,example-plugin"
+    assert kong["healthcheck"]["test"] == ["CMD", "kong", "health"]
