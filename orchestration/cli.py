@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
@@ -28,7 +29,7 @@ from orchestration.config import (
     parse_number,
     resolve,
 )
-from orchestration.errors import Interrupted, MatrixError, UsageError
+from orchestration.errors import MatrixError, UsageError
 from orchestration.report import RunResult, VersionResult
 from orchestration.versions import Target
 
@@ -168,8 +169,19 @@ def config_from(args: argparse.Namespace) -> RunConfig:
         parallel=resolve("parallel", args.parallel, 1, int),
         keep=args.keep,
         sim=args.sim or args.command == "selftest",
-        go_image=args.go_image or os.environ.get("KPM_GO_IMAGE", DEFAULT_GO_IMAGE),
+        go_image=_checked_image(
+            "--go-image", args.go_image or os.environ.get("KPM_GO_IMAGE", DEFAULT_GO_IMAGE)
+        ),
     )
+
+
+def _checked_image(option: str, image: str) -> str:
+    """An image reference for an option, held to the same rule as --image."""
+    try:
+        versions.target_for_image(image)
+    except UsageError as error:
+        raise UsageError(f"{option}: {error}") from None
+    return image
 
 
 def _announce(row: VersionResult) -> None:
@@ -186,14 +198,21 @@ def _print_run(run: RunResult, run_dir: Path) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from orchestration import pipeline
+    from orchestration.load import require_free_port
+    from orchestration.sim import check_host_tools
     from orchestration.stack import check_docker
 
     config = config_from(args)
+    web_port = None
+    if args.command == "ui":  # a taken port is known before anything is built
+        web_port = BOUNDS["web_port"].check(parse_number("web_port", args.web_port, int))
+        require_free_port(web_port)
     check_docker()
+    if config.sim:
+        check_host_tools()
     if args.command == "selftest":
         return _selftest(config)
-    if args.command == "ui":
-        web_port = BOUNDS["web_port"].check(parse_number("web_port", args.web_port, int))
+    if web_port is not None:
         run = pipeline.run_ui(config, web_port)
     else:
         run = pipeline.run_matrix(config, announce=_announce)
@@ -302,17 +321,30 @@ _COMMANDS = {
 
 
 def _raise_interrupted(signal_number: int, _frame: FrameType | None) -> None:
+    from orchestration.errors import Interrupted
+
     raise Interrupted(signal_number)
+
+
+def _show_progress() -> None:
+    """Stage progress (building, waiting, sending, tearing down) as `kpm:` lines on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("kpm: %(message)s"))
+    logger = logging.getLogger("orchestration")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_interrupted)
+    _show_progress()
     try:
         return _COMMANDS[args.command](args)
     except KeyboardInterrupt:
-        print("interrupted (Ctrl-C); finished results are on disk", file=sys.stderr)
+        print("interrupted by SIGINT (Ctrl-C); every stack started was torn down", file=sys.stderr)
         return 130
     except MatrixError as error:
-        print(f"error: {error}", file=sys.stderr)
+        prefix = "" if error.exit_code > 128 else "error: "  # an interrupt is no error
+        print(f"{prefix}{error}", file=sys.stderr)
         return error.exit_code

@@ -35,7 +35,8 @@ class Bound:
     def check(self, value: N) -> N:
         if not self.low <= value <= self.high:
             raise UsageError(
-                f"{self.option} must be between {_fmt(self.low)} and {_fmt(self.high)}, got {value}"
+                f"{self.option} must be between {_fmt(self.low)} and {_fmt(self.high)}, "
+                f"got {_fmt(value)}"
             )
         return value
 

@@ -26,7 +26,14 @@ class StackError(MatrixError):
 
 
 class ImageUnavailable(StackError):
-    """A base image could not be pulled or built (missing tag, no registry)."""
+    """A base image could not be pulled or built (missing tag, no registry).
+
+    `build_output` holds the build's own lines, for a log file next to the results.
+    """
+
+    def __init__(self, message: str, build_output: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.build_output = build_output
 
 
 class ReadyTimeout(StackError):
@@ -44,7 +51,13 @@ class LoadError(MatrixError):
 class Interrupted(MatrixError):
     """The run was stopped by SIGINT or SIGTERM; `signal_number` says which."""
 
-    def __init__(self, signal_number: int) -> None:
-        super().__init__(f"interrupted by signal {signal_number}")
+    def __init__(self, signal_number: int, message: str | None = None) -> None:
+        super().__init__(message or f"interrupted by {signal_name(signal_number)}")
         self.signal_number = signal_number
         self.exit_code = 128 + signal_number
+
+
+def signal_name(signal_number: int) -> str:
+    """`SIGINT (Ctrl-C)`, `SIGTERM`, or `signal N`."""
+    names = {2: "SIGINT (Ctrl-C)", 15: "SIGTERM"}
+    return names.get(signal_number, f"signal {signal_number}")

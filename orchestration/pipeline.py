@@ -3,27 +3,54 @@
 Each version's outcome becomes a row, whatever happens: a failure is an `error` row with the
 reason, an interrupt an `interrupted` row, and the results files are rewritten after every row so
 nothing already measured is lost.
+
+Interrupts: in the main thread Ctrl-C arrives as KeyboardInterrupt wherever the run is, and every
+`Stack` tears itself down on the way out. With `--parallel`, worker threads never see signals: the
+main thread sets a shared `Cancel`, stops the builds and Locust processes the workers wait on, and
+waits (signals held) until every worker has torn its stack down.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import signal
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+from python_on_whales import DockerException
 
 from orchestration import report
 from orchestration.collect import Signals, collect_file, collect_lines
 from orchestration.config import RunConfig
-from orchestration.errors import Interrupted, MatrixError, ReadyTimeout
+from orchestration.errors import (
+    ImageUnavailable,
+    Interrupted,
+    MatrixError,
+    ReadyTimeout,
+    StackError,
+    UsageError,
+    signal_name,
+)
 from orchestration.load import LoadResult, LoadShortfall, parse_stats_csv, run_load, run_web_ui
 from orchestration.report import RunResult, VersionResult
 from orchestration.sim import build_sim_images
-from orchestration.stack import Stack, StackSpec, plugin_image_tag, project_name_for
+from orchestration.stack import (
+    Stack,
+    StackSpec,
+    plugin_image_tag,
+    project_name_for,
+    signal_descendants,
+    signals_held,
+)
 from orchestration.versions import Target
+
+LOGGER = logging.getLogger(__name__)
 
 LOG_SETTLE_S = 15.0  # how long to wait for Docker to deliver the load's last log lines
 LOG_POLL_S = 0.25
@@ -33,6 +60,28 @@ COUNTER_HEADER = "X-Example-Message"
 # Loopback only, and never through an HTTP proxy a user may have configured.
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _COUNTER_RE = re.compile(r"New\(\) calls: (\d+)")
+
+
+class Cancel:
+    """A run-wide stop flag that worker threads check between stages."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.signal_number = signal.SIGINT.value
+
+    def set(self, signal_number: int) -> None:
+        self.signal_number = signal_number
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def raise_if_set(self) -> None:
+        if self._event.is_set():
+            raise Interrupted(self.signal_number)
+
+
+NEVER_CANCELLED = Cancel()
 
 
 @dataclass(frozen=True)
@@ -65,6 +114,7 @@ def _base_row(target: Target, config: RunConfig, version_dir: Path) -> VersionRe
 
 
 def _stack_spec(target: Target, config: RunConfig, version_dir: Path) -> StackSpec:
+    LOGGER.info("%s: preparing images", target.label)
     kong_image, go_image = target.image, config.go_image
     if config.sim:
         if target.version is None:
@@ -114,9 +164,13 @@ def read_plugin_counter(proxy_url: str, path: str = "/hello") -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _measure(stack: Stack, config: RunConfig, version_dir: Path) -> Measurement:
-    stack.wait_ready(config.ready_timeout_s)
+def _measure(stack: Stack, config: RunConfig, version_dir: Path, cancel: Cancel) -> Measurement:
+    label = stack.spec.version
+    LOGGER.info("%s: waiting for Kong (at most %.0fs)", label, config.ready_timeout_s)
+    stack.wait_ready(config.ready_timeout_s, check=cancel.raise_if_set)
     before = collect_lines(stack.log_text().splitlines())
+    cancel.raise_if_set()
+    LOGGER.info("%s: sending %d requests with %d users", label, config.requests, config.users)
     shortfall = None
     try:
         load = run_load(
@@ -129,6 +183,7 @@ def _measure(stack: Stack, config: RunConfig, version_dir: Path) -> Measurement:
         )
     except LoadShortfall as error:  # keep what was measured; the row says it fell short
         load, shortfall = error.partial, str(error)
+    cancel.raise_if_set()  # a cancelled Locust ends early: that is no measurement
     plugin_counter = read_plugin_counter(stack.proxy_url)
     served = load.requests - load.failures + (plugin_counter is not None)
     _wait_for_counter_lines(stack, before.counter_lines + served)
@@ -162,34 +217,61 @@ def row_from(base: VersionResult, measurement: Measurement) -> VersionResult:
     )
 
 
-def _error_text(error: BaseException) -> str:
+def _error_text(error: BaseException, version_dir: Path) -> str:
+    """The row's one-line error; a failed build's own output is written to build.log beside it."""
     text = str(error) or type(error).__name__
     if isinstance(error, ReadyTimeout) and error.last_log_lines:
-        text += " | last log lines: " + " / ".join(line.strip() for line in error.last_log_lines)
+        lines = [line.strip() for line in error.last_log_lines if line.strip()]
+        text += " | last log lines: " + " / ".join(lines)
+    if isinstance(error, ImageUnavailable) and error.build_output:
+        build_log = version_dir / "build.log"
+        build_log.write_text("\n".join(error.build_output) + "\n", encoding="utf-8")
+        text += f" | build output: {build_log}"
+    if (version_dir / "kong.log").is_file():
+        text += f" | full log: {version_dir / 'kong.log'}"
     return text
 
 
-def measure_version(target: Target, config: RunConfig) -> VersionResult:
+def _require_log(log_path: Path) -> Path:
+    if not log_path.is_file():
+        raise StackError(f"Kong's log could not be saved to {log_path}; see the warning above")
+    return log_path
+
+
+def _measure_in_stack(
+    target: Target, config: RunConfig, version_dir: Path, cancel: Cancel
+) -> Measurement:
+    log_path = version_dir / "kong.log"
+    spec = _stack_spec(target, config, version_dir)
+    cancel.raise_if_set()
+    # The stack saves its whole log on the way down, however it ends.
+    with Stack(spec, keep=config.keep, log_path=log_path) as stack:
+        measurement = _measure(stack, config, version_dir, cancel)
+    # The saved log is the record: count from it, so results and kong.log always agree.
+    return replace(measurement, after=collect_file(_require_log(log_path)))
+
+
+def measure_version(
+    target: Target, config: RunConfig, cancel: Cancel = NEVER_CANCELLED
+) -> VersionResult:
     """Measure one target. Failures become an error row; interrupts propagate as Interrupted."""
     version_dir = config.run_dir / folder_name(target.label)
     version_dir.mkdir(parents=True, exist_ok=True)
     base = _base_row(target, config, version_dir)
     started = time.monotonic()
-    log_path = version_dir / "kong.log"
     try:
-        with Stack(_stack_spec(target, config, version_dir), keep=config.keep) as stack:
-            try:
-                measurement = _measure(stack, config, version_dir)
-            finally:
-                stack.save_logs(log_path)
-        # The saved log is the record: count from it, so results and kong.log always agree.
-        row = row_from(base, replace(measurement, after=collect_file(log_path)))
+        cancel.raise_if_set()
+        measurement = _measure_in_stack(target, config, version_dir, cancel)
+        row = row_from(base, measurement)
         if measurement.shortfall:
             row = replace(row, status="error", verdict="error", error=measurement.shortfall)
-    except MatrixError as error:
+    except (MatrixError, DockerException) as error:
         if isinstance(error, Interrupted):
             raise
-        row = replace(base, status="error", error=_error_text(error))
+        cancel.raise_if_set()  # a failure caused by cancelling (a killed build) is an interrupt
+        if isinstance(error, DockerException):  # python-on-whales outside our wrappers
+            error = StackError(f"docker failed: {error}")
+        row = replace(base, status="error", error=_error_text(error, version_dir))
     return replace(row, duration_s=round(time.monotonic() - started, 1))
 
 
@@ -199,58 +281,135 @@ def interrupted_row(target: Target, config: RunConfig, signal_number: int) -> Ve
         _base_row(target, config, version_dir),
         status="interrupted",
         verdict="interrupted",
-        error=f"interrupted by signal {signal_number}; the stack was torn down",
+        error=f"interrupted by {signal_name(signal_number)}; its stack was torn down",
     )
+
+
+def create_run_dir(config: RunConfig) -> None:
+    """Make the run's folder; an existing one is another run's, and is never written into."""
+    config.results_root.mkdir(parents=True, exist_ok=True)
+    try:
+        config.run_dir.mkdir()
+    except FileExistsError:
+        raise UsageError(
+            f"results folder {config.run_dir} already exists: a run never overwrites another. "
+            "Start the run again (it gets a new id) or pass another --results folder"
+        ) from None
+    except OSError as error:
+        raise UsageError(
+            f"cannot create the results folder {config.run_dir}: {error.strerror}; "
+            "pass a writable --results folder"
+        ) from None
 
 
 def run_matrix(
     config: RunConfig, announce: Callable[[VersionResult], None] = lambda _row: None
 ) -> RunResult:
-    """Measure every target, writing the results after each one. Returns the finished run."""
-    config.run_dir.mkdir(parents=True, exist_ok=False)
+    """Measure every target, writing the results after each one. Returns the finished run.
+
+    On SIGINT/SIGTERM: every stack is torn down, finished rows stay, the others are marked
+    `interrupted`, the results are written, and `Interrupted` is raised.
+    """
+    create_run_dir(config)
     report.write_config(config.run_dir, config.to_dict())
     rows: dict[int, VersionResult] = {}
+    rows_lock = threading.Lock()  # worker threads publish too
+    cancel = Cancel()
 
     def publish() -> RunResult:
-        ordered = tuple(rows[i] for i in sorted(rows))
-        run = RunResult(config.run_id, config.tool_version, config.to_dict(), ordered)
-        report.write_run(config.run_dir, run)
-        report.point_latest(config.results_root, config.run_dir)
+        with rows_lock:
+            ordered = tuple(rows[i] for i in sorted(rows))
+            run = RunResult(config.run_id, config.tool_version, config.to_dict(), ordered)
+            report.write_run(config.run_dir, run)
+            report.point_latest(config.results_root, config.run_dir)
         return run
 
     def measure(index: int) -> None:
-        rows[index] = measure_version(config.targets[index], config)
-        announce(rows[index])
+        row = measure_version(config.targets[index], config, cancel)
+        with rows_lock:
+            rows[index] = row
+        announce(row)
         publish()
 
     publish()
     try:
         if config.parallel > 1:
-            with ThreadPoolExecutor(max_workers=config.parallel) as pool:
-                list(pool.map(measure, range(len(config.targets))))
+            _measure_in_parallel(config, measure, cancel)
         else:
             for index in range(len(config.targets)):
                 measure(index)
     except (Interrupted, KeyboardInterrupt) as stop:
         signal_number = stop.signal_number if isinstance(stop, Interrupted) else 2
-        for index, target in enumerate(config.targets):
-            rows.setdefault(index, interrupted_row(target, config, signal_number))
-        publish()
-        raise Interrupted(signal_number) from None
+        with signals_held():
+            for index, target in enumerate(config.targets):
+                rows.setdefault(index, interrupted_row(target, config, signal_number))
+            publish()
+        raise Interrupted(
+            signal_number,
+            f"interrupted by {signal_name(signal_number)}: every stack was torn down; finished "
+            f"versions and the summary are in {config.run_dir}",
+        ) from None
     return publish()
+
+
+def _measure_in_parallel(config: RunConfig, measure: Callable[[int], None], cancel: Cancel) -> None:
+    """Run `measure` for every target on `config.parallel` threads; on a signal, cancel them."""
+    pool = ThreadPoolExecutor(max_workers=config.parallel, thread_name_prefix="kpm-version")
+    futures: list[Future[None]] = []
+    try:
+        futures = [pool.submit(measure, index) for index in range(len(config.targets))]
+        # Short waits: the main thread must stay free to take a signal.
+        while not all(future.done() for future in futures):
+            wait(futures, timeout=0.5, return_when=FIRST_EXCEPTION)
+            for future in futures:
+                if future.done() and future.exception() is not None:
+                    future.result()
+    except BaseException as stop:
+        signal_number = stop.signal_number if isinstance(stop, Interrupted) else 2
+        with signals_held():
+            _cancel_workers(config, pool, futures, cancel, signal_number)
+        raise
+    finally:
+        pool.shutdown(wait=True)
+
+
+def _cancel_workers(
+    config: RunConfig,
+    pool: ThreadPoolExecutor,
+    futures: list[Future[None]],
+    cancel: Cancel,
+    signal_number: int,
+) -> None:
+    """Stop the workers: no new version starts, running builds and Locusts are stopped."""
+    cancel.set(signal_number)
+    pool.shutdown(wait=False, cancel_futures=True)
+    run_dir = str(config.run_dir)
+
+    def is_our_locust(command: list[str]) -> bool:
+        return "locust" in command and any(arg.startswith(run_dir) for arg in command)
+
+    def is_our_build(command: list[str]) -> bool:
+        return "build" in command and any(arg.startswith("kpm-") for arg in command)
+
+    # Locust writes its reports on SIGINT; load.py's own cleanup then removes the group.
+    signal_descendants(is_our_locust, signal.SIGINT)
+    signal_descendants(is_our_build, signal.SIGTERM)
+    LOGGER.warning("stopping: waiting for %d running version(s) to tear down", len(futures))
+    wait(futures)
 
 
 def run_ui(config: RunConfig, web_port: int) -> RunResult:
     """Bring one target up, serve Locust's web UI until Ctrl-C, then collect and tear down."""
     target = config.targets[0]
-    config.run_dir.mkdir(parents=True, exist_ok=False)
+    create_run_dir(config)
     report.write_config(config.run_dir, config.to_dict())
     version_dir = config.run_dir / folder_name(target.label)
     version_dir.mkdir(parents=True)
     base = _base_row(target, config, version_dir)
     log_path = version_dir / "kong.log"
-    with Stack(_stack_spec(target, config, version_dir), keep=config.keep) as stack:
-        try:
+    spec = _stack_spec(target, config, version_dir)
+    try:
+        with Stack(spec, keep=config.keep, log_path=log_path) as stack:
             stack.wait_ready(config.ready_timeout_s)
             before = collect_lines(stack.log_text().splitlines())
             run_web_ui(
@@ -260,10 +419,10 @@ def run_ui(config: RunConfig, web_port: int) -> RunResult:
                 users=config.users,
                 spawn_rate=config.spawn_rate,
             )
-        finally:
-            stack.save_logs(log_path)
+    except DockerException as error:
+        raise StackError(f"docker failed: {error}") from error
     load = parse_stats_csv(version_dir / "locust_stats.csv")
-    row = row_from(base, Measurement(before, collect_file(log_path), load))
+    row = row_from(base, Measurement(before, collect_file(_require_log(log_path)), load))
     run = RunResult(config.run_id, config.tool_version, config.to_dict(), (row,))
     report.write_run(config.run_dir, run)
     report.point_latest(config.results_root, config.run_dir)

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import tempfile
+import threading
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -214,10 +215,15 @@ def write_config(run_dir: Path, config: dict[str, Any]) -> None:
 def point_latest(results_root: Path, run_dir: Path) -> None:
     """Make `results/latest` name the newest run, replacing the link atomically."""
     latest = results_root / "latest"
-    temp = results_root / f".latest.{os.getpid()}.tmp"
+    # A name no other process or thread uses at the same time; the rename is the atomic step.
+    temp = results_root / f".latest.{os.getpid()}.{threading.get_ident()}.tmp"
     temp.unlink(missing_ok=True)
     temp.symlink_to(run_dir.name)
-    temp.replace(latest)
+    try:
+        temp.replace(latest)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
 
 
 def load_run(path: Path) -> RunResult:

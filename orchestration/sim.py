@@ -23,9 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from python_on_whales import DockerClient
+from python_on_whales import DockerClient, DockerException
 
-from orchestration.errors import EnvironmentProblem, ImageUnavailable
+from orchestration.errors import EnvironmentProblem, ImageUnavailable, StackError
 from orchestration.stack import (
     build_service_image,
     compose_client,
@@ -69,6 +69,11 @@ class _HostTools:
     busybox: Path
 
 
+def check_host_tools() -> None:
+    """Fail before any Docker work when this machine lacks what --sim builds from."""
+    _host_tools()
+
+
 def sim_image_tags(version: str, *, repo_root: Path) -> SimImages:
     """The tags `build_sim_images` would produce, without building anything."""
     return _tags(version, repo_root, _host_tools())
@@ -79,8 +84,11 @@ def build_sim_images(version: str, *, repo_root: Path) -> SimImages:
     tools = _host_tools()
     images = _tags(version, repo_root, tools)
     docker = DockerClient()
-    need_go_builder = not docker.image.exists(images.go_image)
-    need_kong_sim = not docker.image.exists(images.kong_image)
+    try:
+        need_go_builder = not docker.image.exists(images.go_image)
+        need_kong_sim = not docker.image.exists(images.kong_image)
+    except DockerException as error:
+        raise StackError(f"could not look up the --sim images: {error.stderr or error}") from error
     if not (need_go_builder or need_kong_sim):
         LOGGER.info("reusing %s and %s", images.go_image, images.kong_image)
         return images
@@ -96,9 +104,9 @@ def build_sim_images(version: str, *, repo_root: Path) -> SimImages:
             "KPM_KONG_VERSION": version,
         }
         env_file = write_env_file(scratch_dir / "sim-build.env", variables)
-        builder = compose_client(
-            repo_root / SIM_COMPOSE_FILE, SIM_BUILD_PROJECT, env_file, variables
-        )
+        # A project name of its own: two runs may build the stand-ins at the same time.
+        project = f"{SIM_BUILD_PROJECT}-{scratch_dir.name.rsplit('-', 1)[-1].lower()}"
+        builder = compose_client(repo_root / SIM_COMPOSE_FILE, project, env_file, variables)
         if need_go_builder:
             _stage_go_builder(context, repo_root, tools)
             build_service_image(builder, "go-builder", images.go_image)

@@ -8,23 +8,28 @@ goes to 127.0.0.1, to ports Compose published on the loopback only.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import logging
 import math
+import os
 import re
 import shutil
+import signal
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import NamedTuple
 
+import psutil  # type: ignore[import-untyped]  # Locust's own dependency; ships no type hints
 from python_on_whales import DockerClient, DockerException
 
 from orchestration.errors import EnvironmentProblem, ImageUnavailable, ReadyTimeout, StackError
@@ -54,6 +59,8 @@ PROBE_TIMEOUT_S = 2.0
 CHECK_TIMEOUT_S = 15.0
 DIGEST_LENGTH = 12
 SKIPPED_NAMES = frozenset({"__pycache__", ".DS_Store"})
+BUILD_OUTPUT_LINES = 5000  # kept for build.log; a plugin build prints a few hundred
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 # No proxy handler: a probe must reach the loopback directly even when
 # http_proxy is set in the environment.
@@ -175,25 +182,101 @@ def _last_lines(text: str | None, count: int) -> str:
 
 
 def compose_client(
-    compose_file: Path, project_name: str, env_file: Path, variables: Iterable[str] = ()
+    compose_file: Path,
+    project_name: str,
+    env_file: Path,
+    variables: Iterable[str] = (),
+    *,
+    own_session: bool = False,
 ) -> DockerClient:
     """A client for one Compose project whose `variables` are read from `env_file` only.
 
     Compose lets the shell environment override an env file, and the CLI reads
     KPM_* variables too (`KPM_WORKERS=4 ... --workers 2`): the named variables are
     removed from the environment of every docker call, so the file always wins.
+    `own_session` starts each docker call in a session of its own (`setsid`, where
+    there is one), so a Ctrl-C at the terminal does not reach it: for teardown.
     """
     unset = [arg for name in variables for arg in ("-u", name)]
+    session = ["setsid"] if own_session and shutil.which("setsid") else []
     return DockerClient(
         compose_files=[compose_file],
         compose_project_name=project_name,
         compose_env_files=[env_file],
-        client_call=["env", *unset, "docker"] if unset else ["docker"],
+        client_call=[*session, "env", *unset, "docker"],
     )
 
 
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM during the block, then deliver the first that came.
+
+    Teardown runs inside this: a second Ctrl-C must not leave a stack running. Only the
+    main thread receives signals, so elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def hold(signal_number: int, _frame: FrameType | None) -> None:
+        received.append(signal_number)
+
+    previous = {number: signal.signal(number, hold) for number in HELD_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if received:
+            LOGGER.warning(
+                "signal %d was held until teardown finished; acting on it now", received[0]
+            )
+            signal.raise_signal(received[0])
+
+
+def signal_descendants(matches: Callable[[list[str]], bool], signal_number: int) -> int:
+    """Send `signal_number` to this process's descendants whose command line `matches`.
+
+    Used to stop our own children (a `compose build`, a Locust) that a worker thread is
+    blocked on. A process that is its own group leader gets the signal for its whole
+    group. Returns how many were signalled.
+    """
+    signalled = 0
+    for child in psutil.Process().children(recursive=True):
+        try:
+            command: list[str] = child.cmdline()
+            if not matches(command):
+                continue
+            pid: int = child.pid
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, signal_number)
+            else:
+                os.kill(pid, signal_number)
+            signalled += 1
+        except (psutil.Error, ProcessLookupError):
+            continue  # it exited meanwhile
+    return signalled
+
+
+def _is_compose_build(project_name: str) -> Callable[[list[str]], bool]:
+    def matches(command: list[str]) -> bool:
+        return "build" in command and project_name in command
+
+    return matches
+
+
 def write_env_file(env_file: Path, variables: Mapping[str, str]) -> Path:
-    """Write Compose variables as `NAME=value` lines (values here never need quoting)."""
+    """Write Compose variables as `NAME=value` lines (values here never need quoting).
+
+    A value holding a line break or a quote could smuggle in another variable: refused.
+    """
+    for name, value in variables.items():
+        if not re.fullmatch(r"[^\x00-\x1f\x7f'\"#$\\]*", value):
+            raise StackError(
+                f"{name}={value!r} holds a control character, quote, '#', '$' or '\\', "
+                "which an env file cannot carry safely; use a plain image tag or value"
+            )
     env_file.parent.mkdir(parents=True, exist_ok=True)
     env_file.write_text("".join(f"{name}={value}\n" for name, value in variables.items()))
     return env_file
@@ -205,30 +288,62 @@ def build_service_image(docker: DockerClient, service: str, image: str) -> None:
     Base images already present locally are used as they are; missing ones are
     pulled, which is where a missing tag or an unreachable registry shows up.
     """
-    recent: deque[str] = deque(maxlen=LOG_TAIL_LINES)
+    output: deque[str] = deque(maxlen=BUILD_OUTPUT_LINES)
     LOGGER.info("building %s", image)
     started = time.monotonic()
     try:
         # Output is a pipe, so Compose already prints plain progress lines.
         for _source, raw_line in docker.compose.build([service], stream_logs=True):
             line = raw_line.decode(errors="replace").rstrip()
-            recent.append(line)
+            output.append(line)
             LOGGER.debug("build %s: %s", image, line)
     except DockerException as error:
         raise ImageUnavailable(
-            f"could not build {image} (service {service!r}); last build output:\n"
-            + "\n".join(recent)
-            + "\nIf a base image is missing, pull it by hand or use --sim (no registry needed)."
+            f"could not build {image} (service {service!r}): {build_failure(list(output))}",
+            build_output=tuple(output),
         ) from error
+    except BaseException:
+        # Interrupted while Compose builds: python-on-whales leaves its process running.
+        project = docker.client_config.compose_project_name or ""
+        signal_descendants(_is_compose_build(project), signal.SIGTERM)
+        raise
     LOGGER.info("built %s in %.1fs", image, time.monotonic() - started)
+
+
+_BUILD_STEP_RE = re.compile(r"^#(\d+) \[[^\]]*\] load metadata for (\S+)")
+_BUILD_ERROR_RE = re.compile(r"^#(\d+) ERROR: (.*)")
+
+
+def build_failure(lines: list[str]) -> str:
+    """One line saying why a Compose (BuildKit) build failed, and what to do about it."""
+    base_images = {m[1]: m[2] for line in lines if (m := _BUILD_STEP_RE.match(line))}
+    for line in lines:
+        error = _BUILD_ERROR_RE.match(line)
+        if error is None:
+            continue
+        image = base_images.get(error[1])
+        if image is not None:
+            return (
+                f"base image {image} could not be had ({error[2]}). Pull it by hand "
+                f"(docker pull {image}), check the tag, or use --sim (no registry needed)"
+            )
+        return f"build step #{error[1]} failed: {error[2]}"
+    solve = [line for line in lines if line.startswith("failed to solve")]
+    return (solve or _last_lines("\n".join(lines), 1).splitlines() or ["no build output"])[-1]
 
 
 class Stack:
     """One running Compose project for one Kong version; use it as a context manager."""
 
-    def __init__(self, spec: StackSpec, *, keep: bool = False) -> None:
+    def __init__(
+        self, spec: StackSpec, *, keep: bool = False, log_path: Path | None = None
+    ) -> None:
+        """`log_path`: where the service's whole log is saved on the way down, however the
+        stack ends (also when it never got ready), before anything is removed."""
         self.spec = spec
         self.keep = keep
+        self.log_path = log_path
+        self._started = False
         self._docker = compose_client(
             spec.compose_file, spec.project_name, spec.env_file, spec.compose_variables()
         )
@@ -239,6 +354,7 @@ class Stack:
         write_env_file(self.spec.env_file, self.spec.compose_variables())
         try:
             self._ensure_image()
+            self._started = True  # from here on there may be a container (and a log)
             self._up()
             self._proxy_url = self._published_url(PROXY_PORT)
             self._admin_url = self._published_url(ADMIN_PORT)
@@ -264,15 +380,17 @@ class Stack:
     def admin_url(self) -> str:
         return self._require_url(self._admin_url, "admin")
 
-    def wait_ready(self, timeout_s: float) -> None:
+    def wait_ready(self, timeout_s: float, *, check: Callable[[], None] = lambda: None) -> None:
         """Poll until admin /status is 200 and /hello carries the plugin's header.
 
-        Bounded by attempts and by time; fails at once if the container exits.
+        Bounded by attempts and by time; fails at once if the container exits. `check`
+        runs before every probe and may raise to stop waiting (a run being cancelled).
         """
         deadline = time.monotonic() + timeout_s
         max_attempts = max(1, math.ceil(timeout_s / POLL_INTERVAL_S))
         problem = "no probe ran"
         for _attempt in range(max_attempts):
+            check()
             health = self._fail_if_exited()
             found = self._readiness_problem()
             if found is None:
@@ -323,10 +441,18 @@ class Stack:
         return output or ""
 
     def _ensure_image(self) -> None:
-        if self._docker.image.exists(self.spec.image_tag):
+        if self._exists(self.spec.image_tag):
             LOGGER.info("reusing image %s", self.spec.image_tag)
             return
         build_service_image(self._docker, SERVICE, self.spec.image_tag)
+
+    def _exists(self, image: str) -> bool:
+        try:
+            found: bool = self._docker.image.exists(image)
+        except DockerException as error:
+            problem = _docker_problem(error)
+            raise StackError(f"could not look up image {image}: {problem}") from error
+        return found
 
     def _up(self) -> None:
         try:
@@ -357,12 +483,17 @@ class Stack:
 
     def _fail_if_exited(self) -> str:
         """Raise if the container is gone or exited; else return its health status."""
-        containers = self._docker.compose.ps([SERVICE], all=True)
-        if not containers:
+        try:
+            containers = self._docker.compose.ps([SERVICE], all=True)
+            state = self._docker.container.inspect(containers[0].id).state if containers else None
+        except DockerException as error:
+            raise StackError(
+                f"could not read the state of {self._describe()}: {_docker_problem(error)}"
+            ) from error
+        if state is None:
             raise ReadyTimeout(
                 f"{self._describe()} has no container any more", last_log_lines=self._log_tail()
             )
-        state = self._docker.container.inspect(containers[0].id).state
         if state.status in {"exited", "dead"}:
             raise ReadyTimeout(
                 f"the container of {self._describe()} exited with code {state.exit_code} "
@@ -394,6 +525,19 @@ class Stack:
         return tuple(text.splitlines()[-LOG_TAIL_LINES:])
 
     def _tear_down(self) -> None:
+        with signals_held():  # a second Ctrl-C must not cut the log short or skip the down
+            if self._started and self.log_path is not None:
+                self._save_log_quietly(self.log_path)
+            self._remove()
+
+    def _save_log_quietly(self, path: Path) -> None:
+        """Save the log; a failure here is logged, never raised (it must not hide the cause)."""
+        try:
+            self.save_logs(path)
+        except (StackError, OSError) as error:
+            LOGGER.warning("could not save the log of %s to %s: %s", self._describe(), path, error)
+
+    def _remove(self) -> None:
         if self.keep:
             LOGGER.warning(
                 "keeping %s; remove it with: docker compose -p %s down --volumes",
@@ -401,14 +545,28 @@ class Stack:
                 self.spec.project_name,
             )
             return
+        LOGGER.info("tearing down %s", self._describe())
+        spec = self.spec
+        teardown = compose_client(
+            spec.compose_file,
+            spec.project_name,
+            spec.env_file,
+            spec.compose_variables(),
+            own_session=True,
+        )
         try:
-            self._docker.compose.down(volumes=True, remove_orphans=True, quiet=True)
+            teardown.compose.down(volumes=True, remove_orphans=True, quiet=True)
         except DockerException as error:
-            failure = _last_lines(error.stderr, 3) or f"exit code {error.return_code}"
+            failure = _docker_problem(error)
         else:
             return
         # Logged, never raised: a teardown error must not hide why the run stopped.
-        LOGGER.error("could not tear down %s: %s", self._describe(), failure)
+        LOGGER.error(
+            "could not tear down %s: %s; remove it with: docker compose -p %s down --volumes",
+            self._describe(),
+            failure,
+            spec.project_name,
+        )
 
     def _require_url(self, url: str | None, which: str) -> str:
         if url is None:
@@ -417,6 +575,10 @@ class Stack:
 
     def _describe(self) -> str:
         return f"stack {self.spec.project_name} (Kong {self.spec.version})"
+
+
+def _docker_problem(error: DockerException) -> str:
+    return _last_lines(error.stderr, 3) or f"docker exited with code {error.return_code}"
 
 
 class _ProbeResult(NamedTuple):

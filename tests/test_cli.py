@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -56,6 +57,9 @@ def test_unknown_version_exits_2_fast_without_docker(tmp_path: Path, version: st
         ("--requests", "abc", "takes a number"),
         ("--users", "0", "between 1 and"),
         ("--ready-timeout", "0", "between 1 and"),
+        ("--load-timeout", "0", "between 1 and"),
+        ("--parallel", "0", "between 1 and 16"),
+        ("--spawn-rate", "0", "between 0.1 and"),
         ("--workers", "x", "takes a number"),
     ],
 )
@@ -73,6 +77,26 @@ def test_unsafe_image_is_refused(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "image reference" in done.stderr
     assert not docker_called
+
+
+def test_unsafe_go_image_is_refused(tmp_path: Path) -> None:
+    done, docker_called, _ = _run(["run", "3.4.1.0", "--go-image", "golang:1.22\nX=1"], tmp_path)
+    assert done.returncode == 2
+    assert "--go-image: " in done.stderr and "image reference" in done.stderr
+    assert not docker_called
+
+
+def test_ui_with_a_taken_port_exits_2_before_any_docker_work(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done, docker_called, _ = _run(["ui", "3.4.1.0", "--sim", "--web-port", str(port)], tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert f"port {port} on 127.0.0.1 is taken" in done.stderr
+    assert "--web-port" in done.stderr
+    assert not docker_called
+    assert not (tmp_path / "results").exists()
 
 
 def test_versions_lists_the_table(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import pytest
 from orchestration import pipeline
 from orchestration.collect import Signals
 from orchestration.config import RunConfig
-from orchestration.errors import Interrupted, StackError
+from orchestration.errors import Interrupted, StackError, UsageError
 from orchestration.load import LoadResult
 from orchestration.report import VersionResult
 from orchestration.versions import target_for_version
@@ -102,7 +102,7 @@ def test_interrupt_keeps_finished_rows_and_marks_the_rest(
         new_calls_per_request=0.0,
     )
 
-    def fake_measure(target: object, _config: RunConfig) -> VersionResult:
+    def fake_measure(target: object, _config: RunConfig, *_cancel: object) -> VersionResult:
         if getattr(target, "label", "") == "3.4.0.0":
             return finished
         raise Interrupted(15)
@@ -119,8 +119,13 @@ def test_interrupt_keeps_finished_rows_and_marks_the_rest(
 def test_a_run_never_overwrites_another(tmp_path: Path) -> None:
     config = _config(tmp_path, "3.4.0.0")
     config.run_dir.mkdir(parents=True)
-    with pytest.raises(FileExistsError):
+    (config.run_dir / "results.json").write_text("{}")
+    with pytest.raises(UsageError, match="already exists: a run never overwrites another"):
         pipeline.run_matrix(config)
+    with pytest.raises(UsageError, match="already exists"):
+        pipeline.run_ui(config, web_port=8089)
+    assert (config.run_dir / "results.json").read_text() == "{}"
+    assert sorted(p.name for p in config.run_dir.iterdir()) == ["results.json"]
 
 
 @pytest.fixture
