@@ -194,8 +194,9 @@ def row_from(base: VersionResult, measurement: Measurement) -> VersionResult:
     before, after, load = measurement.before, measurement.after, measurement.load
     during = after.new_calls_total - before.new_calls_total
     per_request = during / load.requests if load.requests else 0.0
-    verdict = report.verdict_for(per_request)
-    return replace(
+    # No request, no measurement: never call that "stable".
+    verdict = report.verdict_for(per_request) if load.requests else "error"
+    row = replace(
         base,
         verdict=verdict,
         matches_changelog=report.matches_changelog(base.expected, verdict),
@@ -215,6 +216,9 @@ def row_from(base: VersionResult, measurement: Measurement) -> VersionResult:
         p95_ms=load.p95_ms,
         plugin_counter=measurement.plugin_counter,
     )
+    if not load.requests:
+        return replace(row, status="error", error="no request completed, so nothing was measured")
+    return row
 
 
 def _error_text(error: BaseException, version_dir: Path) -> str:

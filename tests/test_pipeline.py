@@ -65,6 +65,15 @@ def test_row_counts_only_the_load() -> None:
     assert row.plugin_counter == 2005
 
 
+def test_no_request_is_never_stable() -> None:
+    base = pipeline._base_row(target_for_version("3.4.1.0"), _config(Path("/nowhere")), Path("/x"))
+    load = LoadResult(requests=0, failures=0, rps=0.0, p50_ms=0.0, p95_ms=0.0, duration_s=0.0)
+    row = pipeline.row_from(base, pipeline.Measurement(_signals(5), _signals(5), load))
+    assert row.verdict == "error"
+    assert row.status == "error"
+    assert "no request completed" in (row.error or "")
+
+
 @pytest.mark.parametrize(
     ("label", "folder"),
     [("3.4.1.0", "3.4.1.0"), ("kong/kong-gateway:3.7.1.0", "kong_kong-gateway_3.7.1.0")],
