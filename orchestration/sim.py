@@ -29,6 +29,7 @@ from orchestration.errors import EnvironmentProblem, ImageUnavailable, StackErro
 from orchestration.stack import (
     build_service_image,
     compose_client,
+    run_host_command,
     sources_digest,
     tag_safe,
     write_env_file,
@@ -156,7 +157,11 @@ def _go_env(*names: str) -> dict[str, str]:
             "--sim builds its Go builder image from this machine's Go, but `go` is not on "
             "PATH: install Go from https://go.dev/dl/"
         )
-    output = _run_tool(["go", "env", *names], what="read the Go environment")
+    output = run_host_command(
+        ["go", "env", *names],
+        problem="could not read the Go environment",
+        timeout_s=COMMAND_TIMEOUT_S,
+    )
     return dict(zip(names, output.splitlines(), strict=True))
 
 
@@ -177,28 +182,14 @@ def _require_static(binaries: list[Path], *, remedy: str) -> None:
     if shutil.which("file") is None:
         raise EnvironmentProblem("--sim checks binaries with `file`: apt-get install file")
     for binary in binaries:
-        description = _run_tool(["file", "-L", str(binary)], what=f"inspect {binary}")
+        description = run_host_command(
+            ["file", "-L", str(binary)], problem=f"could not inspect {binary}"
+        )
         if "statically linked" not in description and "static-pie" not in description:
             raise EnvironmentProblem(
                 f"{binary} is not statically linked ({description.strip()}), so it cannot "
                 f"run in a FROM-scratch image: {remedy}"
             )
-
-
-def _run_tool(command: list[str], *, what: str) -> str:
-    try:
-        completed = subprocess.run(
-            command, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=False
-        )
-    except subprocess.TimeoutExpired:
-        raise EnvironmentProblem(
-            f"could not {what}: `{' '.join(command)}` took over {COMMAND_TIMEOUT_S:.0f}s"
-        ) from None
-    if completed.returncode != 0:
-        raise EnvironmentProblem(
-            f"could not {what}: `{' '.join(command)}` failed: {completed.stderr.strip()}"
-        )
-    return completed.stdout
 
 
 def _file_sha256(path: Path) -> str:

