@@ -163,9 +163,10 @@ def check_docker() -> None:
 
 
 def run_host_command(
-    command: list[str], *, problem: str, remedy: str = "", timeout_s: float = CHECK_TIMEOUT_S
+    command: list[str], *, problem: str, remedy: str = "", timeout_s: float | None = None
 ) -> str:
     """Run a host tool and return its output; EnvironmentProblem, saying what to do, if it fails."""
+    timeout_s = CHECK_TIMEOUT_S if timeout_s is None else timeout_s
     shown = " ".join(command)
     advice = f"; {remedy}" if remedy else ""
     try:
