@@ -74,6 +74,12 @@ def selftest(session: nox.Session) -> None:
     _harness(session, "selftest")
 
 
+@nox.session(venv_backend="none")
+def bench(session: nox.Session) -> None:
+    """Benchmarks, offline with --sim (about 10 minutes); writes docs/benchmarks.md."""
+    session.run(sys.executable, "-m", "bench", *session.posargs, external=True)
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite, Docker tests included (-- -m 'not docker' skips those)."""

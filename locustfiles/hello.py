@@ -28,8 +28,9 @@ from locust.stats import CSV_STATS_INTERVAL_SEC
 
 MESSAGE_HEADER = "X-Example-Message"
 
-# Locust rewrites its CSV once per interval and not again on exit: before it closes the files, wait
-# out one more write so the CSV's Aggregated row holds the final count.
+# Locust rewrites its CSV once per interval and not again on exit: when the CSV is the record (the
+# web UI; headless runs read --json-file, written once at exit), wait out one more write before it
+# closes the files so the Aggregated row holds the final count.
 CSV_SETTLE_S = CSV_STATS_INTERVAL_SEC + 0.5
 COMPLETION_POLL_S = 0.05
 
@@ -105,6 +106,18 @@ def worker_share(environment: Environment, total: int) -> int:
     return share_of(total, runner.worker_index, worker_count)
 
 
+def on_init(environment: Environment, **_kwargs: Any) -> None:
+    """Only the master (or a local runner) writes the final --json-file.
+
+    Locust forks `--processes` workers with the master's options and drops their CSV and HTML
+    options, but not --json-file: a worker would write its own (empty) stats to the same file,
+    and could do so after the master.
+    """
+    options = environment.parsed_options
+    if isinstance(environment.runner, WorkerRunner) and options is not None:
+        options.json_file = None
+
+
 def on_test_start(environment: Environment, **_kwargs: Any) -> None:
     total = requested_total(environment)
     if isinstance(environment.runner, WorkerRunner):
@@ -149,10 +162,14 @@ def end_run_when_complete(environment: Environment, total: int) -> None:
 
 
 def let_csv_catch_up(environment: Environment, **_kwargs: Any) -> None:
-    """Give Locust's CSV writer one more pass before it closes its files, on every way out."""
+    """Give Locust's CSV writer one more pass before it closes its files, unless JSON is the record.
+
+    Runs on every way out (end of the count, --run-time, Ctrl-C).
+    """
     options = environment.parsed_options
     writes_csv = options is not None and bool(getattr(options, "csv_prefix", None))
-    if writes_csv and not isinstance(environment.runner, WorkerRunner):
+    final_json = options is not None and bool(getattr(options, "json_file", None))
+    if writes_csv and not final_json and not isinstance(environment.runner, WorkerRunner):
         gevent.sleep(CSV_SETTLE_S)
 
 
@@ -180,6 +197,7 @@ def listen(hook: EventHook, handler: Callable[..., None]) -> None:
 
 
 listen(events.init_command_line_parser, add_arguments)
+listen(events.init, on_init)
 listen(events.test_start, on_test_start)
 listen(events.test_stop, on_test_stop)
 listen(events.quitting, let_csv_catch_up)

@@ -3,7 +3,10 @@
 Locust runs as a child process (`sys.executable -m locust`, so it is this environment's Locust) in a
 process group of its own, and leaves its reports in `out_dir`:
 
-    locust_stats.csv         the numbers we read (its "Aggregated" row)
+    locust_stats.json        headless runs: the final stats we read (Locust's --json-file, written
+                             once at exit, so no wait for a periodic CSV write is needed)
+    locust_stats.csv         the web UI's numbers (its "Aggregated" row); headless, Locust rewrites
+                             it once a second, so it may miss the last second of the run
     locust_failures.csv, locust_exceptions.csv, locust_stats_history.csv, locust.html
     locust.log               Locust's log (warnings and errors only)
     locust-console.txt       its stdout/stderr: the summary table, tracebacks
@@ -12,7 +15,7 @@ How `run_load` ends:
 - all N requests completed: a `LoadResult` (failed requests are counted, not raised);
 - fewer completed before the `--run-time` bound: `LoadShortfall`, a `LoadError` whose `partial`
   holds the `LoadResult` of what did complete;
-- Locust failed, hung past the hard timeout, or wrote no CSV: `LoadError` with the exit status and
+- Locust failed, hung past the hard timeout, or wrote no stats: `LoadError` with the exit status and
   the tail of Locust's log.
 Whichever way it ends (Ctrl-C included), Locust and any worker processes are gone afterwards.
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import math
 import os
 import signal
@@ -29,11 +33,13 @@ import subprocess
 import sys
 import threading
 import urllib.parse
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from orchestration.errors import EnvironmentProblem, Interrupted, LoadError, UsageError
 
@@ -41,6 +47,8 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 WEB_UI_HOST = "127.0.0.1"
 CSV_PREFIX = "locust"
 STATS_CSV = f"{CSV_PREFIX}_stats.csv"
+STATS_JSON_PREFIX = f"{CSV_PREFIX}_stats"
+STATS_JSON = f"{STATS_JSON_PREFIX}.json"  # Locust appends ".json" to --json-file
 HTML_REPORT = "locust.html"
 LOCUST_LOG = "locust.log"
 CONSOLE_LOG = "locust-console.txt"
@@ -108,6 +116,7 @@ def run_load(
     command = [
         *locust_command(host_url, out_dir, locustfile, users, spawn_rate),
         *["--headless", "--only-summary", "--requests", str(requests)],
+        *["--json-file", str(out_dir / STATS_JSON_PREFIX)],
         *["--run-time", f"{run_time_s}s", "--exit-code-on-error", "0"],
         *process_options(processes),
     ]
@@ -186,6 +195,56 @@ def parse_stats_csv(path: Path) -> LoadResult:
         raise LoadError(f"{path}: unreadable Aggregated row ({error!r}): {aggregated}") from error
 
 
+def parse_stats_json(path: Path) -> LoadResult:
+    """Sum the entries of a Locust `--json-file` (its final per-endpoint stats) into one result.
+
+    The percentiles are Locust's own rule over the merged response-time histogram, as for its
+    Aggregated row. Requests/s is requests over first to last request of the entries; the CSV
+    counts from the test start instead, so it reads a few per cent lower on a one-second run.
+    """
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise LoadError(f"cannot read Locust's stats JSON {path}: {error}") from error
+    try:
+        return aggregate_entries(entries)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise LoadError(
+            f"{path}: not a Locust --json-file stats list ({error!r}); was it written by Locust?"
+        ) from error
+
+
+def aggregate_entries(entries: list[dict[str, Any]]) -> LoadResult:
+    requests = sum(int(entry["num_requests"]) for entry in entries)
+    timed_requests = requests - sum(int(entry["num_none_requests"]) for entry in entries)
+    histogram: Counter[int] = Counter()
+    for entry in entries:
+        for response_ms, count in entry["response_times"].items():
+            histogram[int(float(response_ms))] += int(count)
+    starts = [float(entry["start_time"]) for entry in entries]
+    ends = [float(entry["last_request_timestamp"] or 0) for entry in entries]
+    duration_s = max(ends) - min(starts) if entries and max(ends) > 0 else 0.0
+    return LoadResult(
+        requests=requests,
+        failures=sum(int(entry["num_failures"]) for entry in entries),
+        rps=requests / duration_s if duration_s > 0 else 0.0,
+        p50_ms=float(percentile(histogram, timed_requests, 0.50)),
+        p95_ms=float(percentile(histogram, timed_requests, 0.95)),
+        duration_s=duration_s,
+    )
+
+
+def percentile(histogram: Counter[int], count: int, fraction: float) -> int:
+    """Locust's rule: the smallest response time that `fraction` of the requests finished within."""
+    allowed_above = count - int(count * fraction)
+    seen_from_top = 0
+    for response_ms in sorted(histogram, reverse=True):
+        seen_from_top += histogram[response_ms]
+        if seen_from_top >= allowed_above:
+            return response_ms
+    return 0
+
+
 def milliseconds(cell: str) -> float:
     """A percentile cell; Locust writes "N/A" when there were no requests."""
     return 0.0 if cell == "N/A" else float(cell)
@@ -235,10 +294,11 @@ def free_loopback_port() -> int:
 
 
 def prepare_out_dir(out_dir: Path) -> Path:
-    """Create `out_dir`, and drop a stats CSV left by an earlier run so it is never read as ours."""
+    """Create `out_dir`, and drop stats left by an earlier run so they are never read as ours."""
     out_dir = out_dir.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / STATS_CSV).unlink(missing_ok=True)
+    (out_dir / STATS_JSON).unlink(missing_ok=True)
     return out_dir
 
 
@@ -336,10 +396,10 @@ def sigterm_raises_interrupted() -> Iterator[None]:
 def read_result(out_dir: Path, exit_status: int) -> LoadResult:
     if exit_status != 0:
         raise LoadError(f"Locust exited with status {exit_status}; {log_tail(out_dir)}")
-    stats_csv = out_dir / STATS_CSV
-    if not stats_csv.is_file():
-        raise LoadError(f"Locust exited without writing {stats_csv}; {log_tail(out_dir)}")
-    return parse_stats_csv(stats_csv)
+    stats_json = out_dir / STATS_JSON
+    if not stats_json.is_file():
+        raise LoadError(f"Locust exited without writing {stats_json}; {log_tail(out_dir)}")
+    return parse_stats_json(stats_json)
 
 
 def require_exact_count(result: LoadResult, requests: int, run_time_s: int, out_dir: Path) -> None:

@@ -1,0 +1,86 @@
+"""Run the harness CLI once with a stopwatch on each pipeline stage; print the stages as JSON.
+
+    python -m bench.trace_harness run 3.4.1.0 --sim
+
+Used by the time-to-verdict benchmark for its per-stage breakdown (not for its ratio: the ratio
+times the plain CLI). Stages are found by name; one the pipeline no longer has is left out, and the
+rest of the time shows up as "other". A stage called inside another (the log reads while waiting
+for the load's log lines) counts for the outer one only.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+STARTED_AT_VARIABLE = "BENCH_STARTED_AT"  # time.time() just before this process was spawned
+STAGE_NAMES: tuple[tuple[str, str, str], ...] = (
+    # (module or class, attribute, stage label)
+    ("orchestration.stack", "check_docker", "docker checks"),
+    ("orchestration.pipeline", "build_sim_images", "sim image lookup"),
+    ("orchestration.stack:Stack", "__enter__", "image check + compose up + ports"),
+    ("orchestration.stack:Stack", "wait_ready", "wait until ready"),
+    ("orchestration.stack:Stack", "log_text", "read the log before the load"),
+    ("orchestration.pipeline", "run_load", "load (Locust, 1000 requests)"),
+    ("orchestration.pipeline", "read_plugin_counter", "plugin counter request"),
+    ("orchestration.pipeline", "_wait_for_counter_lines", "wait for the load's log lines"),
+    ("orchestration.stack:Stack", "save_logs", "save kong.log"),
+    ("orchestration.stack:Stack", "__exit__", "compose down"),
+    ("orchestration.pipeline", "collect_file", "collect kong.log"),
+)
+
+
+def _owner(name: str) -> object:
+    module_name, _, class_name = name.partition(":")
+    module = sys.modules[module_name]
+    return getattr(module, class_name) if class_name else module
+
+
+def _stopwatch(
+    function: Callable[..., Any], label: str, spent: dict[str, float], inside: list[str]
+) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def timed_call(*args: Any, **kwargs: Any) -> Any:
+        if inside:
+            return function(*args, **kwargs)
+        inside.append(label)
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            spent[label] = spent.get(label, 0.0) + time.perf_counter() - started
+            inside.pop()
+
+    return timed_call
+
+
+def main(argv: list[str]) -> int:
+    import_started = time.perf_counter()
+    from orchestration import cli, pipeline, stack
+
+    imports_s = time.perf_counter() - import_started
+    assert pipeline and stack  # imported so that _owner finds them in sys.modules
+    spent: dict[str, float] = {}
+    inside: list[str] = []
+    for owner_name, attribute, label in STAGE_NAMES:
+        owner = _owner(owner_name)
+        if hasattr(owner, attribute):
+            setattr(owner, attribute, _stopwatch(getattr(owner, attribute), label, spent, inside))
+    started_at = float(os.environ.get(STARTED_AT_VARIABLE, time.time()))
+    interpreter_s = time.time() - started_at - imports_s
+    run_started = time.perf_counter()
+    exit_code = cli.main(argv)
+    run_s = time.perf_counter() - run_started
+    stages = {"python start-up": interpreter_s, "imports": imports_s, **spent}
+    stages["other (report, results files)"] = run_s - sum(spent.values())
+    print(json.dumps({"exit_code": exit_code, "stages": stages}))
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
