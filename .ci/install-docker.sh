@@ -21,6 +21,7 @@ missing_packages() {
     command -v dockerd >/dev/null 2>&1 || [ -x /usr/sbin/dockerd ] || wanted+=(docker.io)
     dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install ok installed' \
         || wanted+=(busybox-static)
+    command -v file >/dev/null 2>&1 || wanted+=(file)  # --sim checks binaries are static
     "$PYTHON" -m pip --version >/dev/null 2>&1 || wanted+=(python3-pip)
     printf '%s\n' "${wanted[@]}"
 }
