@@ -45,7 +45,8 @@ def ours(url: str, out_dir: Path, processes: int) -> float:
 def bare(url: str, out_dir: Path, processes: int) -> float:
     out_dir = load.prepare_out_dir(out_dir)
     command = [
-        *load.locust_command(url, out_dir, BARE_LOCUSTFILE, USERS, USERS),
+        *[sys.executable, "-m", "locust", "--host", url],
+        *load.locust_options(out_dir, BARE_LOCUSTFILE, USERS, USERS),
         *["--headless", "--only-summary", "--requests", str(REQUESTS)],
         *["--json-file", str(out_dir / load.STATS_JSON_PREFIX)],
         *["--run-time", f"{RUN_TIME_BOUND_S}s", *load.process_options(processes)],

@@ -217,13 +217,18 @@ def _section(
             "Harness stages, median seconds of traced runs (`python -m bench.trace_harness run "
             f"{VERSION} --sim`): " + "; ".join(harness_stages) + ".",
             "Recipe stages, median seconds: " + "; ".join(recipe_stages) + ".",
-            "Where the harness's extra second goes, and the fixes (all in pipeline.py/stack.py "
-            "except the first, done): Locust's final CSV wait (1.5 s, now gone: the load reads "
-            "Locust's `--json-file`); Locust's own start (~0.35 s) and exit (~0.15 s), which the "
-            "pipeline could overlap with `wait_ready`; `compose port` twice (one `ps` would do); "
-            "`docker compose version` in the pre-flight; re-reading the whole log before the "
-            "load and while waiting for the last lines (the readiness probe's header already "
-            "carries the counter; stream the log once into kong.log and count it there).",
+            "What the harness does beyond the recipe, and how it is paid for: Python start-up "
+            "and imports (python-on-whales and pydantic are most of them); the pre-flight "
+            "checks (`docker info`, `docker compose version` and, with --sim, the Go toolchain "
+            "lookup, all at once, the toolchain lookup cached for the run); the image checks; "
+            "one `compose ps` for both ports; Locust's own start, about 0.3 s, hidden: Locust "
+            "is started first, imports itself while the stack comes up and is handed the URL "
+            "once Kong is ready; Locust's HTML report and exit, hidden too: Locust says when "
+            "its requests are done, and writes its reports while the stack goes down (its "
+            "interpreter's teardown is skipped once they are closed). In return the readiness "
+            "probe polls every 0.02 s, and Kong's log is followed into kong.log and counted as "
+            "it arrives, so nothing reads the whole log again (the recipe's "
+            "`logs | grep | tail`).",
             f"Same answer on both sides: the harness read New()/request "
             f"{statistics.median(harness.per_request):.3f} (median); the recipe's last counter "
             f"line read {recipe.last_counter} New() calls in total after 1000 requests "

@@ -4,8 +4,7 @@
 
 Used by the time-to-verdict benchmark for its per-stage breakdown (not for its ratio: the ratio
 times the plain CLI). Stages are found by name; one the pipeline no longer has is left out, and the
-rest of the time shows up as "other". A stage called inside another (the log reads while waiting
-for the load's log lines) counts for the outer one only.
+rest of the time shows up as "other". A stage called inside another counts for the outer one only.
 """
 
 from __future__ import annotations
@@ -21,16 +20,18 @@ from typing import Any
 STARTED_AT_VARIABLE = "BENCH_STARTED_AT"  # time.time() just before this process was spawned
 STAGE_NAMES: tuple[tuple[str, str, str], ...] = (
     # (module or class, attribute, stage label)
-    ("orchestration.stack", "check_docker", "docker checks"),
+    ("orchestration.cli", "_check_prerequisites", "pre-flight checks (docker, --sim tools)"),
+    ("orchestration.load:HeadlessLocust", "__enter__", "start Locust (it then imports itself)"),
     ("orchestration.pipeline", "build_sim_images", "sim image lookup"),
-    ("orchestration.stack:Stack", "__enter__", "image check + compose up + ports"),
+    ("orchestration.stack:Stack", "__enter__", "image check + compose up + log follower + ports"),
     ("orchestration.stack:Stack", "wait_ready", "wait until ready"),
-    ("orchestration.stack:Stack", "log_text", "read the log before the load"),
-    ("orchestration.pipeline", "run_load", "load (Locust, 1000 requests)"),
+    ("orchestration.pipeline", "_log_before_load", "log counts before the load"),
+    ("orchestration.load:HeadlessLocust", "send", "load (Locust, 1000 requests)"),
     ("orchestration.pipeline", "read_plugin_counter", "plugin counter request"),
     ("orchestration.pipeline", "_wait_for_counter_lines", "wait for the load's log lines"),
-    ("orchestration.stack:Stack", "save_logs", "save kong.log"),
-    ("orchestration.stack:Stack", "__exit__", "compose down"),
+    ("orchestration.stack:Stack", "save_logs", "save kong.log (only if following it failed)"),
+    ("orchestration.stack:Stack", "close", "compose down"),
+    ("orchestration.load:HeadlessLocust", "result", "Locust's reports and exit, beyond the down"),
     ("orchestration.pipeline", "collect_file", "collect kong.log"),
 )
 
@@ -61,10 +62,10 @@ def _stopwatch(
 
 def main(argv: list[str]) -> int:
     import_started = time.perf_counter()
-    from orchestration import cli, pipeline, stack
+    from orchestration import cli, load, pipeline, stack
 
     imports_s = time.perf_counter() - import_started
-    assert pipeline and stack  # imported so that _owner finds them in sys.modules
+    assert load and pipeline and stack  # imported so that _owner finds them in sys.modules
     spent: dict[str, float] = {}
     inside: list[str] = []
     for owner_name, attribute, label in STAGE_NAMES:

@@ -24,15 +24,11 @@ from locust.env import Environment
 from locust.event import EventHook
 from locust.exception import StopUser
 from locust.runners import WorkerRunner
-from locust.stats import CSV_STATS_INTERVAL_SEC
 
 MESSAGE_HEADER = "X-Example-Message"
 
-# Locust rewrites its CSV once per interval and not again on exit: when the CSV is the record (the
-# web UI; headless runs read --json-file, written once at exit), wait out one more write before it
-# closes the files so the Aggregated row holds the final count.
-CSV_SETTLE_S = CSV_STATS_INTERVAL_SEC + 0.5
-COMPLETION_POLL_S = 0.05
+# How often the run checks whether all requests are done: the run ends at most this late.
+COMPLETION_POLL_S = 0.01
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +138,7 @@ def stop_completion_watcher() -> None:
 
 
 def end_run_when_complete(environment: Environment, total: int) -> None:
-    """Stop the run once Locust's own stats (what the CSV reports) hold `total` completed requests.
+    """Stop the run once Locust's own stats (what it reports) hold `total` completed requests.
 
     Runs on the local runner or the master, which sees the workers' aggregated stats.
     """
@@ -159,18 +155,6 @@ def end_run_when_complete(environment: Environment, total: int) -> None:
         # In the web UI, stop this run but keep the UI up for the next one.
         logger.info("all %s requests completed, stopping the run", total)
         runner.stop()
-
-
-def let_csv_catch_up(environment: Environment, **_kwargs: Any) -> None:
-    """Give Locust's CSV writer one more pass before it closes its files, unless JSON is the record.
-
-    Runs on every way out (end of the count, --run-time, Ctrl-C).
-    """
-    options = environment.parsed_options
-    writes_csv = options is not None and bool(getattr(options, "csv_prefix", None))
-    final_json = options is not None and bool(getattr(options, "json_file", None))
-    if writes_csv and not final_json and not isinstance(environment.runner, WorkerRunner):
-        gevent.sleep(CSV_SETTLE_S)
 
 
 class HelloUser(FastHttpUser):
@@ -200,4 +184,3 @@ listen(events.init_command_line_parser, add_arguments)
 listen(events.init, on_init)
 listen(events.test_start, on_test_start)
 listen(events.test_stop, on_test_stop)
-listen(events.quitting, let_csv_catch_up)

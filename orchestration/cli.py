@@ -25,6 +25,7 @@ from orchestration.config import (
     BOUNDS,
     DEFAULT_GO_IMAGE,
     RunConfig,
+    default_of,
     new_run_id,
     parse_number,
     resolve,
@@ -46,19 +47,20 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--requests", help="requests to send in total (default 1000, like hey -n 1000)"
+    def number(flag: str, field: str, meaning: str) -> None:
+        parser.add_argument(flag, help=f"{meaning} (default {_number_text(default_of(field))})")
+
+    number("--requests", "requests", "requests to send in total, like hey -n")
+    number("--users", "users", "concurrent Locust users, like hey -c")
+    number(
+        "--spawn-rate",
+        "spawn_rate",
+        "users started per second; 1000 starts them all at once, like hey",
     )
-    parser.add_argument("--users", help="concurrent Locust users (default 50, like hey -c 50)")
-    parser.add_argument("--spawn-rate", help="users started per second (default 50)")
-    parser.add_argument("--workers", help="Kong's nginx worker processes (default 4)")
-    parser.add_argument(
-        "--ready-timeout", help="seconds to wait for Kong and the plugin (default 240)"
-    )
-    parser.add_argument("--load-timeout", help="seconds the load may take at most (default 600)")
-    parser.add_argument(
-        "--parallel", help="versions measured at once (default 1: one after another)"
-    )
+    number("--workers", "workers", "Kong's nginx worker processes")
+    number("--ready-timeout", "ready_timeout_s", "seconds to wait for Kong and the plugin")
+    number("--load-timeout", "load_timeout_s", "seconds the load may take at most")
+    number("--parallel", "parallel", "versions measured at once")
     parser.add_argument(
         "--image",
         action="append",
@@ -160,19 +162,27 @@ def config_from(args: argparse.Namespace) -> RunConfig:
         run_id=new_run_id(),
         targets=_targets(args),
         results_root=results_root.resolve(),
-        requests=resolve("requests", args.requests, 1000, int),
-        users=resolve("users", args.users, 50, int),
-        spawn_rate=resolve("spawn_rate", args.spawn_rate, 50.0, float),
-        workers=resolve("workers", args.workers, 4, int),
-        ready_timeout_s=resolve("ready_timeout", args.ready_timeout, 240.0, float),
-        load_timeout_s=resolve("load_timeout", args.load_timeout, 600.0, float),
-        parallel=resolve("parallel", args.parallel, 1, int),
+        requests=resolve("requests", args.requests, default_of("requests"), int),
+        users=resolve("users", args.users, default_of("users"), int),
+        spawn_rate=resolve("spawn_rate", args.spawn_rate, default_of("spawn_rate"), float),
+        workers=resolve("workers", args.workers, default_of("workers"), int),
+        ready_timeout_s=resolve(
+            "ready_timeout", args.ready_timeout, default_of("ready_timeout_s"), float
+        ),
+        load_timeout_s=resolve(
+            "load_timeout", args.load_timeout, default_of("load_timeout_s"), float
+        ),
+        parallel=resolve("parallel", args.parallel, default_of("parallel"), int),
         keep=args.keep,
         sim=args.sim or args.command == "selftest",
         go_image=_checked_image(
             "--go-image", args.go_image or os.environ.get("KPM_GO_IMAGE", DEFAULT_GO_IMAGE)
         ),
     )
+
+
+def _number_text(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def _checked_image(option: str, image: str) -> str:
@@ -196,20 +206,31 @@ def _print_run(run: RunResult, run_dir: Path) -> None:
     print(f"Results: {run_dir}", file=sys.stderr)
 
 
+def _check_prerequisites(sim: bool) -> None:
+    """Docker (and, for --sim, the host's Go and busybox) before any Docker work, all at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from orchestration.sim import check_host_tools
+    from orchestration.stack import check_docker
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="kpm-check") as pool:
+        checks = [pool.submit(check_docker)]
+        if sim:
+            checks.append(pool.submit(check_host_tools))
+        for check in checks:  # Docker's problem first when both fail
+            check.result()
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from orchestration import pipeline
     from orchestration.load import require_free_port
-    from orchestration.sim import check_host_tools
-    from orchestration.stack import check_docker
 
     config = config_from(args)
     web_port = None
     if args.command == "ui":  # a taken port is known before anything is built
         web_port = BOUNDS["web_port"].check(parse_number("web_port", args.web_port, int))
         require_free_port(web_port)
-    check_docker()
-    if config.sim:
-        check_host_tools()
+    _check_prerequisites(config.sim)
     if args.command == "selftest":
         return _selftest(config)
     if web_port is not None:

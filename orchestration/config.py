@@ -9,7 +9,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -66,7 +66,7 @@ class RunConfig:
     results_root: Path
     requests: int = 1000
     users: int = 50
-    spawn_rate: float = 50.0
+    spawn_rate: float = 1000.0  # all users at once, like hey -c
     workers: int = 4
     ready_timeout_s: float = 240.0
     load_timeout_s: float = 600.0
@@ -117,3 +117,8 @@ def resolve(
     raw = flag if flag is not None else env.get(ENV_PREFIX + option.upper())
     value = default if raw is None else parse_number(option, raw, kind)
     return BOUNDS[option].check(value)
+
+
+def default_of(name: str) -> Any:
+    """A RunConfig field's default: the one place defaults are written."""
+    return next(f.default for f in fields(RunConfig) if f.name == name)

@@ -4,10 +4,15 @@ Each version's outcome becomes a row, whatever happens: a failure is an `error` 
 reason, an interrupt an `interrupted` row, and the results files are rewritten after every row so
 nothing already measured is lost.
 
+Overlap: Locust is started first and imports itself while the stack is built and comes up; it is
+handed the proxy URL once Kong is ready. Kong's log is followed into kong.log from the moment the
+stack is up and counted as it arrives (`LogCounts`), so the counts before the load and the wait for
+the load's last lines never read the whole log again.
+
 Interrupts: in the main thread Ctrl-C arrives as KeyboardInterrupt wherever the run is, and every
 `Stack` tears itself down on the way out. With `--parallel`, worker threads never see signals: the
-main thread sets a shared `Cancel`, stops the builds and Locust processes the workers wait on, and
-waits (signals held) until every worker has torn its stack down.
+main thread sets a shared `Cancel`, which a running load notices on its own, stops the builds the
+workers wait on, and waits (signals held) until every worker has torn its stack down.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from pathlib import Path
 from python_on_whales import DockerException
 
 from orchestration import report
-from orchestration.collect import Signals, collect_file, collect_lines
+from orchestration.collect import Collector, Signals, collect_file, collect_lines
 from orchestration.config import RunConfig
 from orchestration.errors import (
     ImageUnavailable,
@@ -37,7 +42,7 @@ from orchestration.errors import (
     UsageError,
     signal_name,
 )
-from orchestration.load import LoadResult, LoadShortfall, parse_stats_csv, run_load, run_web_ui
+from orchestration.load import HeadlessLocust, LoadResult, LoadShortfall, run_web_ui
 from orchestration.report import RunResult, VersionResult
 from orchestration.sim import build_sim_images
 from orchestration.stack import (
@@ -53,32 +58,81 @@ from orchestration.versions import Target
 LOGGER = logging.getLogger(__name__)
 
 LOG_SETTLE_S = 15.0  # how long to wait for Docker to deliver the load's last log lines
-LOG_POLL_S = 0.25
 
+
+WARM_UP_PER_WORKER = 10
+WARM_UP_PATH = "/hello?kpm-probe=warm-up"
 
 COUNTER_HEADER = "X-Example-Message"
+# The route, marked so that the plugin's counter line for this one request can be told apart
+# (Kong's error log lines name their request: `request: "GET /hello?kpm-probe=... HTTP/1.1"`).
+COUNTER_PROBE_PATH = "/hello?kpm-probe=plugin-counter"
 # Loopback only, and never through an HTTP proxy a user may have configured.
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _COUNTER_RE = re.compile(r"New\(\) calls: (\d+)")
 
 
-class Cancel:
-    """A run-wide stop flag that worker threads check between stages."""
+class Cancel(threading.Event):
+    """A run-wide stop flag that worker threads check between stages; it names the signal.
+
+    A `threading.Event`, so a running load (`HeadlessLocust.run`) can watch it too.
+    """
 
     def __init__(self) -> None:
-        self._event = threading.Event()
+        super().__init__()
         self.signal_number = signal.SIGINT.value
 
-    def set(self, signal_number: int) -> None:
+    def set(self, signal_number: int = signal.SIGINT.value) -> None:
         self.signal_number = signal_number
-        self._event.set()
-
-    def is_set(self) -> bool:
-        return self._event.is_set()
+        super().set()
 
     def raise_if_set(self) -> None:
-        if self._event.is_set():
+        if self.is_set():
             raise Interrupted(self.signal_number)
+
+
+class LogCounts:
+    """Kong's log counted as the stack follows it; callers wait until the counts reach a point."""
+
+    def __init__(self) -> None:
+        self._collector = Collector()
+        self._watched: dict[bytes, bool] = {}  # text -> whether a counter line has shown it
+        self._changed = threading.Condition()
+
+    def feed(self, lines: bytes) -> None:
+        """A block of whole log lines (called from the stack's log-following thread)."""
+        with self._changed:
+            self._collector.feed_block(lines)
+            for text, seen in self._watched.items():
+                if not seen and text in lines:
+                    # Other lines of the same request show it too (its access log line, which
+                    # Docker may deliver first): only its counter line counts.
+                    showing = [line for line in lines.splitlines() if text in line]
+                    self._watched[text] = collect_lines(showing).counter_lines > 0
+            self._changed.notify_all()
+
+    def watch(self, text: bytes) -> None:
+        """Note when a counter line shows `text` (call it before causing that line)."""
+        with self._changed:
+            self._watched.setdefault(text, False)
+
+    def has_shown(self, text: bytes) -> bool:
+        """Whether a counter line showed the watched `text` (an empty `text` always has)."""
+        with self._changed:
+            return not text or self._watched.get(text, False)
+
+    def wait_until(
+        self, reached: Callable[[Signals], bool], timeout_s: float, *, showing: bytes = b""
+    ) -> Signals:
+        """The counts once `reached` holds for them (and a counter line `showing` a watched
+        text came), or after `timeout_s` as they are then."""
+
+        def done() -> bool:
+            return self.has_shown(showing) and reached(self._collector.signals())
+
+        with self._changed:
+            self._changed.wait_for(done, timeout_s)
+            return self._collector.signals()
 
 
 NEVER_CANCELLED = Cancel()
@@ -140,13 +194,45 @@ def _stack_spec(target: Target, config: RunConfig, version_dir: Path) -> StackSp
     )
 
 
-def _wait_for_counter_lines(stack: Stack, expected_lines: int) -> None:
-    """Docker delivers logs a little late: wait (bounded) until each served request's line is in."""
-    deadline = time.monotonic() + LOG_SETTLE_S
-    while time.monotonic() < deadline:
-        if collect_lines(stack.log_text().splitlines()).counter_lines >= expected_lines:
-            return
-        time.sleep(LOG_POLL_S)
+def _log_before_load(counts: LogCounts, ready_counter: int | None) -> Signals:
+    """The log's counts before the load: they must include the readiness probe's own line.
+
+    The probe that found Kong ready went through the plugin, which logged one counter line with
+    the count its header reported; Docker delivers it a moment later.
+    """
+
+    def has_the_probe_line(signals: Signals) -> bool:
+        return signals.counter_lines >= 1 and signals.new_calls_total >= (ready_counter or 0)
+
+    before = counts.wait_until(has_the_probe_line, LOG_SETTLE_S)
+    if not has_the_probe_line(before):
+        LOGGER.warning(
+            "Kong's log showed no counter line for the readiness request within %.0fs; "
+            "counting the log as it is (%d lines)",
+            LOG_SETTLE_S,
+            before.lines,
+        )
+    return before
+
+
+def _wait_for_counter_lines(
+    counts: LogCounts, expected_lines: int, *, showing: bytes = b""
+) -> None:
+    """Docker delivers logs a little late: wait (bounded) until each served request's line is in,
+    and the line `showing` a watched text, if given."""
+
+    def has_the_lines(signals: Signals) -> bool:
+        return signals.counter_lines >= expected_lines
+
+    reached = counts.wait_until(has_the_lines, LOG_SETTLE_S, showing=showing)
+    if not has_the_lines(reached) or not counts.has_shown(showing):
+        LOGGER.warning(
+            "Kong's log did not show the load's last lines within %.0fs (%d counter lines, "
+            "%d expected at least); counting what it holds",
+            LOG_SETTLE_S,
+            reached.counter_lines,
+            expected_lines,
+        )
 
 
 def read_plugin_counter(proxy_url: str, path: str = "/hello") -> int | None:
@@ -164,30 +250,59 @@ def read_plugin_counter(proxy_url: str, path: str = "/hello") -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _measure(stack: Stack, config: RunConfig, version_dir: Path, cancel: Cancel) -> Measurement:
+def warm_up(proxy_url: str, workers: int) -> int | None:
+    """Send a few requests per nginx worker, each on a new connection, before counting.
+
+    Every worker starts its first plugin instance on its first request; that is start-up, not
+    churn. Ten new connections per worker reach every worker with near certainty (Kong spreads
+    connections over workers with reuseport), so the load's count holds churn only. Returns
+    the plugin's highest counter seen, or None when no response carried it.
+    """
+    seen = [
+        read_plugin_counter(proxy_url, WARM_UP_PATH) for _ in range(WARM_UP_PER_WORKER * workers)
+    ]
+    counters = [counter for counter in seen if counter is not None]
+    return max(counters) if counters else None
+
+
+def _measure(
+    stack: Stack, locust: HeadlessLocust, counts: LogCounts, config: RunConfig, cancel: Cancel
+) -> Measurement:
+    """Wait for Kong, send the load, and take the stack down once the load's log lines are in.
+
+    Locust writes its reports and exits while the stack goes down.
+    """
     label = stack.spec.version
     LOGGER.info("%s: waiting for Kong (at most %.0fs)", label, config.ready_timeout_s)
-    stack.wait_ready(config.ready_timeout_s, check=cancel.raise_if_set)
-    before = collect_lines(stack.log_text().splitlines())
+    ready_counter = stack.wait_ready(config.ready_timeout_s, check=cancel.raise_if_set)
+    warmed_counter = warm_up(stack.proxy_url, config.workers)
+    before = _log_before_load(counts, max(ready_counter or 0, warmed_counter or 0) or None)
     cancel.raise_if_set()
     LOGGER.info("%s: sending %d requests with %d users", label, config.requests, config.users)
-    shortfall = None
-    try:
-        load = run_load(
-            stack.proxy_url,
-            requests=config.requests,
-            users=config.users,
-            spawn_rate=config.spawn_rate,
-            out_dir=version_dir,
-            timeout_s=config.load_timeout_s,
-        )
-    except LoadShortfall as error:  # keep what was measured; the row says it fell short
-        load, shortfall = error.partial, str(error)
+    locust.send(stack.proxy_url, cancel=cancel)
     cancel.raise_if_set()  # a cancelled Locust ends early: that is no measurement
-    plugin_counter = read_plugin_counter(stack.proxy_url)
-    served = load.requests - load.failures + (plugin_counter is not None)
-    _wait_for_counter_lines(stack, before.counter_lines + served)
+    probe_line = COUNTER_PROBE_PATH.encode()
+    counts.watch(probe_line)
+    plugin_counter = read_plugin_counter(stack.proxy_url, COUNTER_PROBE_PATH)
+    if plugin_counter is not None:
+        # The counter request went out after every response of the load came back, so its own
+        # log line comes after all of theirs: once it is in, so are they. (Counting lines would
+        # not do: a failed request may log its counter line too.)
+        _wait_for_counter_lines(counts, before.counter_lines + 1, showing=probe_line)
+        stack.close()
+        load, shortfall = _load_result(locust, cancel)
+    else:  # no such line to wait for: one line per request served, which Locust's count says
+        load, shortfall = _load_result(locust, cancel)
+        _wait_for_counter_lines(counts, before.counter_lines + load.requests - load.failures)
     return Measurement(before, before, load, plugin_counter, shortfall)
+
+
+def _load_result(locust: HeadlessLocust, cancel: Cancel) -> tuple[LoadResult, str | None]:
+    """Locust's final stats, and why they fall short of the count asked for (or None)."""
+    try:
+        return locust.result(cancel=cancel), None
+    except LoadShortfall as error:  # keep what was measured; the row says it fell short
+        return error.partial, str(error)
 
 
 def row_from(base: VersionResult, measurement: Measurement) -> VersionResult:
@@ -246,13 +361,32 @@ def _measure_in_stack(
     target: Target, config: RunConfig, version_dir: Path, cancel: Cancel
 ) -> Measurement:
     log_path = version_dir / "kong.log"
-    spec = _stack_spec(target, config, version_dir)
-    cancel.raise_if_set()
-    # The stack saves its whole log on the way down, however it ends.
-    with Stack(spec, keep=config.keep, log_path=log_path) as stack:
-        measurement = _measure(stack, config, version_dir, cancel)
+    counts = LogCounts()
+    locust = HeadlessLocust(
+        requests=config.requests,
+        users=config.users,
+        spawn_rate=config.spawn_rate,
+        out_dir=version_dir,
+        timeout_s=config.load_timeout_s,
+    )
+    with locust:  # Locust starts first and waits; it is gone when this block is left
+        spec = _stack_spec(target, config, version_dir)
+        cancel.raise_if_set()
+        # The stack saves its whole log on the way down, however and whenever it ends.
+        with Stack(spec, keep=config.keep, log_path=log_path, on_log=counts.feed) as stack:
+            measurement = _measure(stack, locust, counts, config, cancel)
     # The saved log is the record: count from it, so results and kong.log always agree.
-    return replace(measurement, after=collect_file(_require_log(log_path)))
+    after = collect_file(_require_log(log_path))
+    load = measurement.load
+    expected_lines = measurement.before.counter_lines + load.requests - load.failures
+    if after.counter_lines < expected_lines:
+        LOGGER.warning(
+            "%s: kong.log has %d counter lines, fewer than the %d its requests should have left",
+            target.label,
+            after.counter_lines,
+            expected_lines,
+        )
+    return replace(measurement, after=after)
 
 
 def measure_version(
@@ -371,32 +505,22 @@ def _measure_in_parallel(config: RunConfig, measure: Callable[[int], None], canc
     except BaseException as stop:
         signal_number = stop.signal_number if isinstance(stop, Interrupted) else 2
         with signals_held():
-            _cancel_workers(config, pool, futures, cancel, signal_number)
+            _cancel_workers(pool, futures, cancel, signal_number)
         raise
     finally:
         pool.shutdown(wait=True)
 
 
 def _cancel_workers(
-    config: RunConfig,
-    pool: ThreadPoolExecutor,
-    futures: list[Future[None]],
-    cancel: Cancel,
-    signal_number: int,
+    pool: ThreadPoolExecutor, futures: list[Future[None]], cancel: Cancel, signal_number: int
 ) -> None:
-    """Stop the workers: no new version starts, running builds and Locusts are stopped."""
-    cancel.set(signal_number)
+    """Stop the workers: no new version starts, running loads and builds are stopped."""
+    cancel.set(signal_number)  # a running load sees it and stops its Locust
     pool.shutdown(wait=False, cancel_futures=True)
-    run_dir = str(config.run_dir)
-
-    def is_our_locust(command: list[str]) -> bool:
-        return "locust" in command and any(arg.startswith(run_dir) for arg in command)
 
     def is_our_build(command: list[str]) -> bool:
         return "build" in command and any(arg.startswith("kpm-") for arg in command)
 
-    # Locust writes its reports on SIGINT; load.py's own cleanup then removes the group.
-    signal_descendants(is_our_locust, signal.SIGINT)
     signal_descendants(is_our_build, signal.SIGTERM)
     LOGGER.warning("stopping: waiting for %d running version(s) to tear down", len(futures))
     wait(futures)
@@ -412,20 +536,20 @@ def run_ui(config: RunConfig, web_port: int) -> RunResult:
     base = _base_row(target, config, version_dir)
     log_path = version_dir / "kong.log"
     spec = _stack_spec(target, config, version_dir)
+    counts = LogCounts()
     try:
-        with Stack(spec, keep=config.keep, log_path=log_path) as stack:
-            stack.wait_ready(config.ready_timeout_s)
-            before = collect_lines(stack.log_text().splitlines())
-            run_web_ui(
+        with Stack(spec, keep=config.keep, log_path=log_path, on_log=counts.feed) as stack:
+            before = _log_before_load(counts, stack.wait_ready(config.ready_timeout_s))
+            load = run_web_ui(
                 stack.proxy_url,
                 out_dir=version_dir,
                 web_port=web_port,
                 users=config.users,
                 spawn_rate=config.spawn_rate,
             )
+            _wait_for_counter_lines(counts, before.counter_lines + load.requests - load.failures)
     except DockerException as error:
         raise StackError(f"docker failed: {error}") from error
-    load = parse_stats_csv(version_dir / "locust_stats.csv")
     row = row_from(base, Measurement(before, collect_file(_require_log(log_path)), load))
     run = RunResult(config.run_id, config.tool_version, config.to_dict(), (row,))
     report.write_run(config.run_dir, run)

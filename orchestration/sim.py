@@ -13,6 +13,7 @@ for real Kong, with GO_IMAGE and KONG_IMAGE naming these local tags.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from python_on_whales import DockerClient, DockerException
+from python_on_whales.exceptions import NoSuchImage
 
 from orchestration.errors import EnvironmentProblem, ImageUnavailable, StackError
 from orchestration.stack import (
@@ -84,15 +86,11 @@ def build_sim_images(version: str, *, repo_root: Path) -> SimImages:
     """Make sure the go-builder and the kong-sim image for `version` exist locally."""
     tools = _host_tools()
     images = _tags(version, repo_root, tools)
-    docker = DockerClient()
-    try:
-        need_go_builder = not docker.image.exists(images.go_image)
-        need_kong_sim = not docker.image.exists(images.kong_image)
-    except DockerException as error:
-        raise StackError(f"could not look up the --sim images: {error.stderr or error}") from error
-    if not (need_go_builder or need_kong_sim):
+    missing = _missing_images(images.go_image, images.kong_image)
+    if not missing:
         LOGGER.info("reusing %s and %s", images.go_image, images.kong_image)
         return images
+    need_go_builder, need_kong_sim = images.go_image in missing, images.kong_image in missing
     with tempfile.TemporaryDirectory(prefix="kpm-sim-build-") as scratch:
         scratch_dir = Path(scratch)
         context = scratch_dir / "go-builder"
@@ -116,6 +114,19 @@ def build_sim_images(version: str, *, repo_root: Path) -> SimImages:
     return images
 
 
+def _missing_images(*tags: str) -> set[str]:
+    """Which of `tags` are not present locally; one docker call when all are (the usual case)."""
+    docker = DockerClient()
+    try:
+        try:
+            docker.image.inspect(list(tags))
+        except NoSuchImage:
+            return {tag for tag in tags if not docker.image.exists(tag)}
+    except DockerException as error:
+        raise StackError(f"could not look up the --sim images: {error.stderr or error}") from error
+    return set()
+
+
 def _tags(version: str, repo_root: Path, tools: _HostTools) -> SimImages:
     module_files = [
         str(module / name) for module in GO_MODULE_DIRS for name in ("go.mod", "go.sum")
@@ -132,6 +143,13 @@ def _tags(version: str, repo_root: Path, tools: _HostTools) -> SimImages:
 
 
 def _host_tools() -> _HostTools:
+    """What --sim builds from; looked up once per environment (a run asks for every version)."""
+    return _host_tools_in(frozenset(os.environ.items()))
+
+
+@functools.lru_cache(maxsize=4)
+def _host_tools_in(_environment: frozenset[tuple[str, str]]) -> _HostTools:
+    """`_host_tools` for this environment (PATH, GOROOT, ...): the argument is the cache key."""
     go = _go_env("GOROOT", "GOVERSION", "GOOS", "GOARCH", "GOMODCACHE", "GOPROXY")
     goroot = Path(go["GOROOT"])
     platform = f"{go['GOOS']}_{go['GOARCH']}"

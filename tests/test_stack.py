@@ -15,7 +15,7 @@ import subprocess
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +27,7 @@ from orchestration.stack import (
     LABEL,
     PLUGIN_IMAGE_INPUTS,
     RUN_LABEL,
+    LogFollower,
     Stack,
     StackSpec,
     check_docker,
@@ -153,6 +154,39 @@ def test_check_docker_names_the_missing_cli(
         check_docker()
 
 
+def _wait_for(what: str, done: Callable[[], bool], timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert time.monotonic() < deadline, f"waited {timeout_s:.0f}s for {what}"
+        time.sleep(0.02)
+
+
+def test_log_follower_passes_on_whole_lines_and_writes_everything(tmp_path: Path) -> None:
+    blocks: list[bytes] = []
+    script = "printf 'one\\ntwo\\nthr'; sleep 0.3; printf 'ee\\nfour'; sleep 60"
+    follower = LogFollower(["sh", "-c", script], tmp_path / "logs" / "kong.log", blocks.append)
+
+    _wait_for("three lines", lambda: b"".join(blocks) == b"one\ntwo\nthree\n")
+    followed_to_the_end = follower.stop()  # while it still runs, as at a teardown
+
+    assert followed_to_the_end
+    assert all(block.endswith(b"\n") for block in blocks[:-1])
+    assert blocks[-1] == b"four"  # the unfinished last line, once the output ended
+    assert (tmp_path / "logs" / "kong.log").read_bytes() == b"one\ntwo\nthree\nfour"
+
+
+def test_log_follower_whose_command_failed_says_so(tmp_path: Path) -> None:
+    blocks: list[bytes] = []
+    follower = LogFollower(
+        ["sh", "-c", "echo partial; exit 3"], tmp_path / "kong.log", blocks.append
+    )
+
+    _wait_for("the command to end", lambda: not follower.running)
+
+    assert follower.stop() is False
+    assert blocks == [b"partial\n"]
+
+
 # --- Docker -----------------------------------------------------------------------------
 
 
@@ -252,6 +286,30 @@ def test_stack_comes_up_on_loopback_and_saves_logs(
     assert len(networks) == 1
     assert _labelled(spec.run_id) == ([], [])
     assert f"KPM_RUN_ID={spec.run_id}" in spec.env_file.read_text()
+
+
+@pytest.mark.docker
+def test_stack_follows_its_log_into_log_path(
+    tmp_path: Path, fixture_env: pytest.MonkeyPatch, fixture_image: str
+) -> None:
+    spec = _fixture_spec(tmp_path, fixture_image)
+    log_path = tmp_path / "kong.log"
+    blocks: list[bytes] = []
+
+    with Stack(spec, log_path=log_path, on_log=blocks.append) as stack:
+        plugin_counter = stack.wait_ready(timeout_s=60)
+        for _ in range(3):
+            urllib.request.urlopen(f"{stack.proxy_url}/hello", timeout=5).close()
+        _wait_for("4 requests in the log", lambda: b"".join(blocks).count(b"GET /hello") >= 4)
+        read_at_once = stack.log_text()
+
+    followed = log_path.read_text()
+    assert plugin_counter == 1  # the fixture's header: "New() calls: 1"
+    assert b"".join(blocks).decode() == followed
+    assert followed.startswith(read_at_once)
+    assert followed.count('"GET /hello" 200') == 4
+    assert "kong-1" not in followed  # no Compose prefix
+    assert _labelled(spec.run_id) == ([], [])
 
 
 @pytest.mark.docker
