@@ -105,22 +105,15 @@ func TestFromEnvModelOverrideAndRefusals(t *testing.T) {
 	}
 }
 
-const kongYML = `_format_version: "3.0"
-plugins:
-  - name: example-plugin
-    config: {}
-services:
-  - name: hello-service
-    url: http://127.0.0.1:9
-    routes:
-      - name: hello
-        paths: [/hello]
-        plugins:
-          - name: request-termination
-            config:
-              status_code: 200
-              message: hello from kong
-`
+// kongYML is the project's own declarative config, the file every stack runs with.
+func kongYML(t *testing.T) []byte {
+	t.Helper()
+	text, err := os.ReadFile("../../../kong.yml")
+	if err != nil {
+		t.Fatalf("reading images/kong.yml: %v", err)
+	}
+	return text
+}
 
 func knownNames(names ...string) func(string) bool {
 	return func(name string) bool {
@@ -134,7 +127,7 @@ func knownNames(names ...string) func(string) bool {
 }
 
 func TestParseDeclarative(t *testing.T) {
-	decl, err := ParseDeclarative([]byte(kongYML), knownNames("example-plugin", "request-termination"))
+	decl, err := ParseDeclarative(kongYML(t), knownNames("example-plugin", "request-termination"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,19 +148,19 @@ func TestParseDeclarative(t *testing.T) {
 	if global.ID == termination.ID || len(global.ID) != 36 || !strings.HasPrefix(global.Key, "plugins:example-plugin:") {
 		t.Errorf("ids %q %q key %q", global.ID, termination.ID, global.Key)
 	}
-	again, _ := ParseDeclarative([]byte(kongYML), knownNames("example-plugin", "request-termination"))
+	again, _ := ParseDeclarative(kongYML(t), knownNames("example-plugin", "request-termination"))
 	if again.Plugins[0].ID != global.ID {
 		t.Error("plugin ids must be stable across loads")
 	}
 }
 
 func TestParseDeclarativeRefusesUnknownPlugins(t *testing.T) {
-	_, err := ParseDeclarative([]byte(kongYML), knownNames("request-termination"))
+	_, err := ParseDeclarative(kongYML(t), knownNames("request-termination"))
 	want := "in 'plugins': in entry 1 of 'plugins': in 'name': plugin 'example-plugin' not enabled; add it to the 'plugins' configuration property"
 	if err == nil || err.Error() != want {
 		t.Fatalf("err = %v, want %s", err, want)
 	}
-	_, err = ParseDeclarative([]byte(kongYML), knownNames("example-plugin"))
+	_, err = ParseDeclarative(kongYML(t), knownNames("example-plugin"))
 	if err == nil || !strings.Contains(err.Error(), "in 'services': in entry 1 of 'services': in 'routes'") {
 		t.Fatalf("nested unknown plugin: %v", err)
 	}
@@ -187,7 +180,7 @@ func TestLoadDeclarativeNamesTheFile(t *testing.T) {
 	if _, err := LoadDeclarative(path, noFiles); err == nil || !strings.Contains(err.Error(), path) {
 		t.Fatalf("missing file: %v", err)
 	}
-	if err := os.WriteFile(path, []byte(kongYML), 0o600); err != nil {
+	if err := os.WriteFile(path, kongYML(t), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := LoadDeclarative(path, func(string) bool { return true }); err != nil {
