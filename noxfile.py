@@ -8,12 +8,15 @@ no Python environment at all. Tests and lint get their own reused virtualenv.
 from __future__ import annotations
 
 import importlib.util
+import signal
 import sys
 from pathlib import Path
 
 import nox
+from nox.command import CommandFailed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from orchestration.under_nox import child_command, signals_passed_on
 from orchestration.versions import KNOWN_VERSIONS
 
 nox.options.sessions = ["lint", "tests"]
@@ -24,12 +27,27 @@ GO_MODULES = ("plugins/example-plugin", "images/kong-sim")
 
 def _harness(session: nox.Session, *args: str) -> None:
     """Run the CLI with the interpreter nox runs on; posargs go to the CLI."""
+    _run_module(session, "orchestration", *args, *session.posargs)
+
+
+def _run_module(session: nox.Session, module: str, *args: str) -> None:
+    """`python -m MODULE ARGS` in a session of its own, with nox passing Ctrl-C and SIGTERM on
+    and waiting, however long the teardown takes (see orchestration/under_nox.py)."""
     if any(importlib.util.find_spec(m) is None for m in ("locust", "python_on_whales", "tabulate")):
         session.error(
             "kong-plugin-matrix is not installed next to nox. Run the set-up once: "
             "python -m pip install -e .   (see README.md)"
         )
-    session.run(sys.executable, "-m", "orchestration", *args, *session.posargs, external=True)
+    with signals_passed_on() as received:
+        try:
+            session.run(*child_command(sys.executable, module, *args), external=True)
+        except CommandFailed:
+            if received.first is None:
+                raise
+    if received.first == signal.SIGTERM:
+        raise SystemExit(128 + signal.SIGTERM)
+    if received.first is not None:
+        raise KeyboardInterrupt  # nox reports the session interrupted and exits 130
 
 
 def _version_session(version: str, expected: str) -> None:
@@ -63,6 +81,12 @@ def collect(session: nox.Session) -> None:
 
 
 @nox.session(venv_backend="none")
+def clean(session: nox.Session) -> None:
+    """Remove what killed runs left in Docker (-- --dry-run only lists it)."""
+    _harness(session, "clean")
+
+
+@nox.session(venv_backend="none")
 def versions(session: nox.Session) -> None:
     """List the known Kong versions and what their changelogs say."""
     _harness(session, "versions")
@@ -77,7 +101,7 @@ def selftest(session: nox.Session) -> None:
 @nox.session(venv_backend="none")
 def bench(session: nox.Session) -> None:
     """Benchmarks, offline with --sim (about 10 minutes); writes docs/benchmarks.md."""
-    session.run(sys.executable, "-m", "bench", *session.posargs, external=True)
+    _run_module(session, "bench", *session.posargs)
 
 
 @nox.session

@@ -30,7 +30,8 @@ from orchestration.config import (
     parse_number,
     resolve,
 )
-from orchestration.errors import MatrixError, UsageError
+from orchestration.errors import Interrupted, MatrixError, UsageError
+from orchestration.owner import OWNER_ENV, Owner
 from orchestration.report import RunResult, VersionResult
 from orchestration.versions import Target
 
@@ -121,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print JSON (results.json field names)"
     )
     collect.add_argument("--plugin", default="example-plugin", help="plugin server name to count")
+
+    tidy = commands.add_parser(
+        "clean",
+        help="remove what killed runs left: containers, networks, volumes, processes, images",
+    )
+    tidy.add_argument("--dry-run", action="store_true", help="only list what would be removed")
 
     show = commands.add_parser("report", help="print the table of a finished (or interrupted) run")
     show.add_argument("run", type=Path, nargs="?", default=DEFAULT_RESULTS / "latest")
@@ -213,12 +220,30 @@ def _check_prerequisites(sim: bool) -> None:
     from orchestration.sim import check_host_tools
     from orchestration.stack import check_docker
 
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="kpm-check") as pool:
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="kpm-check") as pool:
         checks = [pool.submit(check_docker)]
         if sim:
             checks.append(pool.submit(check_host_tools))
+        leftovers = pool.submit(_warn_of_leftovers)
         for check in checks:  # Docker's problem first when both fail
             check.result()
+        leftovers.result()
+
+
+def _warn_of_leftovers() -> None:
+    """One line when runs that died without tearing down left Docker objects behind."""
+    from orchestration import clean
+
+    try:
+        found = clean.survey(with_processes=False, with_images=False)
+    except MatrixError:
+        return  # Docker's own check says what is wrong with it
+    if found.leftovers:
+        print(
+            f"warning: {found.summary()} are still in Docker (a run that was killed); "
+            "remove them with: python -m orchestration clean",
+            file=sys.stderr,
+        )
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -226,6 +251,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from orchestration.load import require_free_port
 
     config = config_from(args)
+    # Every process this run starts carries its owner, so `clean` can tell what a dead run left.
+    os.environ[OWNER_ENV] = Owner.current().text
     web_port = None
     if args.command == "ui":  # a taken port is known before anything is built
         web_port = BOUNDS["web_port"].check(parse_number("web_port", args.web_port, int))
@@ -233,10 +260,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _check_prerequisites(config.sim)
     if args.command == "selftest":
         return _selftest(config)
-    if web_port is not None:
-        run = pipeline.run_ui(config, web_port)
-    else:
-        run = pipeline.run_matrix(config, announce=_announce)
+    try:
+        if web_port is not None:
+            run = pipeline.run_ui(config, web_port)
+        else:
+            run = pipeline.run_matrix(config, announce=_announce)
+    except Interrupted:
+        _print_run(report.load_run(config.run_dir), config.run_dir)  # as written on the way out
+        raise
     _print_run(run, config.run_dir)
     return 0 if run.all_ok else 1
 
@@ -291,6 +322,32 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_clean(args: argparse.Namespace) -> int:
+    from orchestration import clean
+    from orchestration.stack import check_docker
+
+    check_docker()
+    found = clean.survey()
+    left_alone = found.left_alone()
+    if not found.leftovers:
+        print(f"nothing to remove ({left_alone})")
+        return 0
+    if args.dry_run:
+        for leftover in found.leftovers:
+            print(f"would remove {leftover.describe()}")
+        print(f"{found.summary()}; {left_alone}")
+        return 0
+    failed = 0
+    for leftover, problem in clean.remove(found.leftovers):
+        if problem is None:
+            print(f"removed {leftover.describe()}")
+        else:
+            failed += 1
+            print(f"could not remove {leftover.describe()}: {problem}", file=sys.stderr)
+    print(f"{found.summary()}: {len(found.leftovers) - failed} removed; {left_alone}")
+    return 1 if failed else 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     run = report.load_run(args.run)
     print(report.render_summary(run))
@@ -337,14 +394,30 @@ _COMMANDS = {
     "selftest": _cmd_run,
     "collect": _cmd_collect,
     "report": _cmd_report,
+    "clean": _cmd_clean,
     "versions": _cmd_versions,
 }
 
 
-def _raise_interrupted(signal_number: int, _frame: FrameType | None) -> None:
-    from orchestration.errors import Interrupted
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
+
+def _stop_on_first_signal(signal_number: int, _frame: FrameType | None) -> None:
+    """The first Ctrl-C or SIGTERM stops the run; later ones must not cut its teardown short."""
+    for number in STOP_SIGNALS:
+        signal.signal(number, _already_stopping)
+    if signal_number == signal.SIGINT:
+        raise KeyboardInterrupt
     raise Interrupted(signal_number)
+
+
+def _already_stopping(signal_number: int, _frame: FrameType | None) -> None:
+    print(
+        f"{signal.Signals(signal_number).name} again: already stopping, the teardown goes on "
+        "(a kill -9 would leave containers: then run `python -m orchestration clean`)",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _show_progress() -> None:
@@ -358,7 +431,9 @@ def _show_progress() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_interrupted)
+    for number in STOP_SIGNALS:
+        if signal.getsignal(number) is not signal.SIG_IGN:  # started to ignore it: keep that
+            signal.signal(number, _stop_on_first_signal)
     _show_progress()
     try:
         return _COMMANDS[args.command](args)

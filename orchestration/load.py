@@ -286,6 +286,15 @@ def run_load(
         return locust.run(host_url, cancel=cancel)
 
 
+@dataclass(frozen=True)
+class WebUiResult:
+    """A web UI session: Locust's final stats, and the signal that ended it (None: Locust
+    ended by itself)."""
+
+    load: LoadResult
+    stopped_by: int | None
+
+
 def run_web_ui(
     host_url: str,
     *,
@@ -294,7 +303,7 @@ def run_web_ui(
     locustfile: Path | None = None,
     users: int = 50,
     spawn_rate: float = 50,
-) -> LoadResult:
+) -> WebUiResult:
     """Serve Locust's web UI on 127.0.0.1:`web_port` until Ctrl-C or SIGTERM, or Locust exits.
 
     A taken port is a `UsageError` (no silent move to another port: the URL you were told is the
@@ -311,17 +320,18 @@ def run_web_ui(
         *["--web-host", WEB_UI_HOST, "--web-port", str(web_port)],
     ]
     print(f"Locust web UI: http://{WEB_UI_HOST}:{web_port}/ (target {host_url}; Ctrl-C to stop)")
-    exit_status = None
+    exit_status, stopped_by = None, None
     with sigterm_raises_interrupted(), locust_process(command, out_dir) as process:
         try:
             # Short waits, not one blocking waitpid: a signal must be able to end this wait.
             while (exit_status := wait_at_most(process, WEB_UI_POLL_S)) is None:
                 pass
-        except (KeyboardInterrupt, Interrupted):
-            print(f"stopping Locust; its reports are in {out_dir}")
+        except (KeyboardInterrupt, Interrupted) as stop:
+            stopped_by = stop.signal_number if isinstance(stop, Interrupted) else signal.SIGINT
+            print(f"stopping Locust; its reports are in {out_dir}", file=sys.stderr)
     if exit_status not in (None, 0):
         raise LoadError(f"Locust's web UI exited with status {exit_status}; {log_tail(out_dir)}")
-    return read_stats(out_dir)
+    return WebUiResult(read_stats(out_dir), stopped_by)
 
 
 def parse_stats_csv(path: Path) -> LoadResult:

@@ -145,6 +145,7 @@ class Measurement:
     load: LoadResult
     plugin_counter: int | None = None  # the plugin's own count, read from its response header
     shortfall: str | None = None  # set when the load ended before every request was sent
+    stopped_by: int | None = None  # the signal that ended a web UI session's load
 
 
 def folder_name(label: str) -> str:
@@ -389,20 +390,37 @@ def _measure_in_stack(
     return replace(measurement, after=after)
 
 
+InStack = Callable[[Target, RunConfig, Path, Cancel], Measurement]
+
+
 def measure_version(
-    target: Target, config: RunConfig, cancel: Cancel = NEVER_CANCELLED
+    target: Target,
+    config: RunConfig,
+    cancel: Cancel = NEVER_CANCELLED,
+    in_stack: InStack | None = None,
 ) -> VersionResult:
-    """Measure one target. Failures become an error row; interrupts propagate as Interrupted."""
+    """Measure one target. Failures become an error row; interrupts propagate as Interrupted.
+
+    `in_stack` brings the stack up and measures (default: the headless load of `config`).
+    """
     version_dir = config.run_dir / folder_name(target.label)
     version_dir.mkdir(parents=True, exist_ok=True)
     base = _base_row(target, config, version_dir)
     started = time.monotonic()
     try:
         cancel.raise_if_set()
-        measurement = _measure_in_stack(target, config, version_dir, cancel)
+        measurement = (in_stack or _measure_in_stack)(target, config, version_dir, cancel)
         row = row_from(base, measurement)
         if measurement.shortfall:
             row = replace(row, status="error", verdict="error", error=measurement.shortfall)
+        if measurement.stopped_by is not None:
+            cancel.set(measurement.stopped_by)
+            row = replace(
+                row,
+                status="interrupted",
+                error=f"stopped by {signal_name(measurement.stopped_by)}, as a web UI session "
+                "ends: the load until then is counted",
+            )
     except (MatrixError, DockerException) as error:
         if isinstance(error, Interrupted):
             raise
@@ -441,12 +459,15 @@ def create_run_dir(config: RunConfig) -> None:
 
 
 def run_matrix(
-    config: RunConfig, announce: Callable[[VersionResult], None] = lambda _row: None
+    config: RunConfig,
+    announce: Callable[[VersionResult], None] = lambda _row: None,
+    in_stack: InStack | None = None,
 ) -> RunResult:
     """Measure every target, writing the results after each one. Returns the finished run.
 
     On SIGINT/SIGTERM: every stack is torn down, finished rows stay, the others are marked
-    `interrupted`, the results are written, and `Interrupted` is raised.
+    `interrupted`, the results are written, and `Interrupted` is raised. A row that a signal
+    ended with its measurement (a web UI session) is kept as it is.
     """
     create_run_dir(config)
     report.write_config(config.run_dir, config.to_dict())
@@ -463,11 +484,12 @@ def run_matrix(
         return run
 
     def measure(index: int) -> None:
-        row = measure_version(config.targets[index], config, cancel)
+        row = measure_version(config.targets[index], config, cancel, in_stack)
         with rows_lock:
             rows[index] = row
         announce(row)
         publish()
+        cancel.raise_if_set()
 
     publish()
     try:
@@ -527,31 +549,38 @@ def _cancel_workers(
 
 
 def run_ui(config: RunConfig, web_port: int) -> RunResult:
-    """Bring one target up, serve Locust's web UI until Ctrl-C, then collect and tear down."""
-    target = config.targets[0]
-    create_run_dir(config)
-    report.write_config(config.run_dir, config.to_dict())
-    version_dir = config.run_dir / folder_name(target.label)
-    version_dir.mkdir(parents=True)
-    base = _base_row(target, config, version_dir)
+    """Bring one target up, serve Locust's web UI until Ctrl-C, count, tear down, write results.
+
+    Ctrl-C (or SIGTERM) is how a web UI session ends: its row holds what the load until then
+    measured, marked `interrupted`, the results are written, and `Interrupted` is raised.
+    """
+
+    def in_stack(
+        target: Target, config: RunConfig, version_dir: Path, cancel: Cancel
+    ) -> Measurement:
+        return _measure_ui_in_stack(target, config, version_dir, web_port)
+
+    return run_matrix(config, in_stack=in_stack)
+
+
+def _measure_ui_in_stack(
+    target: Target, config: RunConfig, version_dir: Path, web_port: int
+) -> Measurement:
     log_path = version_dir / "kong.log"
-    spec = _stack_spec(target, config, version_dir)
     counts = LogCounts()
-    try:
-        with Stack(spec, keep=config.keep, log_path=log_path, on_log=counts.feed) as stack:
-            before = _log_before_load(counts, stack.wait_ready(config.ready_timeout_s))
-            load = run_web_ui(
-                stack.proxy_url,
-                out_dir=version_dir,
-                web_port=web_port,
-                users=config.users,
-                spawn_rate=config.spawn_rate,
-            )
-            _wait_for_counter_lines(counts, before.counter_lines + load.requests - load.failures)
-    except DockerException as error:
-        raise StackError(f"docker failed: {error}") from error
-    row = row_from(base, Measurement(before, collect_file(_require_log(log_path)), load))
-    run = RunResult(config.run_id, config.tool_version, config.to_dict(), (row,))
-    report.write_run(config.run_dir, run)
-    report.point_latest(config.results_root, config.run_dir)
-    return run
+    spec = _stack_spec(target, config, version_dir)
+    with Stack(spec, keep=config.keep, log_path=log_path, on_log=counts.feed) as stack:
+        ready_counter = stack.wait_ready(config.ready_timeout_s)
+        warmed_counter = warm_up(stack.proxy_url, config.workers)
+        before = _log_before_load(counts, max(ready_counter or 0, warmed_counter or 0) or None)
+        session = run_web_ui(
+            stack.proxy_url,
+            out_dir=version_dir,
+            web_port=web_port,
+            users=config.users,
+            spawn_rate=config.spawn_rate,
+        )
+        load = session.load
+        _wait_for_counter_lines(counts, before.counter_lines + load.requests - load.failures)
+    after = collect_file(_require_log(log_path))
+    return Measurement(before, after, load, stopped_by=session.stopped_by)

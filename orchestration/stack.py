@@ -35,6 +35,7 @@ from python_on_whales import DockerClient, DockerException
 from python_on_whales.utils import run as run_docker
 
 from orchestration.errors import EnvironmentProblem, ImageUnavailable, ReadyTimeout, StackError
+from orchestration.owner import Owner
 
 LOGGER = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ PLUGIN_MARKER_HEADER = "X-Example-Message"
 
 LABEL = "io.kong-plugin-matrix"
 RUN_LABEL = "io.kong-plugin-matrix.run"
+OWNER_LABEL = "io.kong-plugin-matrix.owner"  # the harness process: see orchestration/owner.py
 PLUGIN_IMAGE_REPOSITORY = "kong-plugin-matrix"
 
 # What the plugin image is made of; `--sim` images also depend on the stand-ins.
@@ -86,6 +88,8 @@ class StackSpec:
     run_id: str
     env_file: Path
     compose_file: Path = field(default=DEFAULT_COMPOSE_FILE)
+    # The process that creates the stack owns it (`clean` removes stacks of dead owners).
+    owner: str = field(default_factory=lambda: Owner.current().text)
 
     def compose_variables(self) -> dict[str, str]:
         return {
@@ -94,6 +98,7 @@ class StackSpec:
             "KPM_GO_IMAGE": self.go_image,
             "KPM_WORKERS": str(self.workers),
             "KPM_RUN_ID": self.run_id,
+            "KPM_OWNER": self.owner,
         }
 
 

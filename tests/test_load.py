@@ -402,9 +402,10 @@ def test_web_ui_serves_on_loopback_and_stops_cleanly_on_a_signal(
     stopper.start()
     started = time.monotonic()
 
-    run_web_ui(server.url, out_dir=tmp_path, web_port=port)
+    session = run_web_ui(server.url, out_dir=tmp_path, web_port=port)
 
     stopper.join(5)
+    assert session.stopped_by == stop_signal
     assert seen_ui.is_set()
     assert time.monotonic() - started < 30
     assert (tmp_path / "locust.html").is_file()
@@ -538,9 +539,11 @@ def test_web_ui_returns_locusts_final_count_exactly(
     stopper = threading.Thread(target=swarm_then_ctrl_c, daemon=True)
     stopper.start()
 
-    result = run_web_ui(server.url, out_dir=tmp_path, web_port=port, users=10, spawn_rate=100)
+    session = run_web_ui(server.url, out_dir=tmp_path, web_port=port, users=10, spawn_rate=100)
 
     stopper.join(5)
+    assert session.stopped_by == signal.SIGINT
+    result = session.load
     assert swarm and swarm[0]["success"] is True
     assert result.requests == server.requests == 700
     assert result.failures == 0
