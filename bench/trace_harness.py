@@ -28,7 +28,7 @@ STAGE_NAMES: tuple[tuple[str, str, str], ...] = (
     ("orchestration.pipeline", "_log_before_load", "log counts before the load"),
     ("orchestration.load:HeadlessLocust", "send", "load (Locust, 1000 requests)"),
     ("orchestration.pipeline", "read_plugin_counter", "plugin counter request"),
-    ("orchestration.pipeline", "_wait_for_counter_lines", "wait for the load's log lines"),
+    ("orchestration.pipeline", "_wait_for_the_load_lines", "wait for the load's log lines"),
     ("orchestration.stack:Stack", "save_logs", "save kong.log (only if following it failed)"),
     ("orchestration.stack:Stack", "close", "compose down"),
     ("orchestration.load:HeadlessLocust", "result", "Locust's reports and exit, beyond the down"),

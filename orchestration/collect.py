@@ -137,12 +137,14 @@ class _NewCallLifetimes:
         self.highest = 0
         self.low_run_length = 0  # consecutive sharp drops not yet taken as a restart
         self.low_run_highest = 0
+        self.latest: int | None = None  # the value last observed, whatever it meant
 
     @property
     def total(self) -> int:
         return self.finished_total + self.highest
 
     def observe(self, value: int) -> None:
+        self.latest = value
         if not self._is_sharp_drop(value):
             self.low_run_length = 0  # the low values were stragglers
             self.highest = max(self.highest, value)
@@ -196,6 +198,11 @@ class Collector:
             return
         self._counts["lines"] += block.count(b"\n") + (not block.endswith(b"\n"))
         self._scan(block)
+
+    def latest_counter(self) -> int | None:
+        """The New() count on the last counter line seen (None before any): once the log has
+        caught up with a request the plugin answered last, the count its header reported."""
+        return self._lifetimes.latest
 
     def signals(self) -> Signals:
         """The counts so far (feeding may continue afterwards)."""

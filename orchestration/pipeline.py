@@ -31,7 +31,7 @@ from pathlib import Path
 from python_on_whales import DockerException
 
 from orchestration import report
-from orchestration.collect import Collector, Signals, collect_file, collect_lines
+from orchestration.collect import Collector, Signals, collect_file
 from orchestration.config import RunConfig
 from orchestration.errors import (
     ImageUnavailable,
@@ -64,8 +64,7 @@ WARM_UP_PER_WORKER = 10
 WARM_UP_PATH = "/hello?kpm-probe=warm-up"
 
 COUNTER_HEADER = "X-Example-Message"
-# The route, marked so that the plugin's counter line for this one request can be told apart
-# (Kong's error log lines name their request: `request: "GET /hello?kpm-probe=... HTTP/1.1"`).
+# The route, marked so the probe stands out in the access log.
 COUNTER_PROBE_PATH = "/hello?kpm-probe=plugin-counter"
 # Loopback only, and never through an HTTP proxy a user may have configured.
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -96,43 +95,36 @@ class LogCounts:
 
     def __init__(self) -> None:
         self._collector = Collector()
-        self._watched: dict[bytes, bool] = {}  # text -> whether a counter line has shown it
         self._changed = threading.Condition()
 
     def feed(self, lines: bytes) -> None:
         """A block of whole log lines (called from the stack's log-following thread)."""
         with self._changed:
             self._collector.feed_block(lines)
-            for text, seen in self._watched.items():
-                if not seen and text in lines:
-                    # Other lines of the same request show it too (its access log line, which
-                    # Docker may deliver first): only its counter line counts.
-                    showing = [line for line in lines.splitlines() if text in line]
-                    self._watched[text] = collect_lines(showing).counter_lines > 0
             self._changed.notify_all()
 
-    def watch(self, text: bytes) -> None:
-        """Note when a counter line shows `text` (call it before causing that line)."""
+    def signals(self) -> Signals:
         with self._changed:
-            self._watched.setdefault(text, False)
-
-    def has_shown(self, text: bytes) -> bool:
-        """Whether a counter line showed the watched `text` (an empty `text` always has)."""
-        with self._changed:
-            return not text or self._watched.get(text, False)
-
-    def wait_until(
-        self, reached: Callable[[Signals], bool], timeout_s: float, *, showing: bytes = b""
-    ) -> Signals:
-        """The counts once `reached` holds for them (and a counter line `showing` a watched
-        text came), or after `timeout_s` as they are then."""
-
-        def done() -> bool:
-            return self.has_shown(showing) and reached(self._collector.signals())
-
-        with self._changed:
-            self._changed.wait_for(done, timeout_s)
             return self._collector.signals()
+
+    def wait_until(self, reached: Callable[[Signals], bool], timeout_s: float) -> Signals:
+        """The counts once `reached` holds for them, or after `timeout_s` as they are then."""
+        with self._changed:
+            self._changed.wait_for(lambda: reached(self._collector.signals()), timeout_s)
+            return self._collector.signals()
+
+    def wait_for_counter(self, value: int, timeout_s: float) -> bool:
+        """Whether, within `timeout_s`, the last counter line in the log showed `value`.
+
+        Call it after the plugin answered a request alone (no other request in flight) with
+        `value` in its header: that request's counter line is then the last one Kong writes.
+        (Its value may also have been seen before, by a server that has since restarted: only
+        the last line says the log has caught up.)
+        """
+        with self._changed:
+            return self._changed.wait_for(
+                lambda: self._collector.latest_counter() == value, timeout_s
+            )
 
 
 NEVER_CANCELLED = Cancel()
@@ -201,12 +193,12 @@ def _log_before_load(counts: LogCounts, ready_counter: int | None) -> Signals:
     The probe that found Kong ready went through the plugin, which logged one counter line with
     the count its header reported; Docker delivers it a moment later.
     """
-
-    def has_the_probe_line(signals: Signals) -> bool:
-        return signals.counter_lines >= 1 and signals.new_calls_total >= (ready_counter or 0)
-
-    before = counts.wait_until(has_the_probe_line, LOG_SETTLE_S)
-    if not has_the_probe_line(before):
+    if ready_counter is None:  # the header held no count: any counter line will do
+        in_time = counts.wait_until(lambda s: s.counter_lines >= 1, LOG_SETTLE_S).counter_lines > 0
+    else:
+        in_time = counts.wait_for_counter(ready_counter, LOG_SETTLE_S)
+    before = counts.signals()
+    if not in_time:
         LOGGER.warning(
             "Kong's log showed no counter line for the readiness request within %.0fs; "
             "counting the log as it is (%d lines)",
@@ -216,24 +208,31 @@ def _log_before_load(counts: LogCounts, ready_counter: int | None) -> Signals:
     return before
 
 
-def _wait_for_counter_lines(
-    counts: LogCounts, expected_lines: int, *, showing: bytes = b""
+def _wait_for_the_load_lines(
+    counts: LogCounts, plugin_counter: int | None, counter_lines: int
 ) -> None:
-    """Docker delivers logs a little late: wait (bounded) until each served request's line is in,
-    and the line `showing` a watched text, if given."""
+    """Docker delivers logs a little late: wait (bounded) until the load's last lines are in.
 
-    def has_the_lines(signals: Signals) -> bool:
-        return signals.counter_lines >= expected_lines
-
-    reached = counts.wait_until(has_the_lines, LOG_SETTLE_S, showing=showing)
-    if not has_the_lines(reached) or not counts.has_shown(showing):
-        LOGGER.warning(
-            "Kong's log did not show the load's last lines within %.0fs (%d counter lines, "
-            "%d expected at least); counting what it holds",
-            LOG_SETTLE_S,
-            reached.counter_lines,
-            expected_lines,
-        )
+    The plugin's counter header, read after every response of the load came back, says how far
+    its New() count got; once the log shows that count, the lines that matter are in. (Kong
+    writes its debug lines, the counter line among them, without the request they belong to,
+    so a line cannot be told apart by its request.) With no header to go by: until
+    `counter_lines` counter lines are in, one per request the plugin served.
+    """
+    if plugin_counter is not None:
+        if counts.wait_for_counter(plugin_counter, LOG_SETTLE_S):
+            return
+        missing = f"the plugin's New() count {plugin_counter}, which its header reported"
+    else:
+        reached = counts.wait_until(lambda s: s.counter_lines >= counter_lines, LOG_SETTLE_S)
+        if reached.counter_lines >= counter_lines:
+            return
+        missing = f"{counter_lines} counter lines (it has {reached.counter_lines})"
+    LOGGER.warning(
+        "Kong's log did not show the load's last lines within %.0fs (%s); counting what it holds",
+        LOG_SETTLE_S,
+        missing,
+    )
 
 
 def read_plugin_counter(proxy_url: str, path: str = "/hello") -> int | None:
@@ -282,19 +281,14 @@ def _measure(
     LOGGER.info("%s: sending %d requests with %d users", label, config.requests, config.users)
     locust.send(stack.proxy_url, cancel=cancel)
     cancel.raise_if_set()  # a cancelled Locust ends early: that is no measurement
-    probe_line = COUNTER_PROBE_PATH.encode()
-    counts.watch(probe_line)
     plugin_counter = read_plugin_counter(stack.proxy_url, COUNTER_PROBE_PATH)
-    if plugin_counter is not None:
-        # The counter request went out after every response of the load came back, so its own
-        # log line comes after all of theirs: once it is in, so are they. (Counting lines would
-        # not do: a failed request may log its counter line too.)
-        _wait_for_counter_lines(counts, before.counter_lines + 1, showing=probe_line)
+    if plugin_counter is not None:  # Locust writes its reports while the stack goes down
+        _wait_for_the_load_lines(counts, plugin_counter, 0)
         stack.close()
         load, shortfall = _load_result(locust, cancel)
-    else:  # no such line to wait for: one line per request served, which Locust's count says
+    else:  # one counter line per request served, which Locust's count says
         load, shortfall = _load_result(locust, cancel)
-        _wait_for_counter_lines(counts, before.counter_lines + load.requests - load.failures)
+        _wait_for_the_load_lines(counts, None, before.counter_lines + load.requests - load.failures)
     return Measurement(before, before, load, plugin_counter, shortfall)
 
 
@@ -581,6 +575,8 @@ def _measure_ui_in_stack(
             spawn_rate=config.spawn_rate,
         )
         load = session.load
-        _wait_for_counter_lines(counts, before.counter_lines + load.requests - load.failures)
+        plugin_counter = read_plugin_counter(stack.proxy_url, COUNTER_PROBE_PATH)
+        lines = before.counter_lines + load.requests - load.failures
+        _wait_for_the_load_lines(counts, plugin_counter, lines)
     after = collect_file(_require_log(log_path))
-    return Measurement(before, after, load, stopped_by=session.stopped_by)
+    return Measurement(before, after, load, plugin_counter, stopped_by=session.stopped_by)

@@ -1,7 +1,11 @@
 """The positive and negative control: does the harness see churn where it is, and only there?
 
-Runs a before / broken / fixed trio against kong-sim and checks each verdict, and that the
-collector's New() count (from the log) equals the plugin's own counter (from its header).
+Runs before / broken / fixed / newest releases against kong-sim and checks each verdict, that
+the collector's New() count (from the log) equals the plugin's own counter (from its header),
+that a stable release's counter stands at 1 + workers before the load (one New() at server start,
+one per worker's first event: the report's 5 with 4 workers), and, under the report's conditions
+(4 workers, 1000 requests, 50 users), that 3.4.1.0 churns within 10% of the report's 1.855 New()
+per request.
 """
 
 from __future__ import annotations
@@ -10,8 +14,18 @@ from dataclasses import dataclass
 
 from orchestration.report import RunResult, VersionResult
 
-SELFTEST_VERSIONS = ("3.4.0.0", "3.4.1.0", "3.6.0.0")
-EXPECTED_VERDICTS = {"3.4.0.0": "stable", "3.4.1.0": "churn", "3.6.0.0": "stable"}
+SELFTEST_VERSIONS = ("3.4.0.0", "3.4.1.0", "3.6.0.0", "3.9.0.0")
+EXPECTED_VERDICTS = {
+    "3.4.0.0": "stable",
+    "3.4.1.0": "churn",
+    "3.6.0.0": "stable",
+    "3.9.0.0": "stable",
+}
+
+# The original report: 1855 New() calls for 1000 requests (hey -c 50) on 3.4.1.0, 4 workers.
+REPORT_NEW_PER_REQUEST = 1.855
+REPORT_BAND = 0.10  # how far a simulated 3.4.1.0 may read from the report
+REPORT_CONDITIONS = {"workers": 4, "requests": 1000, "users": 50}
 
 
 @dataclass(frozen=True)
@@ -22,7 +36,7 @@ class Check:
     detail: str
 
 
-def _checks_for(row: VersionResult, requests: int) -> list[Check]:
+def _checks_for(row: VersionResult, requests: int, as_reported: bool) -> list[Check]:
     def check(what: str, passed: bool, detail: str) -> Check:
         return Check(row.version, what, passed, detail)
 
@@ -41,6 +55,25 @@ def _checks_for(row: VersionResult, requests: int) -> list[Check]:
             f"collector {row.new_calls_total}, plugin header {row.plugin_counter}",
         ),
     ]
+    if wanted == "stable" and row.workers is not None:
+        at_start = 1 + row.workers
+        checks.append(
+            check(
+                f"counter {at_start} before the load",
+                row.new_calls_before_load == at_start,
+                f"{row.new_calls_before_load}, want 1 at server start + 1 per worker",
+            )
+        )
+    if wanted == "churn" and as_reported:
+        low, high = (REPORT_NEW_PER_REQUEST * (1 + sign * REPORT_BAND) for sign in (-1, 1))
+        per_request = row.new_calls_per_request
+        checks.append(
+            check(
+                "New()/request near the report's",
+                per_request is not None and low <= per_request <= high,
+                f"{per_request}, want {low:.2f}-{high:.2f} (report: {REPORT_NEW_PER_REQUEST})",
+            )
+        )
     if wanted == "churn":
         checks.append(
             check(
@@ -54,13 +87,17 @@ def _checks_for(row: VersionResult, requests: int) -> list[Check]:
 
 
 def evaluate(run: RunResult, requests: int) -> list[Check]:
-    """Every check for every row; a missing version is a failed check, not a silent pass."""
+    """Every check for every row; a missing version is a failed check, not a silent pass.
+
+    The band check runs only under the report's conditions (the run's config says them).
+    """
     rows = {row.version: row for row in run.versions}
+    as_reported = all(run.config.get(name) == value for name, value in REPORT_CONDITIONS.items())
     checks: list[Check] = []
     for version in SELFTEST_VERSIONS:
         row = rows.get(version)
         if row is None:
             checks.append(Check(version, "ran", False, "no result row"))
         else:
-            checks += _checks_for(row, requests)
+            checks += _checks_for(row, requests, as_reported)
     return checks

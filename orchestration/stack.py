@@ -114,13 +114,30 @@ def plugin_image_tag(
     """`kong-plugin-matrix:<version>[-sim]-<hash>`; the hash covers the image's sources.
 
     Unchanged sources give the same tag, so an existing image is reused. Pass the
-    base image tags in `base_images` when they can change under the same version
-    (the `--sim` stand-ins are tagged by their own source hashes).
+    base image tags in `base_images`. A registry tag can move (`kong:latest`, or a
+    version tag rebuilt upstream): for those the hash covers the local image's id,
+    so a base image pulled anew gets a new plugin image. The `--sim` stand-ins are
+    tagged by their own source hashes, so their names are enough.
     """
     inputs = PLUGIN_IMAGE_INPUTS + (SIM_IMAGE_INPUTS if sim else ())
-    digest = sources_digest(repo_root, inputs, extra=base_images)
+    bases = list(base_images) if sim else [image_identity(image) for image in base_images]
+    digest = sources_digest(repo_root, inputs, extra=bases)
     flavour = "-sim" if sim else ""
     return f"{PLUGIN_IMAGE_REPOSITORY}:{tag_safe(version)}{flavour}-{digest}"
+
+
+def image_identity(image: str) -> str:
+    """`image@<id>` for an image present locally; the bare name when it is not (the build will
+    pull it, and the next run keys on what was pulled) or Docker cannot say."""
+    try:
+        found = str(
+            run_docker(
+                ["docker", "image", "inspect", "--format", "{{.Id}}", image], return_stderr=False
+            )
+        )
+    except (DockerException, OSError):
+        return image
+    return f"{image}@{found.strip()}"
 
 
 def tag_safe(text: str) -> str:

@@ -21,7 +21,10 @@ ENTERPRISE_REPOSITORY = "kong/kong-gateway"
 OSS_REPOSITORY = "kong"
 
 _REPORT = "original bug report (hey -n 1000 against a go-pdk v0.10.0 plugin)"
-_REGRESSION = "Kong commit 9ca82ddb46 'harden seq number generation' (Oct 2023), before the fix"
+_REGRESSION = (
+    "Enterprise commit 440444efb8 'harden seq number generation' (committed 2023-09-19, before "
+    "3.4.1.0 shipped on 2023-09-28; open-source port 9ca82ddb46, 2023-10-23), before the fix"
+)
 _FIX_CHANGELOG = (
     "Enterprise changelog {release}: 'Plugin Server: fixed an issue where every request causes "
     "a new plugin instance to be created' (Kong PR #12020)"
@@ -78,6 +81,12 @@ KNOWN_VERSIONS: tuple[KongVersion, ...] = (
         "fixed",
         _FIX_CHANGELOG.format(release="3.5.0.2 (2023-12-21)"),
         in_default_matrix=True,
+    ),
+    KongVersion(
+        "3.5.0.4",
+        "fixed",
+        f"{_FIX_STRICTER} (backported); its changelog also fixes 'external pluginservers would "
+        "not start automatically' (which earlier 3.5.0.x were hit is not stated)",
     ),
     KongVersion(
         "3.6.0.0",

@@ -228,23 +228,24 @@ def test_log_counts_reach_the_counts_of_the_whole_log() -> None:
     assert reached == whole
 
 
-def test_log_counts_wait_for_the_counter_line_showing_a_watched_text() -> None:
+def test_log_counts_wait_for_the_plugins_count_in_the_current_server_lifetime() -> None:
+    """Debug lines carry no request context (as nginx writes them): the count is what to wait for.
+    After a restart (`Starting NAME`) the header's count is the new server's, not the total."""
     counts = pipeline.LogCounts()
-    probe = b"GET /hello?probe "
-    counts.watch(probe)
     blocks = [
-        b"[debug] [example-plugin] New() has been called 5 times\n",
-        b'172.18.0.1 - - [01/Jan/2026:00:00:00 +0000] "GET /hello?probe HTTP/1.1" 200 43\n',
-        b"[debug] [example-plugin] New() has been called 6 times, "
-        b'request: "GET /hello?probe HTTP/1.1"\n',
+        b"2026/01/01 00:00:00 [debug] 2#0: *1 [kong] handler.lua:1 [example-plugin] "
+        b"New() has been called 900 times\n",
+        b"2026/01/01 00:00:01 [notice] 1#0: *2 [kong] process.lua:1 Starting example-plugin\n",
+        b"2026/01/01 00:00:02 [debug] 2#0: *3 [kong] handler.lua:1 [example-plugin] "
+        b"New() has been called 6 times\n",
+        b"2026/01/01 00:00:02 [debug] 2#0: *4 [kong] handler.lua:1 [example-plugin] "
+        b"New() has been called 7 times\n",
     ]
     _feed_later(counts, blocks)
 
-    reached = counts.wait_until(lambda s: s.counter_lines >= 1, timeout_s=10, showing=probe)
-
-    # Neither the first counter line nor the probe's access log line was enough.
-    assert (reached.lines, reached.counter_lines) == (3, 2)
-    assert counts.has_shown(probe)
+    assert counts.wait_for_counter(7, timeout_s=10)
+    assert counts.signals().lines == 4  # not before the line that showed 7
+    assert not counts.wait_for_counter(900, timeout_s=0.2)  # the old server's count is past
 
 
 def test_log_counts_give_up_after_the_timeout() -> None:
@@ -280,3 +281,27 @@ def test_cancel_is_an_event_that_names_its_signal() -> None:
     with pytest.raises(Interrupted) as raised:
         cancel.raise_if_set()
     assert raised.value.signal_number == signal.SIGTERM
+
+
+@pytest.mark.docker
+def test_the_load_is_counted_without_any_settle_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Kong writes its debug lines, the plugin's counter line among them, with no request
+    context; the wait for the load's last lines must still end at once, without a warning."""
+    monkeypatch.setattr(pipeline, "LOG_SETTLE_S", 120.0)  # a settle wait would show as minutes
+    config = replace(_config(tmp_path, "3.4.1.0"), requests=300, workers=4)
+    config.run_dir.mkdir(parents=True)
+    caplog.set_level("WARNING", logger="orchestration")
+
+    row = pipeline.measure_version(config.targets[0], config)
+
+    assert row.status == "ok", row.error
+    assert row.verdict == "churn"
+    assert row.duration_s is not None and row.duration_s < 60
+    assert not [r.message for r in caplog.records if "log" in r.message.lower()]
+    log = (config.run_dir / "3.4.1.0" / "kong.log").read_text().splitlines()
+    counter_lines = [line for line in log if "New() has been called" in line]
+    assert len(counter_lines) >= 300
+    assert not [line for line in counter_lines if "request:" in line]  # as nginx writes debug
+    assert row.plugin_counter == row.new_calls_total  # the wait ended on the probe's own line

@@ -21,10 +21,12 @@ from pathlib import Path
 import pytest
 from python_on_whales import DockerClient
 
+from orchestration import stack
 from orchestration.errors import EnvironmentProblem, ImageUnavailable, ReadyTimeout
 from orchestration.stack import (
     DEFAULT_COMPOSE_FILE,
     LABEL,
+    OWNER_LABEL,
     PLUGIN_IMAGE_INPUTS,
     RUN_LABEL,
     LogFollower,
@@ -413,6 +415,7 @@ def test_images_compose_file_publishes_only_on_loopback(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The shell's KPM_* must not override the stack's env file.
+    monkeypatch.delenv("KONG_LICENSE_DATA", raising=False)
     monkeypatch.setenv("KPM_WORKERS", "7")
     monkeypatch.setenv("KPM_RUN_ID", "from-the-shell")
     spec = _fixture_spec(
@@ -429,8 +432,12 @@ def test_images_compose_file_publishes_only_on_loopback(
     assert {port["host_ip"] for port in kong["ports"]} == {"127.0.0.1"}
     assert {port["target"] for port in kong["ports"]} == {8000, 8001}
     assert all(not port.get("published") for port in kong["ports"])  # ephemeral
-    assert kong["labels"] == {LABEL: "1", RUN_LABEL: spec.run_id}
+    assert kong["labels"] == {LABEL: "1", RUN_LABEL: spec.run_id, OWNER_LABEL: spec.owner}
     assert config["networks"]["default"]["labels"][RUN_LABEL] == spec.run_id
+    assert config["networks"]["default"]["labels"][OWNER_LABEL] == spec.owner
+    assert kong["environment"]["KONG_NGINX_WORKER_PROCESSES"] == str(spec.workers)
+    # Unset in the shell: null, which Compose leaves out of the container (seen with compose run).
+    assert kong["environment"]["KONG_LICENSE_DATA"] is None
     assert not kong.get("privileged")
     assert not kong.get("volumes")
     assert kong["image"] == spec.image_tag
@@ -438,3 +445,38 @@ def test_images_compose_file_publishes_only_on_loopback(
     assert kong["environment"]["KONG_NGINX_WORKER_PROCESSES"] == "1"
     assert kong["environment"]["KONG_PLUGINS"] == "bundled,example-plugin"
     assert kong["healthcheck"]["test"] == ["CMD", "kong", "health"]
+
+
+@pytest.mark.docker
+def test_a_license_in_the_shell_reaches_kong_and_no_file_of_ours(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KONG_LICENSE_DATA", '{"license":{"payload":"secret-test-value"}}')
+    spec = _fixture_spec(
+        tmp_path, "kong-plugin-matrix:config-check", compose_file=DEFAULT_COMPOSE_FILE
+    )
+    write_env_file(spec.env_file, spec.compose_variables())
+    client = compose_client(
+        spec.compose_file, spec.project_name, spec.env_file, spec.compose_variables()
+    )
+
+    kong = client.compose.config(return_json=True)["services"]["kong"]
+
+    assert kong["environment"]["KONG_LICENSE_DATA"] == '{"license":{"payload":"secret-test-value"}}'
+    assert "secret-test-value" not in spec.env_file.read_text()
+
+
+def test_a_moved_registry_tag_gets_a_new_plugin_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`kong:latest` pulled anew has another id: the plugin image's tag must change with it."""
+    ids = {"kong:latest": "sha256:aaa"}
+    monkeypatch.setattr(stack, "image_identity", lambda image: f"{image}@{ids[image]}")
+
+    before = plugin_image_tag(
+        "kong-latest", sim=False, repo_root=REPO_ROOT, base_images=["kong:latest"]
+    )
+    ids["kong:latest"] = "sha256:bbb"
+    after = plugin_image_tag(
+        "kong-latest", sim=False, repo_root=REPO_ROOT, base_images=["kong:latest"]
+    )
+
+    assert before != after
