@@ -17,7 +17,7 @@ import (
 
 	"github.com/kong-plugin-matrix/kong-sim/internal/config"
 	"github.com/kong-plugin-matrix/kong-sim/internal/konglog"
-	"github.com/kong-plugin-matrix/kong-sim/internal/reuse"
+	"github.com/kong-plugin-matrix/kong-sim/internal/release"
 )
 
 // These tests run the gateway in-process against the real example plugin,
@@ -85,8 +85,12 @@ type node struct {
 	admin  string
 }
 
-func startNode(t *testing.T, model reuse.Model, workers int) *node {
+func startNode(t *testing.T, version string, workers int) *node {
 	t.Helper()
+	family, err := release.ForVersion(version)
+	if err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
 	binary := buildPlugin(t, dir)
 	configPath := filepath.Join(dir, "kong.yml")
@@ -94,10 +98,10 @@ func startNode(t *testing.T, model reuse.Model, workers int) *node {
 		t.Fatal(err)
 	}
 	env := config.Env{
-		Version:    "3.4.1.0",
-		ReuseModel: model,
-		Prefix:     dir,
-		Plugins:    []string{"request-termination", "example-plugin"},
+		Version: version,
+		Release: family,
+		Prefix:  dir,
+		Plugins: []string{"request-termination", "example-plugin"},
 		PluginServers: []config.PluginServer{{
 			Name:         "example-plugin",
 			Socket:       filepath.Join(dir, "example-plugin.socket"),
@@ -193,7 +197,7 @@ func (n *node) sendHello(t *testing.T, count int) time.Duration {
 
 func TestSeqModelReusesOneInstancePerWorker(t *testing.T) {
 	const workers = 2
-	n := startNode(t, reuse.Seq, workers)
+	n := startNode(t, "3.4.0.0", workers)
 	n.sendHello(t, 100)
 	if calls := n.newCalls(t); calls > 1+workers {
 		t.Fatalf("New() called %d times after 100 requests, want at most %d", calls, 1+workers)
@@ -207,7 +211,7 @@ func TestSeqModelReusesOneInstancePerWorker(t *testing.T) {
 }
 
 func TestKeyModelStartsTwoInstancesPerRequest(t *testing.T) {
-	n := startNode(t, reuse.Key, 1)
+	n := startNode(t, "3.4.1.0", 1)
 	before := n.newCalls(t)
 	n.sendHello(t, 100)
 	perRequest := float64(n.newCalls(t)-before) / 100
@@ -225,7 +229,7 @@ func TestKeyModelStartsTwoInstancesPerRequest(t *testing.T) {
 func TestKeyModelWithWorkersChurnsLessThanTwice(t *testing.T) {
 	// Each worker's recovery resets the other workers' instances too (the
 	// reset_instances worker event), so their next request starts cleanly.
-	n := startNode(t, reuse.Key, 2)
+	n := startNode(t, "3.4.1.0", 2)
 	before := n.newCalls(t)
 	n.sendHello(t, 100)
 	perRequest := float64(n.newCalls(t)-before) / 100
@@ -235,7 +239,7 @@ func TestKeyModelWithWorkersChurnsLessThanTwice(t *testing.T) {
 }
 
 func TestPluginIDModelReusesInstances(t *testing.T) {
-	n := startNode(t, reuse.PluginID, 3)
+	n := startNode(t, "3.6.0.0", 3)
 	n.sendHello(t, 60)
 	if calls := n.newCalls(t); calls > 4 {
 		t.Fatalf("New() called %d times, want at most 4", calls)
@@ -243,7 +247,7 @@ func TestPluginIDModelReusesInstances(t *testing.T) {
 }
 
 func TestRoutingAndAdmin(t *testing.T) {
-	n := startNode(t, reuse.SeqAndPluginID, 1)
+	n := startNode(t, "3.4.1.0", 1)
 	resp, body := n.get(t, "/nowhere")
 	if resp.StatusCode != http.StatusNotFound || body != `{"message":"no Route matched with those values"}` {
 		t.Errorf("unmatched: %d %s", resp.StatusCode, body)
@@ -289,7 +293,7 @@ func TestUnknownPDKMethodIsAnErrorNotACrash(t *testing.T) {
 }
 
 func TestNodeRestartsAKilledPluginServer(t *testing.T) {
-	n := startNode(t, reuse.PluginID, 1)
+	n := startNode(t, "3.6.0.0", 1)
 	pid := regexp.MustCompile(`\[example-plugin:(\d+)\]`).FindStringSubmatch(n.log.String())
 	if pid == nil {
 		t.Fatalf("no plugin output relayed:\n%s", n.log.String())
