@@ -403,6 +403,9 @@ func (q *eventQueue) push(name string) {
 
 // wait returns the events queued so far, or false once ctx has ended.
 func (q *eventQueue) wait(ctx context.Context) ([]string, bool) {
+	if ctx.Err() != nil { // a stopping worker handles no more events
+		return nil, false
+	}
 	select {
 	case <-ctx.Done():
 		return nil, false
