@@ -41,8 +41,8 @@ func TestFromEnvReadsTheComposeSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if env.ReuseModel != reuse.Key || env.LogLevel != konglog.Debug || env.Workers != 4 {
-		t.Errorf("model %s, level %s, workers %d", env.ReuseModel, env.LogLevel, env.Workers)
+	if env.Release.Name != "ee-key-bug" || env.Release.Reuse != reuse.Key || env.LogLevel != konglog.Debug || env.Workers != 4 {
+		t.Errorf("model %s, level %s, workers %d", env.Release.Reuse, env.LogLevel, env.Workers)
 	}
 	if env.ProxyListen != "0.0.0.0:8000" || env.AdminListen != "0.0.0.0:8001" || env.StatusListen != "0.0.0.0:8100" {
 		t.Errorf("listeners %q %q %q", env.ProxyListen, env.AdminListen, env.StatusListen)
@@ -72,8 +72,8 @@ func TestFromEnvDefaults(t *testing.T) {
 	if env.ProxyListen != "0.0.0.0:8000" || env.AdminListen != "127.0.0.1:8001" || env.StatusListen != "" {
 		t.Errorf("listeners %q %q %q", env.ProxyListen, env.AdminListen, env.StatusListen)
 	}
-	if env.Workers != runtime.NumCPU() || env.LogLevel != konglog.Notice || env.ReuseModel != reuse.PluginID {
-		t.Errorf("workers %d level %s model %s", env.Workers, env.LogLevel, env.ReuseModel)
+	if env.Workers != runtime.NumCPU() || env.LogLevel != konglog.Notice || env.Release.Reuse != reuse.PluginID {
+		t.Errorf("workers %d level %s model %s", env.Workers, env.LogLevel, env.Release.Reuse)
 	}
 	server := env.PluginServers[0]
 	if server.Name != "my-plugin" || server.Socket != "/usr/local/kong/my-plugin.socket" || server.StartCommand != "" {
@@ -86,8 +86,8 @@ func TestFromEnvDefaults(t *testing.T) {
 
 func TestFromEnvModelOverrideAndRefusals(t *testing.T) {
 	vars := map[string]string{"KONG_SIM_VERSION": "9.9.9.9.9", "KONG_SIM_REUSE_MODEL": "seq"}
-	if env, err := FromEnv(lookup(vars), noFiles); err != nil || env.ReuseModel != reuse.Seq {
-		t.Errorf("override: %v %v", env.ReuseModel, err)
+	if env, err := FromEnv(lookup(vars), noFiles); err != nil || env.Release.Reuse != reuse.Seq {
+		t.Errorf("override: %v %v", env.Release.Reuse, err)
 	}
 	refused := []map[string]string{
 		{"KONG_SIM_VERSION": "3.3.0"},

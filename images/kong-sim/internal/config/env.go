@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/kong-plugin-matrix/kong-sim/internal/konglog"
+	"github.com/kong-plugin-matrix/kong-sim/internal/release"
 	"github.com/kong-plugin-matrix/kong-sim/internal/reuse"
 )
 
@@ -28,10 +29,10 @@ type PluginServer struct {
 
 // Env is the node configuration kong-sim takes from the environment.
 type Env struct {
-	Version           string      // KONG_SIM_VERSION, the Kong release stood in for
-	ReuseModel        reuse.Model // from the version, or KONG_SIM_REUSE_MODEL
-	Prefix            string      // KONG_PREFIX
-	Plugins           []string    // KONG_PLUGINS with "bundled" expanded
+	Version           string         // KONG_SIM_VERSION, the Kong release stood in for
+	Release           release.Family // the version's family; KONG_SIM_REUSE_MODEL overrides its reuse test
+	Prefix            string         // KONG_PREFIX
+	Plugins           []string       // KONG_PLUGINS with "bundled" expanded
 	PluginServers     []PluginServer
 	DeclarativeConfig string // KONG_DECLARATIVE_CONFIG
 	LogLevel          konglog.Level
@@ -57,7 +58,7 @@ func FromEnv(getenv Lookup, fileExists func(string) bool) (Env, error) {
 		ProxyErrorLog:     orDefault(getenv("KONG_PROXY_ERROR_LOG"), "logs/error.log"),
 	}
 	var err error
-	if env.ReuseModel, err = reuseModel(getenv); err != nil {
+	if env.Release, err = releaseFamily(getenv); err != nil {
 		return Env{}, err
 	}
 	if db := getenv("KONG_DATABASE"); db != "" && db != "off" {
@@ -89,16 +90,30 @@ func (env *Env) readListeners(getenv Lookup) error {
 	return err
 }
 
-// reuseModel picks the model from KONG_SIM_REUSE_MODEL, else from the version.
-func reuseModel(getenv Lookup) (reuse.Model, error) {
-	if name := getenv("KONG_SIM_REUSE_MODEL"); name != "" {
-		return reuse.ParseModel(name)
-	}
+// releaseFamily is the family of KONG_SIM_VERSION. KONG_SIM_REUSE_MODEL
+// replaces its reuse test; with that override an unknown (or no) version
+// takes the rest of its behaviour from the first family using the model.
+func releaseFamily(getenv Lookup) (release.Family, error) {
 	version := getenv("KONG_SIM_VERSION")
-	if version == "" {
-		return "", fmt.Errorf("KONG_SIM_VERSION is not set: the image must be built with --build-arg KONG_VERSION=<version>, or set KONG_SIM_REUSE_MODEL")
+	name := getenv("KONG_SIM_REUSE_MODEL")
+	if name == "" {
+		if version == "" {
+			return release.Family{}, fmt.Errorf("KONG_SIM_VERSION is not set: the image must be built with --build-arg KONG_VERSION=<version>, or set KONG_SIM_REUSE_MODEL")
+		}
+		return release.ForVersion(version)
 	}
-	return reuse.ForVersion(version)
+	model, err := reuse.ParseModel(name)
+	if err != nil {
+		return release.Family{}, err
+	}
+	family, err := release.ForVersion(version)
+	if err != nil {
+		if family, err = release.ForModel(model); err != nil {
+			return release.Family{}, err
+		}
+	}
+	family.Reuse = model
+	return family, nil
 }
 
 // workerCount reads nginx_worker_processes: a number or "auto" (one per CPU).
@@ -195,7 +210,7 @@ func orDefault(value, fallback string) string {
 // Edition names the distribution: Kong Gateway Enterprise versions have four
 // parts (3.4.1.0), open-source ones three (3.4.0).
 func (env Env) Edition() string {
-	if reuse.IsEnterprise(env.Version) {
+	if release.IsEnterprise(env.Version) {
 		return "enterprise"
 	}
 	return "community"

@@ -119,7 +119,9 @@ func (g *Gateway) nodeInfo() map[string]any {
 			"pluginserver_names":     serverNames(g.env.PluginServers),
 			"prefix":                 g.env.Prefix,
 		},
-		"kong_sim": map[string]any{"reuse_model": g.env.ReuseModel, "stands_in_for": g.env.Version},
+		"kong_sim": map[string]any{
+			"release_family": g.env.Release.Name, "reuse_model": g.env.Release.Reuse, "stands_in_for": g.env.Version,
+		},
 	}
 }
 

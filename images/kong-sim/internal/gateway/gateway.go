@@ -20,6 +20,7 @@ import (
 	"github.com/kong-plugin-matrix/kong-sim/internal/config"
 	"github.com/kong-plugin-matrix/kong-sim/internal/konglog"
 	"github.com/kong-plugin-matrix/kong-sim/internal/pluginserver"
+	"github.com/kong-plugin-matrix/kong-sim/internal/release"
 )
 
 // readyTimeout is how long Kong's connection_check_timer waits for a socket.
@@ -56,11 +57,12 @@ type Gateway struct {
 	masterPID int
 	nodeID    string
 	workers   []*worker
-	nextConn  atomic.Uint64 // picks the worker of each new connection
-	nodeSeq   atomic.Int64  // ngx.shared.kong "plugins_iterator:__seq__"
+	nodeSeq   atomic.Int64 // ngx.shared.kong "plugins_iterator:__seq__"
 	stats     serverStats
 
 	cancel    context.CancelFunc
+	nodeCtx   context.Context    // ends when the node stops: log timers, requests' retries
+	endNode   context.CancelFunc // ends nodeCtx, before the listeners drain
 	stopOnce  sync.Once
 	tasks     sync.WaitGroup
 	httpSrvs  []*http.Server
@@ -141,8 +143,21 @@ func (g *Gateway) closeLogs() {
 
 // queryPluginServers runs each query command (Kong's ask_info).
 func (g *Gateway) queryPluginServers(ctx context.Context) error {
+	lines39 := g.env.Release.ProcessLines == release.Lines39
+	if lines39 {
+		g.masterLog(konglog.Notice, konglog.KongMessage("process.lua", 97, "", "[pluginserver] loading external plugins info"))
+		defer func() {
+			g.masterLog(konglog.Notice, konglog.KongMessage("process.lua", 108, "", fmt.Sprintf("[pluginserver] loaded #%d external plugins info", len(g.external))))
+			for _, name := range g.externalNames() {
+				g.masterLog(konglog.Notice, konglog.KongMessage("init.lua", 19, "", fmt.Sprintf(
+					"[pluginserver] loading protocol %s for plugin %s", pluginserver.ProtocolProtoBuf, name)))
+			}
+		}()
+	}
 	for _, def := range g.env.PluginServers {
-		g.masterLog(konglog.Debug, konglog.KongMessage("process.lua", 66, "", "search config for pluginserver named: "+def.Name))
+		if !lines39 {
+			g.masterLog(konglog.Debug, konglog.KongMessage("process.lua", 66, "", "search config for pluginserver named: "+def.Name))
+		}
 		server := &pluginServer{def: def}
 		g.servers = append(g.servers, server)
 		if def.QueryCommand == "" {
@@ -213,8 +228,9 @@ func (g *Gateway) Start(ctx context.Context) error {
 		return err
 	}
 	ctx, g.cancel = context.WithCancel(ctx)
+	g.nodeCtx, g.endNode = context.WithCancel(ctx)
 	g.logStartup()
-	g.startWorkers()
+	g.startWorkers(ctx)
 	g.startPluginServers(ctx)
 	g.serve()
 	return nil
@@ -260,6 +276,8 @@ func (g *Gateway) serve() {
 	for name, l := range g.listeners {
 		srv := &http.Server{Handler: handlers[name], ReadHeaderTimeout: 60 * time.Second}
 		if name == "proxy" {
+			// Requests end with the node, so a retry loop cannot hold Stop up.
+			srv.BaseContext = func(net.Listener) context.Context { return g.nodeCtx }
 			srv.ConnContext = g.assignWorker
 			srv.ConnState = g.stats.track
 		}
@@ -281,6 +299,7 @@ func (g *Gateway) startPluginServers(ctx context.Context) {
 		supervisor := &pluginserver.Supervisor{
 			Server:       server.def,
 			RespawnDelay: time.Second,
+			Lines:        g.env.Release.ProcessLines,
 			Log: func(level konglog.Level, msg string) {
 				g.errLog.Log(level, g.workers[0].pid, konglog.Context{Conn: timerConn, Phase: "ngx.timer"}, msg)
 			},
@@ -308,6 +327,9 @@ func (g *Gateway) Stop() {
 func (g *Gateway) stop() {
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if g.endNode != nil {
+		g.endNode()
+	}
 	for _, srv := range g.httpSrvs {
 		_ = srv.Shutdown(shutdown)
 	}
@@ -327,14 +349,24 @@ func (g *Gateway) stop() {
 func (g *Gateway) logStartup() {
 	g.masterLog(konglog.Notice, `using the "epoll" event method`)
 	g.masterLog(konglog.Notice, "openresty/1.21.4.2 (kong-sim)")
-	g.masterLog(konglog.Notice, fmt.Sprintf("kong-sim standing in for Kong %s, instance reuse model %q, %d workers",
-		g.env.Version, g.env.ReuseModel, g.env.Workers))
+	g.masterLog(konglog.Notice, fmt.Sprintf("kong-sim standing in for Kong %s (release family %q), instance reuse model %q, %d workers",
+		g.env.Version, g.env.Release.Name, g.env.Release.Reuse, g.env.Workers))
 	g.masterLog(konglog.Notice, "start worker processes")
 }
 
 // masterLog writes a line from the nginx master (no connection number).
 func (g *Gateway) masterLog(level konglog.Level, msg string) {
 	g.errLog.Log(level, g.masterPID, konglog.Context{}, msg)
+}
+
+// externalNames lists the plugins the plugin servers reported, sorted.
+func (g *Gateway) externalNames() []string {
+	names := make([]string, 0, len(g.external))
+	for name := range g.external {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
 }
 
 // enabledPluginNames lists the plugin names the declarative config uses.

@@ -45,7 +45,7 @@ func (req *request) callPDK(w *worker, p config.Plugin, method string, args []by
 		if err := proto.Unmarshal(args, &list); err != nil {
 			return nil, fmt.Errorf("decoding the arguments of %s: %w", method, err)
 		}
-		w.log(level, req.logContext(), konglog.KongMessage("pb_rpc.lua", pdkLine, p.Name, luaConcat(list.Values)))
+		w.log(level, req.logContext(), konglog.KongMessage("pb_rpc.lua", pdkLine, req.namespace(p.Name), luaConcat(list.Values)))
 		return []byte{}, nil
 	}
 	if answer, ok := pdkAnswers[method]; ok {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,7 +34,9 @@ type connection struct {
 type request struct {
 	conn    *connection
 	http    *http.Request
+	ctx     context.Context // ends when the client goes away or the node stops
 	started time.Time
+	inTimer bool // a log-phase timer: no request to log, no plugin namespace
 
 	mu      sync.Mutex
 	headers http.Header // response headers set by plugins
@@ -53,14 +56,39 @@ func (g *Gateway) serveProxy(rw http.ResponseWriter, r *http.Request) {
 	if conn == nil { // not accepted through assignWorker (cannot happen on the proxy listener)
 		conn = &connection{worker: g.workers[0], number: g.workers[0].nextConn()}
 	}
-	req := &request{conn: conn, http: r, started: time.Now(), headers: http.Header{}}
+	req := &request{conn: conn, http: r, ctx: r.Context(), started: time.Now(), headers: http.Header{}}
 	route, ok := g.match(r.URL.Path)
 	if !ok {
 		req.exitJSON(http.StatusNotFound, "no Route matched with those values")
-	} else {
-		g.runPlugins(req, route)
+		g.respond(rw, req)
+		return
 	}
+	plugins := g.pluginsFor(route)
+	g.runPlugins(req, route, plugins)
 	g.respond(rw, req)
+	g.startLogTimers(req, plugins)
+}
+
+// startLogTimers runs the log phase of external plugins the way init.lua's
+// build_phases does: in an ngx.timer of the same worker, after the
+// response, with a fake connection of its own and no request.
+func (g *Gateway) startLogTimers(req *request, plugins []config.Plugin) {
+	for _, p := range plugins {
+		ext, ok := g.external[p.Name]
+		if !ok || !contains(ext.info.Phases, "log") {
+			continue
+		}
+		w := req.conn.worker
+		timer := &request{
+			conn: &connection{worker: w, number: w.nextConn()}, http: req.http, ctx: g.nodeCtx,
+			started: req.started, inTimer: true, headers: http.Header{},
+		}
+		g.tasks.Add(1)
+		go func(p config.Plugin, ext externalPlugin) {
+			defer g.tasks.Done()
+			_ = w.handleEvent(event{req: timer, plugin: p, ext: ext, phase: "log"})
+		}(p, ext)
+	}
 }
 
 // match finds the route with the longest prefix path matching path.
@@ -133,8 +161,7 @@ func (g *Gateway) priority(name string) int {
 
 // runPlugins runs the rewrite phase (global plugins only, as in Kong) and
 // the access phase; a plugin that ends the request stops its phase.
-func (g *Gateway) runPlugins(req *request, route config.Route) {
-	plugins := g.pluginsFor(route)
+func (g *Gateway) runPlugins(req *request, route config.Route, plugins []config.Plugin) {
 	for _, phase := range []string{"rewrite", "access"} {
 		for _, p := range plugins {
 			if req.exited() {
@@ -239,10 +266,23 @@ func kongJSON(v any) []byte {
 	return bytes.ReplaceAll(bytes.TrimSuffix(buf.Bytes(), []byte("\n")), []byte("/"), []byte(`\/`))
 }
 
+// logContext is what nginx appends to this request's error-log lines.
 func (req *request) logContext() konglog.Context {
+	if req.inTimer {
+		return konglog.Context{Conn: req.conn.number, Phase: "ngx.timer"}
+	}
 	return konglog.Context{Conn: req.conn.number, Request: &konglog.Request{
 		Client: req.clientIP(), Request: req.requestLine(), Host: req.http.Host,
 	}}
+}
+
+// namespace is the `[NAME]` tag of plugin lines: Kong's logger is
+// namespaced per plugin while it runs a request's phase, not in a timer.
+func (req *request) namespace(plugin string) string {
+	if req.inTimer {
+		return ""
+	}
+	return plugin
 }
 
 func (req *request) clientIP() string {

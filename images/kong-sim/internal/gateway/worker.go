@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"strings"
 	"sync"
@@ -14,17 +15,15 @@ import (
 	"github.com/kong-plugin-matrix/kong-sim/internal/config"
 	"github.com/kong-plugin-matrix/kong-sim/internal/konglog"
 	"github.com/kong-plugin-matrix/kong-sim/internal/pluginserver"
+	"github.com/kong-plugin-matrix/kong-sim/internal/release"
 	"github.com/kong-plugin-matrix/kong-sim/internal/reuse"
 )
 
+// claimStep and claimSteps are Kong's SLEEP_STEP and WAIT_TIME/SLEEP_STEP:
+// how a request waits for another one that is starting the instance.
 const (
-	// claimStep and claimSteps are Kong's SLEEP_STEP and WAIT_TIME/SLEEP_STEP:
-	// how a request waits for another one that is starting the instance.
 	claimStep  = 100 * time.Millisecond
 	claimSteps = 100
-	// maxEventAttempts bounds pb_rpc.lua's retry recursion (unbounded in
-	// Kong), so a plugin server that always fails cannot loop forever.
-	maxEventAttempts = 10
 )
 
 // runningInstance is one entry of a worker's running_instances table.
@@ -32,11 +31,12 @@ type runningInstance struct {
 	id         int32
 	hasID      bool // false while a request is starting it (Kong's claim)
 	conf       reuse.Conf
-	pluginName string
+	pluginName string // set once the instance has started, as in Kong
 }
 
 // worker is one emulated nginx worker: its own pid, connection counter,
-// running_instances table (keyed by plugin UUID) and RPC clients.
+// running_instances table (keyed by plugin UUID), RPC clients and, where
+// its release has it, the reset_instances handler's event queue.
 type worker struct {
 	g       *Gateway
 	id      int
@@ -46,13 +46,15 @@ type worker struct {
 	mu      sync.Mutex
 	running map[string]*runningInstance
 	clients map[string]*pluginserver.Client // by plugin server name
+	events  *eventQueue                     // nil: this worker never handles reset_instances
 }
 
 type workerKey struct{}
 
 // startWorkers builds the workers and, as each one's plugins iterator does
 // in init_worker, gives every plugin config its __key__ and __seq__.
-func (g *Gateway) startWorkers() {
+func (g *Gateway) startWorkers(ctx context.Context) {
+	family := g.env.Release
 	for i := 0; i < g.env.Workers; i++ {
 		w := &worker{
 			g: g, id: i, pid: g.masterPID + 1000 + i,
@@ -60,11 +62,11 @@ func (g *Gateway) startWorkers() {
 			running: map[string]*runningInstance{},
 			clients: map[string]*pluginserver.Client{},
 		}
-		var workerSeq int64 // plugins_iterator.lua's per-worker next_seq
+		var workerSeq int64 // plugins_iterator.lua's per-worker next_seq, from 0
 		for _, p := range g.decl.Plugins {
 			seq := workerSeq
-			if g.env.ReuseModel.NodeWideSeq() {
-				seq = g.nodeSeq.Add(1)
+			if family.SeqSource == release.Node {
+				seq = g.nodeSeq.Add(1) // ngx.shared.kong:incr(key, 1, 0): the first value is 1
 			}
 			workerSeq++
 			w.confs[p.ID] = reuse.Conf{Seq: seq, Key: p.Key, PluginID: p.ID}
@@ -72,16 +74,44 @@ func (g *Gateway) startWorkers() {
 		for _, s := range g.servers {
 			w.clients[s.def.Name] = pluginserver.NewClient(s.def.Socket)
 		}
+		if handlesResets(family.ResetHandlers, i) {
+			w.events = newEventQueue()
+			g.tasks.Add(1)
+			go func() {
+				defer g.tasks.Done()
+				w.handleResetEvents(ctx)
+			}()
+		}
 		g.workers = append(g.workers, w)
 		g.masterLog(konglog.Notice, fmt.Sprintf("start worker process %d", w.pid))
 	}
 }
 
-// assignWorker hands each accepted connection to the next worker, as the
-// nginx workers take turns accepting.
-func (g *Gateway) assignWorker(ctx context.Context, _ net.Conn) context.Context {
-	w := g.workers[(g.nextConn.Add(1)-1)%uint64(len(g.workers))]
+// handlesResets says whether worker id registers the reset_instances handler.
+func handlesResets(handlers release.ResetHandlers, id int) bool {
+	switch handlers {
+	case release.Worker0:
+		return id == 0
+	case release.EveryWorker:
+		return true
+	}
+	return false
+}
+
+// assignWorker hands each accepted connection to a worker the way the
+// kernel's SO_REUSEPORT does: by a hash of the client's address and port,
+// so one client connection always lands on the same worker and the spread
+// over workers is uneven, not round robin.
+func (g *Gateway) assignWorker(ctx context.Context, c net.Conn) context.Context {
+	w := g.workers[reuseportWorker(c.RemoteAddr().String(), len(g.workers))]
 	return context.WithValue(ctx, workerKey{}, &connection{worker: w, number: w.nextConn()})
+}
+
+// reuseportWorker picks a worker for a client address ("ip:port").
+func reuseportWorker(remoteAddr string, workers int) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(remoteAddr))
+	return int(h.Sum32() % uint32(workers))
 }
 
 func (w *worker) nextConn() int64 { return w.conns.Add(1) }
@@ -105,11 +135,23 @@ type event struct {
 	phase  string
 }
 
+// kongMessage is a `[kong] file:line [NAME] msg` line of this event; in a
+// log-phase timer there is no plugin namespace, so no `[NAME]`.
+func (ev event) kongMessage(file string, line int, msg string) string {
+	return konglog.KongMessage(file, line, ev.req.namespace(ev.plugin.Name), msg)
+}
+
 // handleEvent is pb_rpc.lua's Rpc:handle_event: get an instance, send
 // cmd_handle_event, and on "no plugin instance" / "closed" reset and retry.
+// Kong retries without limit; here the retries end with the request's
+// context (the client went away, or the node stops), which is what keeps a
+// dead plugin server from holding a request for ever.
 func (w *worker) handleEvent(ev event) error {
 	client := w.clients[ev.ext.server.def.Name]
-	for attempt := 1; ; attempt++ {
+	for {
+		if err := ev.req.ctx.Err(); err != nil {
+			return err
+		}
 		id, err := w.instanceID(ev)
 		if errors.Is(err, errStartFailed) {
 			return err
@@ -125,20 +167,36 @@ func (w *worker) handleEvent(ev event) error {
 			return nil
 		}
 		w.logConnectError(ev, err)
-		text := err.Error()
-		w.log(konglog.Error, ev.req.logContext(), konglog.KongMessage("pb_rpc.lua", 413, ev.plugin.Name, text))
-		lowered := strings.ToLower(text)
-		if !strings.Contains(lowered, "no plugin instance") && !strings.Contains(lowered, "closed") {
+		if !w.logRecovery(ev, err.Error()) {
 			return nil
 		}
-		w.g.resetInstances(w, ev.plugin)
-		w.log(konglog.Warn, ev.req.logContext(), konglog.KongMessage("pb_rpc.lua", 417, ev.plugin.Name, text))
-		if attempt >= maxEventAttempts {
-			w.log(konglog.Error, ev.req.logContext(), konglog.KongMessage("pb_rpc.lua", 417, ev.plugin.Name, fmt.Sprintf(
-				"kong-sim: giving up the %s phase after %d attempts (Kong itself would keep retrying)", ev.phase, attempt)))
-			return nil
-		}
+		w.resetInstance(ev.plugin)
 	}
+}
+
+// logRecovery logs a failed event the way the release does and reports
+// whether Kong resets the instance and retries ("no plugin instance" or
+// "closed" in the error text).
+func (w *worker) logRecovery(ev event, text string) bool {
+	lowered := strings.ToLower(text)
+	recoverable := strings.Contains(lowered, "no plugin instance") || strings.Contains(lowered, "closed")
+	ctx := ev.req.logContext()
+	switch w.g.env.Release.RecoveryLog {
+	case release.ErrorThenWarn:
+		w.log(konglog.Error, ctx, ev.kongMessage("pb_rpc.lua", 413, text))
+		if recoverable {
+			w.log(konglog.Warn, ctx, ev.kongMessage("pb_rpc.lua", 417, text))
+		}
+	case release.ErrorLowercased:
+		w.log(konglog.Error, ctx, ev.kongMessage("pb_rpc.lua", 413, lowered))
+	default: // release.Warn: only the reset is worth a line; other errors stay errors
+		level := konglog.Error
+		if recoverable {
+			level = konglog.Warn
+		}
+		w.log(level, ctx, ev.kongMessage("pb_rpc.lua", 417, text))
+	}
+	return recoverable
 }
 
 var (
@@ -149,7 +207,7 @@ var (
 func (w *worker) logConnectError(ev event, err error) {
 	var connectErr *pluginserver.ConnectError
 	if errors.As(err, &connectErr) {
-		w.log(konglog.Error, ev.req.logContext(), konglog.KongMessage("pb_rpc.lua", 307, ev.plugin.Name, "trying to connect: "+err.Error()))
+		w.log(konglog.Error, ev.req.logContext(), ev.kongMessage("pb_rpc.lua", 307, "trying to connect: "+err.Error()))
 	}
 }
 
@@ -162,7 +220,7 @@ func (w *worker) warnNotReady(ev event) {
 }
 
 // instanceID is init.lua's get_instance_id: reuse the running instance when
-// the version's reuse test passes, else start a new one and close the old.
+// the release's reuse test passes, else start a new one and close the old.
 func (w *worker) instanceID(ev event) (int32, error) {
 	key := ev.plugin.ID // kong.plugin.get_id()
 	conf := w.confs[key]
@@ -172,21 +230,23 @@ func (w *worker) instanceID(ev event) (int32, error) {
 		w.mu.Unlock()
 		return 0, err
 	}
-	if info != nil && w.g.env.ReuseModel.Reuses(info.conf, conf, key) {
+	if info != nil && w.g.env.Release.Reuse.Reuses(info.conf, conf, key) {
 		id := info.id
 		w.mu.Unlock()
 		return id, nil
 	}
 	oldID, hadOld := int32(0), info != nil
 	if info == nil {
-		info = &runningInstance{conf: conf, pluginName: ev.plugin.Name}
+		info = &runningInstance{conf: conf}
 		w.running[key] = info
 	} else {
 		oldID, info.hasID = info.id, false
 	}
 	w.mu.Unlock()
 
-	if !ev.ext.server.ready.Load() {
+	// Only OSS 3.4.0-3.4.2 / EE 3.4.0.0 check readiness; later releases
+	// just try, and a server that is not up yet fails the start (500).
+	if w.g.env.Release.NotReadyGate && !ev.ext.server.ready.Load() {
 		w.release(key, info)
 		return 0, errNotReady
 	}
@@ -194,14 +254,16 @@ func (w *worker) instanceID(ev event) (int32, error) {
 	status, err := client.StartInstance(ev.plugin.Name, w.instanceConfig(ev.plugin, conf))
 	if err != nil {
 		w.logConnectError(ev, err)
-		w.log(konglog.Error, ev.req.logContext(), konglog.KongMessage("init.lua", 249, ev.plugin.Name, "starting instance: "+err.Error()))
+		w.log(konglog.Error, ev.req.logContext(), ev.kongMessage("init.lua", 249, "starting instance: "+err.Error()))
 		w.release(key, info)
 		return 0, errStartFailed
 	}
-	w.log(konglog.Debug, ev.req.logContext(), konglog.KongMessage("pb_rpc.lua", 381, ev.plugin.Name, fmt.Sprintf(
-		"started plugin server: seq %d, worker %d, instance id %d", conf.Seq, w.id, status.InstanceId)))
+	if w.g.env.Release.StartedLine {
+		w.log(konglog.Debug, ev.req.logContext(), ev.kongMessage("pb_rpc.lua", 381, fmt.Sprintf(
+			"started plugin server: seq %d, worker %d, instance id %d", conf.Seq, w.id, status.InstanceId)))
+	}
 	w.mu.Lock()
-	info.id, info.hasID, info.conf = status.InstanceId, true, conf
+	info.id, info.hasID, info.conf, info.pluginName = status.InstanceId, true, conf, ev.plugin.Name
 	w.mu.Unlock()
 	if hadOld {
 		_ = client.CloseInstance(oldID) // as Kong: another request may have closed it first
@@ -258,24 +320,100 @@ func (w *worker) instanceConfig(p config.Plugin, conf reuse.Conf) []byte {
 	return data
 }
 
-// resetInstances is init.lua's reset_instance. Up to 3.5.0 open source it
-// drops only this worker's entry; from the 3.4.1.0-era change on it drops
-// every instance of the plugin and tells the other workers to do the same
-// (a "reset_instances" worker event).
-func (g *Gateway) resetInstances(origin *worker, p config.Plugin) {
-	if g.env.ReuseModel == reuse.Seq {
-		origin.mu.Lock()
-		delete(origin.running, p.ID)
-		origin.mu.Unlock()
-		return
-	}
-	for _, w := range g.workers {
+// resetInstance is init.lua's reset_instance, as the release has it: wipe
+// this worker's entry (3.4.0), post a reset_instances event (OSS 3.5.0), or
+// wipe this worker's entries of the plugin at once and post the event.
+func (w *worker) resetInstance(p config.Plugin) {
+	switch w.g.env.Release.OnClosed {
+	case release.WipeLocal:
 		w.mu.Lock()
-		for key, info := range w.running {
-			if info.pluginName == p.Name {
-				delete(w.running, key)
-			}
-		}
+		delete(w.running, p.ID)
 		w.mu.Unlock()
+		return
+	case release.WipeLocalAndPostEvent:
+		w.wipePlugin(p.Name)
 	}
+	w.g.postResetInstances(p.Name)
+}
+
+// wipePlugin forgets this worker's started instances of a plugin (Kong's
+// reset_instances_for_plugin). A claim in progress has no plugin name yet,
+// so the request starting it keeps it.
+func (w *worker) wipePlugin(name string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for key, info := range w.running {
+		if info.hasID && info.pluginName == name {
+			delete(w.running, key)
+		}
+	}
+}
+
+// postResetInstances is kong.worker_events.post("plugin_server",
+// "reset_instances", ...): it queues the event for every worker that has
+// the handler (the sender included) and returns; the handlers run later.
+func (g *Gateway) postResetInstances(pluginName string) {
+	for _, w := range g.workers {
+		if w.events != nil {
+			w.events.push(pluginName)
+		}
+	}
+}
+
+// handleResetEvents is the reset_instances handler of one worker: it runs
+// the queued events, in order, until ctx ends.
+func (w *worker) handleResetEvents(ctx context.Context) {
+	for {
+		names, ok := w.events.wait(ctx)
+		if !ok {
+			return
+		}
+		w.applyResets(names)
+	}
+}
+
+// applyResets runs the reset_instances handler for each queued event.
+func (w *worker) applyResets(pluginNames []string) {
+	for _, name := range pluginNames {
+		w.wipePlugin(name)
+	}
+}
+
+// eventQueue is one worker's inbox of worker events; posting never blocks,
+// as lua-resty-events' post does not.
+type eventQueue struct {
+	mu      sync.Mutex
+	pending []string
+	ready   chan struct{} // holds a token while pending is not empty
+}
+
+func newEventQueue() *eventQueue {
+	return &eventQueue{ready: make(chan struct{}, 1)}
+}
+
+func (q *eventQueue) push(name string) {
+	q.mu.Lock()
+	q.pending = append(q.pending, name)
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default: // a token is already waiting
+	}
+}
+
+// wait returns the events queued so far, or false once ctx has ended.
+func (q *eventQueue) wait(ctx context.Context) ([]string, bool) {
+	if ctx.Err() != nil { // a stopping worker handles no more events
+		return nil, false
+	}
+	select {
+	case <-ctx.Done():
+		return nil, false
+	case <-q.ready:
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	names := q.pending
+	q.pending = nil
+	return names, true
 }

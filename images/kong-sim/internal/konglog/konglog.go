@@ -60,7 +60,10 @@ type Context struct {
 	Phase   string
 }
 
-// FormatLine renders one error-log line (without the newline).
+// FormatLine renders one error-log line (without the newline). Like nginx's
+// ngx_log_error_core, it calls the context's handler (the `, client: ...`
+// or `, context: ngx.timer` suffix) only above debug level: a debug line
+// keeps its `*conn` but cannot be told apart by request.
 func FormatLine(at time.Time, level Level, pid int, ctx Context, msg string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s [%s] %d#0: ", at.Format("2006/01/02 15:04:05"), level, pid)
@@ -68,6 +71,9 @@ func FormatLine(at time.Time, level Level, pid int, ctx Context, msg string) str
 		fmt.Fprintf(&b, "*%d ", ctx.Conn)
 	}
 	b.WriteString(msg)
+	if level >= Debug {
+		return b.String()
+	}
 	if r := ctx.Request; r != nil {
 		fmt.Fprintf(&b, ", client: %s, server: kong, request: %q", r.Client, r.Request)
 		if r.Host != "" {

@@ -20,6 +20,32 @@ func TestFormatLineWithRequest(t *testing.T) {
 	}
 }
 
+func TestDebugLinesNeverCarryRequestContext(t *testing.T) {
+	msg := KongMessage("pb_rpc.lua", 251, "example-plugin", "New() has been called 7 times")
+	ctx := Context{Conn: 654, Request: &Request{Client: "192.168.65.1", Request: "GET /hello HTTP/1.1", Host: "localhost:8000"}}
+	want := "2023/11/21 22:33:08 [debug] 2347#0: *654 [kong] pb_rpc.lua:251 [example-plugin] New() has been called 7 times"
+	if got := FormatLine(at, Debug, 2347, ctx, msg); got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+	timer := FormatLine(at, Debug, 2346, Context{Conn: 151, Phase: "ngx.timer"}, "[kong] pb_rpc.lua:381 started plugin server")
+	if want := "2023/11/21 22:33:08 [debug] 2346#0: *151 [kong] pb_rpc.lua:381 started plugin server"; timer != want {
+		t.Fatalf("got  %s\nwant %s", timer, want)
+	}
+	// The same context one level up is written out in full.
+	if info := FormatLine(at, Info, 2347, ctx, msg); !strings.HasSuffix(info, `, host: "localhost:8000"`) {
+		t.Fatalf("info line lost its request context: %s", info)
+	}
+}
+
+func TestErrorLogWritesDebugLinesWithoutRequestContext(t *testing.T) {
+	var out bytes.Buffer
+	log := NewErrorLog(&out, Debug)
+	log.Log(Debug, 7, Context{Conn: 3, Request: &Request{Client: "10.0.0.1", Request: "GET / HTTP/1.1"}}, "quiet")
+	if got := out.String(); strings.Contains(got, "client:") || !strings.HasSuffix(got, "7#0: *3 quiet\n") {
+		t.Fatalf("debug line: %q", got)
+	}
+}
+
 func TestFormatLineFromATimer(t *testing.T) {
 	got := FormatLine(at, Info, 2346, Context{Conn: 151, Phase: "ngx.timer"},
 		"[example-plugin:2350] 2023/11/21 22:33:08 closed instance 15")

@@ -20,6 +20,7 @@ import (
 
 	"github.com/kong-plugin-matrix/kong-sim/internal/config"
 	"github.com/kong-plugin-matrix/kong-sim/internal/konglog"
+	"github.com/kong-plugin-matrix/kong-sim/internal/release"
 )
 
 // ProtocolProtoBuf is the only protocol kong-sim speaks; go-pdk >= 0.6 uses it.
@@ -76,13 +77,15 @@ func decodeInfo(command string, out []byte) (Info, error) {
 type LogFunc func(level konglog.Level, msg string)
 
 // Supervisor keeps one plugin server running, as pluginserver_timer does:
-// it logs `Starting NAME`, relays the merged stdout/stderr at info level
+// it logs `Starting NAME` (3.9: `[pluginserver] starting pluginserver
+// process for NAME` and `[pluginserver] started, pid N`), relays the merged stdout/stderr at info level
 // prefixed `[NAME:PID] `, logs the termination and respawns at most once a
 // second, until its context ends.
 type Supervisor struct {
 	Server       config.PluginServer
 	Log          LogFunc
-	RespawnDelay time.Duration // minimum time between two spawns; Kong uses 1s
+	RespawnDelay time.Duration        // minimum time between two spawns; Kong uses 1s
+	Lines        release.ProcessLines // the release's wording of the lines below
 }
 
 // Run supervises until ctx is done, then stops the process with SIGTERM
@@ -96,12 +99,19 @@ func (s *Supervisor) Run(ctx context.Context) {
 		case <-time.After(time.Until(nextSpawn)):
 		}
 	}
-	s.Log(konglog.Notice, konglog.KongMessage("process.lua", 273, "",
-		fmt.Sprintf("Exiting: pluginserver '%s' not respawned.", s.Server.Name)))
+	exiting := fmt.Sprintf("Exiting: pluginserver '%s' not respawned.", s.Server.Name)
+	if s.Lines == release.Lines39 {
+		exiting = fmt.Sprintf("[pluginserver] exiting: pluginserver '%s' not respawned.", s.Server.Name)
+	}
+	s.Log(konglog.Notice, konglog.KongMessage("process.lua", 273, "", exiting))
 }
 
 func (s *Supervisor) runOnce(ctx context.Context) {
-	s.Log(konglog.Notice, konglog.KongMessage("process.lua", 252, "", "Starting "+s.Server.Name))
+	if s.Lines == release.Lines39 {
+		s.Log(konglog.Notice, konglog.KongMessage("process.lua", 180, "", "[pluginserver] starting pluginserver process for "+s.Server.Name))
+	} else {
+		s.Log(konglog.Notice, konglog.KongMessage("process.lua", 252, "", "Starting "+s.Server.Name))
+	}
 	args := strings.Fields(s.Server.StartCommand)
 	reader, writer, err := os.Pipe()
 	if err != nil {
@@ -118,6 +128,9 @@ func (s *Supervisor) runOnce(ctx context.Context) {
 		s.Log(konglog.Error, konglog.KongMessage("process.lua", 264, "", fmt.Sprintf(
 			"external pluginserver %q start command %q exited with \"command not found\"", s.Server.Name, s.Server.StartCommand)))
 		return
+	}
+	if s.Lines == release.Lines39 {
+		s.Log(konglog.Notice, konglog.KongMessage("process.lua", 186, "", fmt.Sprintf("[pluginserver] started, pid %d", cmd.Process.Pid)))
 	}
 	relayed := make(chan struct{})
 	go func() {

@@ -10,7 +10,6 @@ package reuse
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 )
 
@@ -28,7 +27,7 @@ const (
 	// (Kong PR #12020: EE 3.4.3.1+, 3.5.0.2+, 3.6.x; OSS 3.6.x).
 	PluginID Model = "plugin_id"
 	// SeqAndPluginID requires both the seq and the plugin id to match
-	// (Kong PR #12718, 3.7+).
+	// (Kong PR #12718, 3.7+; backported to EE 3.4.3.6, 3.5.0.4, 3.6.1.2).
 	SeqAndPluginID Model = "seq_and_plugin_id"
 )
 
@@ -60,13 +59,6 @@ func (m Model) Reuses(running, requested Conf, pluginUUID string) bool {
 	return false
 }
 
-// NodeWideSeq reports whether __seq__ comes from a counter shared by all
-// workers (ngx.shared.kong:incr, introduced together with the Key bug in
-// 9ca82ddb46 and kept afterwards) rather than a per-worker Lua variable.
-func (m Model) NodeWideSeq() bool {
-	return m != Seq
-}
-
 // ParseModel accepts one of the model names (as used in KONG_SIM_REUSE_MODEL).
 func ParseModel(name string) (Model, error) {
 	for _, m := range Models {
@@ -83,90 +75,4 @@ func modelNames() string {
 		names[i] = string(m)
 	}
 	return strings.Join(names, ", ")
-}
-
-// keyBugReleases are the Enterprise releases that shipped 9ca82ddb46 without
-// the fix (the changelog of 3.4.3.1 / 3.5.0.2 names the bug as fixed).
-var keyBugReleases = map[string]bool{
-	"3.4.1.0": true, "3.4.1.1": true, "3.4.2.0": true, "3.4.2.1": true,
-	"3.5.0.0": true, "3.5.0.1": true,
-}
-
-// ForVersion maps a Kong version (Enterprise a.b.c.d or open source a.b.c) to
-// the reuse model that release ships. Versions the table does not know are an
-// error, so a typo never silently measures the wrong model.
-func ForVersion(version string) (Model, error) {
-	parts, err := parseVersion(version)
-	if err != nil {
-		return "", err
-	}
-	if len(parts) == 4 {
-		return enterpriseModel(version, parts)
-	}
-	return openSourceModel(version, parts)
-}
-
-func enterpriseModel(version string, v []int) (Model, error) {
-	switch {
-	case keyBugReleases[version]:
-		return Key, nil
-	case version == "3.4.0.0":
-		return Seq, nil
-	case v[0] == 3 && v[1] == 4 && atLeast(v[2:], 3, 1):
-		return PluginID, nil
-	case v[0] == 3 && v[1] == 5 && atLeast(v[2:], 0, 2):
-		return PluginID, nil
-	case v[0] == 3 && v[1] == 6:
-		return PluginID, nil
-	case v[0] > 3 || (v[0] == 3 && v[1] >= 7):
-		return SeqAndPluginID, nil
-	}
-	return "", unknownVersion(version)
-}
-
-func openSourceModel(version string, v []int) (Model, error) {
-	switch {
-	case v[0] == 3 && (v[1] == 4 || (v[1] == 5 && v[2] == 0)):
-		return Seq, nil
-	case v[0] == 3 && v[1] == 6:
-		return PluginID, nil
-	case v[0] > 3 || (v[0] == 3 && v[1] >= 7):
-		return SeqAndPluginID, nil
-	}
-	return "", unknownVersion(version)
-}
-
-// atLeast compares the tail (patch, build) of a version with want.
-func atLeast(tail []int, wantPatch, wantBuild int) bool {
-	if tail[0] != wantPatch {
-		return tail[0] > wantPatch
-	}
-	return tail[1] >= wantBuild
-}
-
-func parseVersion(version string) ([]int, error) {
-	fields := strings.Split(version, ".")
-	if len(fields) != 3 && len(fields) != 4 {
-		return nil, unknownVersion(version)
-	}
-	parts := make([]int, len(fields))
-	for i, f := range fields {
-		n, err := strconv.Atoi(f)
-		if err != nil || n < 0 {
-			return nil, unknownVersion(version)
-		}
-		parts[i] = n
-	}
-	return parts, nil
-}
-
-func unknownVersion(version string) error {
-	return fmt.Errorf("no reuse model known for Kong version %q (known: Enterprise 3.4.0.0, 3.4.1.0-3.4.2.1, "+
-		"3.4.3.1+, 3.5.0.0+, 3.6.x, 3.7+; open source 3.4.x, 3.5.0, 3.6.x, 3.7+); "+
-		"set KONG_SIM_REUSE_MODEL to one of %s to run it anyway", version, modelNames())
-}
-
-// IsEnterprise reports whether version is spelled like an Enterprise release.
-func IsEnterprise(version string) bool {
-	return strings.Count(version, ".") == 3
 }

@@ -41,30 +41,6 @@ func TestKeyModelReusesWhenKeyHappensToBeTheUUID(t *testing.T) {
 	}
 }
 
-func TestForVersion(t *testing.T) {
-	cases := map[string]Model{
-		"3.4.0.0": Seq, "3.4.0": Seq, "3.4.2": Seq, "3.5.0": Seq,
-		"3.4.1.0": Key, "3.4.1.1": Key, "3.4.2.0": Key, "3.4.2.1": Key, "3.5.0.0": Key, "3.5.0.1": Key,
-		"3.4.3.1": PluginID, "3.4.3.12": PluginID, "3.5.0.2": PluginID, "3.5.0.7": PluginID,
-		"3.6.0.0": PluginID, "3.6.1.4": PluginID, "3.6.0": PluginID, "3.6.1": PluginID,
-		"3.7.0.0": SeqAndPluginID, "3.9.1.1": SeqAndPluginID, "3.7.1": SeqAndPluginID, "3.10.0.0": SeqAndPluginID,
-	}
-	for version, want := range cases {
-		got, err := ForVersion(version)
-		if err != nil || got != want {
-			t.Errorf("ForVersion(%q) = %q, %v; want %q", version, got, err, want)
-		}
-	}
-}
-
-func TestForVersionRefusesUnknownVersions(t *testing.T) {
-	for _, version := range []string{"", "latest", "3.3.1.0", "3.3.0", "3.4.3.0", "3.5.1", "2.8.4.1", "3.4"} {
-		if model, err := ForVersion(version); err == nil {
-			t.Errorf("ForVersion(%q) = %q, want an error", version, model)
-		}
-	}
-}
-
 func TestParseModel(t *testing.T) {
 	for _, m := range Models {
 		if got, err := ParseModel(string(m)); err != nil || got != m {
@@ -73,16 +49,5 @@ func TestParseModel(t *testing.T) {
 	}
 	if _, err := ParseModel("cache_key"); err == nil {
 		t.Error("ParseModel accepted an unknown name")
-	}
-}
-
-func TestSeqCounterScope(t *testing.T) {
-	if Seq.NodeWideSeq() {
-		t.Error("the seq model used a per-worker counter (plugins_iterator.lua next_seq)")
-	}
-	for _, m := range []Model{Key, PluginID, SeqAndPluginID} {
-		if !m.NodeWideSeq() {
-			t.Errorf("%s must use the node-wide counter", m)
-		}
 	}
 }

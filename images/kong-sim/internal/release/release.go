@@ -1,0 +1,293 @@
+// Package release is kong-sim's table of Kong release families: for each
+// family, every behaviour the stand-in must reproduce (how instances are
+// reused, where __seq__ comes from, what happens when the plugin server
+// loses an instance, which log lines exist). The table is releases.json,
+// embedded here and read by tests/test_releases.py too, so the Go stand-in
+// and the Python version table cannot drift apart unnoticed.
+package release
+
+import (
+	"bytes"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/kong-plugin-matrix/kong-sim/internal/reuse"
+)
+
+//go:embed releases.json
+var releasesJSON []byte
+
+// SeqSource says where a worker's plugins iterator takes __seq__ from.
+type SeqSource string
+
+const (
+	// PerWorker is a Lua variable of each worker, counting from 0.
+	PerWorker SeqSource = "per_worker"
+	// Node is the shm counter shared by the workers (ngx.shared.kong:incr),
+	// so the first value is 1 and no two workers share one.
+	Node SeqSource = "node"
+)
+
+// OnClosed is what a worker does when an event fails with "closed" or
+// "no plugin instance", before it retries.
+type OnClosed string
+
+const (
+	// WipeLocal forgets this worker's entry for the plugin.
+	WipeLocal OnClosed = "wipe_local"
+	// PostEvent posts a reset_instances worker event and wipes nothing itself.
+	PostEvent OnClosed = "post_event"
+	// WipeLocalAndPostEvent forgets this worker's entries of the plugin at
+	// once, then posts the event.
+	WipeLocalAndPostEvent OnClosed = "wipe_local_and_post_event"
+)
+
+// ResetHandlers says which workers run the reset_instances event handler.
+type ResetHandlers string
+
+const (
+	// NoHandlers: no event is posted, nobody handles one.
+	NoHandlers ResetHandlers = "none"
+	// Worker0 only: plugin_servers.start() returns before it registers the
+	// handler in every other worker.
+	Worker0 ResetHandlers = "worker0"
+	// EveryWorker: 3.9 registers the handler in every worker.
+	EveryWorker ResetHandlers = "every_worker"
+)
+
+// RecoveryLog is how the recovery from a lost instance is logged.
+type RecoveryLog string
+
+const (
+	// Warn logs the error text once at [warn].
+	Warn RecoveryLog = "warn"
+	// ErrorThenWarn logs it at [error], then again at [warn] before the retry.
+	ErrorThenWarn RecoveryLog = "error_then_warn"
+	// ErrorLowercased logs it lower-cased at [error] and nothing at [warn].
+	ErrorLowercased RecoveryLog = "error_lowercased"
+)
+
+// ProcessLines names the wording of the plugin-server process lines.
+type ProcessLines string
+
+const (
+	// Lines34 is 3.4-3.8: `Starting NAME`, `Exiting: ...`.
+	Lines34 ProcessLines = "3.4"
+	// Lines39 is 3.9+: `[pluginserver] starting pluginserver process for NAME`, ...
+	Lines39 ProcessLines = "3.9"
+)
+
+// Range is the versions from From (included) to Before (excluded) of one
+// edition; both have that edition's number of parts.
+type Range struct {
+	From   string `json:"from"`
+	Before string `json:"before"`
+}
+
+// Family is one row of the table: releases that behave alike.
+type Family struct {
+	Name          string        `json:"name"`
+	Describes     string        `json:"describes"`
+	Enterprise    []Range       `json:"enterprise"`
+	OSS           []Range       `json:"oss"`
+	Reuse         reuse.Model   `json:"reuse"`
+	SeqSource     SeqSource     `json:"seq_source"`
+	OnClosed      OnClosed      `json:"on_closed"`
+	ResetHandlers ResetHandlers `json:"reset_handlers"`
+	RecoveryLog   RecoveryLog   `json:"recovery_log"`
+	StartedLine   bool          `json:"started_line"`
+	NotReadyGate  bool          `json:"not_ready_gate"`
+	ProcessLines  ProcessLines  `json:"process_lines"`
+}
+
+type table struct {
+	Comment  string   `json:"_comment"`
+	Families []Family `json:"families"`
+}
+
+// families is the parsed table; a bad table stops the program at start-up
+// (and fails every test), never at the first request.
+var families = mustParse(releasesJSON)
+
+// Families returns the table, in release order.
+func Families() []Family {
+	return append([]Family(nil), families...)
+}
+
+func mustParse(data []byte) []Family {
+	parsed, err := parse(data)
+	if err != nil {
+		panic("internal/release/releases.json: " + err.Error())
+	}
+	return parsed
+}
+
+func parse(data []byte) ([]Family, error) {
+	var t table
+	decoder := json.NewDecoder(bytes.NewReader(data))
+	decoder.DisallowUnknownFields() // a misspelt column must not read as false
+	if err := decoder.Decode(&t); err != nil {
+		return nil, err
+	}
+	if len(t.Families) == 0 {
+		return nil, fmt.Errorf("no families")
+	}
+	for _, f := range t.Families {
+		if err := f.validate(); err != nil {
+			return nil, fmt.Errorf("family %q: %w", f.Name, err)
+		}
+	}
+	return t.Families, nil
+}
+
+func (f Family) validate() error {
+	if _, err := reuse.ParseModel(string(f.Reuse)); err != nil {
+		return err
+	}
+	checks := []struct {
+		field string
+		value string
+		known []string
+	}{
+		{"seq_source", string(f.SeqSource), []string{string(PerWorker), string(Node)}},
+		{"on_closed", string(f.OnClosed), []string{string(WipeLocal), string(PostEvent), string(WipeLocalAndPostEvent)}},
+		{"reset_handlers", string(f.ResetHandlers), []string{string(NoHandlers), string(Worker0), string(EveryWorker)}},
+		{"recovery_log", string(f.RecoveryLog), []string{string(Warn), string(ErrorThenWarn), string(ErrorLowercased)}},
+		{"process_lines", string(f.ProcessLines), []string{string(Lines34), string(Lines39)}},
+	}
+	for _, c := range checks {
+		if !contains(c.known, c.value) {
+			return fmt.Errorf("%s %q is not one of %s", c.field, c.value, strings.Join(c.known, ", "))
+		}
+	}
+	// A worker that wipes nothing itself must have someone handle its event,
+	// or it would retry the same lost instance for ever.
+	if (f.OnClosed == WipeLocal) != (f.ResetHandlers == NoHandlers) {
+		return fmt.Errorf("on_closed %q does not fit reset_handlers %q", f.OnClosed, f.ResetHandlers)
+	}
+	for _, r := range f.Enterprise {
+		if err := r.validate(4); err != nil {
+			return err
+		}
+	}
+	for _, r := range f.OSS {
+		if err := r.validate(3); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r Range) validate(parts int) error {
+	from, errFrom := parseVersion(r.From)
+	before, errBefore := parseVersion(r.Before)
+	if errFrom != nil || errBefore != nil || len(from) != parts || len(before) != parts || compare(from, before) >= 0 {
+		return fmt.Errorf("range [%s, %s) is not a non-empty range of %d-part versions", r.From, r.Before, parts)
+	}
+	return nil
+}
+
+func contains(list []string, want string) bool {
+	for _, s := range list {
+		if s == want {
+			return true
+		}
+	}
+	return false
+}
+
+// Contains reports whether the family holds version (a.b.c.d Enterprise,
+// a.b.c open source).
+func (f Family) Contains(version string) bool {
+	v, err := parseVersion(version)
+	if err != nil {
+		return false
+	}
+	ranges := f.OSS
+	if len(v) == 4 {
+		ranges = f.Enterprise
+	}
+	for _, r := range ranges {
+		from, _ := parseVersion(r.From) // validated when the table was read
+		before, _ := parseVersion(r.Before)
+		if len(from) == len(v) && compare(v, from) >= 0 && compare(v, before) < 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// ForVersion is the family of a Kong version. A version the table does not
+// hold is an error, so a typo never silently measures the wrong behaviour.
+func ForVersion(version string) (Family, error) {
+	for _, f := range families {
+		if f.Contains(version) {
+			return f, nil
+		}
+	}
+	return Family{}, fmt.Errorf("no release family known for Kong version %q (known: %s); "+
+		"set KONG_SIM_REUSE_MODEL to one of %s to run it anyway", version, knownRanges(), modelNames())
+}
+
+// ForModel is the first family whose reuse test is model: what an
+// unversioned node with only KONG_SIM_REUSE_MODEL set behaves like.
+func ForModel(model reuse.Model) (Family, error) {
+	for _, f := range families {
+		if f.Reuse == model {
+			return f, nil
+		}
+	}
+	return Family{}, fmt.Errorf("no release family uses reuse model %q", model)
+}
+
+func knownRanges() string {
+	var parts []string
+	for _, f := range families {
+		parts = append(parts, f.Name+": "+f.Describes)
+	}
+	return strings.Join(parts, "; ")
+}
+
+func modelNames() string {
+	names := make([]string, len(reuse.Models))
+	for i, m := range reuse.Models {
+		names[i] = string(m)
+	}
+	return strings.Join(names, ", ")
+}
+
+func parseVersion(version string) ([]int, error) {
+	fields := strings.Split(version, ".")
+	if len(fields) != 3 && len(fields) != 4 {
+		return nil, fmt.Errorf("%q is not a version", version)
+	}
+	parts := make([]int, len(fields))
+	for i, field := range fields {
+		n, err := strconv.Atoi(field)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("%q is not a version", version)
+		}
+		parts[i] = n
+	}
+	return parts, nil
+}
+
+func compare(a, b []int) int {
+	for i := range a {
+		if a[i] != b[i] {
+			if a[i] < b[i] {
+				return -1
+			}
+			return 1
+		}
+	}
+	return 0
+}
+
+// IsEnterprise reports whether version is spelled like an Enterprise release.
+func IsEnterprise(version string) bool {
+	return strings.Count(version, ".") == 3
+}

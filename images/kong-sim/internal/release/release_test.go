@@ -1,0 +1,124 @@
+package release
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/kong-plugin-matrix/kong-sim/internal/reuse"
+)
+
+func TestForVersionReadsTheTable(t *testing.T) {
+	cases := map[string]struct {
+		family string
+		model  reuse.Model
+	}{
+		"3.4.0.0": {"3.4-seq", reuse.Seq}, "3.4.0": {"3.4-seq", reuse.Seq}, "3.4.2": {"3.4-seq", reuse.Seq},
+		"3.5.0":   {"oss-3.5.0", reuse.Seq},
+		"3.4.1.0": {"ee-key-bug", reuse.Key}, "3.4.1.1": {"ee-key-bug", reuse.Key}, "3.4.2.0": {"ee-key-bug", reuse.Key},
+		"3.4.2.1": {"ee-key-bug", reuse.Key}, "3.5.0.0": {"ee-key-bug", reuse.Key}, "3.5.0.1": {"ee-key-bug", reuse.Key},
+		"3.4.3.1": {"plugin-id", reuse.PluginID}, "3.4.3.5": {"plugin-id", reuse.PluginID},
+		"3.5.0.2": {"plugin-id", reuse.PluginID}, "3.5.0.3": {"plugin-id", reuse.PluginID},
+		"3.6.0.0": {"plugin-id", reuse.PluginID}, "3.6.1.1": {"plugin-id", reuse.PluginID},
+		"3.6.0": {"plugin-id", reuse.PluginID}, "3.6.1": {"plugin-id", reuse.PluginID},
+		"3.4.3.6": {"plugin-id-12718-backport", reuse.SeqAndPluginID}, "3.4.3.12": {"plugin-id-12718-backport", reuse.SeqAndPluginID},
+		"3.5.0.4": {"plugin-id-12718-backport", reuse.SeqAndPluginID}, "3.6.1.2": {"plugin-id-12718-backport", reuse.SeqAndPluginID},
+		"3.7.0.0": {"3.7-3.8", reuse.SeqAndPluginID}, "3.8.0.0": {"3.7-3.8", reuse.SeqAndPluginID}, "3.7.1": {"3.7-3.8", reuse.SeqAndPluginID},
+		"3.9.0.0": {"3.9", reuse.SeqAndPluginID}, "3.9.1.1": {"3.9", reuse.SeqAndPluginID}, "3.9.1": {"3.9", reuse.SeqAndPluginID},
+	}
+	for version, want := range cases {
+		got, err := ForVersion(version)
+		if err != nil || got.Name != want.family || got.Reuse != want.model {
+			t.Errorf("ForVersion(%q) = %q/%q, %v; want %q/%q", version, got.Name, got.Reuse, err, want.family, want.model)
+		}
+	}
+}
+
+func TestForVersionRefusesUnknownVersionsNamingTheKnownOnes(t *testing.T) {
+	for _, version := range []string{"", "latest", "3.3.1.0", "3.3.0", "3.4.3.0", "3.4.1.2", "3.5.1", "2.8.4.1", "3.4", "3.10.0.0"} {
+		family, err := ForVersion(version)
+		if err == nil {
+			t.Errorf("ForVersion(%q) = %q, want an error", version, family.Name)
+			continue
+		}
+		if !strings.Contains(err.Error(), "EE 3.4.1.0-3.4.2.1") || !strings.Contains(err.Error(), "KONG_SIM_REUSE_MODEL") {
+			t.Errorf("error for %q does not name the known releases: %v", version, err)
+		}
+	}
+}
+
+func TestTheTableHasEveryBehaviourOfTheFactsPage(t *testing.T) {
+	byName := map[string]Family{}
+	for _, f := range Families() {
+		byName[f.Name] = f
+	}
+	early, oss35, bug, fixed, backport, late, v39 := byName["3.4-seq"], byName["oss-3.5.0"], byName["ee-key-bug"],
+		byName["plugin-id"], byName["plugin-id-12718-backport"], byName["3.7-3.8"], byName["3.9"]
+	if early.SeqSource != PerWorker || oss35.SeqSource != PerWorker || bug.SeqSource != Node || v39.SeqSource != Node {
+		t.Error("__seq__ is per-worker up to OSS 3.5.0 and node-wide from the regression on")
+	}
+	if early.OnClosed != WipeLocal || oss35.OnClosed != PostEvent || bug.OnClosed != WipeLocalAndPostEvent {
+		t.Error("on closed: local wipe (3.4.0), event only (OSS 3.5.0), both (from the regression)")
+	}
+	if early.ResetHandlers != NoHandlers || oss35.ResetHandlers != Worker0 || late.ResetHandlers != Worker0 || v39.ResetHandlers != EveryWorker {
+		t.Error("reset_instances handlers: none, worker 0 up to 3.8, every worker in 3.9")
+	}
+	if early.RecoveryLog != Warn || bug.RecoveryLog != ErrorThenWarn || fixed.RecoveryLog != ErrorLowercased ||
+		backport.RecoveryLog != ErrorLowercased || late.RecoveryLog != Warn || v39.RecoveryLog != Warn {
+		t.Error("recovery log lines differ from the facts page")
+	}
+	if early.StartedLine || oss35.StartedLine || !bug.StartedLine || !v39.StartedLine {
+		t.Error("`started plugin server` exists from the regression on")
+	}
+	for _, f := range Families() {
+		if f.NotReadyGate != (f.Name == "3.4-seq") {
+			t.Errorf("%s: the not-ready gate exists in OSS 3.4.0-3.4.2 / EE 3.4.0.0 only", f.Name)
+		}
+		if (f.ProcessLines == Lines39) != (f.Name == "3.9") {
+			t.Errorf("%s: process lines %s", f.Name, f.ProcessLines)
+		}
+	}
+}
+
+func TestRangesDoNotOverlap(t *testing.T) {
+	// Every range's first version must belong to its own family only.
+	for _, f := range Families() {
+		for _, r := range append(append([]Range(nil), f.Enterprise...), f.OSS...) {
+			for _, other := range Families() {
+				if other.Name != f.Name && other.Contains(r.From) {
+					t.Errorf("%s starts inside %s (and %s)", r.From, other.Name, f.Name)
+				}
+			}
+		}
+	}
+}
+
+func TestParseRefusesABadTable(t *testing.T) {
+	good := `{"families": [{"name": "x", "describes": "x", "enterprise": [], "oss": [{"from": "3.4.0", "before": "3.5.0"}],
+		"reuse": "seq", "seq_source": "per_worker", "on_closed": "wipe_local", "reset_handlers": "none",
+		"recovery_log": "warn", "started_line": false, "not_ready_gate": true, "process_lines": "3.4"}]}`
+	if _, err := parse([]byte(good)); err != nil {
+		t.Fatalf("a good table was refused: %v", err)
+	}
+	bad := map[string]string{
+		"unknown reuse":       strings.Replace(good, `"reuse": "seq"`, `"reuse": "uuid"`, 1),
+		"misspelt column":     strings.Replace(good, `"started_line"`, `"start_line"`, 1),
+		"unknown handlers":    strings.Replace(good, `"reset_handlers": "none"`, `"reset_handlers": "all"`, 1),
+		"wipe without events": strings.Replace(good, `"on_closed": "wipe_local"`, `"on_closed": "post_event"`, 1),
+		"empty range":         strings.Replace(good, `"before": "3.5.0"`, `"before": "3.4.0"`, 1),
+		"four-part oss range": strings.Replace(good, `"from": "3.4.0"`, `"from": "3.4.0.0"`, 1),
+		"no families":         `{"families": []}`,
+	}
+	for name, table := range bad {
+		if _, err := parse([]byte(table)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestForModelPicksTheFirstFamilyOfTheModel(t *testing.T) {
+	for model, want := range map[reuse.Model]string{reuse.Seq: "3.4-seq", reuse.Key: "ee-key-bug", reuse.PluginID: "plugin-id"} {
+		if f, err := ForModel(model); err != nil || f.Name != want {
+			t.Errorf("ForModel(%s) = %q, %v; want %q", model, f.Name, err, want)
+		}
+	}
+}
