@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestration.config import new_run_id
-from orchestration.pipeline import folder_name
 from orchestration.sim import build_sim_images
 from orchestration.stack import Stack, StackSpec, plugin_image_tag, project_name_for
+from orchestration.world import folder_name
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COMMAND_TIMEOUT_S = 600.0

@@ -1,8 +1,9 @@
 """Locust load for the `/hello` route: exactly `--requests` requests, each must show the plugin.
 
 Load logic only; every knob is a flag: `--requests`, `--path`, and Locust's `-u`, `-r`, `--host`.
-A response counts as a success only if it is 2xx and carries `X-Example-Message`, the header our Go
-plugin sets: without it the request never went through the plugin and measures nothing.
+A response counts as a success only if it is 2xx and carries `--marker-header` (default
+`X-Example-Message`, the header our Go plugin sets): without it the request never went through the
+plugin and measures nothing.
 
 Exact count: a user claims a slot before each request, so no more than `--requests` are ever sent
 (gevent is cooperative, so a plain counter is exact within one process). With `--processes` (or
@@ -69,6 +70,11 @@ def add_arguments(parser: Any) -> None:
         help="Send exactly this many requests in total, then stop (0: no limit)",
     )
     parser.add_argument("--path", default="/hello", help="Path to request (default /hello)")
+    parser.add_argument(
+        "--marker-header",
+        default=MESSAGE_HEADER,
+        help=f"Header a response must carry to show the plugin ran (default {MESSAGE_HEADER})",
+    )
 
 
 def request_count(text: str) -> int:
@@ -166,12 +172,14 @@ class HelloUser(FastHttpUser):
     def get_hello(self) -> None:
         if not budget.claim():
             raise StopUser()
-        path = getattr(self.environment.parsed_options, "path", "/hello")
+        options = self.environment.parsed_options
+        path = getattr(options, "path", "/hello")
+        marker = getattr(options, "marker_header", MESSAGE_HEADER)
         with self.client.get(path, catch_response=True) as response:
             if not 200 <= (response.status_code or 0) < 300:
                 response.failure(f"status {response.status_code}, want 2xx")
-            elif not (response.headers or {}).get(MESSAGE_HEADER):
-                response.failure(f"no {MESSAGE_HEADER} header: the plugin did not run")
+            elif not (response.headers or {}).get(marker):
+                response.failure(f"no {marker} header: the plugin did not run")
             else:
                 response.success()
 

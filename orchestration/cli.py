@@ -24,6 +24,7 @@ from orchestration.collect import collect_file
 from orchestration.config import (
     BOUNDS,
     DEFAULT_GO_IMAGE,
+    SCENARIOS,
     RunConfig,
     default_of,
     new_run_id,
@@ -36,7 +37,6 @@ from orchestration.report import RunResult, VersionResult
 from orchestration.versions import Target
 
 DEFAULT_RESULTS = Path("results")
-DEFAULT_WEB_PORT = 8089
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,6 +62,13 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     number("--ready-timeout", "ready_timeout_s", "seconds to wait for Kong and the plugin")
     number("--load-timeout", "load_timeout_s", "seconds the load may take at most")
     number("--parallel", "parallel", "versions measured at once")
+    if parser.prog.split()[-1] in {"run", "matrix"}:
+        parser.add_argument(
+            "--scenario",
+            action="append",
+            metavar="NAME",
+            help=f"what to measure, repeatable: {', '.join(SCENARIOS)} (default {SCENARIOS[0]})",
+        )
     parser.add_argument(
         "--image",
         action="append",
@@ -108,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ui.add_argument("versions", nargs="*", help="one Kong version (or use --image)")
     _add_run_options(ui)
-    ui.add_argument("--web-port", default=str(DEFAULT_WEB_PORT), help="Locust web UI port")
+    ui.add_argument("--web-port", default=str(default_of("web_port")), help="Locust web UI port")
 
     control = commands.add_parser(
         "selftest",
@@ -185,7 +192,29 @@ def config_from(args: argparse.Namespace) -> RunConfig:
         go_image=_checked_image(
             "--go-image", args.go_image or os.environ.get("KPM_GO_IMAGE", DEFAULT_GO_IMAGE)
         ),
+        scenarios=_scenarios(args),
+        web_port=_web_port(args),
     )
+
+
+def _scenarios(args: argparse.Namespace) -> tuple[str, ...]:
+    chosen = tuple(getattr(args, "scenario", None) or SCENARIOS[:1])
+    for name in chosen:
+        if name not in SCENARIOS:
+            raise UsageError(
+                f"unknown scenario {name!r}; choose from: {', '.join(SCENARIOS)} "
+                "(repeat --scenario for several)"
+            )
+    if len(set(chosen)) != len(chosen):
+        raise UsageError(f"a scenario is named twice: {' '.join(chosen)}")
+    return chosen
+
+
+def _web_port(args: argparse.Namespace) -> int:
+    raw = getattr(args, "web_port", None)
+    if raw is None:
+        return int(default_of("web_port"))
+    return BOUNDS["web_port"].check(parse_number("web_port", raw, int))
 
 
 def _number_text(value: float) -> str:
@@ -253,16 +282,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = config_from(args)
     # Every process this run starts carries its owner, so `clean` can tell what a dead run left.
     os.environ[OWNER_ENV] = Owner.current().text
-    web_port = None
     if args.command == "ui":  # a taken port is known before anything is built
-        web_port = BOUNDS["web_port"].check(parse_number("web_port", args.web_port, int))
-        require_free_port(web_port)
+        require_free_port(config.web_port)
     _check_prerequisites(config.sim)
     if args.command == "selftest":
         return _selftest(config)
     try:
-        if web_port is not None:
-            run = pipeline.run_ui(config, web_port)
+        if args.command == "ui":
+            run = pipeline.run_ui(config)
         else:
             run = pipeline.run_matrix(config, announce=_announce)
     except Interrupted:

@@ -23,6 +23,9 @@ ENV_PREFIX = "KPM_"
 
 N = TypeVar("N", int, float)
 
+# `--scenario` names (orchestration/scenarios/<name>.py); the first is the default.
+SCENARIOS = ("steady",)
+
 
 @dataclass(frozen=True)
 class Bound:
@@ -74,6 +77,8 @@ class RunConfig:
     keep: bool = False
     sim: bool = False
     go_image: str = DEFAULT_GO_IMAGE
+    scenarios: tuple[str, ...] = SCENARIOS[:1]
+    web_port: int = 8089  # the ui command's Locust web UI
     tool_version: str = __version__
     repo_root: Path = field(default=REPO_ROOT)
 

@@ -130,6 +130,8 @@ class HeadlessLocust:
         timeout_s: float,
         locustfile: Path | None = None,
         processes: int = 1,
+        path: str | None = None,
+        marker_header: str | None = None,
     ) -> None:
         require_positive(requests=requests, users=users, spawn_rate=spawn_rate, timeout_s=timeout_s)
         require_positive(processes=processes)
@@ -143,6 +145,8 @@ class HeadlessLocust:
             *["--json-file", str(self.out_dir / STATS_JSON_PREFIX)],
             *["--run-time", f"{self.run_time_s}s", "--exit-code-on-error", "0"],
             *process_options(processes),
+            *(["--path", path] if path else []),
+            *(["--marker-header", marker_header] if marker_header else []),
         ]
         self._process: subprocess.Popen[bytes] | None = None
         self._done: int | None = None  # read end of the child's "requests done" pipe

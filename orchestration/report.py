@@ -14,7 +14,7 @@ import json
 import os
 import tempfile
 import threading
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,8 +32,35 @@ _EXPECTED_VERDICT = {"affected": "churn", "baseline": "stable", "fixed": "stable
 
 
 @dataclass(frozen=True)
+class PhaseResult:
+    """One named phase of a scenario: what its load did to the plugin's instances.
+
+    `counted`: the phase is part of the steady load the verdict is made from (a phase around a
+    config change or a killed server reports its own figures instead). `figures` holds what is
+    particular to the scenario (seconds to recover, New() per change, ...), by name.
+    """
+
+    name: str
+    about: str
+    requests: int | None = None
+    failures: int | None = None
+    new_calls: int | None = None
+    new_calls_per_request: float | None = None
+    rps: float | None = None
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    counted: bool = True
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PhaseResult:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
 class VersionResult:
-    """One version's measurement. Counts are None where the run never got that far."""
+    """One (version, scenario) measurement. Counts are None where the run never got that far."""
 
     version: str
     image: str
@@ -61,14 +88,23 @@ class VersionResult:
     duration_s: float | None = None
     workers: int | None = None
     results_dir: str | None = None
+    scenario: str = "steady"
+    phases: tuple[PhaseResult, ...] = ()
+    findings: tuple[str, ...] = ()  # what the scenario found beyond the verdict, e.g. stale-config
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["phases"] = [asdict(phase) for phase in self.phases]
+        data["findings"] = list(self.findings)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VersionResult:
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        values = {k: v for k, v in data.items() if k in known}
+        values["phases"] = tuple(PhaseResult.from_dict(p) for p in data.get("phases") or ())
+        values["findings"] = tuple(data.get("findings") or ())
+        return cls(**values)
 
 
 def verdict_for(per_request: float) -> Verdict:

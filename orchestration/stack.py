@@ -34,8 +34,10 @@ from typing import Any, NamedTuple
 from python_on_whales import DockerClient, DockerException
 from python_on_whales.utils import run as run_docker
 
+from orchestration import plugin
 from orchestration.errors import EnvironmentProblem, ImageUnavailable, ReadyTimeout, StackError
 from orchestration.owner import Owner
+from orchestration.plugin import EXAMPLE, PluginContract
 
 LOGGER = logging.getLogger(__name__)
 
@@ -46,7 +48,6 @@ SERVICE = "kong"
 PROXY_PORT = 8000
 ADMIN_PORT = 8001
 LOOPBACK = "127.0.0.1"
-PLUGIN_MARKER_HEADER = "X-Example-Message"
 
 LABEL = "io.kong-plugin-matrix"
 RUN_LABEL = "io.kong-plugin-matrix.run"
@@ -72,7 +73,6 @@ HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # No proxy handler: a probe must reach the loopback directly even when
 # http_proxy is set in the environment.
 _LOOPBACK_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-_PLUGIN_COUNTER_RE = re.compile(r"New\(\) calls: (\d+)")  # the plugin's X-Example-Message
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,7 @@ class StackSpec:
     compose_file: Path = field(default=DEFAULT_COMPOSE_FILE)
     # The process that creates the stack owns it (`clean` removes stacks of dead owners).
     owner: str = field(default_factory=lambda: Owner.current().text)
+    plugin: PluginContract = EXAMPLE
 
     def compose_variables(self) -> dict[str, str]:
         return {
@@ -516,7 +517,7 @@ class Stack:
     def wait_ready(
         self, timeout_s: float, *, check: Callable[[], None] = lambda: None
     ) -> int | None:
-        """Poll until admin /status is 200 and /hello carries the plugin's header.
+        """Poll until admin /status is 200 and the plugin's route carries its marker header.
 
         Returns the plugin's New() count that header reported (None if it holds no count).
         Bounded by attempts and by time. The probes are cheap and frequent; the container's
@@ -682,13 +683,15 @@ class Stack:
         admin = _probe(f"{self.admin_url}/status")
         if admin.status != 200:
             return _Readiness(f"admin GET /status answered {admin.error or admin.status}")
-        hello = _probe(f"{self.proxy_url}/hello")
+        contract = self.spec.plugin
+        hello = plugin.ask(self.proxy_url, contract.route, contract, PROBE_TIMEOUT_S)
         if hello.error is not None:
-            return _Readiness(f"GET /hello failed: {hello.error}")
+            return _Readiness(f"GET {contract.route} failed: {hello.error}")
         if hello.marker is None:
-            return _Readiness(f"GET /hello answered {hello.status} without {PLUGIN_MARKER_HEADER}")
-        counter = _PLUGIN_COUNTER_RE.search(hello.marker)
-        return _Readiness(None, int(counter.group(1)) if counter else None)
+            return _Readiness(
+                f"GET {contract.route} answered {hello.status} without {contract.marker_header}"
+            )
+        return _Readiness(None, hello.counter)
 
     def _log_tail(self) -> tuple[str, ...]:
         try:
@@ -780,7 +783,6 @@ def _docker_problem(error: DockerException) -> str:
 
 class _ProbeResult(NamedTuple):
     status: int | None
-    marker: str | None  # the plugin's X-Example-Message header, when present
     error: str | None  # why no HTTP answer came back
 
 
@@ -788,8 +790,8 @@ def _probe(url: str) -> _ProbeResult:
     """GET `url` (always a loopback URL) once, with a short timeout."""
     try:
         with _LOOPBACK_OPENER.open(url, timeout=PROBE_TIMEOUT_S) as response:
-            return _ProbeResult(response.status, response.headers.get(PLUGIN_MARKER_HEADER), None)
+            return _ProbeResult(response.status, None)
     except urllib.error.HTTPError as error:
-        return _ProbeResult(error.code, error.headers.get(PLUGIN_MARKER_HEADER), None)
+        return _ProbeResult(error.code, None)
     except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
-        return _ProbeResult(None, None, str(getattr(error, "reason", error)))
+        return _ProbeResult(None, str(getattr(error, "reason", error)))

@@ -26,12 +26,9 @@ import psutil
 import pytest
 from python_on_whales import DockerClient
 
-from orchestration import pipeline, report, stack
-from orchestration.collect import collect_lines
+from orchestration import pipeline, report, scenarios, stack, world
 from orchestration.config import RunConfig
 from orchestration.errors import EnvironmentProblem, ReadyTimeout, StackError
-from orchestration.load import LoadResult
-from orchestration.pipeline import folder_name
 from orchestration.sim import build_sim_images, sim_image_tags
 from orchestration.stack import (
     RUN_LABEL,
@@ -42,6 +39,7 @@ from orchestration.stack import (
     signals_held,
 )
 from orchestration.versions import target_for_version
+from orchestration.world import VersionWorld, WorldOptions, folder_name
 
 REPO = Path(__file__).resolve().parent.parent
 COPIED = ("images", "plugins", "orchestration", "locustfiles", "pyproject.toml", ".dockerignore")
@@ -431,6 +429,9 @@ class _StackWithoutLog:
     def __exit__(self, *_: object) -> None:
         return None
 
+    def close(self) -> None:
+        return None
+
 
 def test_a_log_that_could_not_be_saved_is_an_error_row_not_a_crash(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -438,13 +439,18 @@ def test_a_log_that_could_not_be_saved_is_an_error_row_not_a_crash(
     config = RunConfig(
         run_id="r", targets=(target_for_version("3.4.1.0"),), results_root=tmp_path, sim=True
     )
-    nothing = collect_lines([])
-    measured = pipeline.Measurement(nothing, nothing, LoadResult(200, 0, 100.0, 1.0, 2.0, 2.0))
-    monkeypatch.setattr(pipeline, "_stack_spec", lambda *_: _spec(tmp_path))
-    monkeypatch.setattr(pipeline, "Stack", _StackWithoutLog)
-    monkeypatch.setattr(pipeline, "_measure", lambda *_: measured)
+    monkeypatch.setattr(VersionWorld, "_stack_spec", lambda _world: _spec(tmp_path))
+    monkeypatch.setattr(world, "Stack", _StackWithoutLog)
 
-    row = pipeline.measure_version(config.targets[0], config)
+    def straight_to_the_end(session: scenarios.Session) -> scenarios.Outcome:
+        with session.world(WorldOptions(prestart_locust=False)) as up:
+            up.finish()  # the stack went down, and its log is nowhere
+        raise AssertionError("finish() should have said the log is missing")
+
+    monkeypatch.setattr(
+        scenarios, "get", lambda name: scenarios.Scenario(name, "test", straight_to_the_end)
+    )
+    row = pipeline.measure_job(pipeline.Job(config.targets[0]), config)
 
     assert row.status == "error"
     assert "Kong's log could not be saved" in (row.error or "")
@@ -514,7 +520,7 @@ def test_missing_image_is_an_error_row_and_the_matrix_goes_on(
 def test_kong_that_never_gets_ready_is_an_error_row_with_its_log(
     tmp_path: Path, runs: Runs, sim_images: None
 ) -> None:
-    # kong-sim refuses a version it has no reuse model for and exits 1 at start, the way Kong
+    # kong-sim refuses a version it has no release family for and exits 1 at start, the way Kong
     # does on a bad configuration: no test hook, just a version nobody should measure.
     image = "kong/kong-gateway:3.3.0.0"
     refused = sim_image_tags("3.3.0.0", repo_root=REPO)
@@ -540,9 +546,9 @@ def test_kong_that_never_gets_ready_is_an_error_row_with_its_log(
     assert elapsed < 20 + 60  # the readiness bound plus builds and teardown
     assert row["status"] == "error"
     assert "exited with code 1 before it was ready" in error
-    assert 'last log lines: Error: no reuse model known for Kong version "3.3.0.0"' in error
+    assert 'last log lines: Error: no release family known for Kong version "3.3.0.0"' in error
     assert f"full log: {log}" in error
-    assert 'no reuse model known for Kong version "3.3.0.0"' in log.read_text()
+    assert 'no release family known for Kong version "3.3.0.0"' in log.read_text()
     assert_nothing_left(runs.results)
 
 

@@ -1,0 +1,103 @@
+"""Scenarios: what a run does with one version, phase by phase.
+
+A scenario is one small module in this package with a `SCENARIO`: its name (`--scenario NAME`),
+one line on what it is about, and `run(session)`, which drives one or more `VersionWorld`s through
+named phases and returns an `Outcome`. The pipeline schedules (target, scenario) pairs and turns
+each outcome into a row; nothing here writes results or catches errors (a failure is the
+pipeline's error row, an interrupt its `interrupted` row).
+
+The next scenario: a module with `SCENARIO = Scenario(...)`, added to `_MODULES` below.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestration.collect import Signals
+from orchestration.config import SCENARIOS, RunConfig
+from orchestration.errors import UsageError
+from orchestration.load import LoadResult
+from orchestration.report import PhaseResult
+from orchestration.versions import Target
+from orchestration.world import NEVER_CANCELLED, ONE_WORLD, Cancel, VersionWorld, WorldOptions
+
+
+@dataclass(frozen=True)
+class Session:
+    """What a scenario gets: one target, the run's configuration, its folder and stop flag."""
+
+    target: Target
+    config: RunConfig
+    version_dir: Path
+    cancel: Cancel = NEVER_CANCELLED
+
+    def world(self, options: WorldOptions = ONE_WORLD) -> VersionWorld:
+        """A world for the target, to use in a `with` block."""
+        return VersionWorld(
+            self.target, self.config, self.version_dir, self.cancel, options=options
+        )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A scenario's phases, and the log's counts at its start (after warm-up) and end."""
+
+    phases: tuple[PhaseResult, ...]
+    first: Signals  # the first world's log after warm-up
+    last: Signals  # the last world's saved log, counted whole
+    plugin_counter: int | None = None  # the plugin's own count at the end (its header)
+    shortfall: str | None = None  # set when a load ended before every request was sent
+    stopped_by: int | None = None  # the signal that ended a web UI session
+    findings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    about: str
+    run: Callable[[Session], Outcome] = field(repr=False)
+
+
+def phase(
+    name: str,
+    about: str,
+    before: Signals,
+    after: Signals,
+    load: LoadResult | None,
+    *,
+    counted: bool = True,
+    **figures: Any,
+) -> PhaseResult:
+    """A phase's figures: the New() calls between two log counts, over the load's requests."""
+    new_calls = after.new_calls_total - before.new_calls_total
+    requests = load.requests if load is not None else None
+    return PhaseResult(
+        name=name,
+        about=about,
+        requests=requests,
+        failures=load.failures if load is not None else None,
+        new_calls=new_calls,
+        new_calls_per_request=round(new_calls / requests, 4) if requests else None,
+        rps=round(load.rps, 1) if load is not None else None,
+        p50_ms=load.p50_ms if load is not None else None,
+        p95_ms=load.p95_ms if load is not None else None,
+        counted=counted,
+        figures=figures,
+    )
+
+
+# Module names under orchestration.scenarios; `ui` is the web UI command's, not a --scenario.
+_MODULES = (*SCENARIOS, "ui")
+DEFAULT = SCENARIOS[0]
+
+
+def get(name: str) -> Scenario:
+    """The scenario called `name`, or a UsageError listing the known ones."""
+    if name not in _MODULES:
+        raise UsageError(f"unknown scenario {name!r}; choose from: {', '.join(SCENARIOS)}")
+    scenario: Scenario = importlib.import_module(f"orchestration.scenarios.{name}").SCENARIO
+    return scenario

@@ -1,0 +1,355 @@
+"""One version's running world: its stack, its log counted live, the plugin probe, Locust.
+
+A scenario drives a `VersionWorld` through its phases; the world owns every process and container
+of one Kong version and tears them down in the right order however it is left:
+
+- Locust is started first (`prestart_locust`) and imports itself while the plugin image is built
+  and the stack comes up; the first load hands it the proxy URL once Kong is ready;
+- Kong's log is followed into `kong.log` from the moment the stack is up and counted as it arrives
+  (`LogCounts`), so a phase boundary never reads the whole log again;
+- `finish()` takes the stack down (its log saved whole first) and counts the saved log: the
+  record the results are made from; Locust writes its reports meanwhile.
+
+Interrupts: Ctrl-C arrives as KeyboardInterrupt wherever the world is; leaving the `with` block
+tears the stack down (signals held, see stack.py) and stops every Locust. With `--parallel` the
+worlds run in worker threads, which never see signals: the run's `Cancel` is set instead, and a
+running load notices it on its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from orchestration import plugin
+from orchestration.collect import Collector, Signals, collect_file
+from orchestration.config import RunConfig
+from orchestration.errors import Interrupted, MatrixError, StackError
+from orchestration.load import HeadlessLocust, LoadResult, LoadShortfall
+from orchestration.plugin import EXAMPLE, Answer, PluginContract
+from orchestration.sim import build_sim_images
+from orchestration.stack import Stack, StackSpec, plugin_image_tag, project_name_for
+from orchestration.versions import Target
+
+LOGGER = logging.getLogger(__name__)
+
+LOG_SETTLE_S = 15.0  # the most to wait for Docker to deliver a phase's last log lines
+WARM_UP_PER_WORKER = 10
+
+
+class Cancel(threading.Event):
+    """A run-wide stop flag that worker threads check between stages; it names the signal.
+
+    A `threading.Event`, so a running load (`HeadlessLocust.run`) can watch it too.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.signal_number = signal.SIGINT.value
+
+    def set(self, signal_number: int = signal.SIGINT.value) -> None:
+        self.signal_number = signal_number
+        super().set()
+
+    def raise_if_set(self) -> None:
+        if self.is_set():
+            raise Interrupted(self.signal_number)
+
+
+NEVER_CANCELLED = Cancel()
+
+
+class LogCounts:
+    """Kong's log counted as the stack follows it; callers wait until the counts reach a point."""
+
+    def __init__(self, plugin_name: str = EXAMPLE.name) -> None:
+        self._collector = Collector(plugin_name)
+        self._changed = threading.Condition()
+
+    def feed(self, lines: bytes) -> None:
+        """A block of whole log lines (called from the stack's log-following thread)."""
+        with self._changed:
+            self._collector.feed_block(lines)
+            self._changed.notify_all()
+
+    def signals(self) -> Signals:
+        with self._changed:
+            return self._collector.signals()
+
+    def wait_until(self, reached: Callable[[Signals], bool], timeout_s: float) -> Signals:
+        """The counts once `reached` holds for them, or after `timeout_s` as they are then."""
+        with self._changed:
+            self._changed.wait_for(lambda: reached(self._collector.signals()), timeout_s)
+            return self._collector.signals()
+
+    def wait_for_counter(self, value: int, timeout_s: float) -> bool:
+        """Whether, within `timeout_s`, the last counter line in the log showed `value`.
+
+        Call it after the plugin answered a request alone (no other request in flight) with
+        `value` in its header: that request's counter line is then the last one Kong writes.
+        (Its value may also have been seen before, by a server that has since restarted: only
+        the last line says the log has caught up.)
+        """
+        with self._changed:
+            return self._changed.wait_for(
+                lambda: self._collector.latest_counter() == value, timeout_s
+            )
+
+
+def folder_name(label: str) -> str:
+    """A file-system-safe name for a target (image references hold '/' and ':')."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", label)
+
+
+class PendingLoad:
+    """A headless load that has sent its requests; Locust may still be writing its reports."""
+
+    def __init__(self, locust: HeadlessLocust, cancel: Cancel) -> None:
+        self._locust = locust
+        self._cancel = cancel
+        self._outcome: tuple[LoadResult, str | None] | None = None
+
+    def result(self) -> tuple[LoadResult, str | None]:
+        """Locust's final stats, and why they fall short of the count asked for (or None)."""
+        if self._outcome is None:
+            try:
+                self._outcome = self._locust.result(cancel=self._cancel), None
+            except LoadShortfall as error:  # keep what was measured; the row says it fell short
+                self._outcome = error.partial, str(error)
+        return self._outcome
+
+
+@dataclass(frozen=True)
+class WorldOptions:
+    """What may differ between the worlds of one scenario (the `workers` scenario's)."""
+
+    workers: int | None = None  # None: the run's --workers
+    suffix: str = ""  # added to file names, so several worlds share one folder
+    prestart_locust: bool = True
+
+
+ONE_WORLD = WorldOptions()
+
+
+class VersionWorld:
+    """One version's stack, live log counts, plugin probe and Locust; a context manager."""
+
+    def __init__(
+        self,
+        target: Target,
+        config: RunConfig,
+        version_dir: Path,
+        cancel: Cancel = NEVER_CANCELLED,
+        *,
+        options: WorldOptions = ONE_WORLD,
+        contract: PluginContract = EXAMPLE,
+    ) -> None:
+        self.target = target
+        self.config = config
+        self.version_dir = version_dir
+        self.cancel = cancel
+        self.contract = contract
+        self.workers = options.workers or config.workers
+        self.log_path = version_dir / f"kong{options.suffix}.log"
+        self.counts = LogCounts(contract.name)
+        self._options = options
+        self._exits = contextlib.ExitStack()
+        self._prestarted: HeadlessLocust | None = None
+        self._locusts = 0  # started so far: each writes its reports to a folder of its own
+        self.stack: Stack | None = None
+
+    # --- the world's life -----------------------------------------------------------------
+
+    def __enter__(self) -> VersionWorld:
+        try:
+            if self._options.prestart_locust:  # imports itself while the stack comes up
+                self._prestarted = self._exits.enter_context(self._new_locust(self.config.requests))
+            spec = self._stack_spec()
+            self.cancel.raise_if_set()
+            # The stack saves its whole log on the way down, however and whenever it ends.
+            self.stack = self._exits.enter_context(
+                Stack(spec, keep=self.config.keep, log_path=self.log_path, on_log=self.counts.feed)
+            )
+        except BaseException:
+            self._exits.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._exits.close()
+
+    @property
+    def label(self) -> str:
+        return self.target.label
+
+    @property
+    def proxy_url(self) -> str:
+        return self._stack().proxy_url
+
+    @property
+    def admin_url(self) -> str:
+        return self._stack().admin_url
+
+    def ready(self) -> Signals:
+        """Wait for Kong and the plugin, warm every worker up, and return the log's counts then.
+
+        Every worker starts its first instance on its first request: that is start-up, not churn,
+        so it must be in the counts before the first phase.
+        """
+        LOGGER.info("%s: waiting for Kong (at most %.0fs)", self.label, self.config.ready_timeout_s)
+        ready_counter = self._stack().wait_ready(
+            self.config.ready_timeout_s, check=self.cancel.raise_if_set
+        )
+        warmed_counter = self.warm_up()
+        return self._log_before_load(max(ready_counter or 0, warmed_counter or 0) or None)
+
+    def warm_up(self) -> int | None:
+        """A few requests per nginx worker, each on a new connection; the highest count seen.
+
+        Ten new connections per worker reach every worker with near certainty (Kong spreads
+        connections over workers with reuseport).
+        """
+        path = self.contract.probe_path("warm-up")
+        seen = [self.ask(path).counter for _ in range(WARM_UP_PER_WORKER * self.workers)]
+        counters = [counter for counter in seen if counter is not None]
+        return max(counters) if counters else None
+
+    def ask(self, path: str) -> Answer:
+        return plugin.ask(self.proxy_url, path, self.contract)
+
+    def probe(self, purpose: str) -> Answer:
+        """One request on the plugin's route, alone: the plugin's own count and config."""
+        return self.ask(self.contract.probe_path(purpose))
+
+    def send(self, requests: int, *, path: str | None = None) -> PendingLoad:
+        """Send exactly `requests` requests (on the plugin's route, or `path`); return once they
+        are answered. Locust's final stats come from the result, later."""
+        self.cancel.raise_if_set()
+        locust, self._prestarted = self._prestarted, None  # a Locust serves one load
+        if locust is None or locust.requests != requests or path is not None:
+            locust = self._exits.enter_context(self._new_locust(requests, path))
+        LOGGER.info(
+            "%s: sending %d requests with %d users", self.label, requests, self.config.users
+        )
+        locust.send(self.proxy_url, cancel=self.cancel)
+        self.cancel.raise_if_set()  # a cancelled Locust ends early: that is no measurement
+        return PendingLoad(locust, self.cancel)
+
+    def settle(self, answer: Answer, counter_lines: Callable[[], int]) -> Signals:
+        """Wait (bounded) until the log holds everything up to the request `answer` came from.
+
+        The plugin's count in its header says how far its New() count got, and that request was
+        the last one: once the log's last counter line shows that count, the lines that matter
+        are in. (Kong writes its debug lines, the counter line among them, without the request
+        they belong to, so a line cannot be told apart by its request.) With no count to go by:
+        until `counter_lines()` counter lines are in, one per request the plugin served.
+        """
+        if answer.counter is not None:
+            if self.counts.wait_for_counter(answer.counter, LOG_SETTLE_S):
+                return self.counts.signals()
+            missing = f"the plugin's New() count {answer.counter}, which its header reported"
+        else:
+            wanted = counter_lines()
+            reached = self.counts.wait_until(lambda s: s.counter_lines >= wanted, LOG_SETTLE_S)
+            if reached.counter_lines >= wanted:
+                return reached
+            missing = f"{wanted} counter lines (it has {reached.counter_lines})"
+        LOGGER.warning(
+            "%s: Kong's log did not show the last lines within %.0fs (%s); counting what it holds",
+            self.label,
+            LOG_SETTLE_S,
+            missing,
+        )
+        return self.counts.signals()
+
+    def finish(self) -> Signals:
+        """Take the stack down now (its log saved whole) and count the saved log: the record."""
+        self._stack().close()
+        if not self.log_path.is_file():
+            raise StackError(
+                f"Kong's log could not be saved to {self.log_path}; see the warning above"
+            )
+        return collect_file(self.log_path, self.contract.name)
+
+    # --- pieces -----------------------------------------------------------------------------
+
+    def _stack(self) -> Stack:
+        if self.stack is None:
+            raise StackError(f"{self.label}: the world is not up (use it in a with block)")
+        return self.stack
+
+    def _new_locust(self, requests: int, path: str | None = None) -> HeadlessLocust:
+        self._locusts += 1
+        suffix = self._options.suffix + ("" if self._locusts == 1 else f"-{self._locusts}")
+        out_dir = self.version_dir / f"load{suffix}" if suffix else self.version_dir
+        return HeadlessLocust(
+            requests=requests,
+            users=self.config.users,
+            spawn_rate=self.config.spawn_rate,
+            out_dir=out_dir,
+            timeout_s=self.config.load_timeout_s,
+            path=path,
+            marker_header=self.contract.marker_header,
+        )
+
+    def _stack_spec(self) -> StackSpec:
+        target, config = self.target, self.config
+        LOGGER.info("%s: preparing images", target.label)
+        kong_image, go_image = target.image, config.go_image
+        if config.sim:
+            if target.version is None:
+                raise MatrixError(
+                    f"--sim needs a Kong version to stand in for, and {target.label!r} names none"
+                )
+            images = build_sim_images(target.version, repo_root=config.repo_root)
+            kong_image, go_image = images.kong_image, images.go_image
+        suffix = self._options.suffix
+        return StackSpec(
+            version=target.label,
+            kong_image=kong_image,
+            go_image=go_image,
+            image_tag=plugin_image_tag(
+                folder_name(target.label),
+                sim=config.sim,
+                repo_root=config.repo_root,
+                base_images=(kong_image, go_image),
+            ),
+            workers=self.workers,
+            project_name=project_name_for(config.run_id, target.label + suffix),
+            run_id=config.run_id,
+            env_file=self.version_dir / f"compose{suffix}.env",
+            plugin=self.contract,
+        )
+
+    def _log_before_load(self, ready_counter: int | None) -> Signals:
+        """The log's counts before the load: they must include the last probe's own line.
+
+        The probes went through the plugin, which logged one counter line each with the count
+        its header reported; Docker delivers them a moment later.
+        """
+        if ready_counter is None:  # the header held no count: any counter line will do
+            reached = self.counts.wait_until(lambda s: s.counter_lines >= 1, LOG_SETTLE_S)
+            in_time = reached.counter_lines > 0
+        else:
+            in_time = self.counts.wait_for_counter(ready_counter, LOG_SETTLE_S)
+        before = self.counts.signals()
+        if not in_time:
+            LOGGER.warning(
+                "Kong's log showed no counter line for the readiness request within %.0fs; "
+                "counting the log as it is (%d lines)",
+                LOG_SETTLE_S,
+                before.lines,
+            )
+        return before
