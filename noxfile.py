@@ -125,3 +125,11 @@ def lint(session: nox.Session) -> None:
                 session.error(f"gofmt would change: {unformatted}")
             with session.chdir(module):
                 session.run("go", "vet", "./...", external=True)
+
+
+@nox.session(venv_backend="none")
+def soak(session: nox.Session) -> None:
+    """Chaos soak: 100 short --sim runs, one fault each; writes docs/reliability.md."""
+    _run_module(
+        session, "tests.chaos", "--runs", "100", "--report", "docs/reliability.md", *session.posargs
+    )
