@@ -2,6 +2,11 @@
 
 import sys
 
-from orchestration.cli import main
+try:
+    from orchestration.cli import main
 
-sys.exit(main())
+    code = main()
+except KeyboardInterrupt:  # before the CLI's own handlers were in place: nothing started yet
+    print("interrupted by SIGINT (Ctrl-C) before anything started", file=sys.stderr)
+    code = 130
+sys.exit(code)
