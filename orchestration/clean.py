@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from orchestration.owner import OWNER_ENV, Owner
-from orchestration.stack import LABEL, OWNER_LABEL, RUN_LABEL, run_host_command
+from orchestration.stack import KEPT_OWNER, LABEL, OWNER_LABEL, RUN_LABEL, run_host_command
 
 Kind = Literal["container", "network", "volume", "image", "process"]
 
@@ -53,9 +53,15 @@ class Survey:
     alive: int  # objects and processes of runs still running here
     elsewhere: int  # objects of runs on other hosts (a shared engine)
     unowned: int  # objects an older version of the tool made, with no owner label
+    kept: int  # stacks left up on purpose with --keep
 
     def left_alone(self) -> str:
         text = f"left alone: {self.alive} of running runs, {self.elsewhere} of other hosts"
+        if self.kept:
+            text += (
+                f", {self.kept} kept with --keep (remove each with: docker compose -p PROJECT "
+                "down --volumes; PROJECT is the stack's name without -kong-1)"
+            )
         if self.unowned:
             text += (
                 f", {self.unowned} with no owner label (made by an older version; if no run is "
@@ -141,11 +147,13 @@ def survey(*, with_processes: bool = True, with_images: bool = True) -> Survey:
     """Everything of ours, sorted into dead runs' leftovers, live runs, and other hosts'."""
     this_host = socket.gethostname()
     leftovers: list[Leftover] = []
-    alive = elsewhere = unowned = 0
+    alive = elsewhere = unowned = kept = 0
     for kind, ident, name, owner_text, run in _docker_objects():
         owner = Owner.parse(owner_text)
         state = "unowned" if owner is None else owner.liveness(this_host)
-        if state == "dead":
+        if owner_text == KEPT_OWNER:
+            kept += 1
+        elif state == "dead":
             leftovers.append(Leftover(kind, ident, name, run, owner_text))
         elif state == "alive":
             alive += 1
@@ -159,7 +167,7 @@ def survey(*, with_processes: bool = True, with_images: bool = True) -> Survey:
         processes, alive_processes = _our_processes(this_host)
         leftovers = processes + leftovers  # stop them first: a build could still make a container
         alive += alive_processes
-    return Survey(tuple(leftovers), alive, elsewhere, unowned)
+    return Survey(tuple(leftovers), alive, elsewhere, unowned, kept)
 
 
 def remove(leftovers: Iterable[Leftover]) -> list[tuple[Leftover, str | None]]:

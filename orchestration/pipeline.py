@@ -21,6 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from python_on_whales import DockerException
 
@@ -121,6 +122,7 @@ def row_from(base: VersionResult, outcome: Outcome) -> VersionResult:
         plugin_counter=outcome.plugin_counter,
         phases=outcome.phases,
         findings=outcome.findings,
+        **_resource_fields(outcome),
     )
     if not requests:
         return replace(row, status="error", error="no request completed, so nothing was measured")
@@ -140,6 +142,18 @@ def _error_text(error: BaseException, version_dir: Path) -> str:
     if (version_dir / "kong.log").is_file():
         text += f" | full log: {version_dir / 'kong.log'}"
     return text
+
+
+def _resource_fields(outcome: Outcome) -> dict[str, Any]:
+    """The plugin server's memory over the run's worlds: the highest of each figure."""
+    summaries = outcome.resources
+    growths = [s.server_rss_growth_per_10k_mb for s in summaries]
+    leaks = [s.leak for s in summaries if s.leak is not None]
+    return {
+        "server_peak_rss_mb": max((s.server_peak_rss_mb for s in summaries), default=None),
+        "server_rss_growth_per_10k_mb": max((g for g in growths if g is not None), default=None),
+        "leak": any(leaks) if leaks else None,
+    }
 
 
 def measure_job(job: Job, config: RunConfig, cancel: Cancel = NEVER_CANCELLED) -> VersionResult:

@@ -88,6 +88,9 @@ class VersionResult:
     duration_s: float | None = None
     workers: int | None = None
     results_dir: str | None = None
+    server_peak_rss_mb: float | None = None  # the plugin server's, from resources.csv
+    server_rss_growth_per_10k_mb: float | None = None
+    leak: bool | None = None
     scenario: str = "steady"
     phases: tuple[PhaseResult, ...] = ()
     findings: tuple[str, ...] = ()  # what the scenario found beyond the verdict, e.g. stale-config
@@ -171,6 +174,25 @@ TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("req/s", "rps"),
     ("p95 ms", "p95_ms"),
 )
+# Shown only when some row has them: a plain steady run's table stays as it was.
+SCENARIO_COLUMN = ("scenario", "scenario")
+OPTIONAL_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("server MB", "server_peak_rss_mb"),
+    ("MB/10k req", "server_rss_growth_per_10k_mb"),
+    ("leak", "leak"),
+    ("findings", "findings"),
+)
+PHASE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("phase", "name"),
+    ("counted", "counted"),
+    ("requests", "requests"),
+    ("failures", "failures"),
+    ("New()", "new_calls"),
+    ("New()/req", "new_calls_per_request"),
+    ("req/s", "rps"),
+    ("p50 ms", "p50_ms"),
+    ("p95 ms", "p95_ms"),
+)
 
 
 def _cell(value: Any) -> str:
@@ -180,13 +202,38 @@ def _cell(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.3f}" if abs(value) < 10 else f"{value:.0f}"
+    if isinstance(value, (tuple, list)):
+        return ", ".join(str(item) for item in value) or "-"
     return str(value)
+
+
+def _columns(results: tuple[VersionResult, ...] | list[VersionResult]) -> list[tuple[str, str]]:
+    columns = list(TABLE_COLUMNS)
+    if any(r.scenario != "steady" for r in results):
+        columns.insert(1, SCENARIO_COLUMN)
+    for header, name in OPTIONAL_COLUMNS:
+        if any(getattr(r, name) not in (None, ()) for r in results):
+            columns.append((header, name))
+    return columns
 
 
 def render_table(results: tuple[VersionResult, ...] | list[VersionResult]) -> str:
     """The GitHub-format table; every cell is pre-formatted text so versions stay as written."""
-    rows = [[_cell(getattr(r, name)) for _, name in TABLE_COLUMNS] for r in results]
-    headers = [header for header, _ in TABLE_COLUMNS]
+    columns = _columns(results)
+    rows = [[_cell(getattr(r, name)) for _, name in columns] for r in results]
+    headers = [header for header, _ in columns]
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def render_phases(result: VersionResult) -> str:
+    """One row per phase of a scenario, with the figures particular to it."""
+    figure_names = list(dict.fromkeys(k for phase in result.phases for k in phase.figures))
+    headers = [header for header, _ in PHASE_COLUMNS] + [k.replace("_", " ") for k in figure_names]
+    rows = [
+        [_cell(getattr(phase, name)) for _, name in PHASE_COLUMNS]
+        + [_cell(phase.figures.get(k)) for k in figure_names]
+        for phase in result.phases
+    ]
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
@@ -200,6 +247,11 @@ def render_summary(run: RunResult) -> str:
             "",
         ]
     lines += [render_table(run.versions), ""]
+    for result in run.versions:
+        if result.scenario != "steady" and result.phases:
+            about = result.phases[0].about
+            lines += [f"## {result.version}, {result.scenario}: {about}", ""]
+            lines += [render_phases(result), ""]
     errors = [v for v in run.versions if v.error]
     if errors:
         lines += ["## Errors", ""]
@@ -214,11 +266,13 @@ def render_summary(run: RunResult) -> str:
 
 def render_csv(results: tuple[VersionResult, ...]) -> str:
     buffer = io.StringIO()
-    names = [f.name for f in fields(VersionResult)]
-    writer = csv.DictWriter(buffer, fieldnames=names, lineterminator="\n")
+    names = [f.name for f in fields(VersionResult) if f.name != "phases"]  # phases: in the JSON
+    writer = csv.DictWriter(buffer, fieldnames=names, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     for result in results:
-        writer.writerow({k: "" if v is None else v for k, v in result.to_dict().items()})
+        row = result.to_dict()
+        row["findings"] = ";".join(result.findings)
+        writer.writerow({k: "" if v is None else v for k, v in row.items()})
     return buffer.getvalue()
 
 

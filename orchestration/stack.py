@@ -52,6 +52,7 @@ LOOPBACK = "127.0.0.1"
 LABEL = "io.kong-plugin-matrix"
 RUN_LABEL = "io.kong-plugin-matrix.run"
 OWNER_LABEL = "io.kong-plugin-matrix.owner"  # the harness process: see orchestration/owner.py
+KEPT_OWNER = "kept"  # the owner label of a stack left up on purpose (--keep): `clean` leaves it
 PLUGIN_IMAGE_REPOSITORY = "kong-plugin-matrix"
 
 # What the plugin image is made of; `--sim` images also depend on the stand-ins.
@@ -468,8 +469,11 @@ class Stack:
         self.log_path = log_path
         self._on_log = on_log or (lambda _lines: None)
         self._started = False
+        self._variables = spec.compose_variables()
+        if keep:
+            self._variables["KPM_OWNER"] = KEPT_OWNER
         self._docker = compose_client(
-            spec.compose_file, spec.project_name, spec.env_file, spec.compose_variables()
+            spec.compose_file, spec.project_name, spec.env_file, self._variables
         )
         self._follower: LogFollower | None = None
         self._closed = False
@@ -477,7 +481,7 @@ class Stack:
         self._admin_url: str | None = None
 
     def __enter__(self) -> Stack:
-        write_env_file(self.spec.env_file, self.spec.compose_variables())
+        write_env_file(self.spec.env_file, self._variables)
         try:
             self._ensure_image()
             self._started = True  # from here on there may be a container (and a log)
@@ -571,6 +575,11 @@ class Stack:
         except DockerException as error:
             raise StackError(f"could not save the log of {self._describe()}: {error}") from error
         return path
+
+    def exec_command(self) -> list[str]:
+        """The start of a `docker compose exec -T kong ...` command line for this stack."""
+        base = [str(arg) for arg in self._docker.client_config.docker_compose_cmd]
+        return [*base, "exec", "-T", SERVICE]
 
     def exec(self, command: list[str]) -> str:
         """Run `command` in the service's container (no shell is assumed) and return its stdout."""

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from orchestration import plugin
+from orchestration import plugin, resources
 from orchestration.collect import Collector, Signals, collect_file
 from orchestration.config import RunConfig
 from orchestration.errors import Interrupted, MatrixError, StackError
@@ -164,6 +164,9 @@ class VersionWorld:
         self._prestarted: HeadlessLocust | None = None
         self._locusts = 0  # started so far: each writes its reports to a folder of its own
         self.stack: Stack | None = None
+        self._sampler: resources.Sampler | None = None
+        self._requests_before_load: int | None = None
+        self.resources: resources.Summary | None = None  # set once the world is finished
 
     # --- the world's life -----------------------------------------------------------------
 
@@ -177,6 +180,7 @@ class VersionWorld:
             self.stack = self._exits.enter_context(
                 Stack(spec, keep=self.config.keep, log_path=self.log_path, on_log=self.counts.feed)
             )
+            self._sampler = self._start_sampler(self.stack)
         except BaseException:
             self._exits.close()
             raise
@@ -237,6 +241,8 @@ class VersionWorld:
         """Send exactly `requests` requests (on the plugin's route, or `path`); return once they
         are answered. Locust's final stats come from the result, later."""
         self.cancel.raise_if_set()
+        if self._requests_before_load is None:
+            self._requests_before_load = self.counts.signals().counter_lines
         locust, self._prestarted = self._prestarted, None  # a Locust serves one load
         if locust is None or locust.requests != requests or path is not None:
             locust = self._exits.enter_context(self._new_locust(requests, path))
@@ -276,6 +282,7 @@ class VersionWorld:
 
     def finish(self) -> Signals:
         """Take the stack down now (its log saved whole) and count the saved log: the record."""
+        self._stop_sampler()
         self._stack().close()
         if not self.log_path.is_file():
             raise StackError(
@@ -284,6 +291,30 @@ class VersionWorld:
         return collect_file(self.log_path, self.contract.name)
 
     # --- pieces -----------------------------------------------------------------------------
+
+    def _start_sampler(self, stack: Stack) -> resources.Sampler | None:
+        """Memory and CPU of the plugin server and Kong, once a second, into resources.csv."""
+        path = self.version_dir / f"resources{self._options.suffix}.csv"
+        try:
+            sampler = resources.Sampler(
+                stack.exec_command(), path, self.contract.name, self._requests_served
+            )
+        except OSError as error:
+            LOGGER.warning("%s: cannot sample resources: %s", self.label, error)
+            return None
+        self._exits.callback(self._stop_sampler)
+        return sampler
+
+    def _requests_served(self) -> int:
+        """Requests the plugin served since the first load began (its counter lines)."""
+        if self._requests_before_load is None:
+            return 0
+        return max(0, self.counts.signals().counter_lines - self._requests_before_load)
+
+    def _stop_sampler(self) -> None:
+        sampler, self._sampler = self._sampler, None
+        if sampler is not None:
+            self.resources = resources.summarize(sampler.stop())
 
     def _stack(self) -> Stack:
         if self.stack is None:

@@ -16,7 +16,7 @@ from python_on_whales import DockerClient
 from test_reliability import Runs, _cli_env, _locusts_writing_to, assert_nothing_left, sim_images
 
 from orchestration.owner import Owner
-from orchestration.stack import LABEL, OWNER_LABEL, RUN_LABEL
+from orchestration.stack import KEPT_OWNER, LABEL, OWNER_LABEL, RUN_LABEL
 
 __all__ = ["sim_images"]  # a fixture these tests use
 
@@ -68,6 +68,7 @@ def networks() -> Iterator[dict[str, str]]:
             OWNER_LABEL: Owner("another-host", me.pid, me.started).text,
         },
         "unowned": {LABEL: "1", RUN_LABEL: f"old-{suffix}"},
+        "kept": {LABEL: "1", RUN_LABEL: f"kept-{suffix}", OWNER_LABEL: KEPT_OWNER},
         "not ours": {"org.example.someone-else": "1"},
     }
     names = {}
@@ -94,10 +95,11 @@ def test_clean_removes_only_what_dead_runs_left(networks: dict[str, str]) -> Non
     assert cleaned.returncode == 0, cleaned.stderr
     assert f"removed network {networks['dead']}" in cleaned.stdout
     assert not docker.network.exists(networks["dead"])
-    for kind in ("alive", "elsewhere", "unowned", "not ours"):
+    for kind in ("alive", "elsewhere", "unowned", "kept", "not ours"):
         assert docker.network.exists(networks[kind]), kind
         assert networks[kind] not in cleaned.stdout
     assert "with no owner label" in cleaned.stdout  # says how to remove those by hand
+    assert "kept with --keep" in cleaned.stdout
 
 
 @pytest.mark.docker

@@ -22,6 +22,7 @@ from orchestration.config import SCENARIOS, RunConfig
 from orchestration.errors import UsageError
 from orchestration.load import LoadResult
 from orchestration.report import PhaseResult
+from orchestration.resources import Summary
 from orchestration.versions import Target
 from orchestration.world import NEVER_CANCELLED, ONE_WORLD, Cancel, VersionWorld, WorldOptions
 
@@ -53,6 +54,7 @@ class Outcome:
     shortfall: str | None = None  # set when a load ended before every request was sent
     stopped_by: int | None = None  # the signal that ended a web UI session
     findings: tuple[str, ...] = ()
+    resources: tuple[Summary, ...] = ()  # one per world that was sampled
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,11 @@ def phase(
         counted=counted,
         figures=figures,
     )
+
+
+def sampled(*worlds: VersionWorld) -> tuple[Summary, ...]:
+    """The resource summaries of the worlds that were sampled."""
+    return tuple(world.resources for world in worlds if world.resources is not None)
 
 
 # Module names under orchestration.scenarios; `ui` is the web UI command's, not a --scenario.

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from orchestration.scenarios import Outcome, Scenario, Session, phase
+from orchestration.scenarios import Outcome, Scenario, Session, phase, sampled
 
 LOGGER = logging.getLogger(__name__)
 ABOUT = "New() calls under steady load, after every worker has its first instance"
@@ -40,6 +40,7 @@ def run(session: Session) -> Outcome:
         first=before,
         last=after,
         plugin_counter=answer.counter,
+        resources=sampled(world),
         shortfall=shortfall,
     )
 

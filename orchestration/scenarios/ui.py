@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from orchestration.load import run_web_ui
-from orchestration.scenarios import Outcome, Scenario, Session, phase
+from orchestration.scenarios import Outcome, Scenario, Session, phase, sampled
 from orchestration.world import WorldOptions
 
 ABOUT = "New() calls under the load you start from Locust's web UI"
@@ -29,6 +29,7 @@ def run(session: Session) -> Outcome:
         first=before,
         last=after,
         plugin_counter=answer.counter,
+        resources=sampled(world),
         stopped_by=ui.stopped_by,
     )
 

@@ -1,0 +1,239 @@
+"""The plugin server's and Kong's memory and CPU, sampled about once a second while a version runs.
+
+No tool is added to the Kong image: one `docker compose exec` runs a POSIX shell loop in the
+container (Kong's images have /bin/sh; kong-sim carries busybox for the same loop) that prints,
+once a second, every process's `/proc/PID/stat` line and its `VmRSS` from `/proc/PID/status`, then
+`T`. This module reads that stream, tells the plugin server (its process name is the plugin's) from
+Kong (every other process but the loop itself), and writes one row per second to `resources.csv`:
+
+    t_s, server_pids, server_rss_kb, server_cpu_pct, kong_rss_kb, kong_cpu_pct, requests
+
+`requests` is what the caller says was served by then (the phases' loads), so memory can be put
+against work done. CPU is the ticks spent since the previous sample over the wall time between
+them (100 ticks a second, Linux's USER_HZ on every architecture Kong ships for).
+
+The summary: the server's peak RSS, its growth per 10,000 requests (from the first sample after
+warm-up to the last), and `leak` when, across the run's second half, RSS still grew by more than
+`LEAK_KB_PER_10K` per 10,000 requests (a churning server whose dropped instances are collected
+levels off; one that keeps them does not).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+LOGGER = logging.getLogger(__name__)
+
+TICKS_PER_SECOND = 100
+COMM_LENGTH = 15  # the kernel keeps the first 15 bytes of a process name
+LEAK_KB_PER_10K = 1024.0  # growth per 10,000 requests across the second half that is a leak
+MIN_SAMPLES_FOR_LEAK = 6
+STOP_WAIT_S = 5.0
+CSV_FIELDS = (
+    "t_s",
+    "server_pids",
+    "server_rss_kb",
+    "server_cpu_pct",
+    "kong_rss_kb",
+    "kong_cpu_pct",
+    "requests",
+)
+
+# Builtins only, but for `sleep`: runs in Kong's images and in kong-sim's busybox alike.
+SAMPLER_SCRIPT = (
+    "while :; do "
+    'for d in /proc/[0-9]*; do read -r s < "$d/stat" 2>/dev/null || continue; r=0; '
+    'while read -r k v u; do if [ "$k" = VmRSS: ]; then r=$v; break; fi; done < "$d/status"; '
+    'echo "P $r $s"; done; echo T; sleep 1; done'
+)
+OWN_PROCESSES = frozenset({"sh", "sleep"})  # the loop itself
+
+
+@dataclass(frozen=True)
+class ProcessSample:
+    pid: int
+    comm: str
+    ticks: int  # utime + stime
+    rss_kb: int
+
+
+def parse_process_line(line: str) -> ProcessSample | None:
+    """`P <rss_kb> <the /proc/PID/stat line>`; None for anything else or a malformed line."""
+    if not line.startswith("P "):
+        return None
+    try:
+        rss_text, stat = line[2:].split(" ", 1)
+        opening, closing = stat.index("("), stat.rindex(")")
+        rest = stat[closing + 2 :].split()
+        # After the name: state, ppid, ... utime and stime are stat's fields 14 and 15.
+        return ProcessSample(
+            pid=int(stat[:opening]),
+            comm=stat[opening + 1 : closing],
+            ticks=int(rest[11]) + int(rest[12]),
+            rss_kb=int(rss_text),
+        )
+    except (ValueError, IndexError):
+        return None
+
+
+@dataclass(frozen=True)
+class Row:
+    t_s: float
+    server_pids: str
+    server_rss_kb: int
+    server_cpu_pct: float
+    kong_rss_kb: int
+    kong_cpu_pct: float
+    requests: int
+
+
+class Tally:
+    """Turns the stream's samples into rows: one per `T`, CPU from the previous sample's ticks."""
+
+    def __init__(self, plugin_name: str, requests_done: Callable[[], int]) -> None:
+        self._server_comm = plugin_name[:COMM_LENGTH]
+        self._requests_done = requests_done
+        self._started = time.monotonic()
+        self._tick: list[ProcessSample] = []
+        self._previous: tuple[float, dict[int, int]] | None = None
+
+    def feed(self, line: str) -> Row | None:
+        if line.strip() == "T":
+            return self._close_tick()
+        sample = parse_process_line(line)
+        if sample is not None and sample.comm not in OWN_PROCESSES:
+            self._tick.append(sample)
+        return None
+
+    def _close_tick(self) -> Row | None:
+        now, samples, self._tick = time.monotonic(), self._tick, []
+        ticks = {sample.pid: sample.ticks for sample in samples}
+        previous, self._previous = self._previous, (now, ticks)
+        if previous is None:
+            return None  # CPU needs two samples
+        elapsed = max(now - previous[0], 1e-3)
+
+        def cpu(group: Iterable[ProcessSample]) -> float:
+            spent = sum(s.ticks - previous[1].get(s.pid, s.ticks) for s in group)
+            return round(100.0 * spent / TICKS_PER_SECOND / elapsed, 1)
+
+        server = [s for s in samples if s.comm == self._server_comm]
+        kong = [s for s in samples if s.comm != self._server_comm]
+        return Row(
+            t_s=round(now - self._started, 2),
+            server_pids=" ".join(str(s.pid) for s in server),
+            server_rss_kb=sum(s.rss_kb for s in server),
+            server_cpu_pct=cpu(server),
+            kong_rss_kb=sum(s.rss_kb for s in kong),
+            kong_cpu_pct=cpu(kong),
+            requests=self._requests_done(),
+        )
+
+
+class Sampler:
+    """The sampling loop in the container, read into `path`; stop() ends it (also on errors)."""
+
+    def __init__(
+        self,
+        command: list[str],
+        path: Path,
+        plugin_name: str,
+        requests_done: Callable[[], int],
+    ) -> None:
+        self.path = path
+        self.rows: list[Row] = []
+        self._tally = Tally(plugin_name, requests_done)
+        self._file = path.open("w", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._file)
+        self._writer.writerow(CSV_FIELDS)
+        self._file.flush()
+        try:
+            self._process = subprocess.Popen(
+                [*command, "sh", "-c", SAMPLER_SCRIPT],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                start_new_session=True,  # the run's Ctrl-C is ours to act on, not the sampler's
+            )
+        except OSError:
+            self._file.close()
+            raise
+        self._thread = threading.Thread(target=self._read, name="kpm-resources", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        stream: IO[str] | None = self._process.stdout
+        assert stream is not None
+        for line in stream:
+            row = self._tally.feed(line)
+            if row is not None:
+                self.rows.append(row)
+                self._writer.writerow([getattr(row, name) for name in CSV_FIELDS])
+                self._file.flush()
+
+    def stop(self) -> list[Row]:
+        if self._process.poll() is None:
+            self._process.terminate()
+        try:
+            self._process.wait(timeout=STOP_WAIT_S)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._thread.join(STOP_WAIT_S)
+        self._file.close()
+        if not self.rows:
+            LOGGER.warning(
+                "no resource samples in %s: the container has no /bin/sh, or the sampler could "
+                "not start there",
+                self.path,
+            )
+        return self.rows
+
+
+@dataclass(frozen=True)
+class Summary:
+    server_peak_rss_mb: float
+    server_rss_growth_per_10k_mb: float | None
+    leak: bool | None  # None: too few samples under load to tell
+
+
+def summarize(rows: list[Row]) -> Summary | None:
+    """Peak RSS, growth per 10,000 requests, and the leak flag, from one world's rows."""
+    if not rows:
+        return None
+    peak = max(row.server_rss_kb for row in rows) / 1024
+    loaded = [row for row in rows if row.requests > 0]
+    growth = _growth_per_10k_kb(loaded)
+    second_half = loaded[len(loaded) // 2 :]
+    leak = None
+    if len(loaded) >= MIN_SAMPLES_FOR_LEAK:
+        late_growth = _growth_per_10k_kb(second_half)
+        leak = late_growth is not None and late_growth > LEAK_KB_PER_10K
+    return Summary(
+        server_peak_rss_mb=round(peak, 1),
+        server_rss_growth_per_10k_mb=None if growth is None else round(growth / 1024, 2),
+        leak=leak,
+    )
+
+
+def _growth_per_10k_kb(rows: list[Row]) -> float | None:
+    """Least-squares slope of server RSS over requests served, in KB per 10,000 requests."""
+    points = [(row.requests, row.server_rss_kb) for row in rows]
+    if len(points) < 2 or points[-1][0] == points[0][0]:
+        return None
+    mean_x = sum(x for x, _ in points) / len(points)
+    mean_y = sum(y for _, y in points) / len(points)
+    spread = sum((x - mean_x) ** 2 for x, _ in points)
+    if spread == 0:
+        return None
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / spread
+    return slope * 10_000
