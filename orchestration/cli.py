@@ -63,6 +63,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     number("--load-timeout", "load_timeout_s", "seconds the load may take at most")
     number("--parallel", "parallel", "versions measured at once")
     if parser.prog.split()[-1] in {"run", "matrix"}:
+        number("--changes", "changes", "reload: configuration changes under load")
+        number("--idle", "idle_s", "idle: seconds without load between the two bursts")
+        number("--duration", "duration_s", "soak: seconds the load runs")
         parser.add_argument(
             "--scenario",
             action="append",
@@ -193,6 +196,11 @@ def config_from(args: argparse.Namespace) -> RunConfig:
             "--go-image", args.go_image or os.environ.get("KPM_GO_IMAGE", DEFAULT_GO_IMAGE)
         ),
         scenarios=_scenarios(args),
+        changes=resolve("changes", getattr(args, "changes", None), default_of("changes"), int),
+        idle_s=resolve("idle", getattr(args, "idle", None), default_of("idle_s"), float),
+        duration_s=resolve(
+            "duration", getattr(args, "duration", None), default_of("duration_s"), float
+        ),
         web_port=_web_port(args),
     )
 

@@ -24,7 +24,7 @@ ENV_PREFIX = "KPM_"
 N = TypeVar("N", int, float)
 
 # `--scenario` names (orchestration/scenarios/<name>.py); the first is the default.
-SCENARIOS = ("steady",)
+SCENARIOS = ("steady", "reload", "kill-server", "idle", "workers", "overhead", "soak")
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,9 @@ BOUNDS = {
     "load_timeout": Bound("--load-timeout", 1, 24 * 3600),
     "parallel": Bound("--parallel", 1, 16),
     "web_port": Bound("--web-port", 1, 65535),
+    "changes": Bound("--changes", 1, 100),
+    "idle": Bound("--idle", 0, 24 * 3600),
+    "duration": Bound("--duration", 1, 7 * 24 * 3600),
 }
 
 
@@ -78,6 +81,9 @@ class RunConfig:
     sim: bool = False
     go_image: str = DEFAULT_GO_IMAGE
     scenarios: tuple[str, ...] = SCENARIOS[:1]
+    changes: int = 3  # reload: configuration changes under load
+    idle_s: float = 75.0  # idle: the gap, longer than go-pdk's 60 s instance expiry
+    duration_s: float = 600.0  # soak: how long the load runs
     web_port: int = 8089  # the ui command's Locust web UI
     tool_version: str = __version__
     repo_root: Path = field(default=REPO_ROOT)

@@ -112,8 +112,10 @@ class HeadlessLocust:
     Leaving the block, however we leave, stops Locust and its workers.
 
     `timeout_s` becomes Locust's `--run-time`; the process is killed if it outlives that by
-    `HARD_TIMEOUT_MARGIN_S` from the moment `send` started the load. `processes` > 1 uses
-    Locust's `--processes` (the locustfile splits the count over the workers).
+    `HARD_TIMEOUT_MARGIN_S` from the moment `send` started the load. `requests=0` sends for
+    `timeout_s` seconds with no count (a soak): whatever completed by then is the result.
+    `processes` > 1 uses Locust's `--processes` (the locustfile splits the count over the
+    workers).
 
     Setting the `cancel` event of `send` or `result` (from another thread) stops Locust within
     `CANCEL_POLL_S`, as any other way out does, and raises `Interrupted` with the event's
@@ -133,8 +135,10 @@ class HeadlessLocust:
         path: str | None = None,
         marker_header: str | None = None,
     ) -> None:
-        require_positive(requests=requests, users=users, spawn_rate=spawn_rate, timeout_s=timeout_s)
+        require_positive(users=users, spawn_rate=spawn_rate, timeout_s=timeout_s)
         require_positive(processes=processes)
+        if requests < 0:
+            raise UsageError(f"requests must be 0 (send for timeout_s) or positive, got {requests}")
         self.requests = requests
         self.run_time_s = math.ceil(timeout_s)
         self.hard_timeout_s = self.run_time_s + HARD_TIMEOUT_MARGIN_S
@@ -209,7 +213,8 @@ class HeadlessLocust:
             if exit_status is None:
                 raise self._timed_out()
             self._result = read_result(self.out_dir, exit_status)
-        require_exact_count(self._result, self.requests, self.run_time_s, self.out_dir)
+        if self.requests:
+            require_exact_count(self._result, self.requests, self.run_time_s, self.out_dir)
         return self._result
 
     def _require_started(self) -> subprocess.Popen[bytes]:
@@ -620,6 +625,18 @@ def require_exact_count(result: LoadResult, requests: int, run_time_s: int, out_
             f"Locust completed {result.requests} requests, {requests} were asked: the locustfile "
             f"does not honour --requests; its reports are in {out_dir}"
         )
+
+
+def failure_kinds(out_dir: Path) -> Counter[str]:
+    """Locust's failures by message (its locust_failures.csv); empty when there were none."""
+    kinds: Counter[str] = Counter()
+    try:
+        with (out_dir / f"{CSV_PREFIX}_failures.csv").open(newline="", encoding="utf-8") as file:
+            for row in csv.DictReader(file):
+                kinds[row.get("Error") or "?"] += int(row.get("Occurrences") or 0)
+    except (OSError, ValueError):
+        return Counter()
+    return kinds
 
 
 def log_tail(out_dir: Path) -> str:

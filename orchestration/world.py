@@ -19,14 +19,18 @@ running load notices it on its own.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import re
 import signal
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any, TypeVar
 
 from orchestration import plugin, resources
 from orchestration.collect import Collector, Signals, collect_file
@@ -39,6 +43,10 @@ from orchestration.stack import Stack, StackSpec, plugin_image_tag, project_name
 from orchestration.versions import Target
 
 LOGGER = logging.getLogger(__name__)
+
+T = TypeVar("T")
+# Loopback only, and never through an HTTP proxy a user may have configured.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 LOG_SETTLE_S = 15.0  # the most to wait for Docker to deliver a phase's last log lines
 WARM_UP_PER_WORKER = 10
@@ -115,6 +123,10 @@ class PendingLoad:
         self._locust = locust
         self._cancel = cancel
         self._outcome: tuple[LoadResult, str | None] | None = None
+
+    @property
+    def out_dir(self) -> Path:
+        return self._locust.out_dir
 
     def result(self) -> tuple[LoadResult, str | None]:
         """Locust's final stats, and why they fall short of the count asked for (or None)."""
@@ -237,21 +249,109 @@ class VersionWorld:
         """One request on the plugin's route, alone: the plugin's own count and config."""
         return self.ask(self.contract.probe_path(purpose))
 
-    def send(self, requests: int, *, path: str | None = None) -> PendingLoad:
-        """Send exactly `requests` requests (on the plugin's route, or `path`); return once they
-        are answered. Locust's final stats come from the result, later."""
+    def send(
+        self, requests: int, *, path: str | None = None, for_s: float | None = None
+    ) -> PendingLoad:
+        """Send exactly `requests` requests (on the plugin's route, or `path`), or as many as fit
+        in `for_s` seconds; return once they are answered. Locust's final stats come from the
+        result, later."""
         self.cancel.raise_if_set()
         if self._requests_before_load is None:
             self._requests_before_load = self.counts.signals().counter_lines
         locust, self._prestarted = self._prestarted, None  # a Locust serves one load
-        if locust is None or locust.requests != requests or path is not None:
-            locust = self._exits.enter_context(self._new_locust(requests, path))
-        LOGGER.info(
-            "%s: sending %d requests with %d users", self.label, requests, self.config.users
-        )
+        if for_s is not None:
+            requests = 0
+        if locust is None or locust.requests != requests or path is not None or for_s:
+            locust = self._exits.enter_context(self._new_locust(requests, path, for_s))
+        amount = f"requests for {for_s:.0f}s" if for_s else f"{requests} requests"
+        LOGGER.info("%s: sending %s with %d users", self.label, amount, self.config.users)
         locust.send(self.proxy_url, cancel=self.cancel)
         self.cancel.raise_if_set()  # a cancelled Locust ends early: that is no measurement
         return PendingLoad(locust, self.cancel)
+
+    def send_and_meanwhile(
+        self, requests: int, after_fraction: float, action: Callable[[], T]
+    ) -> tuple[PendingLoad, T, bool]:
+        """Send `requests` requests, and run `action` once about `after_fraction` of them were
+        served (the plugin's counter lines say how many), or once the load is over if it ended
+        first. Returns the load, what `action` returned, and whether it ran under load. An action
+        that raised raises here, after the load; an interrupted load never runs it."""
+        start = self.counts.signals().counter_lines
+        wanted = start + max(1, int(requests * after_fraction))
+        load_over, abandoned = threading.Event(), threading.Event()
+        outcome: list[tuple[T, bool]] = []
+        failure: list[BaseException] = []
+
+        def act() -> None:
+            while not load_over.is_set():
+                if (
+                    self.counts.wait_until(lambda s: s.counter_lines >= wanted, 0.05).counter_lines
+                    >= wanted
+                ):
+                    break
+            if abandoned.is_set():
+                return
+            under_load = not load_over.is_set()
+            try:
+                outcome.append((action(), under_load))
+            except BaseException as error:  # handed to the caller's thread below
+                failure.append(error)
+
+        actor = threading.Thread(target=act, name="kpm-action", daemon=True)
+        actor.start()
+        try:
+            pending = self.send(requests)
+        except BaseException:
+            abandoned.set()
+            raise
+        finally:
+            load_over.set()
+        actor.join(self.config.load_timeout_s)
+        if failure:
+            raise failure[0]
+        if not outcome:
+            raise StackError(f"{self.label}: the action during the load did not finish")
+        result, under_load = outcome[0]
+        return pending, result, under_load
+
+    def post_config(self, declarative: dict[str, Any]) -> None:
+        """Replace Kong's whole configuration (DB-less `POST /config`, as JSON)."""
+        body = json.dumps(declarative).encode()
+        request = urllib.request.Request(
+            f"{self.admin_url}/config",
+            data=body,
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with _DIRECT.open(request, timeout=plugin.PROBE_TIMEOUT_S) as response:
+                status = response.status
+        except urllib.error.HTTPError as error:
+            detail = error.read(500).decode(errors="replace")
+            raise StackError(
+                f"{self.label}: POST /config answered {error.code}: {detail}"
+            ) from None
+        except OSError as error:
+            raise StackError(f"{self.label}: POST /config failed: {error}") from None
+        if status != 201:
+            raise StackError(f"{self.label}: POST /config answered {status}, want 201")
+
+    def kill_plugin_server(self) -> int:
+        """SIGKILL the plugin server inside the container, as an OOM kill would; how many went.
+
+        One POSIX shell loop over /proc, so it works in Kong's images (which have /bin/sh but
+        not always pkill) and in kong-sim's (busybox) alike.
+        """
+        name = self.contract.name[: resources.COMM_LENGTH]
+        script = (
+            'n=0; for d in /proc/[0-9]*; do read -r c < "$d/comm" 2>/dev/null || continue; '
+            f'if [ "$c" = {name} ]; then kill -9 "${{d#/proc/}}" && n=$((n+1)); fi; done; echo $n'
+        )
+        output = self._stack().exec(["sh", "-c", script])
+        try:
+            return int(output.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise StackError(f"{self.label}: killing the plugin server said {output!r}") from None
 
     def settle(self, answer: Answer, counter_lines: Callable[[], int]) -> Signals:
         """Wait (bounded) until the log holds everything up to the request `answer` came from.
@@ -321,7 +421,9 @@ class VersionWorld:
             raise StackError(f"{self.label}: the world is not up (use it in a with block)")
         return self.stack
 
-    def _new_locust(self, requests: int, path: str | None = None) -> HeadlessLocust:
+    def _new_locust(
+        self, requests: int, path: str | None = None, for_s: float | None = None
+    ) -> HeadlessLocust:
         self._locusts += 1
         suffix = self._options.suffix + ("" if self._locusts == 1 else f"-{self._locusts}")
         out_dir = self.version_dir / f"load{suffix}" if suffix else self.version_dir
@@ -330,7 +432,7 @@ class VersionWorld:
             users=self.config.users,
             spawn_rate=self.config.spawn_rate,
             out_dir=out_dir,
-            timeout_s=self.config.load_timeout_s,
+            timeout_s=for_s or self.config.load_timeout_s,
             path=path,
             marker_header=self.contract.marker_header,
         )

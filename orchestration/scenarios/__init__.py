@@ -21,10 +21,18 @@ from orchestration.collect import Signals
 from orchestration.config import SCENARIOS, RunConfig
 from orchestration.errors import UsageError
 from orchestration.load import LoadResult
+from orchestration.plugin import Answer
 from orchestration.report import PhaseResult
 from orchestration.resources import Summary
 from orchestration.versions import Target
-from orchestration.world import NEVER_CANCELLED, ONE_WORLD, Cancel, VersionWorld, WorldOptions
+from orchestration.world import (
+    NEVER_CANCELLED,
+    ONE_WORLD,
+    Cancel,
+    PendingLoad,
+    VersionWorld,
+    WorldOptions,
+)
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,27 @@ def phase(
     )
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """One load and the log's counts once its last lines are in."""
+
+    load: LoadResult
+    shortfall: str | None
+    end: Signals
+    answer: Answer  # the probe after it: the plugin's own count and config
+
+
+def load_and_settle(
+    world: VersionWorld, pending: PendingLoad, since: Signals, purpose: str
+) -> Loaded:
+    """Wait for a sent load's result and for its log lines: a probe after it says how far the
+    plugin's count got (without one, a counter line per request served since `since`)."""
+    answer = world.probe(purpose)
+    load, shortfall = pending.result()
+    end = world.settle(answer, lambda: since.counter_lines + load.requests - load.failures + 1)
+    return Loaded(load, shortfall, end, answer)
+
+
 def sampled(*worlds: VersionWorld) -> tuple[Summary, ...]:
     """The resource summaries of the worlds that were sampled."""
     return tuple(world.resources for world in worlds if world.resources is not None)
@@ -106,5 +135,6 @@ def get(name: str) -> Scenario:
     """The scenario called `name`, or a UsageError listing the known ones."""
     if name not in _MODULES:
         raise UsageError(f"unknown scenario {name!r}; choose from: {', '.join(SCENARIOS)}")
-    scenario: Scenario = importlib.import_module(f"orchestration.scenarios.{name}").SCENARIO
+    module = importlib.import_module(f"orchestration.scenarios.{name.replace('-', '_')}")
+    scenario: Scenario = module.SCENARIO
     return scenario

@@ -1,0 +1,82 @@
+"""`kill-server`: the plugin server killed under load (an OOM kill, a crash), and what follows.
+
+Kong respawns its plugin server (at most once a second); until the new one answers, requests
+fail (Kong answers 500 when it cannot start an instance) or, on releases with a not-ready gate,
+skip the plugin: a response without the plugin's marker is a bypass, counted apart. Reports the
+time from the kill until the plugin answers again, the requests that failed or bypassed it, the
+New() calls of the recovery, and the server restarts Kong's log shows.
+"""
+
+from __future__ import annotations
+
+import time
+
+from orchestration.errors import StackError
+from orchestration.load import failure_kinds
+from orchestration.scenarios import Outcome, Scenario, Session, load_and_settle, phase, sampled
+from orchestration.world import VersionWorld
+
+ABOUT = "the plugin server killed under load: recovery time, failed and bypassed requests, "
+ABOUT += "New() during recovery, restarts"
+KILL_AT = 0.3  # how far into the second load the server is killed
+RECOVERY_POLL_S = 0.05
+
+
+def run(session: Session) -> Outcome:
+    config = session.config
+    share = max(1, config.requests // 3)
+    with session.world() as world:
+        first = world.ready()
+        before = load_and_settle(world, world.send(share), first, "before-kill")
+        pending, (killed, recovered_s), _ = world.send_and_meanwhile(
+            share, KILL_AT, lambda: _kill_and_time(world)
+        )
+        during = load_and_settle(world, pending, before.end, "after-recovery")
+        kinds = failure_kinds(pending.out_dir)
+        bypassed = sum(n for message, n in kinds.items() if "header" in message)
+        after = load_and_settle(world, world.send(share), during.end, "after-kill")
+        last = world.finish()
+    restarts = during.end.plugin_server_starts - before.end.plugin_server_starts
+    return Outcome(
+        phases=(
+            phase("before the kill", ABOUT, first, before.end, before.load),
+            phase(
+                "kill and recovery",
+                ABOUT,
+                before.end,
+                during.end,
+                during.load,
+                counted=False,
+                killed=killed,
+                recovered_s=recovered_s,
+                bypassed=bypassed,
+                errors=during.load.failures - bypassed,
+                restarts=restarts,
+            ),
+            phase("after recovery", ABOUT, during.end, last, after.load),
+        ),
+        first=first,
+        last=last,
+        plugin_counter=after.answer.counter,
+        shortfall=before.shortfall or after.shortfall,  # the middle load may fall short: counted
+        resources=sampled(world),
+    )
+
+
+def _kill_and_time(world: VersionWorld) -> tuple[int, float | None]:
+    """Kill the plugin server; then poll until the plugin answers again (bounded)."""
+    killed = world.kill_plugin_server()
+    if killed == 0:
+        raise StackError(
+            f"{world.label}: no {world.contract.name} process to kill in the container"
+        )
+    started = time.monotonic()
+    deadline = started + world.config.ready_timeout_s
+    while time.monotonic() < deadline:
+        time.sleep(RECOVERY_POLL_S)
+        if world.probe("recovery").marker is not None:
+            return killed, round(time.monotonic() - started, 2)
+    return killed, None  # never answered again within the readiness bound
+
+
+SCENARIO = Scenario("kill-server", ABOUT, run)
