@@ -98,7 +98,9 @@ func (g *Gateway) nodeInfo() map[string]any {
 	for name, ext := range g.external {
 		available[name] = map[string]any{"version": ext.info.Version, "priority": ext.info.Priority}
 	}
-	available[requestTermination] = map[string]any{"version": g.env.Version, "priority": bundledPriority[requestTermination]}
+	for _, name := range []string{requestTermination, responseTransformer} {
+		available[name] = map[string]any{"version": g.env.Version, "priority": bundledPriority[name]}
+	}
 	return map[string]any{
 		"version":     versionString(g.env),
 		"edition":     g.env.Edition(),

@@ -1,7 +1,8 @@
 // Package gateway is the node kong-sim runs: a DB-less Kong with several
 // emulated nginx workers that routes requests, runs external plugins through
 // their plugin server exactly as Kong's runloop does, applies the bundled
-// request-termination plugin, and serves the admin and status APIs.
+// request-termination plugin and a model of response-transformer's add.headers,
+// and serves the admin and status APIs.
 package gateway
 
 import (
@@ -202,19 +203,34 @@ func (g *Gateway) loadDeclarative() (*config.Declarative, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := g.checkBundledPlugins(decl); err != nil {
+		return nil, fmt.Errorf("error parsing declarative config file %s: %w", g.env.DeclarativeConfig, err)
+	}
+	return decl, nil
+}
+
+// checkBundledPlugins refuses bundled plugins kong-sim does not implement and
+// validates the configs of those it does.
+func (g *Gateway) checkBundledPlugins(decl *config.Declarative) error {
 	for _, p := range decl.Plugins {
 		if _, external := g.external[p.Name]; external {
 			continue
 		}
-		if p.Name != requestTermination {
-			return nil, fmt.Errorf("bundled plugin '%s' is not implemented by kong-sim (only %s is)", p.Name, requestTermination)
+		var err error
+		switch p.Name {
+		case requestTermination:
+			_, err = parseTermination(p.Config)
+		case responseTransformer:
+			_, err = parseResponseTransformer(p.Config)
+		default:
+			return fmt.Errorf("bundled plugin '%s' is not implemented by kong-sim (only %s and %s are)",
+				p.Name, requestTermination, responseTransformer)
 		}
-		if _, err := parseTermination(p.Config); err != nil {
-			return nil, fmt.Errorf("error parsing declarative config file %s: in plugin '%s' (%s): %w",
-				g.env.DeclarativeConfig, p.Name, p.ID, err)
+		if err != nil {
+			return fmt.Errorf("in plugin '%s' (%s): %w", p.Name, p.ID, err)
 		}
 	}
-	return decl, nil
+	return nil
 }
 
 // Start binds the listeners, starts the workers and the plugin servers and

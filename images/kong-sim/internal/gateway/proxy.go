@@ -21,7 +21,7 @@ import (
 const requestTermination = "request-termination"
 
 // priorities of the bundled plugins kong-sim runs (their handler.PRIORITY).
-var bundledPriority = map[string]int{requestTermination: 2}
+var bundledPriority = map[string]int{requestTermination: 2, responseTransformer: 800}
 
 // connection is what a worker knows about an accepted client connection:
 // nginx numbers connections per worker, and every log line carries `*N`.
@@ -60,12 +60,12 @@ func (g *Gateway) serveProxy(rw http.ResponseWriter, r *http.Request) {
 	route, ok := g.match(r.URL.Path)
 	if !ok {
 		req.exitJSON(http.StatusNotFound, "no Route matched with those values")
-		g.respond(rw, req)
+		g.respond(rw, req, nil)
 		return
 	}
 	plugins := g.pluginsFor(route)
 	g.runPlugins(req, route, plugins)
-	g.respond(rw, req)
+	g.respond(rw, req, plugins)
 	g.startLogTimers(req, plugins)
 }
 
@@ -181,12 +181,15 @@ func (g *Gateway) runPlugins(req *request, route config.Route, plugins []config.
 }
 
 func (g *Gateway) runPlugin(req *request, p config.Plugin, phase string) {
-	if p.Name == requestTermination {
+	switch p.Name {
+	case requestTermination:
 		if phase == "access" {
 			term, _ := parseTermination(p.Config) // validated at load time
 			req.terminate(term)
 		}
 		return
+	case responseTransformer:
+		return // header_filter only: see respond
 	}
 	ext, ok := g.external[p.Name]
 	if !ok || !contains(ext.info.Phases, phase) {
@@ -208,8 +211,9 @@ func contains(list []string, want string) bool {
 	return false
 }
 
-// respond writes the response Kong produced and the access-log line.
-func (g *Gateway) respond(rw http.ResponseWriter, req *request) {
+// respond writes the response Kong produced, after the header_filter phase
+// of the request's plugins, and the access-log line.
+func (g *Gateway) respond(rw http.ResponseWriter, req *request, plugins []config.Plugin) {
 	req.mu.Lock()
 	exit := req.exit
 	out := rw.Header()
@@ -219,6 +223,12 @@ func (g *Gateway) respond(rw http.ResponseWriter, req *request) {
 	req.mu.Unlock()
 	for name, values := range exit.headers {
 		out[name] = values
+	}
+	for _, p := range plugins {
+		if p.Name == responseTransformer {
+			t, _ := parseResponseTransformer(p.Config) // validated at load time
+			t.headerFilter(out)
+		}
 	}
 	out.Set("Content-Length", strconv.Itoa(len(exit.body)))
 	out.Set("X-Kong-Response-Latency", strconv.FormatInt(time.Since(req.started).Milliseconds(), 10))
