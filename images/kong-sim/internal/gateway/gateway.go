@@ -60,6 +60,8 @@ type Gateway struct {
 	workers   []*worker
 	nodeSeq   atomic.Int64 // ngx.shared.kong "plugins_iterator:__seq__"
 	stats     serverStats
+	current   atomic.Pointer[generation] // the config the workers run now
+	reloadMu  sync.Mutex                 // one reload at a time; guards the seq counters
 
 	cancel    context.CancelFunc
 	nodeCtx   context.Context    // ends when the node stops: log timers, requests' retries
@@ -187,7 +189,6 @@ func (g *Gateway) queryPluginServers(ctx context.Context) error {
 // loadDeclarative checks KONG_PLUGINS against what is installed, then loads
 // the config with the enabled plugins as the known names.
 func (g *Gateway) loadDeclarative() (*config.Declarative, error) {
-	enabled := map[string]bool{}
 	bundled := map[string]bool{}
 	for _, name := range config.BundledPlugins {
 		bundled[name] = true
@@ -197,9 +198,8 @@ func (g *Gateway) loadDeclarative() (*config.Declarative, error) {
 			return nil, fmt.Errorf("%s plugin is enabled but not installed; no plugin server reports it "+
 				"(check KONG_PLUGINSERVER_NAMES and its _QUERY_CMD)", name)
 		}
-		enabled[name] = true
 	}
-	decl, err := config.LoadDeclarative(g.env.DeclarativeConfig, func(name string) bool { return enabled[name] })
+	decl, err := config.LoadDeclarative(g.env.DeclarativeConfig, g.enabled())
 	if err != nil {
 		return nil, err
 	}
@@ -207,6 +207,15 @@ func (g *Gateway) loadDeclarative() (*config.Declarative, error) {
 		return nil, fmt.Errorf("error parsing declarative config file %s: %w", g.env.DeclarativeConfig, err)
 	}
 	return decl, nil
+}
+
+// enabled says whether a plugin name is in KONG_PLUGINS.
+func (g *Gateway) enabled() func(name string) bool {
+	names := map[string]bool{}
+	for _, name := range g.env.Plugins {
+		names[name] = true
+	}
+	return func(name string) bool { return names[name] }
 }
 
 // checkBundledPlugins refuses bundled plugins kong-sim does not implement and
@@ -389,7 +398,7 @@ func (g *Gateway) externalNames() []string {
 func (g *Gateway) enabledPluginNames() []string {
 	seen := map[string]bool{}
 	var names []string
-	for _, p := range g.decl.Plugins {
+	for _, p := range g.current.Load().decl.Plugins {
 		if !seen[p.Name] {
 			seen[p.Name] = true
 			names = append(names, p.Name)
