@@ -75,9 +75,26 @@ func declarativeText(r *http.Request) ([]byte, error) {
 		if err := r.ParseMultipartForm(maxConfigBytes); err != nil && !errors.Is(err, http.ErrNotMultipart) {
 			return nil, fmt.Errorf("reading the form: %w", err)
 		}
-		return nonEmpty([]byte(r.FormValue("config")))
+		if value := r.FormValue("config"); value != "" {
+			return nonEmpty([]byte(value))
+		}
+		return nonEmpty(formFile(r, "config")) // curl -F config=@kong.yml, as Kong's docs have it
 	}
 	return nonEmpty(body)
+}
+
+// formFile is the content of an uploaded file field, or nil.
+func formFile(r *http.Request, field string) []byte {
+	if r.MultipartForm == nil || len(r.MultipartForm.File[field]) == 0 {
+		return nil
+	}
+	f, err := r.MultipartForm.File[field][0].Open()
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	content, _ := io.ReadAll(io.LimitReader(f, maxConfigBytes))
+	return content
 }
 
 func nonEmpty(text []byte) ([]byte, error) {

@@ -151,6 +151,11 @@ func TestPostConfigForms(t *testing.T) {
 	writer := multipart.NewWriter(&multi)
 	_ = writer.WriteField("config", reloadKongYML("multipart field"))
 	writer.Close()
+	var upload bytes.Buffer
+	uploader := multipart.NewWriter(&upload)
+	part, _ := uploader.CreateFormFile("config", "kong.yml") // curl -F config=@kong.yml
+	_, _ = part.Write([]byte(reloadKongYML("uploaded file")))
+	uploader.Close()
 	forms := []struct {
 		contentType string
 		body        []byte
@@ -160,6 +165,7 @@ func TestPostConfigForms(t *testing.T) {
 		{"application/json; charset=utf-8", field, "json field"},
 		{"application/x-www-form-urlencoded", []byte(form), "form field"},
 		{writer.FormDataContentType(), multi.Bytes(), "multipart field"},
+		{uploader.FormDataContentType(), upload.Bytes(), "uploaded file"},
 		{"text/yaml", []byte(reloadKongYML("yaml body")), "yaml body"},
 		{"", []byte(reloadKongYML("bare body")), "bare body"},
 	}
