@@ -1,7 +1,9 @@
 // Command example-plugin is the Go external plugin whose instance churn this
 // project measures. It is the plugin from the original bug report: New()
 // counts how often Kong asks the plugin server for a fresh instance, and the
-// Access phase logs that count so it can be read back from Kong's log.
+// Access phase logs that count so it can be read back from Kong's log. It also
+// echoes its configured message, so a client can tell which configuration the
+// instance that served it was started with (stale after a reload, or new).
 package main
 
 import (
@@ -22,8 +24,11 @@ const (
 // newCalls counts constructor calls for this plugin-server process.
 var newCalls atomic.Int64
 
-// Config is the plugin's configuration; the plugin takes no settings.
-type Config struct{}
+// Config is the plugin's configuration. Message is only echoed back: it
+// makes a config reload visible in the responses.
+type Config struct {
+	Message string `json:"message"`
+}
 
 // New is called by go-pdk once at server start and once per StartInstance.
 func New() interface{} {
@@ -32,11 +37,13 @@ func New() interface{} {
 }
 
 // Access reports the constructor count and marks the response, so a client
-// can tell that the plugin (not just Kong) answered.
+// can tell that the plugin (not just Kong) answered, and with which config.
+// X-Example-Config is always set, empty when no message is configured.
 func (conf Config) Access(kong *pdk.PDK) {
 	calls := newCalls.Load()
 	kong.Log.Debug(fmt.Sprintf("New() has been called %d times", calls))
 	kong.Response.SetHeader("X-Example-Message", fmt.Sprintf("New() calls: %d", calls))
+	kong.Response.SetHeader("X-Example-Config", conf.Message)
 }
 
 func main() {

@@ -126,43 +126,62 @@ func knownNames(names ...string) func(string) bool {
 	}
 }
 
+var imagesPlugins = knownNames("example-plugin", "request-termination", "response-transformer")
+
 func TestParseDeclarative(t *testing.T) {
-	decl, err := ParseDeclarative(kongYML(t), knownNames("example-plugin", "request-termination"))
+	decl, err := ParseDeclarative(kongYML(t), imagesPlugins)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(decl.Services) != 1 || len(decl.Routes) != 1 || len(decl.Plugins) != 2 {
+	if len(decl.Services) != 1 || len(decl.Routes) != 2 || len(decl.Plugins) != 4 {
 		t.Fatalf("entities: %+v", decl)
 	}
-	route := decl.Routes[0]
-	if route.Paths[0] != "/hello" || route.ServiceID != decl.Services[0].ID {
-		t.Errorf("route %+v", route)
+	hello, lua := decl.Routes[0], decl.Routes[1]
+	if hello.Name != "hello" || hello.Paths[0] != "/hello" || hello.ServiceID != decl.Services[0].ID {
+		t.Errorf("route %+v", hello)
 	}
-	global, termination := decl.Plugins[0], decl.Plugins[1]
-	if global.RouteID != "" || global.ServiceID != "" || global.Name != "example-plugin" {
-		t.Errorf("global plugin %+v", global)
+	if lua.Name != "hello-lua" || lua.Paths[0] != "/hello-lua" || lua.ServiceID != decl.Services[0].ID {
+		t.Errorf("route %+v", lua)
 	}
-	if termination.RouteID != route.ID || termination.Config["status_code"] != 200 {
+	plugin, termination := decl.Plugins[0], decl.Plugins[1]
+	// A fixed id, so a reload (POST /config) sends the same plugin back.
+	if plugin.Name != "example-plugin" || plugin.ID != "ddc8f06e-572c-4b25-ab9b-23c5d3950cc2" ||
+		plugin.RouteID != hello.ID || plugin.ServiceID != "" {
+		t.Errorf("example-plugin must be scoped to route hello with its fixed id: %+v", plugin)
+	}
+	if termination.RouteID != hello.ID || termination.Config["status_code"] != 200 {
 		t.Errorf("route plugin %+v", termination)
 	}
-	if global.ID == termination.ID || len(global.ID) != 36 || !strings.HasPrefix(global.Key, "plugins:example-plugin:") {
-		t.Errorf("ids %q %q key %q", global.ID, termination.ID, global.Key)
+	if plugin.ID == termination.ID || len(termination.ID) != 36 || !strings.HasPrefix(plugin.Key, "plugins:example-plugin:") {
+		t.Errorf("ids %q %q key %q", plugin.ID, termination.ID, plugin.Key)
 	}
-	again, _ := ParseDeclarative(kongYML(t), knownNames("example-plugin", "request-termination"))
-	if again.Plugins[0].ID != global.ID {
+	transformer, luaTermination := decl.Plugins[2], decl.Plugins[3]
+	headers := transformer.Config["add"].(map[string]any)["headers"].([]any)
+	if transformer.Name != "response-transformer" || transformer.RouteID != lua.ID ||
+		len(headers) != 1 || headers[0] != "X-Example-Message:lua" {
+		t.Errorf("hello-lua's response-transformer %+v", transformer)
+	}
+	if luaTermination.Name != "request-termination" || luaTermination.RouteID != lua.ID {
+		t.Errorf("hello-lua's request-termination %+v", luaTermination)
+	}
+	again, _ := ParseDeclarative(kongYML(t), imagesPlugins)
+	if again.Plugins[1].ID != termination.ID {
 		t.Error("plugin ids must be stable across loads")
 	}
 }
 
 func TestParseDeclarativeRefusesUnknownPlugins(t *testing.T) {
-	_, err := ParseDeclarative(kongYML(t), knownNames("request-termination"))
-	want := "in 'plugins': in entry 1 of 'plugins': in 'name': plugin 'example-plugin' not enabled; add it to the 'plugins' configuration property"
+	_, err := ParseDeclarative(kongYML(t), knownNames("request-termination", "response-transformer"))
+	want := "in 'services': in entry 1 of 'services': in 'routes': in entry 1 of 'routes': in 'plugins': in entry 1 of 'plugins': " +
+		"in 'name': plugin 'example-plugin' not enabled; add it to the 'plugins' configuration property"
 	if err == nil || err.Error() != want {
 		t.Fatalf("err = %v, want %s", err, want)
 	}
-	_, err = ParseDeclarative(kongYML(t), knownNames("example-plugin"))
-	if err == nil || !strings.Contains(err.Error(), "in 'services': in entry 1 of 'services': in 'routes'") {
-		t.Fatalf("nested unknown plugin: %v", err)
+	global := "_format_version: \"3.0\"\nplugins:\n  - name: example-plugin\n"
+	_, err = ParseDeclarative([]byte(global), knownNames("request-termination"))
+	want = "in 'plugins': in entry 1 of 'plugins': in 'name': plugin 'example-plugin' not enabled; add it to the 'plugins' configuration property"
+	if err == nil || err.Error() != want {
+		t.Fatalf("global unknown plugin: %v, want %s", err, want)
 	}
 }
 

@@ -234,8 +234,9 @@ func (env Env) LogPath(setting string) string {
 }
 
 // BundledPlugins is Kong 3.4's list of bundled plugins (kong/constants.lua).
-// kong-sim implements only request-termination; the others are accepted in
-// KONG_PLUGINS but refused when a declarative config uses them.
+// kong-sim implements request-termination and response-transformer's
+// add.headers; the others are accepted in KONG_PLUGINS but refused when a
+// declarative config uses them.
 var BundledPlugins = []string{
 	"jwt", "acl", "correlation-id", "cors", "oauth2", "tcp-log", "udp-log", "file-log",
 	"http-log", "key-auth", "hmac-auth", "basic-auth", "ip-restriction",

@@ -30,9 +30,17 @@ func (s *serverStats) track(_ net.Conn, state http.ConnState) {
 	}
 }
 
-// adminHandler serves the two admin endpoints kong-sim has: GET / and GET /status.
+// adminHandler serves the admin endpoints kong-sim has: GET /, GET /status
+// and the DB-less POST /config.
 func (g *Gateway) adminHandler() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("/config", func(rw http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			g.writeJSON(rw, http.StatusMethodNotAllowed, map[string]string{"message": "Method not allowed"})
+			return
+		}
+		g.postConfig(rw, r)
+	})
 	mux.HandleFunc("/", func(rw http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {
 			g.writeJSON(rw, http.StatusNotFound, map[string]string{"message": "Not found"})
@@ -80,8 +88,13 @@ func (g *Gateway) status() map[string]any {
 			"connections_waiting":  max64(active-1, 0),
 			"total_requests":       g.stats.requests.Load(),
 		},
-		"configuration_hash": fmt.Sprintf("%x", sha1.Sum([]byte(g.env.DeclarativeConfig)))[:32],
+		"configuration_hash": g.current.Load().hash,
 	}
+}
+
+// initialHash is the configuration_hash before any reload.
+func (g *Gateway) initialHash() string {
+	return fmt.Sprintf("%x", sha1.Sum([]byte(g.env.DeclarativeConfig)))[:32]
 }
 
 func max64(a, b int64) int64 {
@@ -98,7 +111,9 @@ func (g *Gateway) nodeInfo() map[string]any {
 	for name, ext := range g.external {
 		available[name] = map[string]any{"version": ext.info.Version, "priority": ext.info.Priority}
 	}
-	available[requestTermination] = map[string]any{"version": g.env.Version, "priority": bundledPriority[requestTermination]}
+	for _, name := range []string{requestTermination, responseTransformer} {
+		available[name] = map[string]any{"version": g.env.Version, "priority": bundledPriority[name]}
+	}
 	return map[string]any{
 		"version":     versionString(g.env),
 		"edition":     g.env.Edition(),

@@ -1,7 +1,8 @@
 // Package gateway is the node kong-sim runs: a DB-less Kong with several
 // emulated nginx workers that routes requests, runs external plugins through
 // their plugin server exactly as Kong's runloop does, applies the bundled
-// request-termination plugin, and serves the admin and status APIs.
+// request-termination plugin and a model of response-transformer's add.headers,
+// and serves the admin and status APIs.
 package gateway
 
 import (
@@ -59,6 +60,8 @@ type Gateway struct {
 	workers   []*worker
 	nodeSeq   atomic.Int64 // ngx.shared.kong "plugins_iterator:__seq__"
 	stats     serverStats
+	current   atomic.Pointer[generation] // the config the workers run now
+	reloadMu  sync.Mutex                 // one reload at a time; guards the seq counters
 
 	cancel    context.CancelFunc
 	nodeCtx   context.Context    // ends when the node stops: log timers, requests' retries
@@ -186,7 +189,6 @@ func (g *Gateway) queryPluginServers(ctx context.Context) error {
 // loadDeclarative checks KONG_PLUGINS against what is installed, then loads
 // the config with the enabled plugins as the known names.
 func (g *Gateway) loadDeclarative() (*config.Declarative, error) {
-	enabled := map[string]bool{}
 	bundled := map[string]bool{}
 	for _, name := range config.BundledPlugins {
 		bundled[name] = true
@@ -196,25 +198,48 @@ func (g *Gateway) loadDeclarative() (*config.Declarative, error) {
 			return nil, fmt.Errorf("%s plugin is enabled but not installed; no plugin server reports it "+
 				"(check KONG_PLUGINSERVER_NAMES and its _QUERY_CMD)", name)
 		}
-		enabled[name] = true
 	}
-	decl, err := config.LoadDeclarative(g.env.DeclarativeConfig, func(name string) bool { return enabled[name] })
+	decl, err := config.LoadDeclarative(g.env.DeclarativeConfig, g.enabled())
 	if err != nil {
 		return nil, err
 	}
+	if err := g.checkBundledPlugins(decl); err != nil {
+		return nil, fmt.Errorf("error parsing declarative config file %s: %w", g.env.DeclarativeConfig, err)
+	}
+	return decl, nil
+}
+
+// enabled says whether a plugin name is in KONG_PLUGINS.
+func (g *Gateway) enabled() func(name string) bool {
+	names := map[string]bool{}
+	for _, name := range g.env.Plugins {
+		names[name] = true
+	}
+	return func(name string) bool { return names[name] }
+}
+
+// checkBundledPlugins refuses bundled plugins kong-sim does not implement and
+// validates the configs of those it does.
+func (g *Gateway) checkBundledPlugins(decl *config.Declarative) error {
 	for _, p := range decl.Plugins {
 		if _, external := g.external[p.Name]; external {
 			continue
 		}
-		if p.Name != requestTermination {
-			return nil, fmt.Errorf("bundled plugin '%s' is not implemented by kong-sim (only %s is)", p.Name, requestTermination)
+		var err error
+		switch p.Name {
+		case requestTermination:
+			_, err = parseTermination(p.Config)
+		case responseTransformer:
+			_, err = parseResponseTransformer(p.Config)
+		default:
+			return fmt.Errorf("bundled plugin '%s' is not implemented by kong-sim (only %s and %s are)",
+				p.Name, requestTermination, responseTransformer)
 		}
-		if _, err := parseTermination(p.Config); err != nil {
-			return nil, fmt.Errorf("error parsing declarative config file %s: in plugin '%s' (%s): %w",
-				g.env.DeclarativeConfig, p.Name, p.ID, err)
+		if err != nil {
+			return fmt.Errorf("in plugin '%s' (%s): %w", p.Name, p.ID, err)
 		}
 	}
-	return decl, nil
+	return nil
 }
 
 // Start binds the listeners, starts the workers and the plugin servers and
@@ -373,7 +398,7 @@ func (g *Gateway) externalNames() []string {
 func (g *Gateway) enabledPluginNames() []string {
 	seen := map[string]bool{}
 	var names []string
-	for _, p := range g.decl.Plugins {
+	for _, p := range g.current.Load().decl.Plugins {
 		if !seen[p.Name] {
 			seen[p.Name] = true
 			names = append(names, p.Name)

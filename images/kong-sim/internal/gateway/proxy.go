@@ -21,7 +21,7 @@ import (
 const requestTermination = "request-termination"
 
 // priorities of the bundled plugins kong-sim runs (their handler.PRIORITY).
-var bundledPriority = map[string]int{requestTermination: 2}
+var bundledPriority = map[string]int{requestTermination: 2, responseTransformer: 800}
 
 // connection is what a worker knows about an accepted client connection:
 // nginx numbers connections per worker, and every log line carries `*N`.
@@ -37,6 +37,7 @@ type request struct {
 	ctx     context.Context // ends when the client goes away or the node stops
 	started time.Time
 	inTimer bool // a log-phase timer: no request to log, no plugin namespace
+	gen     *generation
 
 	mu      sync.Mutex
 	headers http.Header // response headers set by plugins
@@ -56,16 +57,18 @@ func (g *Gateway) serveProxy(rw http.ResponseWriter, r *http.Request) {
 	if conn == nil { // not accepted through assignWorker (cannot happen on the proxy listener)
 		conn = &connection{worker: g.workers[0], number: g.workers[0].nextConn()}
 	}
-	req := &request{conn: conn, http: r, ctx: r.Context(), started: time.Now(), headers: http.Header{}}
-	route, ok := g.match(r.URL.Path)
+	// The config this request runs with, whatever a reload does meanwhile.
+	gen := g.current.Load()
+	req := &request{conn: conn, http: r, ctx: r.Context(), started: time.Now(), headers: http.Header{}, gen: gen}
+	route, ok := match(gen.decl, r.URL.Path)
 	if !ok {
 		req.exitJSON(http.StatusNotFound, "no Route matched with those values")
-		g.respond(rw, req)
+		g.respond(rw, req, nil)
 		return
 	}
-	plugins := g.pluginsFor(route)
+	plugins := g.pluginsFor(gen.decl, route)
 	g.runPlugins(req, route, plugins)
-	g.respond(rw, req)
+	g.respond(rw, req, plugins)
 	g.startLogTimers(req, plugins)
 }
 
@@ -81,7 +84,7 @@ func (g *Gateway) startLogTimers(req *request, plugins []config.Plugin) {
 		w := req.conn.worker
 		timer := &request{
 			conn: &connection{worker: w, number: w.nextConn()}, http: req.http, ctx: g.nodeCtx,
-			started: req.started, inTimer: true, headers: http.Header{},
+			started: req.started, inTimer: true, headers: http.Header{}, gen: req.gen,
 		}
 		g.tasks.Add(1)
 		go func(p config.Plugin, ext externalPlugin) {
@@ -91,11 +94,11 @@ func (g *Gateway) startLogTimers(req *request, plugins []config.Plugin) {
 	}
 }
 
-// match finds the route with the longest prefix path matching path.
-func (g *Gateway) match(path string) (config.Route, bool) {
+// match finds the route of decl with the longest prefix path matching path.
+func match(decl *config.Declarative, path string) (config.Route, bool) {
 	var best config.Route
 	bestLen := -1
-	for _, route := range g.decl.Routes {
+	for _, route := range decl.Routes {
 		for _, prefix := range route.Paths {
 			if strings.HasPrefix(path, prefix) && len(prefix) > bestLen {
 				best, bestLen = route, len(prefix)
@@ -108,9 +111,9 @@ func (g *Gateway) match(path string) (config.Route, bool) {
 // pluginsFor lists the plugins that apply to a route, the most specific
 // entity of each name winning (route over service over global), in the
 // order Kong runs them: highest priority first.
-func (g *Gateway) pluginsFor(route config.Route) []config.Plugin {
+func (g *Gateway) pluginsFor(decl *config.Declarative, route config.Route) []config.Plugin {
 	chosen := map[string]config.Plugin{}
-	for _, p := range g.decl.Plugins {
+	for _, p := range decl.Plugins {
 		if !appliesTo(p, route) {
 			continue
 		}
@@ -181,12 +184,15 @@ func (g *Gateway) runPlugins(req *request, route config.Route, plugins []config.
 }
 
 func (g *Gateway) runPlugin(req *request, p config.Plugin, phase string) {
-	if p.Name == requestTermination {
+	switch p.Name {
+	case requestTermination:
 		if phase == "access" {
 			term, _ := parseTermination(p.Config) // validated at load time
 			req.terminate(term)
 		}
 		return
+	case responseTransformer:
+		return // header_filter only: see respond
 	}
 	ext, ok := g.external[p.Name]
 	if !ok || !contains(ext.info.Phases, phase) {
@@ -208,8 +214,9 @@ func contains(list []string, want string) bool {
 	return false
 }
 
-// respond writes the response Kong produced and the access-log line.
-func (g *Gateway) respond(rw http.ResponseWriter, req *request) {
+// respond writes the response Kong produced, after the header_filter phase
+// of the request's plugins, and the access-log line.
+func (g *Gateway) respond(rw http.ResponseWriter, req *request, plugins []config.Plugin) {
 	req.mu.Lock()
 	exit := req.exit
 	out := rw.Header()
@@ -219,6 +226,12 @@ func (g *Gateway) respond(rw http.ResponseWriter, req *request) {
 	req.mu.Unlock()
 	for name, values := range exit.headers {
 		out[name] = values
+	}
+	for _, p := range plugins {
+		if p.Name == responseTransformer {
+			t, _ := parseResponseTransformer(p.Config) // validated at load time
+			t.headerFilter(out)
+		}
 	}
 	out.Set("Content-Length", strconv.Itoa(len(exit.body)))
 	out.Set("X-Kong-Response-Latency", strconv.FormatInt(time.Since(req.started).Milliseconds(), 10))

@@ -87,6 +87,12 @@ type node struct {
 
 func startNode(t *testing.T, version string, workers int) *node {
 	t.Helper()
+	return startNodeWith(t, version, workers, testKongYML)
+}
+
+// startNodeWith starts a node on the declarative config kongYML.
+func startNodeWith(t *testing.T, version string, workers int, kongYML string) *node {
+	t.Helper()
 	family, err := release.ForVersion(version)
 	if err != nil {
 		t.Fatal(err)
@@ -94,14 +100,14 @@ func startNode(t *testing.T, version string, workers int) *node {
 	dir := t.TempDir()
 	binary := buildPlugin(t, dir)
 	configPath := filepath.Join(dir, "kong.yml")
-	if err := os.WriteFile(configPath, []byte(testKongYML), 0o600); err != nil {
+	if err := os.WriteFile(configPath, []byte(kongYML), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	env := config.Env{
 		Version: version,
 		Release: family,
 		Prefix:  dir,
-		Plugins: []string{"request-termination", "example-plugin"},
+		Plugins: []string{"request-termination", "response-transformer", "example-plugin"},
 		PluginServers: []config.PluginServer{{
 			Name:         "example-plugin",
 			Socket:       filepath.Join(dir, "example-plugin.socket"),
@@ -364,5 +370,33 @@ func TestNode39LogsTheNewPluginServerLines(t *testing.T) {
 	}
 	if strings.Contains(log, "Starting example-plugin") {
 		t.Errorf("3.9 logged the 3.4-3.8 process line:\n%s", log)
+	}
+}
+
+// imagesKongYML is the declarative config the images bake in.
+const imagesKongYML = "../../../kong.yml"
+
+func TestTheImagesConfigRunsBothRoutes(t *testing.T) {
+	data, err := os.ReadFile(imagesKongYML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := startNodeWith(t, "3.6.0.0", 2, string(data))
+	resp, body := n.get(t, "/hello-lua")
+	if resp.StatusCode != http.StatusOK || body != `{"message":"hello from kong-plugin-matrix"}` {
+		t.Fatalf("/hello-lua: %d %s", resp.StatusCode, body)
+	}
+	if got := resp.Header.Get("X-Example-Message"); got != "lua" {
+		t.Errorf("/hello-lua: X-Example-Message = %q, want the Lua plugin's %q", got, "lua")
+	}
+	if _, set := resp.Header["X-Example-Config"]; set {
+		t.Error("/hello-lua ran the Go plugin: it must be scoped to /hello")
+	}
+	resp, _ = n.get(t, "/hello")
+	if !strings.HasPrefix(resp.Header.Get("X-Example-Message"), "New() calls: ") {
+		t.Errorf("/hello: X-Example-Message = %q", resp.Header.Get("X-Example-Message"))
+	}
+	if values, set := resp.Header["X-Example-Config"]; !set || values[0] != "" {
+		t.Errorf("/hello: X-Example-Config = %q (set: %v), want empty", values, set)
 	}
 }

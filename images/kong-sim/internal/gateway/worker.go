@@ -42,7 +42,7 @@ type worker struct {
 	id      int
 	pid     int
 	conns   atomic.Int64
-	confs   map[string]reuse.Conf // plugin UUID -> metadata of its config
+	nextSeq int64 // plugins_iterator.lua's per-worker next_seq, from 0 (guarded by g.reloadMu)
 	mu      sync.Mutex
 	running map[string]*runningInstance
 	clients map[string]*pluginserver.Client // by plugin server name
@@ -51,38 +51,67 @@ type worker struct {
 
 type workerKey struct{}
 
-// startWorkers builds the workers and, as each one's plugins iterator does
-// in init_worker, gives every plugin config its __key__ and __seq__.
+// generation is one loaded declarative config as the workers run it: the
+// entities, and the metadata each worker's plugins iterator gave every
+// plugin config. A request keeps the generation it started with.
+type generation struct {
+	decl  *config.Declarative
+	hash  string                  // /status configuration_hash
+	confs []map[string]reuse.Conf // by worker id, then plugin UUID
+}
+
+// newGeneration builds every worker's plugins iterator for decl, as
+// init_worker does and a reconfigure does again: each plugin config gets its
+// __key__ and a fresh __seq__ from the release's counter (the worker's own
+// next_seq, which goes on counting, or the node-wide shm counter). Plugin
+// ids come from the config, so a reload keeps them.
+func (g *Gateway) newGeneration(decl *config.Declarative, hash string) *generation {
+	gen := &generation{decl: decl, hash: hash, confs: make([]map[string]reuse.Conf, len(g.workers))}
+	for _, w := range g.workers {
+		confs := make(map[string]reuse.Conf, len(decl.Plugins))
+		for _, p := range decl.Plugins {
+			seq := w.nextSeq
+			if g.env.Release.SeqSource == release.Node {
+				seq = g.nodeSeq.Add(1) // ngx.shared.kong:incr(key, 1, 0): the first value is 1
+			}
+			w.nextSeq++
+			confs[p.ID] = reuse.Conf{Seq: seq, Key: p.Key, PluginID: p.ID}
+		}
+		gen.confs[w.id] = confs
+	}
+	return gen
+}
+
+// conf is the metadata of plugin pluginID in this worker's current iterator.
+func (w *worker) conf(pluginID string) reuse.Conf {
+	return w.g.current.Load().confs[w.id][pluginID]
+}
+
+// startWorkers builds the workers and their first plugins iterators.
 func (g *Gateway) startWorkers(ctx context.Context) {
 	family := g.env.Release
 	for i := 0; i < g.env.Workers; i++ {
-		w := &worker{
+		g.workers = append(g.workers, &worker{
 			g: g, id: i, pid: g.masterPID + 1000 + i,
-			confs:   map[string]reuse.Conf{},
 			running: map[string]*runningInstance{},
 			clients: map[string]*pluginserver.Client{},
-		}
-		var workerSeq int64 // plugins_iterator.lua's per-worker next_seq, from 0
-		for _, p := range g.decl.Plugins {
-			seq := workerSeq
-			if family.SeqSource == release.Node {
-				seq = g.nodeSeq.Add(1) // ngx.shared.kong:incr(key, 1, 0): the first value is 1
-			}
-			workerSeq++
-			w.confs[p.ID] = reuse.Conf{Seq: seq, Key: p.Key, PluginID: p.ID}
-		}
+		})
+	}
+	g.reloadMu.Lock()
+	g.current.Store(g.newGeneration(g.decl, g.initialHash()))
+	g.reloadMu.Unlock()
+	for _, w := range g.workers {
 		for _, s := range g.servers {
 			w.clients[s.def.Name] = pluginserver.NewClient(s.def.Socket)
 		}
-		if handlesResets(family.ResetHandlers, i) {
+		if handlesResets(family.ResetHandlers, w.id) {
 			w.events = newEventQueue()
 			g.tasks.Add(1)
-			go func() {
+			go func(w *worker) {
 				defer g.tasks.Done()
 				w.handleResetEvents(ctx)
-			}()
+			}(w)
 		}
-		g.workers = append(g.workers, w)
 		g.masterLog(konglog.Notice, fmt.Sprintf("start worker process %d", w.pid))
 	}
 }
@@ -133,6 +162,15 @@ type event struct {
 	plugin config.Plugin
 	ext    externalPlugin
 	phase  string
+}
+
+// conf is the plugin's metadata in the generation the request started with
+// (the worker's current one for a request that has none, as in tests).
+func (ev event) conf(w *worker) reuse.Conf {
+	if ev.req.gen == nil {
+		return w.conf(ev.plugin.ID)
+	}
+	return ev.req.gen.confs[w.id][ev.plugin.ID]
 }
 
 // kongMessage is a `[kong] file:line [NAME] msg` line of this event; in a
@@ -223,7 +261,7 @@ func (w *worker) warnNotReady(ev event) {
 // the release's reuse test passes, else start a new one and close the old.
 func (w *worker) instanceID(ev event) (int32, error) {
 	key := ev.plugin.ID // kong.plugin.get_id()
-	conf := w.confs[key]
+	conf := ev.conf(w)
 	w.mu.Lock()
 	info, err := w.waitForClaim(ev, key)
 	if err != nil {

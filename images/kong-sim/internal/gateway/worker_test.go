@@ -171,13 +171,13 @@ func TestOSS350PostsTheEventWithoutALocalWipe(t *testing.T) {
 func TestSeqSourcePerFamily(t *testing.T) {
 	early, _ := workersOf(t, "3.4.0.0", 3, "", false)
 	for _, w := range early.workers {
-		if seq := w.confs[testPluginID].Seq; seq != 0 {
+		if seq := w.conf(testPluginID).Seq; seq != 0 {
 			t.Errorf("3.4.0.0 worker %d: __seq__ %d, want 0 (per-worker counter)", w.id, seq)
 		}
 	}
 	later, _ := workersOf(t, "3.4.1.0", 3, "", false)
 	for _, w := range later.workers {
-		if seq := w.confs[testPluginID].Seq; seq != int64(w.id+1) {
+		if seq := w.conf(testPluginID).Seq; seq != int64(w.id+1) {
 			t.Errorf("3.4.1.0 worker %d: __seq__ %d, want %d (node-wide counter from 1)", w.id, seq, w.id+1)
 		}
 	}

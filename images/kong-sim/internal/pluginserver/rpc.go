@@ -170,9 +170,13 @@ func (c *Client) nextSequence() int64 {
 
 func (c *Client) connect() (net.Conn, error) {
 	c.mu.Lock()
-	if n := len(c.idle); n > 0 {
+	for n := len(c.idle); n > 0; n = len(c.idle) {
 		conn := c.idle[n-1]
 		c.idle = c.idle[:n-1]
+		if peerClosed(conn) {
+			conn.Close()
+			continue
+		}
 		c.mu.Unlock()
 		return conn, nil
 	}
@@ -182,6 +186,32 @@ func (c *Client) connect() (net.Conn, error) {
 		return nil, &ConnectError{Err: err}
 	}
 	return conn, nil
+}
+
+// peerClosed reports whether the server has closed an idle connection (or
+// sent on it unasked). nginx's keepalive pool drops such a connection as
+// soon as the close arrives (its read handler on pooled connections), so
+// after a plugin server dies Kong's next call dials the new one instead of
+// failing on a dead pooled connection.
+func peerClosed(conn net.Conn) bool {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	alive := false
+	err = raw.Read(func(fd uintptr) bool {
+		// A non-blocking peek: EAGAIN is an open, quiet connection; 0 bytes
+		// is the server's close; data nobody asked for is no better.
+		var probe [1]byte
+		_, _, peekErr := syscall.Recvfrom(int(fd), probe[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		alive = errors.Is(peekErr, syscall.EAGAIN)
+		return true
+	})
+	return err != nil || !alive
 }
 
 func (c *Client) release(conn net.Conn) {

@@ -152,3 +152,38 @@ func TestDecodeInfo(t *testing.T) {
 		t.Fatal("accepted garbage")
 	}
 }
+
+func TestAPooledConnectionTheServerClosedIsNotReused(t *testing.T) {
+	// Each connection answers one cmd_start_instance, then the server closes
+	// it, as a plugin server that dies does to every connection it had.
+	socket := filepath.Join(t.TempDir(), "fake.socket")
+	l, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	closed := make(chan struct{}, 2)
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			call := readCall(t, conn)
+			reply, _ := proto.Marshal(&pb.RpcReturn{Sequence: call.GetSequence(), Return: &pb.RpcReturn_InstanceStatus{
+				InstanceStatus: &pb.InstanceStatus{Name: "p", InstanceId: 1},
+			}})
+			_ = writeFrame(conn, reply)
+			conn.Close()
+			closed <- struct{}{}
+		}
+	}()
+	client := NewClient(socket)
+	defer client.Close()
+	for i := 0; i < 2; i++ {
+		if _, err := client.StartInstance("p", []byte("{}")); err != nil {
+			t.Fatalf("call %d: %v (a dead pooled connection was reused)", i+1, err)
+		}
+		<-closed
+	}
+}
