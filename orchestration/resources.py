@@ -15,7 +15,8 @@ them (100 ticks a second, Linux's USER_HZ on every architecture Kong ships for).
 The summary: the server's peak RSS, its growth per 10,000 requests (from the first sample after
 warm-up to the last), and `leak` when, across the run's second half, RSS still grew by more than
 `LEAK_KB_PER_10K` per 10,000 requests (a churning server whose dropped instances are collected
-levels off; one that keeps them does not).
+levels off; one that keeps them does not). A run under load for less than a minute is not
+judged (`leak` is empty): its RSS is still the heap warming up.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ LOGGER = logging.getLogger(__name__)
 TICKS_PER_SECOND = 100
 COMM_LENGTH = 15  # the kernel keeps the first 15 bytes of a process name
 LEAK_KB_PER_10K = 1024.0  # growth per 10,000 requests across the second half that is a leak
-MIN_SAMPLES_FOR_LEAK = 6
+# Under load for at least this many seconds before a run is judged: a short run's RSS is still
+# the heap warming up, which says nothing about a leak (`soak` runs long for this).
+MIN_SAMPLES_FOR_LEAK = 60
 STOP_WAIT_S = 5.0
 CSV_FIELDS = (
     "t_s",

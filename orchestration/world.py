@@ -229,7 +229,7 @@ class VersionWorld:
             self.config.ready_timeout_s, check=self.cancel.raise_if_set
         )
         warmed_counter = self.warm_up()
-        return self._log_before_load(max(ready_counter or 0, warmed_counter or 0) or None)
+        return self.settle_after(max(ready_counter or 0, warmed_counter or 0) or None)
 
     def warm_up(self) -> int | None:
         """A few requests per nginx worker, each on a new connection; the highest count seen.
@@ -466,11 +466,11 @@ class VersionWorld:
             plugin=self.contract,
         )
 
-    def _log_before_load(self, ready_counter: int | None) -> Signals:
-        """The log's counts before the load: they must include the last probe's own line.
+    def settle_after(self, ready_counter: int | None) -> Signals:
+        """The log's counts once the last probe's own line is in (before a load).
 
         The probes went through the plugin, which logged one counter line each with the count
-        its header reported; Docker delivers them a moment later.
+        its header reported (`ready_counter`, the highest); Docker delivers them a moment later.
         """
         if ready_counter is None:  # the header held no count: any counter line will do
             reached = self.counts.wait_until(lambda s: s.counter_lines >= 1, LOG_SETTLE_S)

@@ -172,7 +172,7 @@ def test_log_before_load_waits_for_the_readiness_probe_line(tmp_path: Path) -> N
     probe_line = b"[debug] [example-plugin] New() has been called 2 times, request: GET /hello\n"
     _feed_later(counts, [probe_line])
 
-    before = up._log_before_load(ready_counter=2)
+    before = up.settle_after(ready_counter=2)
 
     assert (before.counter_lines, before.new_calls_total, before.lines) == (1, 2, 2)
 

@@ -34,7 +34,9 @@ def run(session: Session) -> Outcome:
         during = load_and_settle(world, pending, before.end, "after-recovery")
         kinds = failure_kinds(pending.out_dir)
         bypassed = sum(n for message, n in kinds.items() if "header" in message)
-        after = load_and_settle(world, world.send(share), during.end, "after-kill")
+        # The new server has no instance yet: each worker's first one belongs to the recovery.
+        recovered = world.settle_after(world.warm_up())
+        after = load_and_settle(world, world.send(share), recovered, "after-kill")
         last = world.finish()
     restarts = during.end.plugin_server_starts - before.end.plugin_server_starts
     return Outcome(
@@ -44,7 +46,7 @@ def run(session: Session) -> Outcome:
                 "kill and recovery",
                 ABOUT,
                 before.end,
-                during.end,
+                recovered,
                 during.load,
                 counted=False,
                 killed=killed,
@@ -53,7 +55,7 @@ def run(session: Session) -> Outcome:
                 errors=during.load.failures - bypassed,
                 restarts=restarts,
             ),
-            phase("after recovery", ABOUT, during.end, last, after.load),
+            phase("after recovery", ABOUT, recovered, last, after.load),
         ),
         first=first,
         last=last,
