@@ -36,7 +36,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -57,7 +57,7 @@ from test_reliability import (
 )
 
 from orchestration.owner import OWNER_ENV, Owner
-from orchestration.report import VersionResult
+from orchestration.report import render_csv
 from orchestration.stack import RUN_LABEL
 
 FAULTS = (
@@ -96,7 +96,7 @@ STAGE_MARKS = (
     ("kpm: building", "preparing images"),
     ("kpm: built", "preparing images"),
 )
-CSV_HEADER = ",".join(f.name for f in fields(VersionResult))
+CSV_HEADER = render_csv(()).rstrip("\n")  # what every results.csv starts with
 VERDICT_LINE = "Verdict: `churn` at >="
 
 

@@ -432,6 +432,9 @@ class _StackWithoutLog:
     def close(self) -> None:
         return None
 
+    def exec_command(self) -> list[str]:
+        return ["true"]  # a sampler that samples nothing
+
 
 def test_a_log_that_could_not_be_saved_is_an_error_row_not_a_crash(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
