@@ -71,8 +71,8 @@ def _sources_in(path: Path) -> list[Source]:
     return [Source(report.load_run(folder), folder) for folder in found]
 
 
-def _run_folders_under(path: Path, depth: int = 2) -> list[Path]:
-    """Run folders up to `depth` levels down (artifact/results/<run-id>); `latest` links are
+def _run_folders_under(path: Path, depth: int = 3) -> list[Path]:
+    """Run folders up to `depth` levels down (artifacts/<name>/results/<run-id>); `latest` links are
     the same runs again and are skipped."""
     found: list[Path] = []
     for child in sorted(path.iterdir()):
