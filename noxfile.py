@@ -81,6 +81,18 @@ def collect(session: nox.Session) -> None:
 
 
 @nox.session(venv_backend="none")
+def compare(session: nox.Session) -> None:
+    """Compare two runs per version and scenario; exits 1 on a regression (-- OLD NEW)."""
+    _harness(session, "compare")
+
+
+@nox.session(venv_backend="none")
+def merge(session: nox.Session) -> None:
+    """Merge results folders from several machines or CI jobs into one run (-- DIR...)."""
+    _harness(session, "merge")
+
+
+@nox.session(venv_backend="none")
 def clean(session: nox.Session) -> None:
     """Remove what killed runs left in Docker (-- --dry-run only lists it)."""
     _harness(session, "clean")

