@@ -12,11 +12,10 @@ Kong (every other process but the loop itself), and writes one row per second to
 against work done. CPU is the ticks spent since the previous sample over the wall time between
 them (100 ticks a second, Linux's USER_HZ on every architecture Kong ships for).
 
-The summary: the server's peak RSS, its growth per 10,000 requests (from the first sample after
-warm-up to the last), and `leak` when, across the run's second half, RSS still grew by more than
-`LEAK_KB_PER_10K` per 10,000 requests (a churning server whose dropped instances are collected
-levels off; one that keeps them does not). A run under load for less than a minute is not
-judged (`leak` is empty): its RSS is still the heap warming up.
+The summary: the server's peak RSS; and, for a run under load for at least a minute (`soak`), its
+growth per 10,000 requests across the run's second half and `leak` when that growth is more than
+`LEAK_KB_PER_10K` (a churning server whose dropped instances are collected levels off; one that
+keeps them does not). A shorter run gets neither: its RSS is still the heap warming up.
 """
 
 from __future__ import annotations
@@ -210,21 +209,23 @@ class Summary:
 
 
 def summarize(rows: list[Row]) -> Summary | None:
-    """Peak RSS, growth per 10,000 requests, and the leak flag, from one world's rows."""
+    """Peak RSS, and for a run long enough to tell, growth per 10,000 requests and the leak flag.
+
+    Growth is measured over the second half of the samples under load (the first half is the
+    heap warming up); a run under load for less than `MIN_SAMPLES_FOR_LEAK` seconds gets
+    neither figure: in seconds, a few MB of warm-up reads as a steep slope that means nothing.
+    """
     if not rows:
         return None
-    peak = max(row.server_rss_kb for row in rows) / 1024
+    peak = round(max(row.server_rss_kb for row in rows) / 1024, 1)
     loaded = [row for row in rows if row.requests > 0]
-    growth = _growth_per_10k_kb(loaded)
-    second_half = loaded[len(loaded) // 2 :]
-    leak = None
-    if len(loaded) >= MIN_SAMPLES_FOR_LEAK:
-        late_growth = _growth_per_10k_kb(second_half)
-        leak = late_growth is not None and late_growth > LEAK_KB_PER_10K
+    if len(loaded) < MIN_SAMPLES_FOR_LEAK:
+        return Summary(server_peak_rss_mb=peak, server_rss_growth_per_10k_mb=None, leak=None)
+    growth = _growth_per_10k_kb(loaded[len(loaded) // 2 :])
     return Summary(
-        server_peak_rss_mb=round(peak, 1),
+        server_peak_rss_mb=peak,
         server_rss_growth_per_10k_mb=None if growth is None else round(growth / 1024, 2),
-        leak=leak,
+        leak=growth is not None and growth > LEAK_KB_PER_10K,
     )
 
 
