@@ -91,10 +91,13 @@ def row_from(base: VersionResult, outcome: Outcome) -> VersionResult:
     """
     counted = [phase for phase in outcome.phases if phase.counted]
     requests = sum(phase.requests or 0 for phase in counted)
+    failures = sum(phase.failures or 0 for phase in counted)
+    served = requests - failures  # requests that came back through the plugin
     during = sum(phase.new_calls or 0 for phase in counted)
-    per_request = during / requests if requests else 0.0
-    # No request, no measurement: never call that "stable".
-    verdict = report.verdict_for(per_request) if requests else "error"
+    per_request = during / served if served > 0 else 0.0
+    # No request through the plugin, no measurement: never call that "stable".
+    unmeasured = _unmeasured(requests, failures)
+    verdict = "error" if unmeasured else report.verdict_for(per_request)
     first, last = outcome.first, outcome.last
 
     def worst(values: list[float | None], pick: Callable[[list[float]], float]) -> float | None:
@@ -106,7 +109,7 @@ def row_from(base: VersionResult, outcome: Outcome) -> VersionResult:
         verdict=verdict,
         matches_changelog=report.matches_changelog(base.expected, verdict),
         requests=requests,
-        failures=sum(phase.failures or 0 for phase in counted),
+        failures=failures,
         new_calls_total=last.new_calls_total,
         new_calls_before_load=first.new_calls_total,
         new_calls_during_load=during,
@@ -124,9 +127,26 @@ def row_from(base: VersionResult, outcome: Outcome) -> VersionResult:
         findings=outcome.findings,
         **_resource_fields(outcome),
     )
-    if not requests:
-        return replace(row, status="error", error="no request completed, so nothing was measured")
+    if unmeasured:
+        return replace(row, status="error", error=unmeasured)
     return row
+
+
+def _unmeasured(requests: int, failures: int) -> str | None:
+    """Why a load measured nothing, or None: it needs requests, most of them through the plugin.
+
+    A failed request did not run the plugin (or not to the end), so it says nothing about
+    instances; a load where most failed (a killed Kong, a dead plugin server) is no
+    measurement of the release, whatever its New() count.
+    """
+    if not requests:
+        return "no request completed, so nothing was measured"
+    if failures * 2 > requests:
+        return (
+            f"{failures} of {requests} requests failed (see Locust's report in the version "
+            "folder): too few went through the plugin to measure it"
+        )
+    return None
 
 
 def _error_text(error: BaseException, version_dir: Path) -> str:

@@ -20,8 +20,11 @@ keeps them does not). A shorter run gets neither: its RSS is still the heap warm
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -153,6 +156,7 @@ class Sampler:
         self.path = path
         self.rows: list[Row] = []
         self._tally = Tally(plugin_name, requests_done)
+        self._lock = threading.Lock()
         self._file = path.open("w", newline="", encoding="utf-8")
         self._writer = csv.writer(self._file)
         self._writer.writerow(CSV_FIELDS)
@@ -178,20 +182,26 @@ class Sampler:
         for line in stream:
             row = self._tally.feed(line)
             if row is not None:
-                self.rows.append(row)
-                self._writer.writerow([getattr(row, name) for name in CSV_FIELDS])
-                self._file.flush()
+                with self._lock:
+                    if self._file.closed:  # stop() gave up waiting for us
+                        return
+                    self.rows.append(row)
+                    self._writer.writerow([getattr(row, name) for name in CSV_FIELDS])
+                    self._file.flush()
 
     def stop(self) -> list[Row]:
-        if self._process.poll() is None:
-            self._process.terminate()
+        # The whole group: `docker compose` runs as a child of `docker`, and holds the pipe.
+        _signal_group(self._process.pid, signal.SIGTERM)
         try:
             self._process.wait(timeout=STOP_WAIT_S)
         except subprocess.TimeoutExpired:
-            self._process.kill()
+            _signal_group(self._process.pid, signal.SIGKILL)
             self._process.wait()
         self._thread.join(STOP_WAIT_S)
-        self._file.close()
+        if self._thread.is_alive():
+            _signal_group(self._process.pid, signal.SIGKILL)
+        with self._lock:
+            self._file.close()
         if not self.rows:
             LOGGER.warning(
                 "no resource samples in %s: the container has no /bin/sh, or the sampler could "
@@ -199,6 +209,11 @@ class Sampler:
                 self.path,
             )
         return self.rows
+
+
+def _signal_group(group_id: int, signal_number: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the whole group has already exited
+        os.killpg(group_id, signal_number)
 
 
 @dataclass(frozen=True)

@@ -141,3 +141,23 @@ def test_a_run_never_overwrites_another(tmp_path: Path) -> None:
         pipeline.run_ui(config)
     assert (config.run_dir / "results.json").read_text() == "{}"
     assert sorted(p.name for p in config.run_dir.iterdir()) == ["results.json"]
+
+
+@pytest.mark.parametrize(
+    ("failures", "verdict"),
+    [(0, "churn"), (400, "churn"), (501, "error"), (1000, "error")],
+)
+def test_a_load_that_mostly_failed_gets_no_verdict(failures: int, verdict: str) -> None:
+    """Found by the chaos soak: Kong killed, every request failed, 0 New() read as `stable`."""
+    job = pipeline.Job(target_for_version("3.4.1.0"))
+    base = pipeline._base_row(job, _config(Path("/nowhere")), Path("/x"))
+    load = LoadResult(1000, failures, rps=500.0, p50_ms=3.0, p95_ms=9.0, duration_s=2.0)
+    served = 1000 - failures
+    row = pipeline.row_from(base, _outcome(_signals(5), _signals(5 + 2 * served), load))
+
+    assert row.verdict == verdict
+    assert (row.status == "error") is (verdict == "error")
+    if verdict == "churn":
+        assert row.new_calls_per_request == 2.0  # over the requests the plugin served
+    else:
+        assert f"{failures} of 1000 requests failed" in (row.error or "")

@@ -82,16 +82,18 @@ def phase(
     counted: bool = True,
     **figures: Any,
 ) -> PhaseResult:
-    """A phase's figures: the New() calls between two log counts, over the load's requests."""
+    """A phase's figures: the New() calls between two log counts, over the requests that came
+    back through the plugin (a failed one did not run it)."""
     new_calls = after.new_calls_total - before.new_calls_total
     requests = load.requests if load is not None else None
+    served = load.requests - load.failures if load is not None else 0  # through the plugin
     return PhaseResult(
         name=name,
         about=about,
         requests=requests,
         failures=load.failures if load is not None else None,
         new_calls=new_calls,
-        new_calls_per_request=round(new_calls / requests, 4) if requests else None,
+        new_calls_per_request=round(new_calls / served, 4) if served > 0 else None,
         rps=round(load.rps, 1) if load is not None else None,
         p50_ms=load.p50_ms if load is not None else None,
         p95_ms=load.p95_ms if load is not None else None,
