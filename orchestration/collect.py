@@ -55,7 +55,7 @@ lines fed one at a time (the tests check this).
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -68,8 +68,11 @@ MAX_LINE_BYTES = 4 * 1024 * 1024
 READ_CHUNK_BYTES = 64 * 1024  # small enough that the several scans of one chunk stay in CPU cache
 SHARP_DROP_MIN = 200
 RESTART_CONFIRM_LINES = 3
+CLOSED_PAIRING_CONNECTIONS = 4096  # connections whose last `closed` was an unpaired [error]
+NO_INSTANCE_PAIRING_WINDOW = 256  # unpaired `no plugin instance` ids kept per side
 
 _PLUGIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_NAME_IN_LINE = rb"[A-Za-z0-9][A-Za-z0-9_.-]*"
 _COUNTER_MESSAGE = b"New() has been called "
 _GO_LOG_TIME = rb"(?:\d{4}/\d\d/\d\d \d\d:\d\d:\d\d(?:\.\d+)? )?"
 _COUNTER = re.compile(rb"New\(\) has been called (\d{1,18}) times")
@@ -78,6 +81,33 @@ _TAG_LOOKBACK_BYTES = 256
 _TAGS_NAMING_NO_PLUGIN = frozenset(
     {b"kong", b"lua", b"debug", b"info", b"notice", b"warn", b"error", b"crit", b"alert", b"emerg"}
 )
+_ANY_INSTANCE_START = b"started plugin server: seq "
+_TAGGED_INSTANCE_START = b"] " + _ANY_INSTANCE_START
+# How each process line begins (after the head); `_PluginPatterns.process` reads them whole.
+_PROCESS_LINE_STARTS = (
+    rb"Starting |\[pluginserver\] |external pluginserver |Exiting: |unknown process "
+    rb"|go-pluginserver "
+)
+_LEGACY_SERVER = b"go-pluginserver"  # Kong 2.0-2.2's one server for every Go plugin
+# Between a relayed `[NAME:PID] ` and the message: Python's `INFO - [12:00:00] ` (and
+# `rpc: #N error: `), or the JS server's colour codes and ISO time up to the message.
+_PYTHON_SERVER_HEAD = rb"[A-Z]{3,8} - \[[^\]\n]{0,40}\] (?:rpc: #\d{1,18} error: )?"
+_JS_SERVER_HEAD = rb"(?:\x1b\[[0-9;]*[A-Za-z])*\d{4}-\d\d-\d\dT[^\n]*?"
+
+
+def _kong_line_head(*, capture: bool) -> bytes:
+    """nginx's level, then `PID#TID: *CONN ` and Kong's `[kong] file.lua:NNN ` when present.
+
+    With `capture`, two groups: "e" for [error], and the worker and connection.
+    """
+    level, connection = (rb"(e)", rb"(") if capture else (rb"e", rb"(?:")
+    return (
+        rb"\[(?:"
+        + level
+        + rb"rror|warn|notice|alert)\] +"
+        + connection
+        + rb"\d{1,10}#\d{1,10}: +(?:\*\d{1,20} )?)?(?:\[\w{1,20}\] \S{1,100}:\d{1,6} )?"
+    )
 
 
 @dataclass(frozen=True)
@@ -117,16 +147,54 @@ class _PluginPatterns:
         )
         self.own_tag = re.compile(quoted + rb"(?::\d{1,10})?")  # [NAME] or [NAME:PID]
         self.relay_text = b"[" + name + b":"
-        self.instance_start = b"[" + name + b"] started plugin server: seq "
-        # groups: the server's PID, then "c" for a closed instance or "n" for a missing one
-        relay_kinds = rb"(?:(c)losed instance \d|(n)o plugin instance \d)?"
-        self.relay = re.compile(rb"\[" + quoted + rb":(\d{1,10})\] " + _GO_LOG_TIME + relay_kinds)
-        self.rpc_closed_error = re.compile(
-            rb"\[error\] [^\n]*?\[" + quoted + rb"\] closed(?=,|[ \t\r]*$)", re.MULTILINE
+        self.instance_start = self.namespace_tag + _ANY_INSTANCE_START
+        # groups: the server's PID; "c" for go-pdk's closed instance; the id of a missing
+        # instance (go-pdk, Python, JS); "i" for an instance the Python or JS server started
+        relay_kinds = (
+            rb"(?:(c)losed instance \d"
+            rb"|(?:" + _PYTHON_SERVER_HEAD + rb"|" + _JS_SERVER_HEAD + rb")?"
+            rb"(?:no plugin instance #?(\d{1,18})|(i)nstance #\d{1,18} of [^\s,\x1b]+ started))?"
         )
-        self.server_start_text = b"Starting " + name
-        self.server_start = re.compile(rb"Starting " + quoted + rb"(?=[,\s]|$)", re.MULTILINE)
-        self.server_exit = b"external pluginserver '" + name + b"' terminated: "
+        relay = rb":(\d{1,10})\] " + _GO_LOG_TIME + relay_kinds
+        self.relay = re.compile(rb"\[" + quoted + relay)
+        # NAME's relayed lines and its counter lines in one pass: the relay groups, then the
+        # counter value
+        self.name_lines = re.compile(
+            rb"\[" + quoted + rb"(?:" + relay + rb"|\] New\(\) has been called (\d{1,18}) times)"
+        )
+        # One pass over the Kong-side lines. Groups: "e" for [error]; worker and connection;
+        # for `closed`, "[NAME] c" or, untagged, "c"; the id in Kong's own `no plugin instance`
+        # (MsgPack servers); both last empty: a process line (read again with `process`).
+        self.kong_line = re.compile(
+            _kong_line_head(capture=True) + rb"(?:((?:\[" + quoted + rb"\] )?c)losed(?=,|[ \t\r]*$)"
+            rb"|\[" + quoted + rb"\] (?:no plugin instance #?|instance id (?=\d{1,18} not found))"
+            rb"(\d{1,18})"
+            rb"|" + _PROCESS_LINE_STARTS + rb")",
+            re.MULTILINE,
+        )
+        self.process = re.compile(
+            _kong_line_head(capture=False)
+            + rb"(?:Starting (?P<starting>"
+            + _NAME_IN_LINE
+            + rb")(?=[,\s]|$)"
+            rb"|\[pluginserver\] starting pluginserver process for (?P<spawning>"
+            + _NAME_IN_LINE
+            + rb")"
+            rb"|\[pluginserver\] started, pid (?P<spawned>\d{1,10})"
+            rb"|external pluginserver '(?P<terminated>" + _NAME_IN_LINE + rb")' terminated: "
+            rb"|(?:Exiting: |\[pluginserver\] exiting: )pluginserver '(?P<abandoned>"
+            + _NAME_IN_LINE
+            + rb")' not respawned"
+            rb"|(?P<legacy_terminated>go-pluginserver terminated: )"
+            rb"|(?P<legacy_abandoned>Exiting: go-pluginserver not respawned)"
+            rb"|unknown process (?P<killed>\d{1,10}) exited on signal )",
+            re.MULTILINE,
+        )
+        # the Kong-side `no plugin instance` lines alone, with their positions when needed
+        self.kong_no_instance = re.compile(
+            re.escape(self.namespace_tag)
+            + rb"(?:no plugin instance #?|instance id (?=\d{1,18} not found))(\d{1,18})"
+        )
 
 
 class _NewCallLifetimes:
@@ -142,8 +210,20 @@ class _NewCallLifetimes:
     def total(self) -> int:
         return self.finished_total + self.highest
 
+    def observe_all(self, values: list[int]) -> None:
+        """`observe` each value; at C speed when none of them can be a sharp drop."""
+        if not values:
+            return
+        peak = max(self.highest, *values)
+        if not _is_sharp_drop(min(values), peak):  # then no value is one when it comes
+            self.low_run_length = 0
+            self.highest = peak
+            return
+        for value in values:
+            self.observe(value)
+
     def observe(self, value: int) -> None:
-        if not self._is_sharp_drop(value):
+        if not _is_sharp_drop(value, self.highest):
             self.low_run_length = 0  # the low values were stragglers
             self.highest = max(self.highest, value)
             return
@@ -153,7 +233,7 @@ class _NewCallLifetimes:
             self._restart_with(self.low_run_highest)
 
     def server_started(self) -> None:
-        """Kong logged `Starting NAME`: any low run was a lifetime of its own, then a new one."""
+        """A server started or the current one died: any low run was a lifetime of its own."""
         if self.low_run_length:
             self._restart_with(self.low_run_highest)
         self._restart_with(0)
@@ -162,13 +242,47 @@ class _NewCallLifetimes:
         """A new PID speaks without a `Starting` line: a low run just before is its start."""
         self._restart_with(self.low_run_highest if self.low_run_length else 0)
 
-    def _is_sharp_drop(self, value: int) -> bool:
-        return self.highest - value >= SHARP_DROP_MIN and value * 4 <= self.highest
-
     def _restart_with(self, first_highest: int) -> None:
         self.finished_total += self.highest
         self.highest = first_highest
         self.low_run_length = 0
+
+
+def _is_sharp_drop(value: int, highest: int) -> bool:
+    return highest - value >= SHARP_DROP_MIN and value * 4 <= highest
+
+
+class _NoInstancePairs:
+    """Counts `no plugin instance` events: a relayed server line and Kong's line are one event.
+
+    A line whose id matches an unpaired line of the other kind among the last
+    `NO_INSTANCE_PAIRING_WINDOW` of that kind is the same event, already counted.
+    """
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.unpaired_relayed: deque[bytes] = deque(maxlen=NO_INSTANCE_PAIRING_WINDOW)
+        self.unpaired_kong: deque[bytes] = deque(maxlen=NO_INSTANCE_PAIRING_WINDOW)
+
+    def relayed(self, instance_ids: list[bytes]) -> None:
+        if not self.unpaired_kong:  # nothing to pair with: the usual case, at C speed
+            self.events += len(instance_ids)
+            self.unpaired_relayed.extend(instance_ids)
+            return
+        for instance_id in instance_ids:
+            self.seen(instance_id, relayed=True)
+
+    def seen(self, instance_id: bytes, *, relayed: bool) -> None:
+        own, other = (
+            (self.unpaired_relayed, self.unpaired_kong)
+            if relayed
+            else (self.unpaired_kong, self.unpaired_relayed)
+        )
+        if instance_id in other:
+            other.remove(instance_id)
+            return
+        self.events += 1
+        own.append(instance_id)
 
 
 class Collector:
@@ -177,9 +291,27 @@ class Collector:
     def __init__(self, plugin: str = DEFAULT_PLUGIN) -> None:
         self._patterns = _PluginPatterns(plugin)
         self._lifetimes = _NewCallLifetimes()
+        self._no_instance = _NoInstancePairs()
         self._server_pid: bytes | None = None  # None: the next PID belongs to the current lifetime
-        self._seen_pids: set[bytes] = set()
-        self._counts: Counter[str] = Counter()
+        self._seen_pids: set[bytes] = set()  # every PID this server ran as
+        self._spawn_is_ours = False  # the last 3.9 `starting pluginserver process` named NAME
+        self._exit_logged = False  # `terminated` came since NAME's last start
+        self._other_plugin_named = False  # untagged lines are then nobody's
+        self._open_closed_errors: dict[bytes, bytes] = {}  # connection -> tag of its [error]
+        self._counts = dict.fromkeys(
+            (
+                "counter_lines",
+                "instance_starts",
+                "untagged_instance_starts",
+                "instance_closes",
+                "rpc_closed_errors",
+                "untagged_rpc_closed",
+                "plugin_server_starts",
+                "plugin_server_exits",
+                "lines",
+            ),
+            0,
+        )
 
     def feed(self, line: str | bytes) -> None:
         """Count one line (with or without its line ending)."""
@@ -200,60 +332,112 @@ class Collector:
     def signals(self) -> Signals:
         """The counts so far (feeding may continue afterwards)."""
         counts = self._counts
+        untagged_are_ours = not self._other_plugin_named
         return Signals(
             new_calls_total=self._lifetimes.total,
             counter_lines=counts["counter_lines"],
-            instance_starts=counts["instance_starts"],
+            instance_starts=counts["instance_starts"]
+            + untagged_are_ours * counts["untagged_instance_starts"],
             instance_closes=counts["instance_closes"],
-            no_instance_errors=counts["no_instance_errors"],
-            rpc_closed_errors=counts["rpc_closed_errors"],
+            no_instance_errors=self._no_instance.events,
+            rpc_closed_errors=counts["rpc_closed_errors"]
+            + untagged_are_ours * counts["untagged_rpc_closed"],
             plugin_server_starts=counts["plugin_server_starts"],
             plugin_server_exits=counts["plugin_server_exits"],
             lines=counts["lines"],
         )
 
     def _scan(self, buf: bytes) -> None:
-        """Count one block; only a block where a server (re)starts is replayed event by event."""
-        patterns, counts = self._patterns, self._counts
-        counts["instance_starts"] += buf.count(patterns.instance_start)
-        counts["plugin_server_exits"] += buf.count(patterns.server_exit)
-        if buf.find(b"[error] ") >= 0:
-            counts["rpc_closed_errors"] += len(patterns.rpc_closed_error.findall(buf))
-        relay_pids = self._count_relay_lines(buf)
-        server_starts = self._server_starts(buf)
-        counts["plugin_server_starts"] += len(server_starts)
-        if server_starts or not relay_pids <= {self._server_pid}:
-            self._replay_in_order(buf, server_starts)
+        """Count one block; only a block with process lines or a new PID is replayed in order."""
+        self._count_instance_starts(buf)
+        kong_no_instance, process_lines = self._count_kong_lines(buf)
+        relay_pids, missing_ids, counter_values = self._count_name_lines(buf)
+        if kong_no_instance:
+            self._pair_no_instance_in_order(buf)
+        elif missing_ids:
+            self._no_instance.relayed(missing_ids)
+        if process_lines or not relay_pids <= {self._server_pid}:
+            self._replay_in_order(buf, process_lines)
+        elif counter_values is None:  # some lines are untagged, relayed, another plugin's or bad
+            self._lifetimes.observe_all([value for _, value in self._counter_events(buf)])
         else:
-            for value in self._counter_values(buf):
-                self._lifetimes.observe(value)
+            self._counts["counter_lines"] += len(counter_values)
+            self._lifetimes.observe_all(counter_values)
 
-    def _count_relay_lines(self, buf: bytes) -> set[bytes]:
-        """Count go-pdk's relayed messages; return the server PIDs that spoke."""
-        if buf.find(self._patterns.relay_text) < 0:
-            return set()
-        kinds = Counter(self._patterns.relay.findall(buf))
-        for (_, closed, missing), number in kinds.items():
-            self._counts["instance_closes"] += number if closed else 0
-            self._counts["no_instance_errors"] += number if missing else 0
-        return {pid for pid, _, _ in kinds}
+    def _count_instance_starts(self, buf: bytes) -> None:
+        """Kong's `started plugin server` lines: NAME's, untagged ones, another plugin's."""
+        every = buf.count(_ANY_INSTANCE_START)
+        if not every:
+            return
+        own = buf.count(self._patterns.instance_start)
+        self._counts["instance_starts"] += own
+        if every != own:
+            tagged = buf.count(_TAGGED_INSTANCE_START)
+            self._counts["untagged_instance_starts"] += every - tagged
+            self._other_plugin_named |= tagged != own
 
-    def _server_starts(self, buf: bytes) -> list[int]:
-        """Positions of `Starting NAME` lines."""
-        if buf.find(self._patterns.server_start_text) < 0:
-            return []
-        return [match.start() for match in self._patterns.server_start.finditer(buf)]
+    def _count_kong_lines(self, buf: bytes) -> tuple[bool, list[re.Match[bytes]]]:
+        """Count `closed` recoveries; say whether Kong logged `no plugin instance`, find
+        process lines.
 
-    def _counter_values(self, buf: bytes) -> list[int]:
-        """This plugin's counter values in log order; also counts the counter lines."""
-        total = buf.count(_COUNTER_MESSAGE)
-        if not total:
-            return []
-        values = self._patterns.counter_in_namespace.findall(buf)
-        if len(values) != total:  # some lines are untagged, relayed, another plugin's or bad
-            return [value for _, value in self._counter_events(buf)]
-        self._counts["counter_lines"] += len(values)
-        return [int(value) for value in values]
+        An [error] and the [warn] right after it are one recovery (3.4.1.0-3.5.0.1 log both):
+        the [warn] is the twin when the same worker and connection's previous `closed` line was
+        an [error] with the same tag; otherwise it is an event of its own.
+        """
+        open_errors, counts = self._open_closed_errors, self._counts
+        kong_no_instance = process_line = False
+        for is_error, connection, closed, instance_id in self._patterns.kong_line.findall(buf):
+            if not closed:
+                kong_no_instance |= bool(instance_id)
+                process_line |= not instance_id
+                continue
+            if is_error:
+                open_errors.pop(connection, None)
+                open_errors[connection] = closed
+                if len(open_errors) > CLOSED_PAIRING_CONNECTIONS:
+                    del open_errors[next(iter(open_errors))]
+            elif open_errors.get(connection) == closed:
+                del open_errors[connection]
+                continue
+            counts["rpc_closed_errors" if len(closed) > 1 else "untagged_rpc_closed"] += 1
+        process_lines = list(self._patterns.process.finditer(buf)) if process_line else []
+        return kong_no_instance, process_lines
+
+    def _count_name_lines(self, buf: bytes) -> tuple[set[bytes], list[bytes], list[int] | None]:
+        """Count NAME's relayed messages; return the PIDs that spoke, the missing instances'
+        ids, and the counter values (None when some counter lines are not plainly NAME's; the
+        caller counts the counter lines).
+        """
+        counter_lines = buf.count(_COUNTER_MESSAGE)
+        found = self._patterns.name_lines.findall(buf)
+        if not found:
+            return set(), [], None if counter_lines else []
+        pids, closed, missing, started, values = zip(*found, strict=True)
+        counts = self._counts
+        counts["instance_closes"] += len(closed) - closed.count(b"")
+        counts["instance_starts"] += len(started) - started.count(b"")
+        namespaced = list(filter(None, values))
+        counter_values = None
+        if len(namespaced) == counter_lines:
+            counter_values = list(map(int, namespaced))
+        relay_pids = set(pids)
+        relay_pids.discard(b"")
+        return relay_pids, list(filter(None, missing)), counter_values
+
+    def _pair_no_instance_in_order(self, buf: bytes) -> None:
+        """A block where Kong logs `no plugin instance` itself: pair it with relayed lines."""
+        patterns = self._patterns
+        events = [
+            (match.start(), match.group(3), True)
+            for match in patterns.relay.finditer(buf)
+            if match.group(3)
+        ]
+        events += [
+            (match.start(), match.group(1), False)
+            for match in patterns.kong_no_instance.finditer(buf)
+        ]
+        for _, instance_id, relayed in sorted(events):
+            self._no_instance.seen(instance_id, relayed=relayed)
 
     def _counter_events(self, buf: bytes) -> list[tuple[int, int]]:
         """(position, value) of this plugin's counter lines; also counts them."""
@@ -277,24 +461,60 @@ class Collector:
         name = tag.group(1)
         return bool(self._patterns.own_tag.fullmatch(name)) or name in _TAGS_NAMING_NO_PLUGIN
 
-    def _replay_in_order(self, buf: bytes, server_starts: list[int]) -> None:
-        """The slow path for a block where a server (re)starts: events in log order."""
-        events: list[tuple[int, int, bytes | int]] = [(at, 0, b"") for at in server_starts]
+    def _replay_in_order(self, buf: bytes, process_lines: list[re.Match[bytes]]) -> None:
+        """The slow path for a block where a server may (re)start or stop: events in log order."""
+        events: list[tuple[int, int, re.Match[bytes] | bytes | int]] = [
+            (match.start(), 0, match) for match in process_lines
+        ]
         events += [
             (match.start(), 1, match.group(1)) for match in self._patterns.relay.finditer(buf)
         ]
         events += [(at, 2, value) for at, value in self._counter_events(buf)]
-        for _, kind, payload in sorted(events):
-            if kind == 0:
-                self._server_started()
+        for _, _, payload in sorted(events, key=lambda event: event[:2]):
+            if isinstance(payload, re.Match):
+                self._process_line(payload)
             elif isinstance(payload, bytes):
                 self._server_spoke(payload)
             else:
                 self._lifetimes.observe(payload)
 
+    def _process_line(self, line: re.Match[bytes]) -> None:
+        kind, name = line.lastgroup, line.group(line.lastgroup or 0)
+        ours = name == self._patterns.name
+        if kind == "spawned":  # 3.9's second line of a start: learn the PID, count nothing
+            if self._spawn_is_ours:
+                self._server_pid = name
+                self._seen_pids.add(name)
+            self._spawn_is_ours = False
+        elif kind == "killed":
+            if name in self._seen_pids:
+                self._server_exited(cut_lifetime=name == self._server_pid)
+        elif kind in ("legacy_terminated", "legacy_abandoned"):
+            if self._patterns.name == _LEGACY_SERVER:
+                self._server_exited(abandoned=kind == "legacy_abandoned")
+        elif not ours:
+            self._other_plugin_named = True
+            self._spawn_is_ours = False if kind == "spawning" else self._spawn_is_ours
+        elif kind in ("starting", "spawning"):
+            self._server_started()
+            self._spawn_is_ours = kind == "spawning"
+        else:
+            self._server_exited(abandoned=kind == "abandoned")
+
     def _server_started(self) -> None:
+        self._counts["plugin_server_starts"] += 1
         self._lifetimes.server_started()
         self._server_pid = None
+        self._exit_logged = False
+
+    def _server_exited(self, *, abandoned: bool = False, cut_lifetime: bool = False) -> None:
+        """Count an exit; `not respawned` right after `terminated` is the same exit."""
+        if not (abandoned and self._exit_logged):
+            self._counts["plugin_server_exits"] += 1
+        self._exit_logged = True
+        if cut_lifetime:  # the server speaking now was killed: the next one starts afresh
+            self._lifetimes.server_started()
+            self._server_pid = None
 
     def _server_spoke(self, pid: bytes) -> None:
         if self._server_pid is None:
