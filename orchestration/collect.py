@@ -2,33 +2,81 @@
 
 Only lines about one plugin server (`plugin`, "example-plugin" by default) are counted; a log may
 hold several. Messages are matched by their text, never by `file.lua:NNN` (file names and line
-numbers differ between releases), anywhere in a line, so Compose prefixes (`kong-1  | `) and
-`docker logs --timestamps` prefixes do not matter.
+numbers differ between releases), so Compose prefixes (`kong-1  | `) and `docker logs
+--timestamps` prefixes do not matter. Kong's own [error]/[warn]/[notice]/[alert] messages
+(`closed`, Kong's `no plugin instance`, process lines) are read where Kong writes them: right after
+nginx's `[level] PID#TID: *CONN ` and Kong's `[kong] file.lua:NNN ` (each optional).
 
-| signal | the message (NAME is the plugin server) |
-| --- | --- |
-| `new_calls_total` | `New() has been called N times`: see "New() count" below |
-| `counter_lines` | lines with that message belonging to NAME |
-| `instance_starts` | `[NAME] started plugin server: seq S, ...` (Kong, debug) |
-| `instance_closes` | `[NAME:PID] closed instance N` (go-pdk, relayed by Kong) |
-| `no_instance_errors` | `[NAME:PID] no plugin instance N` (go-pdk, relayed by Kong) |
-| `rpc_closed_errors` | `[NAME] closed` on an `[error]` line (its `[warn]` twin is not counted) |
-| `plugin_server_starts` | `Starting NAME` (Kong spawns the plugin server) |
-| `plugin_server_exits` | `external pluginserver 'NAME' terminated: ...` |
+| signal | wording (NAME: the plugin server; P: PID; N: an id) | releases |
+| --- | --- | --- |
+| `new_calls_total` | `New() has been called N times`: see "New() count" | all |
+| `counter_lines` | lines with that message belonging to NAME | all |
+| `instance_starts` | Kong, debug: `[NAME] started plugin server: seq S, ...` | EE 3.4.1.0+ |
+| | the same untagged (log-phase timer): see "Untagged lines" | EE 3.4.1.0+ |
+| | Python server: `[NAME:P] INFO - [hh:mm:ss] instance #N of X started` | all |
+| | JS server: `[NAME:P] <colours>ISO-TIME ...[INFO]... instance #N of X started` | all |
+| `instance_closes` | go-pdk: `[NAME:P] closed instance N` | all |
+| `no_instance_errors` | go-pdk: `[NAME:P] no plugin instance N` | all |
+| | Python: `[NAME:P] WARN - [..] rpc: #R error: no plugin instance #N` | all |
+| | JS: `[NAME:P] ...PluginServerError: no plugin instance #N` | all |
+| | Kong (MsgPack servers), [warn]: `[NAME] no plugin instance N` (or `#N`) | 3.x |
+| | the same at [error] | 2.x |
+| | older: `[NAME] instance id N not found` | 2.x |
+| `rpc_closed_errors` | `[NAME] closed` at [warn] only | EE 3.4.0.0, OSS 3.4-3.5, 3.7+ |
+| | `[NAME] closed` at [error] only (lower-cased) | EE 3.4.3.1+, 3.5.0.2+, 3.6 |
+| | [error] then [warn]: one recovery, see "Pairs" | EE 3.4.1.0-3.5.0.1 |
+| | the same untagged (log-phase timer): see "Untagged lines" | as above |
+| `plugin_server_starts` | `Starting NAME` | 2.0-3.8 |
+| | `[pluginserver] starting pluginserver process for NAME` (+ `started, pid P`) | 3.9+ |
+| `plugin_server_exits` | `external pluginserver 'NAME' terminated: REASON STATUS` | 2.3+ |
+| | `Exiting: pluginserver 'NAME' not respawned.` (see "Pairs") | 2.3-3.8 |
+| | `[pluginserver] exiting: pluginserver 'NAME' not respawned.` (see "Pairs") | 3.9+ |
+| | NAME `go-pluginserver`: `go-pluginserver terminated: exit N`, `Exiting: ...` | 2.0-2.2 |
+| | nginx: `unknown process P exited on signal N`, P shown as NAME's (below) | 2.x-3.x |
+
+Relayed lines (`[NAME:P] ...`) are the plugin server's own output, which worker 0 relays at
+info. In 2.0-2.2 every Go plugin ran in one server, `go-pluginserver` (its start was already
+`Starting go-pluginserver`): count with NAME `go-pluginserver`. An `unknown process P` line is a
+server killed by `kong reload` (signal 9; 15 on 3.1), with no Kong line; it is NAME's exit when
+the log showed P as NAME's PID: a `[NAME:P]` relay line, or 3.9's `started, pid P`.
 
 The counter message's prefix is unconfirmed (it reaches the log through the PDK, so Kong's
 namespaced log should write `[NAME] New() has been called N times`). A counter line is NAME's
 unless the tag right before the message (`[tag] `, or `[tag] YYYY/MM/DD HH:MM:SS ` for a relayed
 line) names another plugin; an untagged line, or one tagged `[kong]`/`[lua]`, counts as NAME's.
-Go-pdk's `no plugin instance` is counted only as the relayed server line, so the same event is
-never counted twice if Kong also logs the error it got back.
+
+Pairs: one event is never counted twice.
+- `closed`: a [warn] line is the twin of an [error] (not an event of its own) when the same
+  worker and connection (`PID#TID: *CONN`) logged that [error] as its last `closed` line, with
+  the same tag. So [error] then [warn] is one event whatever lines of other connections come in
+  between; [error] alone or [warn] alone is one; [warn] then [error] is two. The last
+  `CLOSED_PAIRING_CONNECTIONS` connections with an unpaired [error] are remembered.
+- `no plugin instance`: Kong's own line and a relayed server line with the same instance id are
+  one event, whichever comes first, when the other is among the last `NO_INSTANCE_PAIRING_WINDOW`
+  unpaired lines of its kind. go-pdk's relayed line has no Kong twin (ProtoBuf: Kong sees
+  `closed`). Kong tags its line with the plugin's name: for a server that serves plugins of other
+  names (e.g. a Python server `python` running `plugin_1`), that line is not NAME's and only the
+  server's own line counts.
+- process lines: `terminated` then `not respawned` is one exit; `starting pluginserver process`
+  then `started, pid` is one start (`started, pid` belongs to the server the last `starting`
+  line named).
+
+Untagged lines. In a log-phase timer there is no request and Kong writes `started plugin server`
+and `closed` without the `[NAME]` tag. They are NAME's when the log names no other plugin or
+plugin server: no process line (`Starting X`, `starting pluginserver process for X`, `external
+pluginserver 'X' terminated`, `pluginserver 'X' not respawned`) and no `[X] started plugin
+server` for another X, anywhere in the log (decided when the counts are asked for, so a line
+after them still counts). Otherwise nobody's: which server's timer wrote them cannot be told.
+Relayed lines of another server alone do not name it (a log cut before its `Starting` line).
 
 New() count. The counter lives in the plugin-server process: it restarts at 1 when the server
 restarts, and lines from several nginx workers can arrive slightly out of order. So the log is cut
 into server lifetimes, each contributes the highest value seen in it, and `new_calls_total` is
-their sum. A lifetime ends at a `Starting NAME` line, or at the first relay line `[NAME:PID]` from
-a PID not seen before when no `Starting` line came since the last PID (a log that starts midway).
-A late line from an older PID opens nothing.
+their sum. A lifetime ends at a start line (`Starting NAME`, 3.9's `starting pluginserver process
+for NAME`), at an `unknown process P` line that kills the PID now speaking for NAME, or at the
+first relay line `[NAME:PID]` from a PID not seen before when no start line came since the last
+PID (a log that starts midway); 3.9's `started, pid P` makes P the PID of the lifetime just
+started. A late line from an older PID opens nothing.
 
 Missing restart line (e.g. the value drops from 900 to 2 with no `Starting` or new PID): a value
 at least `SHARP_DROP_MIN` below the lifetime's highest and at most a quarter of it is a "sharp
@@ -46,10 +94,12 @@ fail. A line longer than `MAX_LINE_BYTES` is matched on its first `MAX_LINE_BYTE
 skipped (still one line), so memory stays bounded however long a line is. A last line without a
 newline counts as a line; CRLF endings are accepted.
 
-Speed. Scanning is done per block of whole lines with C-level `bytes.count` and regex scans whose
-patterns start with a literal; Python only looks at counter values and the rare restart events.
-Every pattern stays within one line (none crosses `\\n`), so a block gives the same counts as its
-lines fed one at a time (the tests check this).
+Speed. Scanning is done per block of whole lines with C-level `bytes.count` (lines, `New()`,
+`started plugin server`) and two regex scans (NAME's tagged lines; Kong's level-tagged lines);
+Python looks only at the `closed` lines (to pair them), the counter values' minimum and maximum,
+and the rare process lines and restarts, which replay the block in log order. Every pattern stays
+within one line (none crosses `\\n`) and every pairing is done in log order, so a block gives the
+same counts as its lines fed one at a time (the tests check this).
 """
 
 from __future__ import annotations
