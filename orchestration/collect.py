@@ -198,12 +198,12 @@ class _PluginPatterns:
         self.own_tag = re.compile(quoted + rb"(?::\d{1,10})?")  # [NAME] or [NAME:PID]
         self.relay_text = b"[" + name + b":"
         self.instance_start = self.namespace_tag + _ANY_INSTANCE_START
-        # groups: the server's PID; "c" for go-pdk's closed instance; the id of a missing
-        # instance (go-pdk, Python, JS); "i" for an instance the Python or JS server started
+        # groups: the server's PID; "c" for go-pdk's closed instance or "i" for an instance
+        # the Python or JS server started; the id of a missing instance (go-pdk, Python, JS)
         relay_kinds = (
-            rb"(?:(c)losed instance \d"
-            rb"|(?:" + _PYTHON_SERVER_HEAD + rb"|" + _JS_SERVER_HEAD + rb")?"
-            rb"(?:no plugin instance #?(\d{1,18})|(i)nstance #\d{1,18} of [^\s,\x1b]+ started))?"
+            rb"(?:(?:" + _PYTHON_SERVER_HEAD + rb"|" + _JS_SERVER_HEAD + rb")?"
+            rb"(?:(c(?=losed instance \d)|i(?=nstance #\d{1,18} of [^\s,\x1b]+ started))"
+            rb"|no plugin instance #?(\d{1,18})))?"
         )
         relay = rb":(\d{1,10})\] " + _GO_LOG_TIME + relay_kinds
         self.relay = re.compile(rb"\[" + quoted + relay)
@@ -427,20 +427,57 @@ class Collector:
             self._other_plugin_named |= tagged != own
 
     def _count_kong_lines(self, buf: bytes) -> tuple[bool, list[re.Match[bytes]]]:
-        """Count `closed` recoveries; say whether Kong logged `no plugin instance`, find
+        """Count `closed` recoveries; say whether Kong logged `no plugin instance`; find
         process lines.
-
-        An [error] and the [warn] right after it are one recovery (3.4.1.0-3.5.0.1 log both):
-        the [warn] is the twin when the same worker and connection's previous `closed` line was
-        an [error] with the same tag; otherwise it is an event of its own.
         """
-        open_errors, counts = self._open_closed_errors, self._counts
-        kong_no_instance = process_line = False
-        for is_error, connection, closed, instance_id in self._patterns.kong_line.findall(buf):
-            if not closed:
-                kong_no_instance |= bool(instance_id)
-                process_line |= not instance_id
-                continue
+        found = self._patterns.kong_line.findall(buf)
+        if not found:
+            return False, []
+        levels, connections, closed, instance_ids = zip(*found, strict=True)
+        other_lines = closed.count(b"")
+        if other_lines:  # rare: Kong's `no plugin instance` or a process line
+            kong_no_instance = len(instance_ids) != instance_ids.count(b"")
+            process_line = other_lines > len(instance_ids) - instance_ids.count(b"")
+            self._count_closed([row for row in found if row[2]])
+            process = self._patterns.process.finditer(buf) if process_line else ()
+            return kong_no_instance, list(process)
+        if self._open_closed_errors or not self._count_closed_at_once(levels, connections, closed):
+            self._count_closed(found)
+        return False, []
+
+    def _count_closed_at_once(
+        self, levels: tuple[bytes, ...], connections: tuple[bytes, ...], closed: tuple[bytes, ...]
+    ) -> bool:
+        """The usual blocks at C speed, with no [error] waiting for its twin: [warn] lines
+        only, or each [error] right followed by its [warn] (the result `_count_closed` gives).
+        """
+        total = len(levels)
+        if not levels.count(b"e"):
+            events = closed
+        elif (
+            total % 2 == 0
+            and levels[0::2].count(b"e") == total // 2
+            and not levels[1::2].count(b"e")
+            and connections[0::2] == connections[1::2]
+            and closed[0::2] == closed[1::2]
+        ):
+            events = closed[0::2]
+        else:
+            return False
+        untagged = events.count(b"c")
+        self._counts["untagged_rpc_closed"] += untagged
+        self._counts["rpc_closed_errors"] += len(events) - untagged
+        return True
+
+    def _count_closed(self, rows: list[tuple[bytes, bytes, bytes, bytes]]) -> None:
+        """One event per `closed` recovery: an [error] and the [warn] right after it are one.
+
+        The [warn] is the twin when the same worker and connection's previous `closed` line was
+        an [error] with the same tag (3.4.1.0-3.5.0.1 log both); otherwise it is an event.
+        """
+        open_errors = self._open_closed_errors
+        tagged = untagged = 0
+        for is_error, connection, closed, _ in rows:
             if is_error:
                 open_errors.pop(connection, None)
                 open_errors[connection] = closed
@@ -449,9 +486,12 @@ class Collector:
             elif open_errors.get(connection) == closed:
                 del open_errors[connection]
                 continue
-            counts["rpc_closed_errors" if len(closed) > 1 else "untagged_rpc_closed"] += 1
-        process_lines = list(self._patterns.process.finditer(buf)) if process_line else []
-        return kong_no_instance, process_lines
+            if closed == b"c":
+                untagged += 1
+            else:
+                tagged += 1
+        self._counts["rpc_closed_errors"] += tagged
+        self._counts["untagged_rpc_closed"] += untagged
 
     def _count_name_lines(self, buf: bytes) -> tuple[set[bytes], list[bytes], list[int] | None]:
         """Count NAME's relayed messages; return the PIDs that spoke, the missing instances'
@@ -462,10 +502,10 @@ class Collector:
         found = self._patterns.name_lines.findall(buf)
         if not found:
             return set(), [], None if counter_lines else []
-        pids, closed, missing, started, values = zip(*found, strict=True)
+        pids, kinds, missing, values = zip(*found, strict=True)
         counts = self._counts
-        counts["instance_closes"] += len(closed) - closed.count(b"")
-        counts["instance_starts"] += len(started) - started.count(b"")
+        counts["instance_closes"] += kinds.count(b"c")
+        counts["instance_starts"] += kinds.count(b"i")
         namespaced = list(filter(None, values))
         counter_values = None
         if len(namespaced) == counter_lines:
@@ -615,13 +655,14 @@ def line_blocks(
         if first_newline < 0:
             head, overlong = _grow_line(head, overlong, chunk, max_line_bytes)
             continue
+        finished = b""  # the line begun in an earlier chunk, yielded with this chunk's lines
         if head or overlong:
             head, _ = _grow_line(head, overlong, chunk[:first_newline], max_line_bytes)
-            yield head + b"\n"
+            finished = head + b"\n"
             chunk = chunk[first_newline + 1 :]
         after_last_newline = chunk.rfind(b"\n") + 1
-        if after_last_newline:
-            yield chunk[:after_last_newline]
+        if finished or after_last_newline:
+            yield finished + chunk[:after_last_newline]
         head, overlong = _grow_line(b"", False, chunk[after_last_newline:], max_line_bytes)
     if head or overlong:
         yield head  # a truncated last line, still one line
