@@ -401,12 +401,13 @@ class Collector:
         """Count one block; only a block with process lines or a new PID is replayed in order."""
         self._count_instance_starts(buf)
         kong_no_instance, process_lines = self._count_kong_lines(buf)
-        relay_pids, missing_ids, counter_values = self._count_name_lines(buf)
+        pids, missing_ids, counter_values = self._count_name_lines(buf)
         if kong_no_instance:
             self._pair_no_instance_in_order(buf)
         elif missing_ids:
             self._no_instance.relayed(missing_ids)
-        if process_lines or not relay_pids <= {self._server_pid}:
+        new_pid = len(pids) != pids.count(b"") + pids.count(self._server_pid)
+        if process_lines or new_pid:
             self._replay_in_order(buf, process_lines)
         elif counter_values is None:  # some lines are untagged, relayed, another plugin's or bad
             self._lifetimes.observe_all([value for _, value in self._counter_events(buf)])
@@ -493,15 +494,17 @@ class Collector:
         self._counts["rpc_closed_errors"] += tagged
         self._counts["untagged_rpc_closed"] += untagged
 
-    def _count_name_lines(self, buf: bytes) -> tuple[set[bytes], list[bytes], list[int] | None]:
-        """Count NAME's relayed messages; return the PIDs that spoke, the missing instances'
-        ids, and the counter values (None when some counter lines are not plainly NAME's; the
-        caller counts the counter lines).
+    def _count_name_lines(
+        self, buf: bytes
+    ) -> tuple[tuple[bytes, ...], list[bytes], list[int] | None]:
+        """Count NAME's relayed messages; return the relaying PIDs (empty for a counter line),
+        the missing instances' ids, and the counter values (None when some counter lines are
+        not plainly NAME's; the caller counts the counter lines).
         """
         counter_lines = buf.count(_COUNTER_MESSAGE)
         found = self._patterns.name_lines.findall(buf)
         if not found:
-            return set(), [], None if counter_lines else []
+            return (), [], None if counter_lines else []
         pids, kinds, missing, values = zip(*found, strict=True)
         counts = self._counts
         counts["instance_closes"] += kinds.count(b"c")
@@ -510,9 +513,7 @@ class Collector:
         counter_values = None
         if len(namespaced) == counter_lines:
             counter_values = list(map(int, namespaced))
-        relay_pids = set(pids)
-        relay_pids.discard(b"")
-        return relay_pids, list(filter(None, missing)), counter_values
+        return pids, list(filter(None, missing)), counter_values
 
     def _pair_no_instance_in_order(self, buf: bytes) -> None:
         """A block where Kong logs `no plugin instance` itself: pair it with relayed lines."""
