@@ -295,6 +295,40 @@ def test_3_9_start_cuts_the_new_call_lifetimes() -> None:
     assert collect_lines(lines).new_calls_total == 703
 
 
+@pytest.mark.parametrize(
+    "not_respawned",
+    [
+        "[notice] 1#0: *1 [kong] process.lua:285 Exiting: pluginserver 'example-plugin' not "
+        "respawned., context: ngx.timer",
+        "[notice] 1#0: *1 [kong] process.lua:176 [pluginserver] exiting: pluginserver "
+        "'example-plugin' not respawned., context: ngx.timer",
+    ],
+)
+def test_not_respawned_is_an_exit_unless_terminated_said_so(not_respawned: str) -> None:
+    terminated = (
+        "[notice] 1#0: *1 [kong] process.lua:278 external pluginserver 'example-plugin' "
+        "terminated: signal 15, context: ngx.timer"
+    )
+    # e.g. `command not found` while the worker exits: no `terminated` line for that start
+    assert collect_lines([starting_line(), not_respawned]).plugin_server_exits == 1
+    assert collect_lines([starting_line(), terminated, not_respawned]).plugin_server_exits == 1
+    assert collect_lines([not_respawned], plugin="go-hello").plugin_server_exits == 0
+
+
+@pytest.mark.parametrize(
+    "kong_line",
+    [
+        "[warn] 1268#0: *7110 [kong] mp_rpc.lua:340 [py-hello] no plugin instance 31, client: x",
+        "[warn] 1267#0: *7106 [kong] mp_rpc.lua:343 [py-hello] no plugin instance #244",
+        "[error] 1213#0: *1643 [kong] mp_rpc.lua:308 [py-hello] no plugin instance #11, client: x",
+        "[error] 1213#0: *1644 [kong] mp_rpc.lua:308 [py-hello] instance id 0 not found, client: x",
+    ],
+)
+def test_each_kong_side_no_plugin_instance_wording_alone(kong_line: str) -> None:
+    assert collect_lines([kong_line], plugin="py-hello").no_instance_errors == 1
+    assert collect_lines([kong_line], plugin="py-hell").no_instance_errors == 0
+
+
 def test_unknown_process_counts_only_for_a_pid_the_server_spoke_as() -> None:
     killed = "2022/04/26 22:18:35 [alert] 1#0: unknown process {} exited on signal 9"
     lines = [killed.format(2350), relay_line("closed instance 1", 2350), killed.format(2350)]
