@@ -53,10 +53,11 @@ Pairs: one event is never counted twice.
   `CLOSED_PAIRING_CONNECTIONS` connections with an unpaired [error] are remembered.
 - `no plugin instance`: Kong's own line and a relayed server line with the same instance id are
   one event, whichever comes first, when the other is among the last `NO_INSTANCE_PAIRING_WINDOW`
-  unpaired lines of its kind. go-pdk's relayed line has no Kong twin (ProtoBuf: Kong sees
-  `closed`). Kong tags its line with the plugin's name: for a server that serves plugins of other
-  names (e.g. a Python server `python` running `plugin_1`), that line is not NAME's and only the
-  server's own line counts.
+  unpaired lines of its kind. Kong's [warn] right after its [error] for the same connection and
+  id is one Kong line (as for `closed`; should a release log both). go-pdk's relayed line has no
+  Kong twin (ProtoBuf: Kong sees `closed`). Kong tags its line with the plugin's name: for a
+  server that serves plugins of other names (e.g. a Python server `python` running `plugin_1`),
+  that line is not NAME's and only the server's own line counts.
 - process lines: `terminated` then `not respawned` is one exit; `starting pluginserver process`
   then `started, pid` is one start (`started, pid` belongs to the server the last `starting`
   line named).
@@ -240,11 +241,6 @@ class _PluginPatterns:
             rb"|unknown process (?P<killed>\d{1,10}) exited on signal )",
             re.MULTILINE,
         )
-        # the Kong-side `no plugin instance` lines alone, with their positions when needed
-        self.kong_no_instance = re.compile(
-            re.escape(self.namespace_tag)
-            + rb"(?:no plugin instance #?|instance id (?=\d{1,18} not found))(\d{1,18})"
-        )
 
 
 class _NewCallLifetimes:
@@ -348,6 +344,7 @@ class Collector:
         self._exit_logged = False  # `terminated` came since NAME's last start
         self._other_plugin_named = False  # untagged lines are then nobody's
         self._open_closed_errors: dict[bytes, bytes] = {}  # connection -> tag of its [error]
+        self._open_no_instance_errors: dict[bytes, bytes] = {}  # connection -> id, likewise
         self._counts = dict.fromkeys(
             (
                 "counter_lines",
@@ -516,19 +513,36 @@ class Collector:
         return pids, list(filter(None, missing)), counter_values
 
     def _pair_no_instance_in_order(self, buf: bytes) -> None:
-        """A block where Kong logs `no plugin instance` itself: pair it with relayed lines."""
-        patterns = self._patterns
-        events = [
-            (match.start(), match.group(3), True)
-            for match in patterns.relay.finditer(buf)
+        """A block where Kong logs `no plugin instance` itself: pair it with relayed lines.
+
+        Kong's [warn] right after its own [error] for the same connection and id is that same
+        line twice (as with `closed`).
+        """
+        events: list[tuple[int, bytes, bytes | None]] = [
+            (match.start(), match.group(3), None)
+            for match in self._patterns.relay.finditer(buf)
             if match.group(3)
         ]
         events += [
-            (match.start(), match.group(1), False)
-            for match in patterns.kong_no_instance.finditer(buf)
+            (match.start(), match.group(4), (match.group(1) or b"") + (match.group(2) or b""))
+            for match in self._patterns.kong_line.finditer(buf)
+            if match.group(4)
         ]
-        for _, instance_id, relayed in sorted(events):
-            self._no_instance.seen(instance_id, relayed=relayed)
+        open_errors = self._open_no_instance_errors
+        for _, instance_id, level_and_connection in sorted(events, key=lambda event: event[0]):
+            if level_and_connection is None:
+                self._no_instance.seen(instance_id, relayed=True)
+                continue
+            connection = level_and_connection.removeprefix(b"e")
+            if level_and_connection.startswith(b"e"):
+                open_errors.pop(connection, None)
+                open_errors[connection] = instance_id
+                if len(open_errors) > CLOSED_PAIRING_CONNECTIONS:
+                    del open_errors[next(iter(open_errors))]
+            elif open_errors.get(connection) == instance_id:
+                del open_errors[connection]
+                continue
+            self._no_instance.seen(instance_id, relayed=False)
 
     def _counter_events(self, buf: bytes) -> list[tuple[int, int]]:
         """(position, value) of this plugin's counter lines; also counts them."""

@@ -359,6 +359,9 @@ def test_kong_side_no_plugin_instance_pairs_with_the_relayed_line_either_way() -
     }
     for lines, events in cases.items():
         assert collect_lines(lines, plugin="py-hello").no_instance_errors == events, lines
+    error_then_warn = (kong.format(7).replace("[warn]", "[error]"), kong.format(7))
+    for twins in (error_then_warn, (relayed.format(7), *error_then_warn)):
+        assert collect_lines(twins, plugin="py-hello").no_instance_errors == 1, twins
     farther = [relayed.format(5)] + [relayed.format(n) for n in range(100, 400)] + [kong.format(5)]
     assert collect_lines(farther, plugin="py-hello").no_instance_errors == 302  # out of reach
 
