@@ -193,11 +193,7 @@ class _PluginPatterns:
         quoted = re.escape(name)
         self.name = name
         self.namespace_tag = b"[" + name + b"] "
-        self.counter_in_namespace = re.compile(
-            re.escape(self.namespace_tag) + rb"New\(\) has been called (\d{1,18}) times"
-        )
         self.own_tag = re.compile(quoted + rb"(?::\d{1,10})?")  # [NAME] or [NAME:PID]
-        self.relay_text = b"[" + name + b":"
         self.instance_start = self.namespace_tag + _ANY_INSTANCE_START
         # groups: the server's PID; "c" for go-pdk's closed instance or "i" for an instance
         # the Python or JS server started; the id of a missing instance (go-pdk, Python, JS)
