@@ -97,8 +97,9 @@ newline counts as a line; CRLF endings are accepted.
 
 Speed. Scanning is done per block of whole lines with C-level `bytes.count` (lines, `New()`,
 `started plugin server`) and two regex scans (NAME's tagged lines; Kong's level-tagged lines);
-Python looks only at the `closed` lines (to pair them), the counter values' minimum and maximum,
-and the rare process lines and restarts, which replay the block in log order. Every pattern stays
+Python looks only at the counter values' minimum and maximum, at `closed` lines one by one when
+they are not simply each [error] followed by its [warn] (or [warn] only), and at the rare process
+lines and restarts, which replay the block in log order. Every pattern stays
 within one line (none crosses `\\n`) and every pairing is done in log order, so a block gives the
 same counts as its lines fed one at a time (the tests check this).
 """
@@ -435,29 +436,46 @@ class Collector:
             self._count_closed([row for row in found if row[2]])
             process = self._patterns.process.finditer(buf) if process_line else ()
             return kong_no_instance, list(process)
-        if self._open_closed_errors or not self._count_closed_at_once(levels, connections, closed):
+        if not self._count_closed_at_once(levels, connections, closed):
             self._count_closed(found)
         return False, []
 
     def _count_closed_at_once(
         self, levels: tuple[bytes, ...], connections: tuple[bytes, ...], closed: tuple[bytes, ...]
     ) -> bool:
-        """The usual blocks at C speed, with no [error] waiting for its twin: [warn] lines
-        only, or each [error] right followed by its [warn] (the result `_count_closed` gives).
+        """The usual blocks at C speed, giving what `_count_closed` gives: [warn] lines only,
+        or each [error] right followed by its [warn]; the first line may be the twin of the
+        one [error] left waiting by the block before, the last an [error] left waiting.
         """
-        total = len(levels)
-        if not levels.count(b"e"):
-            events = closed
-        elif (
-            total % 2 == 0
-            and levels[0::2].count(b"e") == total // 2
-            and not levels[1::2].count(b"e")
-            and connections[0::2] == connections[1::2]
-            and closed[0::2] == closed[1::2]
-        ):
-            events = closed[0::2]
+        open_errors = self._open_closed_errors
+        first = 0
+        if open_errors:
+            if len(open_errors) > 1 or levels[0]:
+                return False
+            ((waiting, tag),) = open_errors.items()
+            if connections[0] != waiting or closed[0] != tag:
+                return False
+            first = 1
+        end = len(levels)
+        if not levels[first:].count(b"e"):
+            events, waiting_at_end = closed[first:], False
         else:
-            return False
+            waiting_at_end = (end - first) % 2 == 1
+            end -= waiting_at_end
+            if waiting_at_end and not levels[end]:
+                return False
+            if not (
+                levels[first:end:2].count(b"e") == (end - first) // 2
+                and not levels[first + 1 : end : 2].count(b"e")
+                and connections[first:end:2] == connections[first + 1 : end : 2]
+                and closed[first:end:2] == closed[first + 1 : end : 2]
+            ):
+                return False
+            events = closed[first:end:2] + closed[end:]
+        if first:
+            open_errors.clear()
+        if waiting_at_end:
+            open_errors[connections[end]] = closed[end]
         untagged = events.count(b"c")
         self._counts["untagged_rpc_closed"] += untagged
         self._counts["rpc_closed_errors"] += len(events) - untagged

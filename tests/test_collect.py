@@ -249,6 +249,43 @@ def test_a_warn_twin_is_of_the_same_worker_connection_and_tag() -> None:
     assert collect_lines(lines).rpc_closed_errors == 4
 
 
+def test_closed_pairs_split_across_blocks_anywhere() -> None:
+    # 14 events: pairs *1 *2 *5; *8's [error] and second [warn]; *12; *13; *3 and *4 (*3's
+    # [warn] is its twin); *6's two [error]s; *7; *10; *11
+    connections_and_levels = [
+        ("*1", "error"),
+        ("*1", "warn"),
+        ("*2", "error"),
+        ("*2", "warn"),
+        ("*8", "error"),
+        ("*8", "warn"),
+        ("*8", "warn"),
+        ("*12", "error"),
+        ("*13", "warn"),
+        ("*3", "error"),
+        ("*4", "warn"),
+        ("*3", "warn"),
+        ("*5", "error"),
+        ("*5", "warn"),
+        ("*6", "error"),
+        ("*6", "error"),
+        ("*6", "warn"),
+        ("*7", "error"),
+        ("*10", "error"),
+        ("*11", "warn"),
+    ]
+    lines = [
+        (closed_line(level, f"2347#0: {conn}") + "\n").encode()
+        for conn, level in connections_and_levels
+    ]
+    for cuts in itertools.combinations(range(1, len(lines)), 2):
+        collector = Collector()
+        for start, end in itertools.pairwise((0, *cuts, len(lines))):
+            collector.feed_block(b"".join(lines[start:end]))
+        assert collector.signals().rpc_closed_errors == 14, cuts
+    assert collect_lines(lines).rpc_closed_errors == 14
+
+
 def test_untagged_timer_lines_are_nobodys_once_another_plugin_is_named() -> None:
     timer_lines = (FIXTURES / "untagged_timer_3.4.1.0.log").read_text().splitlines()
     untagged = [line for line in timer_lines if "[example-plugin]" not in line]
