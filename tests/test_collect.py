@@ -108,6 +108,8 @@ FIXTURE_SIGNALS = {
         plugin_server_exits=2,  # `exiting: ... not respawned.` after `terminated` is that exit
         lines=24,
     ),
+    # `terminated` (1 exit); then `command not found` as the worker exits: `Exiting: ... not
+    # respawned.` alone (1 exit); another server's `terminated` + `Exiting` are not ours
     "process_3.4_not_respawned.log": expected(
         plugin_server_starts=2, plugin_server_exits=2, lines=7
     ),
