@@ -2,33 +2,82 @@
 
 Only lines about one plugin server (`plugin`, "example-plugin" by default) are counted; a log may
 hold several. Messages are matched by their text, never by `file.lua:NNN` (file names and line
-numbers differ between releases), anywhere in a line, so Compose prefixes (`kong-1  | `) and
-`docker logs --timestamps` prefixes do not matter.
+numbers differ between releases), so Compose prefixes (`kong-1  | `) and `docker logs
+--timestamps` prefixes do not matter. Kong's own [error]/[warn]/[notice]/[alert] messages
+(`closed`, Kong's `no plugin instance`, process lines) are read where Kong writes them: right after
+nginx's `[level] PID#TID: *CONN ` and Kong's `[kong] file.lua:NNN ` (each optional).
 
-| signal | the message (NAME is the plugin server) |
-| --- | --- |
-| `new_calls_total` | `New() has been called N times`: see "New() count" below |
-| `counter_lines` | lines with that message belonging to NAME |
-| `instance_starts` | `[NAME] started plugin server: seq S, ...` (Kong, debug) |
-| `instance_closes` | `[NAME:PID] closed instance N` (go-pdk, relayed by Kong) |
-| `no_instance_errors` | `[NAME:PID] no plugin instance N` (go-pdk, relayed by Kong) |
-| `rpc_closed_errors` | `[NAME] closed` on an `[error]` line (its `[warn]` twin is not counted) |
-| `plugin_server_starts` | `Starting NAME` (Kong spawns the plugin server) |
-| `plugin_server_exits` | `external pluginserver 'NAME' terminated: ...` |
+| signal | wording (NAME: the plugin server; P: PID; N: an id) | releases |
+| --- | --- | --- |
+| `new_calls_total` | `New() has been called N times`: see "New() count" | all |
+| `counter_lines` | lines with that message belonging to NAME | all |
+| `instance_starts` | Kong, debug: `[NAME] started plugin server: seq S, ...` | EE 3.4.1.0+ |
+| | the same untagged (log-phase timer): see "Untagged lines" | EE 3.4.1.0+ |
+| | Python server: `[NAME:P] INFO - [hh:mm:ss] instance #N of X started` | all |
+| | JS server: `[NAME:P] <colours>ISO-TIME ...[INFO]... instance #N of X started` | all |
+| `instance_closes` | go-pdk: `[NAME:P] closed instance N` | all |
+| `no_instance_errors` | go-pdk: `[NAME:P] no plugin instance N` | all |
+| | Python: `[NAME:P] WARN - [..] rpc: #R error: no plugin instance #N` | all |
+| | JS: `[NAME:P] ...PluginServerError: no plugin instance #N` | all |
+| | Kong (MsgPack servers), [warn]: `[NAME] no plugin instance N` (or `#N`) | 3.x |
+| | the same at [error] | 2.x |
+| | older: `[NAME] instance id N not found` | 2.x |
+| `rpc_closed_errors` | `[NAME] closed` at [warn] only | EE 3.4.0.0, OSS 3.4-3.5, 3.7+ |
+| | `[NAME] closed` at [error] only (lower-cased) | EE 3.4.3.1+, 3.5.0.2+, 3.6 |
+| | [error] then [warn]: one recovery, see "Pairs" | EE 3.4.1.0-3.5.0.1 |
+| | the same untagged (log-phase timer): see "Untagged lines" | as above |
+| `plugin_server_starts` | `Starting NAME` | 2.0-3.8 |
+| | `[pluginserver] starting pluginserver process for NAME` (+ `started, pid P`) | 3.9+ |
+| `plugin_server_exits` | `external pluginserver 'NAME' terminated: REASON STATUS` | 2.3+ |
+| | `Exiting: pluginserver 'NAME' not respawned.` (see "Pairs") | 2.3-3.8 |
+| | `[pluginserver] exiting: pluginserver 'NAME' not respawned.` (see "Pairs") | 3.9+ |
+| | NAME `go-pluginserver`: `go-pluginserver terminated: exit N`, `Exiting: ...` | 2.0-2.2 |
+| | nginx: `unknown process P exited on signal N`, P shown as NAME's (below) | 2.x-3.x |
+
+Relayed lines (`[NAME:P] ...`) are the plugin server's own output, which worker 0 relays at
+info. In 2.0-2.2 every Go plugin ran in one server, `go-pluginserver` (its start was already
+`Starting go-pluginserver`): count with NAME `go-pluginserver`. An `unknown process P` line is a
+server killed by `kong reload` (signal 9; 15 on 3.1), with no Kong line; it is NAME's exit when
+the log showed P as NAME's PID: a `[NAME:P]` relay line, or 3.9's `started, pid P`.
 
 The counter message's prefix is unconfirmed (it reaches the log through the PDK, so Kong's
 namespaced log should write `[NAME] New() has been called N times`). A counter line is NAME's
 unless the tag right before the message (`[tag] `, or `[tag] YYYY/MM/DD HH:MM:SS ` for a relayed
 line) names another plugin; an untagged line, or one tagged `[kong]`/`[lua]`, counts as NAME's.
-Go-pdk's `no plugin instance` is counted only as the relayed server line, so the same event is
-never counted twice if Kong also logs the error it got back.
+
+Pairs: one event is never counted twice.
+- `closed`: a [warn] line is the twin of an [error] (not an event of its own) when the same
+  worker and connection (`PID#TID: *CONN`) logged that [error] as its last `closed` line, with
+  the same tag. So [error] then [warn] is one event whatever lines of other connections come in
+  between; [error] alone or [warn] alone is one; [warn] then [error] is two. The last
+  `CLOSED_PAIRING_CONNECTIONS` connections with an unpaired [error] are remembered.
+- `no plugin instance`: Kong's own line and a relayed server line with the same instance id are
+  one event, whichever comes first, when the other is among the last `NO_INSTANCE_PAIRING_WINDOW`
+  unpaired lines of its kind. Kong's [warn] right after its [error] for the same connection and
+  id is one Kong line (as for `closed`; should a release log both). go-pdk's relayed line has no
+  Kong twin (ProtoBuf: Kong sees `closed`). Kong tags its line with the plugin's name: for a
+  server that serves plugins of other names (e.g. a Python server `python` running `plugin_1`),
+  that line is not NAME's and only the server's own line counts.
+- process lines: `terminated` then `not respawned` is one exit; `starting pluginserver process`
+  then `started, pid` is one start (`started, pid` belongs to the server the last `starting`
+  line named).
+
+Untagged lines. In a log-phase timer there is no request and Kong writes `started plugin server`
+and `closed` without the `[NAME]` tag. They are NAME's when the log names no other plugin or
+plugin server: no process line (`Starting X`, `starting pluginserver process for X`, `external
+pluginserver 'X' terminated`, `pluginserver 'X' not respawned`) and no `[X] started plugin
+server` for another X, anywhere in the log (decided when the counts are asked for, so a line
+after them still counts). Otherwise nobody's: which server's timer wrote them cannot be told.
+Relayed lines of another server alone do not name it (a log cut before its `Starting` line).
 
 New() count. The counter lives in the plugin-server process: it restarts at 1 when the server
 restarts, and lines from several nginx workers can arrive slightly out of order. So the log is cut
 into server lifetimes, each contributes the highest value seen in it, and `new_calls_total` is
-their sum. A lifetime ends at a `Starting NAME` line, or at the first relay line `[NAME:PID]` from
-a PID not seen before when no `Starting` line came since the last PID (a log that starts midway).
-A late line from an older PID opens nothing.
+their sum. A lifetime ends at a start line (`Starting NAME`, 3.9's `starting pluginserver process
+for NAME`), at an `unknown process P` line that kills the PID now speaking for NAME, or at the
+first relay line `[NAME:PID]` from a PID not seen before when no start line came since the last
+PID (a log that starts midway); 3.9's `started, pid P` makes P the PID of the lifetime just
+started. A late line from an older PID opens nothing.
 
 Missing restart line (e.g. the value drops from 900 to 2 with no `Starting` or new PID): a value
 at least `SHARP_DROP_MIN` below the lifetime's highest and at most a quarter of it is a "sharp
@@ -46,16 +95,19 @@ fail. A line longer than `MAX_LINE_BYTES` is matched on its first `MAX_LINE_BYTE
 skipped (still one line), so memory stays bounded however long a line is. A last line without a
 newline counts as a line; CRLF endings are accepted.
 
-Speed. Scanning is done per block of whole lines with C-level `bytes.count` and regex scans whose
-patterns start with a literal; Python only looks at counter values and the rare restart events.
-Every pattern stays within one line (none crosses `\\n`), so a block gives the same counts as its
-lines fed one at a time (the tests check this).
+Speed. Scanning is done per block of whole lines with C-level `bytes.count` (lines, `New()`,
+`started plugin server`) and two regex scans (NAME's tagged lines; Kong's level-tagged lines);
+Python looks only at the counter values' minimum and maximum, at `closed` lines one by one when
+they are not simply each [error] followed by its [warn] (or [warn] only), and at the rare process
+lines and restarts, which replay the block in log order. Every pattern stays
+within one line (none crosses `\\n`) and every pairing is done in log order, so a block gives the
+same counts as its lines fed one at a time (the tests check this).
 """
 
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -68,8 +120,11 @@ MAX_LINE_BYTES = 4 * 1024 * 1024
 READ_CHUNK_BYTES = 64 * 1024  # small enough that the several scans of one chunk stay in CPU cache
 SHARP_DROP_MIN = 200
 RESTART_CONFIRM_LINES = 3
+CLOSED_PAIRING_CONNECTIONS = 4096  # connections whose last `closed` was an unpaired [error]
+NO_INSTANCE_PAIRING_WINDOW = 256  # unpaired `no plugin instance` ids kept per side
 
 _PLUGIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_NAME_IN_LINE = rb"[A-Za-z0-9][A-Za-z0-9_.-]*"
 _COUNTER_MESSAGE = b"New() has been called "
 _GO_LOG_TIME = rb"(?:\d{4}/\d\d/\d\d \d\d:\d\d:\d\d(?:\.\d+)? )?"
 _COUNTER = re.compile(rb"New\(\) has been called (\d{1,18}) times")
@@ -78,6 +133,33 @@ _TAG_LOOKBACK_BYTES = 256
 _TAGS_NAMING_NO_PLUGIN = frozenset(
     {b"kong", b"lua", b"debug", b"info", b"notice", b"warn", b"error", b"crit", b"alert", b"emerg"}
 )
+_ANY_INSTANCE_START = b"started plugin server: seq "
+_TAGGED_INSTANCE_START = b"] " + _ANY_INSTANCE_START
+# How each process line begins (after the head); `_PluginPatterns.process` reads them whole.
+_PROCESS_LINE_STARTS = (
+    rb"Starting |\[pluginserver\] |external pluginserver |Exiting: |unknown process "
+    rb"|go-pluginserver "
+)
+_LEGACY_SERVER = b"go-pluginserver"  # Kong 2.0-2.2's one server for every Go plugin
+# Between a relayed `[NAME:PID] ` and the message: Python's `INFO - [12:00:00] ` (and
+# `rpc: #N error: `), or the JS server's colour codes and ISO time up to the message.
+_PYTHON_SERVER_HEAD = rb"[A-Z]{3,8} - \[[^\]\n]{0,40}\] (?:rpc: #\d{1,18} error: )?"
+_JS_SERVER_HEAD = rb"(?:\x1b\[[0-9;]*[A-Za-z])*\d{4}-\d\d-\d\dT[^\n]*?"
+
+
+def _kong_line_head(*, capture: bool) -> bytes:
+    """nginx's level, then `PID#TID: *CONN ` and Kong's `[kong] file.lua:NNN ` when present.
+
+    With `capture`, two groups: "e" for [error], and the worker and connection.
+    """
+    level, connection = (rb"(e)", rb"(") if capture else (rb"e", rb"(?:")
+    return (
+        rb"\[(?:"
+        + level
+        + rb"rror|warn|notice|alert)\] +"
+        + connection
+        + rb"\d{1,10}#\d{1,10}: +(?:\*\d{1,20} )?)?(?:\[\w{1,20}\] \S{1,100}:\d{1,6} )?"
+    )
 
 
 @dataclass(frozen=True)
@@ -112,21 +194,50 @@ class _PluginPatterns:
         quoted = re.escape(name)
         self.name = name
         self.namespace_tag = b"[" + name + b"] "
-        self.counter_in_namespace = re.compile(
-            re.escape(self.namespace_tag) + rb"New\(\) has been called (\d{1,18}) times"
-        )
         self.own_tag = re.compile(quoted + rb"(?::\d{1,10})?")  # [NAME] or [NAME:PID]
-        self.relay_text = b"[" + name + b":"
-        self.instance_start = b"[" + name + b"] started plugin server: seq "
-        # groups: the server's PID, then "c" for a closed instance or "n" for a missing one
-        relay_kinds = rb"(?:(c)losed instance \d|(n)o plugin instance \d)?"
-        self.relay = re.compile(rb"\[" + quoted + rb":(\d{1,10})\] " + _GO_LOG_TIME + relay_kinds)
-        self.rpc_closed_error = re.compile(
-            rb"\[error\] [^\n]*?\[" + quoted + rb"\] closed(?=,|[ \t\r]*$)", re.MULTILINE
+        self.instance_start = self.namespace_tag + _ANY_INSTANCE_START
+        # groups: the server's PID; "c" for go-pdk's closed instance or "i" for an instance
+        # the Python or JS server started; the id of a missing instance (go-pdk, Python, JS)
+        relay_kinds = (
+            rb"(?:(?:" + _PYTHON_SERVER_HEAD + rb"|" + _JS_SERVER_HEAD + rb")?"
+            rb"(?:(c(?=losed instance \d)|i(?=nstance #\d{1,18} of [^\s,\x1b]+ started))"
+            rb"|no plugin instance #?(\d{1,18})))?"
         )
-        self.server_start_text = b"Starting " + name
-        self.server_start = re.compile(rb"Starting " + quoted + rb"(?=[,\s]|$)", re.MULTILINE)
-        self.server_exit = b"external pluginserver '" + name + b"' terminated: "
+        relay = rb":(\d{1,10})\] " + _GO_LOG_TIME + relay_kinds
+        self.relay = re.compile(rb"\[" + quoted + relay)
+        # NAME's relayed lines and its counter lines in one pass: the relay groups, then the
+        # counter value
+        self.name_lines = re.compile(
+            rb"\[" + quoted + rb"(?:" + relay + rb"|\] New\(\) has been called (\d{1,18}) times)"
+        )
+        # One pass over the Kong-side lines. Groups: "e" for [error]; worker and connection;
+        # for `closed`, "[NAME] c" or, untagged, "c"; the id in Kong's own `no plugin instance`
+        # (MsgPack servers); both last empty: a process line (read again with `process`).
+        self.kong_line = re.compile(
+            _kong_line_head(capture=True) + rb"(?:((?:\[" + quoted + rb"\] )?c)losed(?=,|[ \t\r]*$)"
+            rb"|\[" + quoted + rb"\] (?:no plugin instance #?|instance id (?=\d{1,18} not found))"
+            rb"(\d{1,18})"
+            rb"|" + _PROCESS_LINE_STARTS + rb")",
+            re.MULTILINE,
+        )
+        self.process = re.compile(
+            _kong_line_head(capture=False)
+            + rb"(?:Starting (?P<starting>"
+            + _NAME_IN_LINE
+            + rb")(?=[,\s]|$)"
+            rb"|\[pluginserver\] starting pluginserver process for (?P<spawning>"
+            + _NAME_IN_LINE
+            + rb")"
+            rb"|\[pluginserver\] started, pid (?P<spawned>\d{1,10})"
+            rb"|external pluginserver '(?P<terminated>" + _NAME_IN_LINE + rb")' terminated: "
+            rb"|(?:Exiting: |\[pluginserver\] exiting: )pluginserver '(?P<abandoned>"
+            + _NAME_IN_LINE
+            + rb")' not respawned"
+            rb"|(?P<legacy_terminated>go-pluginserver terminated: )"
+            rb"|(?P<legacy_abandoned>Exiting: go-pluginserver not respawned)"
+            rb"|unknown process (?P<killed>\d{1,10}) exited on signal )",
+            re.MULTILINE,
+        )
 
 
 class _NewCallLifetimes:
@@ -143,9 +254,22 @@ class _NewCallLifetimes:
     def total(self) -> int:
         return self.finished_total + self.highest
 
+    def observe_all(self, values: list[int]) -> None:
+        """`observe` each value; at C speed when none of them can be a sharp drop."""
+        if not values:
+            return
+        self.latest = values[-1]
+        peak = max(self.highest, *values)
+        if not _is_sharp_drop(min(values), peak):  # then no value is one when it comes
+            self.low_run_length = 0
+            self.highest = peak
+            return
+        for value in values:
+            self.observe(value)
+
     def observe(self, value: int) -> None:
         self.latest = value
-        if not self._is_sharp_drop(value):
+        if not _is_sharp_drop(value, self.highest):
             self.low_run_length = 0  # the low values were stragglers
             self.highest = max(self.highest, value)
             return
@@ -155,7 +279,7 @@ class _NewCallLifetimes:
             self._restart_with(self.low_run_highest)
 
     def server_started(self) -> None:
-        """Kong logged `Starting NAME`: any low run was a lifetime of its own, then a new one."""
+        """A server started or the current one died: any low run was a lifetime of its own."""
         if self.low_run_length:
             self._restart_with(self.low_run_highest)
         self._restart_with(0)
@@ -164,13 +288,47 @@ class _NewCallLifetimes:
         """A new PID speaks without a `Starting` line: a low run just before is its start."""
         self._restart_with(self.low_run_highest if self.low_run_length else 0)
 
-    def _is_sharp_drop(self, value: int) -> bool:
-        return self.highest - value >= SHARP_DROP_MIN and value * 4 <= self.highest
-
     def _restart_with(self, first_highest: int) -> None:
         self.finished_total += self.highest
         self.highest = first_highest
         self.low_run_length = 0
+
+
+def _is_sharp_drop(value: int, highest: int) -> bool:
+    return highest - value >= SHARP_DROP_MIN and value * 4 <= highest
+
+
+class _NoInstancePairs:
+    """Counts `no plugin instance` events: a relayed server line and Kong's line are one event.
+
+    A line whose id matches an unpaired line of the other kind among the last
+    `NO_INSTANCE_PAIRING_WINDOW` of that kind is the same event, already counted.
+    """
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.unpaired_relayed: deque[bytes] = deque(maxlen=NO_INSTANCE_PAIRING_WINDOW)
+        self.unpaired_kong: deque[bytes] = deque(maxlen=NO_INSTANCE_PAIRING_WINDOW)
+
+    def relayed(self, instance_ids: list[bytes]) -> None:
+        if not self.unpaired_kong:  # nothing to pair with: the usual case, at C speed
+            self.events += len(instance_ids)
+            self.unpaired_relayed.extend(instance_ids)
+            return
+        for instance_id in instance_ids:
+            self.seen(instance_id, relayed=True)
+
+    def seen(self, instance_id: bytes, *, relayed: bool) -> None:
+        own, other = (
+            (self.unpaired_relayed, self.unpaired_kong)
+            if relayed
+            else (self.unpaired_kong, self.unpaired_relayed)
+        )
+        if instance_id in other:
+            other.remove(instance_id)
+            return
+        self.events += 1
+        own.append(instance_id)
 
 
 class Collector:
@@ -179,9 +337,28 @@ class Collector:
     def __init__(self, plugin: str = DEFAULT_PLUGIN) -> None:
         self._patterns = _PluginPatterns(plugin)
         self._lifetimes = _NewCallLifetimes()
+        self._no_instance = _NoInstancePairs()
         self._server_pid: bytes | None = None  # None: the next PID belongs to the current lifetime
-        self._seen_pids: set[bytes] = set()
-        self._counts: Counter[str] = Counter()
+        self._seen_pids: set[bytes] = set()  # every PID this server ran as
+        self._spawn_is_ours = False  # the last 3.9 `starting pluginserver process` named NAME
+        self._exit_logged = False  # `terminated` came since NAME's last start
+        self._other_plugin_named = False  # untagged lines are then nobody's
+        self._open_closed_errors: dict[bytes, bytes] = {}  # connection -> tag of its [error]
+        self._open_no_instance_errors: dict[bytes, bytes] = {}  # connection -> id, likewise
+        self._counts = dict.fromkeys(
+            (
+                "counter_lines",
+                "instance_starts",
+                "untagged_instance_starts",
+                "instance_closes",
+                "rpc_closed_errors",
+                "untagged_rpc_closed",
+                "plugin_server_starts",
+                "plugin_server_exits",
+                "lines",
+            ),
+            0,
+        )
 
     def feed(self, line: str | bytes) -> None:
         """Count one line (with or without its line ending)."""
@@ -207,60 +384,187 @@ class Collector:
     def signals(self) -> Signals:
         """The counts so far (feeding may continue afterwards)."""
         counts = self._counts
+        untagged_are_ours = not self._other_plugin_named
         return Signals(
             new_calls_total=self._lifetimes.total,
             counter_lines=counts["counter_lines"],
-            instance_starts=counts["instance_starts"],
+            instance_starts=counts["instance_starts"]
+            + untagged_are_ours * counts["untagged_instance_starts"],
             instance_closes=counts["instance_closes"],
-            no_instance_errors=counts["no_instance_errors"],
-            rpc_closed_errors=counts["rpc_closed_errors"],
+            no_instance_errors=self._no_instance.events,
+            rpc_closed_errors=counts["rpc_closed_errors"]
+            + untagged_are_ours * counts["untagged_rpc_closed"],
             plugin_server_starts=counts["plugin_server_starts"],
             plugin_server_exits=counts["plugin_server_exits"],
             lines=counts["lines"],
         )
 
     def _scan(self, buf: bytes) -> None:
-        """Count one block; only a block where a server (re)starts is replayed event by event."""
-        patterns, counts = self._patterns, self._counts
-        counts["instance_starts"] += buf.count(patterns.instance_start)
-        counts["plugin_server_exits"] += buf.count(patterns.server_exit)
-        if buf.find(b"[error] ") >= 0:
-            counts["rpc_closed_errors"] += len(patterns.rpc_closed_error.findall(buf))
-        relay_pids = self._count_relay_lines(buf)
-        server_starts = self._server_starts(buf)
-        counts["plugin_server_starts"] += len(server_starts)
-        if server_starts or not relay_pids <= {self._server_pid}:
-            self._replay_in_order(buf, server_starts)
+        """Count one block; only a block with process lines or a new PID is replayed in order."""
+        self._count_instance_starts(buf)
+        kong_no_instance, process_lines = self._count_kong_lines(buf)
+        pids, missing_ids, counter_values = self._count_name_lines(buf)
+        if kong_no_instance:
+            self._pair_no_instance_in_order(buf)
+        elif missing_ids:
+            self._no_instance.relayed(missing_ids)
+        new_pid = len(pids) != pids.count(b"") + pids.count(self._server_pid)
+        if process_lines or new_pid:
+            self._replay_in_order(buf, process_lines)
+        elif counter_values is None:  # some lines are untagged, relayed, another plugin's or bad
+            self._lifetimes.observe_all([value for _, value in self._counter_events(buf)])
         else:
-            for value in self._counter_values(buf):
-                self._lifetimes.observe(value)
+            self._counts["counter_lines"] += len(counter_values)
+            self._lifetimes.observe_all(counter_values)
 
-    def _count_relay_lines(self, buf: bytes) -> set[bytes]:
-        """Count go-pdk's relayed messages; return the server PIDs that spoke."""
-        if buf.find(self._patterns.relay_text) < 0:
-            return set()
-        kinds = Counter(self._patterns.relay.findall(buf))
-        for (_, closed, missing), number in kinds.items():
-            self._counts["instance_closes"] += number if closed else 0
-            self._counts["no_instance_errors"] += number if missing else 0
-        return {pid for pid, _, _ in kinds}
+    def _count_instance_starts(self, buf: bytes) -> None:
+        """Kong's `started plugin server` lines: NAME's, untagged ones, another plugin's."""
+        every = buf.count(_ANY_INSTANCE_START)
+        if not every:
+            return
+        own = buf.count(self._patterns.instance_start)
+        self._counts["instance_starts"] += own
+        if every != own:
+            tagged = buf.count(_TAGGED_INSTANCE_START)
+            self._counts["untagged_instance_starts"] += every - tagged
+            self._other_plugin_named |= tagged != own
 
-    def _server_starts(self, buf: bytes) -> list[int]:
-        """Positions of `Starting NAME` lines."""
-        if buf.find(self._patterns.server_start_text) < 0:
-            return []
-        return [match.start() for match in self._patterns.server_start.finditer(buf)]
+    def _count_kong_lines(self, buf: bytes) -> tuple[bool, list[re.Match[bytes]]]:
+        """Count `closed` recoveries; say whether Kong logged `no plugin instance`; find
+        process lines.
+        """
+        found = self._patterns.kong_line.findall(buf)
+        if not found:
+            return False, []
+        levels, connections, closed, instance_ids = zip(*found, strict=True)
+        other_lines = closed.count(b"")
+        if other_lines:  # rare: Kong's `no plugin instance` or a process line
+            kong_no_instance = len(instance_ids) != instance_ids.count(b"")
+            process_line = other_lines > len(instance_ids) - instance_ids.count(b"")
+            self._count_closed([row for row in found if row[2]])
+            process = self._patterns.process.finditer(buf) if process_line else ()
+            return kong_no_instance, list(process)
+        if not self._count_closed_at_once(levels, connections, closed):
+            self._count_closed(found)
+        return False, []
 
-    def _counter_values(self, buf: bytes) -> list[int]:
-        """This plugin's counter values in log order; also counts the counter lines."""
-        total = buf.count(_COUNTER_MESSAGE)
-        if not total:
-            return []
-        values = self._patterns.counter_in_namespace.findall(buf)
-        if len(values) != total:  # some lines are untagged, relayed, another plugin's or bad
-            return [value for _, value in self._counter_events(buf)]
-        self._counts["counter_lines"] += len(values)
-        return [int(value) for value in values]
+    def _count_closed_at_once(
+        self, levels: tuple[bytes, ...], connections: tuple[bytes, ...], closed: tuple[bytes, ...]
+    ) -> bool:
+        """The usual blocks at C speed, giving what `_count_closed` gives: [warn] lines only,
+        or each [error] right followed by its [warn]; the first line may be the twin of the
+        one [error] left waiting by the block before, the last an [error] left waiting.
+        """
+        open_errors = self._open_closed_errors
+        first = 0
+        if open_errors:
+            if len(open_errors) > 1 or levels[0]:
+                return False
+            ((waiting, tag),) = open_errors.items()
+            if connections[0] != waiting or closed[0] != tag:
+                return False
+            first = 1
+        end = len(levels)
+        if not levels[first:].count(b"e"):
+            events, waiting_at_end = closed[first:], False
+        else:
+            waiting_at_end = (end - first) % 2 == 1
+            end -= waiting_at_end
+            if waiting_at_end and not levels[end]:
+                return False
+            if not (
+                levels[first:end:2].count(b"e") == (end - first) // 2
+                and not levels[first + 1 : end : 2].count(b"e")
+                and connections[first:end:2] == connections[first + 1 : end : 2]
+                and closed[first:end:2] == closed[first + 1 : end : 2]
+            ):
+                return False
+            events = closed[first:end:2] + closed[end:]
+        if first:
+            open_errors.clear()
+        if waiting_at_end:
+            open_errors[connections[end]] = closed[end]
+        untagged = events.count(b"c")
+        self._counts["untagged_rpc_closed"] += untagged
+        self._counts["rpc_closed_errors"] += len(events) - untagged
+        return True
+
+    def _count_closed(self, rows: list[tuple[bytes, bytes, bytes, bytes]]) -> None:
+        """One event per `closed` recovery: an [error] and the [warn] right after it are one.
+
+        The [warn] is the twin when the same worker and connection's previous `closed` line was
+        an [error] with the same tag (3.4.1.0-3.5.0.1 log both); otherwise it is an event.
+        """
+        open_errors = self._open_closed_errors
+        tagged = untagged = 0
+        for is_error, connection, closed, _ in rows:
+            if is_error:
+                open_errors.pop(connection, None)
+                open_errors[connection] = closed
+                if len(open_errors) > CLOSED_PAIRING_CONNECTIONS:
+                    del open_errors[next(iter(open_errors))]
+            elif open_errors.get(connection) == closed:
+                del open_errors[connection]
+                continue
+            if closed == b"c":
+                untagged += 1
+            else:
+                tagged += 1
+        self._counts["rpc_closed_errors"] += tagged
+        self._counts["untagged_rpc_closed"] += untagged
+
+    def _count_name_lines(
+        self, buf: bytes
+    ) -> tuple[tuple[bytes, ...], list[bytes], list[int] | None]:
+        """Count NAME's relayed messages; return the relaying PIDs (empty for a counter line),
+        the missing instances' ids, and the counter values (None when some counter lines are
+        not plainly NAME's; the caller counts the counter lines).
+        """
+        counter_lines = buf.count(_COUNTER_MESSAGE)
+        found = self._patterns.name_lines.findall(buf)
+        if not found:
+            return (), [], None if counter_lines else []
+        pids, kinds, missing, values = zip(*found, strict=True)
+        counts = self._counts
+        counts["instance_closes"] += kinds.count(b"c")
+        counts["instance_starts"] += kinds.count(b"i")
+        namespaced = list(filter(None, values))
+        counter_values = None
+        if len(namespaced) == counter_lines:
+            counter_values = list(map(int, namespaced))
+        return pids, list(filter(None, missing)), counter_values
+
+    def _pair_no_instance_in_order(self, buf: bytes) -> None:
+        """A block where Kong logs `no plugin instance` itself: pair it with relayed lines.
+
+        Kong's [warn] right after its own [error] for the same connection and id is that same
+        line twice (as with `closed`).
+        """
+        events: list[tuple[int, bytes, bytes | None]] = [
+            (match.start(), match.group(3), None)
+            for match in self._patterns.relay.finditer(buf)
+            if match.group(3)
+        ]
+        events += [
+            (match.start(), match.group(4), (match.group(1) or b"") + (match.group(2) or b""))
+            for match in self._patterns.kong_line.finditer(buf)
+            if match.group(4)
+        ]
+        open_errors = self._open_no_instance_errors
+        for _, instance_id, level_and_connection in sorted(events, key=lambda event: event[0]):
+            if level_and_connection is None:
+                self._no_instance.seen(instance_id, relayed=True)
+                continue
+            connection = level_and_connection.removeprefix(b"e")
+            if level_and_connection.startswith(b"e"):
+                open_errors.pop(connection, None)
+                open_errors[connection] = instance_id
+                if len(open_errors) > CLOSED_PAIRING_CONNECTIONS:
+                    del open_errors[next(iter(open_errors))]
+            elif open_errors.get(connection) == instance_id:
+                del open_errors[connection]
+                continue
+            self._no_instance.seen(instance_id, relayed=False)
 
     def _counter_events(self, buf: bytes) -> list[tuple[int, int]]:
         """(position, value) of this plugin's counter lines; also counts them."""
@@ -284,24 +588,60 @@ class Collector:
         name = tag.group(1)
         return bool(self._patterns.own_tag.fullmatch(name)) or name in _TAGS_NAMING_NO_PLUGIN
 
-    def _replay_in_order(self, buf: bytes, server_starts: list[int]) -> None:
-        """The slow path for a block where a server (re)starts: events in log order."""
-        events: list[tuple[int, int, bytes | int]] = [(at, 0, b"") for at in server_starts]
+    def _replay_in_order(self, buf: bytes, process_lines: list[re.Match[bytes]]) -> None:
+        """The slow path for a block where a server may (re)start or stop: events in log order."""
+        events: list[tuple[int, int, re.Match[bytes] | bytes | int]] = [
+            (match.start(), 0, match) for match in process_lines
+        ]
         events += [
             (match.start(), 1, match.group(1)) for match in self._patterns.relay.finditer(buf)
         ]
         events += [(at, 2, value) for at, value in self._counter_events(buf)]
-        for _, kind, payload in sorted(events):
-            if kind == 0:
-                self._server_started()
+        for _, _, payload in sorted(events, key=lambda event: event[:2]):
+            if isinstance(payload, re.Match):
+                self._process_line(payload)
             elif isinstance(payload, bytes):
                 self._server_spoke(payload)
             else:
                 self._lifetimes.observe(payload)
 
+    def _process_line(self, line: re.Match[bytes]) -> None:
+        kind, name = line.lastgroup, line.group(line.lastgroup or 0)
+        ours = name == self._patterns.name
+        if kind == "spawned":  # 3.9's second line of a start: learn the PID, count nothing
+            if self._spawn_is_ours:
+                self._server_pid = name
+                self._seen_pids.add(name)
+            self._spawn_is_ours = False
+        elif kind == "killed":
+            if name in self._seen_pids:
+                self._server_exited(cut_lifetime=name == self._server_pid)
+        elif kind in ("legacy_terminated", "legacy_abandoned"):
+            if self._patterns.name == _LEGACY_SERVER:
+                self._server_exited(abandoned=kind == "legacy_abandoned")
+        elif not ours:
+            self._other_plugin_named = True
+            self._spawn_is_ours = False if kind == "spawning" else self._spawn_is_ours
+        elif kind in ("starting", "spawning"):
+            self._server_started()
+            self._spawn_is_ours = kind == "spawning"
+        else:
+            self._server_exited(abandoned=kind == "abandoned")
+
     def _server_started(self) -> None:
+        self._counts["plugin_server_starts"] += 1
         self._lifetimes.server_started()
         self._server_pid = None
+        self._exit_logged = False
+
+    def _server_exited(self, *, abandoned: bool = False, cut_lifetime: bool = False) -> None:
+        """Count an exit; `not respawned` right after `terminated` is the same exit."""
+        if not (abandoned and self._exit_logged):
+            self._counts["plugin_server_exits"] += 1
+        self._exit_logged = True
+        if cut_lifetime:  # the server speaking now was killed: the next one starts afresh
+            self._lifetimes.server_started()
+            self._server_pid = None
 
     def _server_spoke(self, pid: bytes) -> None:
         if self._server_pid is None:
@@ -352,13 +692,14 @@ def line_blocks(
         if first_newline < 0:
             head, overlong = _grow_line(head, overlong, chunk, max_line_bytes)
             continue
+        finished = b""  # the line begun in an earlier chunk, yielded with this chunk's lines
         if head or overlong:
             head, _ = _grow_line(head, overlong, chunk[:first_newline], max_line_bytes)
-            yield head + b"\n"
+            finished = head + b"\n"
             chunk = chunk[first_newline + 1 :]
         after_last_newline = chunk.rfind(b"\n") + 1
-        if after_last_newline:
-            yield chunk[:after_last_newline]
+        if finished or after_last_newline:
+            yield finished + chunk[:after_last_newline]
         head, overlong = _grow_line(b"", False, chunk[after_last_newline:], max_line_bytes)
     if head or overlong:
         yield head  # a truncated last line, still one line

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import random
 import tracemalloc
 from pathlib import Path
@@ -21,6 +22,8 @@ from orchestration.collect import (
 from orchestration.errors import UsageError
 
 FIXTURES = Path(__file__).parent / "fixtures"
+# Real Kong logs live beside the repository (in CI: a copy of shared/ next to the fresh clone)
+REAL_LOGS = Path(__file__).resolve().parents[2] / "shared" / "real-logs"
 CLIENT = ', client: 172.18.0.1, server: kong, request: "GET /hello HTTP/1.1", host: "kong:8000"'
 ZERO = Signals(0, 0, 0, 0, 0, 0, 0, 0, 0)
 
@@ -94,22 +97,85 @@ FIXTURE_SIGNALS = {
     "garbage.log": expected(
         new_calls_total=9, counter_lines=2, instance_closes=1, rpc_closed_errors=1, lines=10
     ),
+    # 3.9: `starting pluginserver process for` + `started, pid` is one start, and cuts lifetimes
+    "process_3.9.log": expected(
+        new_calls_total=5 + 3,
+        counter_lines=6,
+        instance_starts=2,
+        instance_closes=1,
+        rpc_closed_errors=1,
+        plugin_server_starts=2,
+        plugin_server_exits=2,  # `exiting: ... not respawned.` after `terminated` is that exit
+        lines=24,
+    ),
+    # `terminated` (1 exit); then `command not found` as the worker exits: `Exiting: ... not
+    # respawned.` alone (1 exit); another server's `terminated` + `Exiting` are not ours
+    "process_3.4_not_respawned.log": expected(
+        plugin_server_starts=2, plugin_server_exits=2, lines=7
+    ),
+    "closed_warn_only_3.7.log": expected(rpc_closed_errors=3, lines=4),
+    "closed_error_only_3.6.log": expected(rpc_closed_errors=3, lines=4),
+    "closed_interleaved_3.4.1.0.log": expected(rpc_closed_errors=4, lines=7),
+    "untagged_timer_3.4.1.0.log": expected(
+        instance_starts=1 + 2, rpc_closed_errors=1 + 1, plugin_server_starts=1, lines=8
+    ),
+    "msgpack_python_3.3.log": expected(
+        instance_starts=3, no_instance_errors=4, plugin_server_starts=1, lines=11
+    ),
+    "msgpack_kong_side_2.x.log": expected(no_instance_errors=2, lines=3),
+    "msgpack_js_2.7.log": expected(
+        instance_starts=1,
+        no_instance_errors=2,
+        plugin_server_starts=2,
+        plugin_server_exits=1,
+        lines=10,
+    ),
+    "legacy_go_pluginserver_2.1.log": expected(
+        plugin_server_starts=2, plugin_server_exits=2, lines=5
+    ),
+    # old server killed after the reload (1128), one never ours (1129), then the current one
+    # (1219) killed: 40 before the reload, 5 by 1219, 4 by the server after it
+    "reload_unknown_process_2.7.log": expected(
+        new_calls_total=40 + 5 + 4,
+        counter_lines=7,
+        instance_closes=1,
+        plugin_server_starts=2,
+        plugin_server_exits=2,
+        lines=15,
+    ),
+}
+FIXTURE_PLUGIN = {
+    "msgpack_python_3.3.log": "py-hello",
+    "msgpack_kong_side_2.x.log": "py-hello",
+    "msgpack_js_2.7.log": "js-hello",
+    "legacy_go_pluginserver_2.1.log": "go-pluginserver",
 }
 
 
 @pytest.mark.parametrize("name", sorted(FIXTURE_SIGNALS))
 def test_fixture_counts(name: str) -> None:
-    assert collect_file(FIXTURES / name) == FIXTURE_SIGNALS[name]
+    plugin = FIXTURE_PLUGIN.get(name, "example-plugin")
+    assert collect_file(FIXTURES / name, plugin) == FIXTURE_SIGNALS[name]
 
 
 @pytest.mark.parametrize("name", sorted(FIXTURE_SIGNALS))
 def test_lines_blocks_and_tiny_chunks_agree(name: str) -> None:
-    data = (FIXTURES / name).read_bytes()
-    one_by_one = collect_lines(data.splitlines(keepends=True))
-    tiny_chunks = Collector()
+    plugin = FIXTURE_PLUGIN.get(name, "example-plugin")
+    assert _one_by_one_and_in_tiny_chunks((FIXTURES / name).read_bytes(), plugin) == (
+        FIXTURE_SIGNALS[name],
+        FIXTURE_SIGNALS[name],
+        FIXTURE_SIGNALS[name],
+    )
+
+
+def _one_by_one_and_in_tiny_chunks(data: bytes, plugin: str) -> tuple[Signals, Signals, Signals]:
+    """The counts fed line by line, in 7-byte chunks, and as one block."""
+    one_by_one = collect_lines(data.splitlines(keepends=True), plugin)
+    tiny_chunks, whole = Collector(plugin), Collector(plugin)
     for block in line_blocks(io.BytesIO(data), chunk_bytes=7):
         tiny_chunks.feed_block(block)
-    assert one_by_one == tiny_chunks.signals() == FIXTURE_SIGNALS[name]
+    whole.feed_block(data)
+    return one_by_one, tiny_chunks.signals(), whole.signals()
 
 
 def test_str_lines_as_the_pipeline_passes_them() -> None:
@@ -150,13 +216,193 @@ def test_other_plugin_servers_in_the_same_log(plugin: str, signals: Signals) -> 
     assert collect_file(FIXTURES / "multi_plugin.log", plugin=plugin) == signals
 
 
-def test_warn_twin_of_a_closed_error_is_not_counted() -> None:
-    warn = (
-        f"2023/11/21 22:33:08 [warn] 2347#0: *654 [kong] x.lua:417 [example-plugin] closed{CLIENT}"
+def closed_line(
+    level: str, connection: str = "2347#0: *654", tag: str = "[example-plugin] "
+) -> str:
+    return f"2023/11/21 22:33:08 [{level}] {connection} [kong] pb_rpc.lua:417 {tag}closed{CLIENT}"
+
+
+@pytest.mark.parametrize(
+    ("levels", "events"),
+    [
+        (["warn"], 1),  # EE 3.4.0.0, OSS 3.4-3.5, 3.7+
+        (["error"], 1),  # EE 3.4.3.1+, 3.5.0.2+, 3.6
+        (["error", "warn"], 1),  # EE 3.4.1.0-3.5.0.1: both lines of one recovery
+        (["error", "warn", "error", "warn"], 2),  # the retry failed again
+        (["warn", "error"], 2),  # a [warn] pairs only with an [error] before it
+        (["error", "error", "warn"], 2),  # the second [error]'s twin
+        (["warn", "warn"], 2),
+    ],
+)
+def test_closed_error_and_its_warn_twin_are_one_recovery(levels: list[str], events: int) -> None:
+    lines = [closed_line(level) for level in levels]
+    assert collect_lines(lines).rpc_closed_errors == events
+    assert collect_lines(line + "\r\n" for line in lines).rpc_closed_errors == events
+
+
+def test_a_warn_twin_is_of_the_same_worker_connection_and_tag() -> None:
+    lines = [
+        closed_line("error"),
+        closed_line("warn", connection="2347#0: *655"),
+        closed_line("warn", connection="2348#0: *654"),
+        closed_line("warn", tag=""),  # untagged: a log-phase timer's line, not the twin
+        closed_line("warn"),
+    ]
+    assert collect_lines(lines).rpc_closed_errors == 4
+
+
+def test_closed_pairs_split_across_blocks_anywhere() -> None:
+    # 14 events: pairs *1 *2 *5; *8's [error] and second [warn]; *12; *13; *3 and *4 (*3's
+    # [warn] is its twin); *6's two [error]s; *7; *10; *11
+    connections_and_levels = [
+        ("*1", "error"),
+        ("*1", "warn"),
+        ("*2", "error"),
+        ("*2", "warn"),
+        ("*8", "error"),
+        ("*8", "warn"),
+        ("*8", "warn"),
+        ("*12", "error"),
+        ("*13", "warn"),
+        ("*3", "error"),
+        ("*4", "warn"),
+        ("*3", "warn"),
+        ("*5", "error"),
+        ("*5", "warn"),
+        ("*6", "error"),
+        ("*6", "error"),
+        ("*6", "warn"),
+        ("*7", "error"),
+        ("*10", "error"),
+        ("*11", "warn"),
+    ]
+    lines = [
+        (closed_line(level, f"2347#0: {conn}") + "\n").encode()
+        for conn, level in connections_and_levels
+    ]
+    for cuts in itertools.combinations(range(1, len(lines)), 2):
+        collector = Collector()
+        for start, end in itertools.pairwise((0, *cuts, len(lines))):
+            collector.feed_block(b"".join(lines[start:end]))
+        assert collector.signals().rpc_closed_errors == 14, cuts
+    assert collect_lines(lines).rpc_closed_errors == 14
+
+
+def test_untagged_timer_lines_are_nobodys_once_another_plugin_is_named() -> None:
+    timer_lines = (FIXTURES / "untagged_timer_3.4.1.0.log").read_text().splitlines()
+    untagged = [line for line in timer_lines if "[example-plugin]" not in line]
+    others = {
+        "3.4-3.8 process line": starting_line("go-hello"),
+        "3.9 process line": "[notice] 1#0: [kong] process.lua:152 [pluginserver] starting "
+        "pluginserver process for go-hello",
+        "exit line": "[notice] 1#0: [kong] process.lua:278 external pluginserver 'go-hello' "
+        "terminated: exit 2",
+        "another plugin's instance": "[debug] 1#0: *9 [kong] pb_rpc.lua:381 [go-hello] started "
+        "plugin server: seq 1, worker 0, instance id 1",
+    }
+    alone = collect_lines(untagged)
+    assert (alone.instance_starts, alone.rpc_closed_errors) == (2, 1)
+    for name, line in others.items():  # before or after: the verdict waits for the end
+        for lines in ([line, *untagged], [*untagged, line]):
+            signals = collect_lines(lines)
+            assert (signals.instance_starts, signals.rpc_closed_errors) == (0, 0), name
+
+
+def test_3_9_start_is_counted_once_and_its_pid_names_the_server() -> None:
+    lines = [
+        "[notice] 1#0: [kong] process.lua:152 [pluginserver] starting pluginserver process "
+        "for example-plugin, context: ngx.timer",
+        "[notice] 1#0: [kong] process.lua:158 [pluginserver] started, pid 2590",
+        "[notice] 1#0: [kong] process.lua:152 [pluginserver] starting pluginserver process "
+        "for go-hello, context: ngx.timer",
+        "[notice] 1#0: [kong] process.lua:158 [pluginserver] started, pid 2591",
+        "[alert] 1#0: unknown process 2591 exited on signal 9",  # go-hello's
+        "[alert] 1#0: unknown process 2590 exited on signal 9",
+    ]
+    ours = collect_lines(lines)
+    theirs = collect_lines(lines, plugin="go-hello")
+    assert (ours.plugin_server_starts, ours.plugin_server_exits) == (1, 1)
+    assert (theirs.plugin_server_starts, theirs.plugin_server_exits) == (1, 1)
+
+
+def test_3_9_start_cuts_the_new_call_lifetimes() -> None:
+    start = (
+        "[notice] 1#0: [kong] process.lua:152 [pluginserver] starting pluginserver process "
+        "for example-plugin"
     )
-    error = warn.replace("[warn]", "[error]").replace(":417", ":413")
-    assert collect_lines([warn]).rpc_closed_errors == 0
-    assert collect_lines([error, warn, error + "\r\n", warn]).rpc_closed_errors == 2
+    lines = [counter_line(700), start, counter_line(1), counter_line(3)]
+    assert collect_lines(lines).new_calls_total == 703
+
+
+@pytest.mark.parametrize(
+    "not_respawned",
+    [
+        "[notice] 1#0: *1 [kong] process.lua:285 Exiting: pluginserver 'example-plugin' not "
+        "respawned., context: ngx.timer",
+        "[notice] 1#0: *1 [kong] process.lua:176 [pluginserver] exiting: pluginserver "
+        "'example-plugin' not respawned., context: ngx.timer",
+    ],
+)
+def test_not_respawned_is_an_exit_unless_terminated_said_so(not_respawned: str) -> None:
+    terminated = (
+        "[notice] 1#0: *1 [kong] process.lua:278 external pluginserver 'example-plugin' "
+        "terminated: signal 15, context: ngx.timer"
+    )
+    # e.g. `command not found` while the worker exits: no `terminated` line for that start
+    assert collect_lines([starting_line(), not_respawned]).plugin_server_exits == 1
+    assert collect_lines([starting_line(), terminated, not_respawned]).plugin_server_exits == 1
+    assert collect_lines([not_respawned], plugin="go-hello").plugin_server_exits == 0
+
+
+@pytest.mark.parametrize(
+    "kong_line",
+    [
+        "[warn] 1268#0: *7110 [kong] mp_rpc.lua:340 [py-hello] no plugin instance 31, client: x",
+        "[warn] 1267#0: *7106 [kong] mp_rpc.lua:343 [py-hello] no plugin instance #244",
+        "[error] 1213#0: *1643 [kong] mp_rpc.lua:308 [py-hello] no plugin instance #11, client: x",
+        "[error] 1213#0: *1644 [kong] mp_rpc.lua:308 [py-hello] instance id 0 not found, client: x",
+    ],
+)
+def test_each_kong_side_no_plugin_instance_wording_alone(kong_line: str) -> None:
+    assert collect_lines([kong_line], plugin="py-hello").no_instance_errors == 1
+    assert collect_lines([kong_line], plugin="py-hell").no_instance_errors == 0
+
+
+def test_unknown_process_counts_only_for_a_pid_the_server_spoke_as() -> None:
+    killed = "2022/04/26 22:18:35 [alert] 1#0: unknown process {} exited on signal 9"
+    lines = [killed.format(2350), relay_line("closed instance 1", 2350), killed.format(2350)]
+    assert collect_lines(lines).plugin_server_exits == 1
+    assert collect_lines(lines, plugin="go-hello").plugin_server_exits == 0
+
+
+def test_legacy_go_pluginserver_lines_name_only_that_server() -> None:
+    lines = (FIXTURES / "legacy_go_pluginserver_2.1.log").read_text().splitlines()
+    assert collect_lines(lines) == expected(lines=5)
+
+
+def test_kong_side_no_plugin_instance_pairs_with_the_relayed_line_either_way() -> None:
+    kong = (
+        "2023/07/05 09:31:51 [warn] 1267#0: *7106 [kong] mp_rpc.lua:343 [py-hello] no plugin "
+        "instance #{}, client: 127.0.0.1"
+    )
+    relayed = (
+        "2023/07/05 09:31:51 [info] 1267#0: *149 [py-hello:1269] WARN - [17:31:51] rpc: #1 "
+        "error: no plugin instance #{}, context: ngx.timer"
+    )
+    cases = {
+        (relayed.format(5), kong.format(5)): 1,
+        (kong.format(5), relayed.format(5)): 1,
+        (relayed.format(5), kong.format(6)): 2,
+        (kong.format(5), kong.format(5)): 2,  # two of Kong's lines are two events
+        (relayed.format(5), relayed.format(5), kong.format(5)): 2,
+    }
+    for lines, events in cases.items():
+        assert collect_lines(lines, plugin="py-hello").no_instance_errors == events, lines
+    error_then_warn = (kong.format(7).replace("[warn]", "[error]"), kong.format(7))
+    for twins in (error_then_warn, (relayed.format(7), *error_then_warn)):
+        assert collect_lines(twins, plugin="py-hello").no_instance_errors == 1, twins
+    farther = [relayed.format(5)] + [relayed.format(n) for n in range(100, 400)] + [kong.format(5)]
+    assert collect_lines(farther, plugin="py-hello").no_instance_errors == 302  # out of reach
 
 
 def test_closed_must_be_the_whole_message() -> None:
@@ -381,3 +627,85 @@ def test_missing_file_says_which(tmp_path: Path) -> None:
 def test_bad_plugin_name_is_refused() -> None:
     with pytest.raises(UsageError, match="plugin server name"):
         collect_lines([], plugin="bad name]")
+
+
+# --- real Kong logs users committed to public bug reproductions (see its README) ---
+
+# Each truth.json key -> our Signals field, in one place.
+TRUTH_KEY_TO_SIGNAL = {
+    "new_calls_total": "new_calls_total",
+    "counter_lines": "counter_lines",
+    "instance_starts": "instance_starts",
+    "instance_closes": "instance_closes",
+    "no_instance_errors": "no_instance_errors",
+    "rpc_closed_errors": "rpc_closed_errors",
+    "plugin_server_starts": "plugin_server_starts",
+    "plugin_server_exits": "plugin_server_exits",
+    "lines": "lines",
+}
+REAL_LOG_CHECKS = [
+    ("06-k2.3.2-hello-embedded-start", "hello"),
+    ("12-k2.7.1-four-pluginservers-reload", "goplugin"),
+    ("12-k2.7.1-four-pluginservers-reload", "rustplugin"),
+    ("12-k2.7.1-four-pluginservers-reload", "pythonplugin"),
+    ("12-k2.7.1-four-pluginservers-reload", "jsplugin"),
+    ("13-k2.7.1-goplugin-three-reloads", "goplugin"),
+    ("14-k2.8.1-goplugin-reload-closed", "goplugin"),
+    ("15-k3.1.0-goplugin-reloads", "goplugin"),
+    ("17-k3.3.0-python-reconfigure-race", "python"),
+    ("19-k3.9.0-go-hello-startup", "go-hello"),
+]
+# Human counts we cannot match honestly: (log, plugin) -> {signal: (what we count, why)}
+HUMAN_COUNTS_WE_DO_NOT_MATCH = {
+    ("12-k2.7.1-four-pluginservers-reload", "rustplugin"): {
+        "plugin_server_exits": (
+            0,
+            "the Rust server never writes a line, so no line names its PID; the human count "
+            "infers 'unknown process 1129' from spawn order (between goplugin 1128 and "
+            "pythonplugin 1130), which a log line does not say",
+        ),
+    },
+}
+
+
+def _real_log(stem: str, suffix: str) -> Path:
+    path = REAL_LOGS / f"{stem}{suffix}"
+    if not path.is_file():
+        pytest.fail(
+            f"real Kong log {path} is missing: the tests read ../shared/real-logs beside the "
+            "repository (in CI, copy shared/ next to the clone)"
+        )
+    return path
+
+
+def _human_counts(stem: str, plugin: str) -> dict[str, int]:
+    truth = json.loads(_real_log(stem, ".truth.json").read_text())
+    (check,) = [check for check in truth["checks"] if check["plugin"] == plugin]
+    human: dict[str, int] = check["human"]
+    assert set(human) == set(TRUTH_KEY_TO_SIGNAL), "truth.json keys changed: update the table"
+    return human
+
+
+def test_real_logs_are_all_there() -> None:
+    truths = sorted(path.name for path in REAL_LOGS.glob("*.truth.json"))
+    if not truths:
+        pytest.fail(f"no real Kong logs in {REAL_LOGS}: copy shared/ beside the repository")
+    assert truths == sorted({f"{stem}.truth.json" for stem, _ in REAL_LOG_CHECKS})
+
+
+@pytest.mark.parametrize(("stem", "plugin"), REAL_LOG_CHECKS)
+def test_real_logs_agree_with_the_human_counts(stem: str, plugin: str) -> None:
+    ours = collect_file(_real_log(stem, ".log"), plugin).to_dict()
+    wanted = dict(_human_counts(stem, plugin))
+    for signal, (count, _why) in HUMAN_COUNTS_WE_DO_NOT_MATCH.get((stem, plugin), {}).items():
+        assert wanted[signal] != count, f"{signal} now matches: drop the exception"
+        wanted[signal] = count
+    assert ours == {TRUTH_KEY_TO_SIGNAL[key]: count for key, count in wanted.items()}
+
+
+@pytest.mark.parametrize(("stem", "plugin"), REAL_LOG_CHECKS)
+def test_real_logs_give_the_same_counts_by_line_and_by_block(stem: str, plugin: str) -> None:
+    one_by_one, tiny_chunks, whole = _one_by_one_and_in_tiny_chunks(
+        _real_log(stem, ".log").read_bytes(), plugin
+    )
+    assert one_by_one == tiny_chunks == whole
