@@ -119,6 +119,7 @@ def row_from(base: VersionResult, outcome: Outcome) -> VersionResult:
         no_instance_errors=last.no_instance_errors,
         rpc_closed_errors=last.rpc_closed_errors,
         plugin_server_starts=last.plugin_server_starts,
+        plugin_server_exits=last.plugin_server_exits,
         rps=worst([phase.rps for phase in counted], min),
         p50_ms=worst([phase.p50_ms for phase in counted], max),
         p95_ms=worst([phase.p95_ms for phase in counted], max),

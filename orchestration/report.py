@@ -84,6 +84,7 @@ class VersionResult:
     no_instance_errors: int | None = None
     rpc_closed_errors: int | None = None
     plugin_server_starts: int | None = None
+    plugin_server_exits: int | None = None
     plugin_counter: int | None = None  # the plugin's own New() count after the load (header)
     rps: float | None = None
     p50_ms: float | None = None
@@ -174,6 +175,7 @@ TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("no plugin instance", "no_instance_errors"),
     ("rpc closed", "rpc_closed_errors"),
     ("server starts", "plugin_server_starts"),
+    ("server exits", "plugin_server_exits"),
     ("req/s", "rps"),
     ("p95 ms", "p95_ms"),
 )
