@@ -288,7 +288,22 @@ def run_matrix(
             f"interrupted by {signal_name(signal_number)}: every stack was torn down; finished "
             f"versions and the summary are in {config.run_dir}",
         ) from None
+    except Exception as bug:  # not a failure of Kong's or Docker's (those are error rows): ours
+        with signals_held():
+            for index, job in enumerate(jobs):
+                rows.setdefault(index, _unfinished_row(job, config, bug))
+            publish()
+        raise
     return publish()
+
+
+def _unfinished_row(job: Job, config: RunConfig, bug: Exception) -> VersionResult:
+    return replace(
+        _base_row(job, config, config.run_dir / job.folder),
+        status="error",
+        error=f"not measured: the run stopped on an unexpected error ({bug!r}); every stack was "
+        "torn down",
+    )
 
 
 def _measure_in_parallel(
@@ -325,8 +340,10 @@ def _cancel_workers(
         return "build" in command and any(arg.startswith("kpm-") for arg in command)
 
     signal_descendants(is_our_build, signal.SIGTERM)
-    LOGGER.warning("stopping: waiting for %d running version(s) to tear down", len(futures))
-    wait(futures)
+    # A queued job that shutdown() cancelled never runs, and `wait` would wait for it forever.
+    running = [future for future in futures if not future.cancelled()]
+    LOGGER.warning("stopping: waiting for %d running version(s) to tear down", len(running))
+    wait(running)
 
 
 def run_ui(config: RunConfig) -> RunResult:

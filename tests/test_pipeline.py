@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration import pipeline
+from orchestration import pipeline, scenarios
 from orchestration.collect import Signals
 from orchestration.config import RunConfig
 from orchestration.errors import Interrupted, StackError, UsageError
@@ -161,3 +161,50 @@ def test_a_load_that_mostly_failed_gets_no_verdict(failures: int, verdict: str) 
         assert row.new_calls_per_request == 2.0  # over the requests the plugin served
     else:
         assert f"{failures} of 1000 requests failed" in (row.error or "")
+
+
+def test_a_parallel_worker_that_raises_stops_the_run_and_keeps_what_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = replace(_config(tmp_path, "3.4.0.0", "3.4.1.0", "3.6.0.0"), parallel=2)
+    finished = replace(pipeline._base_row(pipeline.Job(config.targets[0]), config, tmp_path))
+
+    def measure(job: pipeline.Job, _config: RunConfig, *_cancel: object) -> VersionResult:
+        if job.target.label == "3.4.1.0":
+            raise RuntimeError("a bug of ours")
+        return replace(finished, version=job.target.label)
+
+    monkeypatch.setattr(pipeline, "measure_job", measure)
+    with pytest.raises(RuntimeError, match="a bug of ours"):
+        pipeline.run_matrix(config)
+    saved = {
+        v["version"]: v
+        for v in json.loads((config.run_dir / "results.json").read_text())["versions"]
+    }
+    assert saved["3.4.0.0"]["status"] == "ok"
+    assert saved["3.4.1.0"]["status"] == "error"
+    assert "unexpected error (RuntimeError('a bug of ours'))" in saved["3.4.1.0"]["error"]
+    assert set(saved) == {"3.4.0.0", "3.4.1.0", "3.6.0.0"}  # none is missing from the table
+
+
+def test_a_load_that_fell_short_is_an_error_row_with_what_it_measured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _config(tmp_path, "3.4.1.0")
+    config.run_dir.mkdir(parents=True)
+    load = LoadResult(600, 0, rps=500.0, p50_ms=3.0, p95_ms=9.0, duration_s=2.0)
+    short = Outcome(
+        (phase("load", "the load", _signals(5), _signals(1205), load),),
+        _signals(5),
+        _signals(1205),
+        shortfall="only 600 of 1000 requests completed",
+    )
+    monkeypatch.setattr(
+        scenarios, "get", lambda name: scenarios.Scenario(name, "test", lambda _session: short)
+    )
+
+    row = pipeline.measure_job(pipeline.Job(config.targets[0]), config)
+
+    assert (row.status, row.verdict) == ("error", "error")
+    assert row.error == "only 600 of 1000 requests completed"
+    assert row.requests == 600 and row.new_calls_during_load == 1200  # what it measured stays
