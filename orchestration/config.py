@@ -80,6 +80,7 @@ class RunConfig:
     keep: bool = False
     sim: bool = False
     go_image: str = DEFAULT_GO_IMAGE
+    tap: bool = True  # kpm-tap in front of the plugin server, counting what crosses its socket
     scenarios: tuple[str, ...] = SCENARIOS[:1]
     changes: int = 3  # reload: configuration changes under load
     idle_s: float = 75.0  # idle: the gap, longer than go-pdk's 60 s instance expiry
