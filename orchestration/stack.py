@@ -102,7 +102,7 @@ class StackSpec:
     # The process that creates the stack owns it (`clean` removes stacks of dead owners).
     owner: str = field(default_factory=lambda: Owner.current().text)
     plugin: PluginContract = EXAMPLE
-    tap: bool = True  # Kong starts kpm-tap in front of the plugin server
+    tap: bool = False  # True: Kong starts kpm-tap in front of the plugin server
 
     def compose_variables(self) -> dict[str, str]:
         return {
