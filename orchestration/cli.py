@@ -91,6 +91,13 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         help="offline: run against kong-sim, the stand-in gateway (results say simulated)",
     )
     parser.add_argument(
+        "--tap",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="start the plugin behind kpm-tap, which logs the instance starts, closes and errors "
+        f"it sees on the plugin's socket (default {'on' if default_of('tap') else 'off'})",
+    )
+    parser.add_argument(
         "--go-image",
         default=None,
         help=f"builder image for the plugin (default {DEFAULT_GO_IMAGE}; ignored with --sim)",
@@ -286,6 +293,7 @@ def config_from(args: argparse.Namespace) -> RunConfig:
         parallel=resolve("parallel", args.parallel, default_of("parallel"), int),
         keep=args.keep,
         sim=args.sim or args.command == "selftest",
+        tap=default_of("tap") if args.tap is None else args.tap,
         go_image=_checked_image(
             "--go-image", args.go_image or os.environ.get("KPM_GO_IMAGE", DEFAULT_GO_IMAGE)
         ),

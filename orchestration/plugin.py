@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 PROBE_TIMEOUT_S = 10.0
+# kpm-tap (images/kong-sim/cmd/kpm-tap), in the plugin image: Kong starts it as the plugin server,
+# and it starts the plugin behind it, counting on its stdout what crosses the socket.
+TAP_COMMAND = "/usr/local/bin/kpm-tap"
 # Loopback only, and never through an HTTP proxy a user may have configured.
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -30,6 +33,18 @@ class PluginContract:
     marker_header: str = "X-Example-Message"
     config_header: str = "X-Example-Config"
     counter_in_header: re.Pattern[str] = re.compile(r"New\(\) calls: (\d+)")
+    server_command: str = "/usr/local/bin/example-plugin"  # the plugin server, as Kong starts it
+    protocol: str = "ProtoBuf:1"  # what its `-dump` says in "Protocol"
+    # Kong's socket for it: /usr/local/kong/NAME.socket on 3.4-3.8, <prefix>/NAME.socket on 3.9+
+    # (the same path: the images keep the default prefix).
+    socket: str = "/usr/local/kong/example-plugin.socket"
+
+    def start_command(self, *, tap: bool) -> str:
+        """KONG_PLUGINSERVER_<NAME>_START_CMD: the plugin server, or kpm-tap in front of it."""
+        if not tap:
+            return self.server_command
+        tap_flags = f"-listen {self.socket} -protocol {self.protocol}"
+        return f"{TAP_COMMAND} {tap_flags} -- {self.server_command}"
 
     def probe_path(self, purpose: str) -> str:
         """The route, marked with why it was asked, so the probe stands out in the access log."""

@@ -56,7 +56,17 @@ KEPT_OWNER = "kept"  # the owner label of a stack left up on purpose (--keep): `
 PLUGIN_IMAGE_REPOSITORY = "kong-plugin-matrix"
 
 # What the plugin image is made of; `--sim` images also depend on the stand-ins.
-PLUGIN_IMAGE_INPUTS = ("plugins/example-plugin", "images/Dockerfile", "images/kong.yml")
+PLUGIN_IMAGE_INPUTS = (
+    "plugins/example-plugin",
+    "images/Dockerfile",
+    "images/kong.yml",
+    # kpm-tap and the kong-sim packages it is built from (see images/Dockerfile).
+    "images/kong-sim/go.mod",
+    "images/kong-sim/go.sum",
+    "images/kong-sim/internal/protocol",
+    "images/kong-sim/internal/tap",
+    "images/kong-sim/cmd/kpm-tap",
+)
 SIM_IMAGE_INPUTS = ("images/kong-sim", "images/go-builder")
 
 LOG_TAIL_LINES = 20
@@ -92,6 +102,7 @@ class StackSpec:
     # The process that creates the stack owns it (`clean` removes stacks of dead owners).
     owner: str = field(default_factory=lambda: Owner.current().text)
     plugin: PluginContract = EXAMPLE
+    tap: bool = False  # True: Kong starts kpm-tap in front of the plugin server
 
     def compose_variables(self) -> dict[str, str]:
         return {
@@ -101,6 +112,7 @@ class StackSpec:
             "KPM_WORKERS": str(self.workers),
             "KPM_RUN_ID": self.run_id,
             "KPM_OWNER": self.owner,
+            "KPM_START_CMD": self.plugin.start_command(tap=self.tap),
         }
 
 

@@ -464,6 +464,7 @@ class VersionWorld:
             run_id=config.run_id,
             env_file=self.version_dir / f"compose{suffix}.env",
             plugin=self.contract,
+            tap=config.tap,
         )
 
     def settle_after(self, ready_counter: int | None) -> Signals:

@@ -8,6 +8,7 @@ paths as Kong with our plugin.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -121,7 +122,7 @@ def test_plugin_image_tag_marks_sim_images_and_their_bases(tmp_path: Path) -> No
     sim_other_base = plugin_image_tag(
         "3.4.1.0", sim=True, repo_root=tmp_path, base_images=["kong-sim:other"]
     )
-    (tmp_path / "images" / "kong-sim").mkdir()
+    (tmp_path / "images" / "kong-sim").mkdir(exist_ok=True)  # the tap's inputs are in it
     (tmp_path / "images" / "kong-sim" / "main.go").write_text("package main\n")
     sim_after_sim_edit = plugin_image_tag("3.4.1.0", sim=True, repo_root=tmp_path)
     real_after_sim_edit = plugin_image_tag("3.4.1.0", sim=False, repo_root=tmp_path)
@@ -129,6 +130,22 @@ def test_plugin_image_tag_marks_sim_images_and_their_bases(tmp_path: Path) -> No
     assert sim.startswith("kong-plugin-matrix:3.4.1.0-sim-")
     assert len({real, sim, sim_other_base, sim_after_sim_edit}) == 4
     assert real_after_sim_edit == real
+
+
+@pytest.mark.parametrize("tap", [True, False])
+def test_compose_variables_say_how_kong_starts_the_plugin(tmp_path: Path, tap: bool) -> None:
+    spec = dataclasses.replace(_fixture_spec(tmp_path, "unused"), tap=tap)
+
+    start = spec.compose_variables()["KPM_START_CMD"]
+
+    if tap:
+        assert start == (
+            "/usr/local/bin/kpm-tap -listen /usr/local/kong/example-plugin.socket "
+            "-protocol ProtoBuf:1 -- /usr/local/bin/example-plugin"
+        )
+    else:
+        assert start == "/usr/local/bin/example-plugin"
+    write_env_file(tmp_path / "compose.env", spec.compose_variables())  # an env file can carry it
 
 
 def test_plugin_image_tag_makes_image_references_tag_safe(tmp_path: Path) -> None:

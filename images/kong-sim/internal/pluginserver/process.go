@@ -20,11 +20,12 @@ import (
 
 	"github.com/kong-plugin-matrix/kong-sim/internal/config"
 	"github.com/kong-plugin-matrix/kong-sim/internal/konglog"
+	"github.com/kong-plugin-matrix/kong-sim/internal/protocol"
 	"github.com/kong-plugin-matrix/kong-sim/internal/release"
 )
 
 // ProtocolProtoBuf is the only protocol kong-sim speaks; go-pdk >= 0.6 uses it.
-const ProtocolProtoBuf = "ProtoBuf:1"
+const ProtocolProtoBuf = protocol.ProtoBuf
 
 // PluginInfo is one plugin of a `-dump` answer.
 type PluginInfo struct {

@@ -1,7 +1,6 @@
 package pluginserver
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	pb "github.com/Kong/go-pdk/server/kong_plugin_protocol"
+	"github.com/kong-plugin-matrix/kong-sim/internal/protocol"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -224,25 +224,14 @@ func (c *Client) release(conn net.Conn) {
 	c.idle = append(c.idle, conn)
 }
 
-// readFrame reads one frame: a little-endian uint32 length, then the bytes.
+// readFrame reads one ProtoBuf:1 frame, with OpenResty's error words.
 func readFrame(conn net.Conn) ([]byte, error) {
-	var header [4]byte
-	if _, err := io.ReadFull(conn, header[:]); err != nil {
-		return nil, cosocketError(err)
-	}
-	data := make([]byte, binary.LittleEndian.Uint32(header[:]))
-	if _, err := io.ReadFull(conn, data); err != nil {
-		return nil, cosocketError(err)
-	}
-	return data, nil
+	data, err := protocol.ReadFrame(conn)
+	return data, cosocketError(err)
 }
 
 func writeFrame(conn net.Conn, data []byte) error {
-	frame := make([]byte, 4+len(data))
-	binary.LittleEndian.PutUint32(frame, uint32(len(data)))
-	copy(frame[4:], data)
-	_, err := conn.Write(frame)
-	return cosocketError(err)
+	return cosocketError(protocol.WriteFrame(conn, data))
 }
 
 // cosocketError maps Go's I/O errors to the words OpenResty uses.
