@@ -691,7 +691,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(number, _stop_on_first_signal)
     _show_progress()
     try:
-        return _COMMANDS[args.command](args)
+        code = _COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("interrupted by SIGINT (Ctrl-C); every stack started was torn down", file=sys.stderr)
         return 130
@@ -699,3 +699,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         prefix = "" if error.exit_code > 128 else "error: "  # an interrupt is no error
         print(f"{prefix}{error}", file=sys.stderr)
         return error.exit_code
+    _done_listening()
+    return code
+
+
+def _done_listening() -> None:
+    """The work is done and shown: a signal from now on must not change how it ended."""
+    for number in STOP_SIGNALS:
+        if signal.getsignal(number) is not signal.SIG_IGN:
+            signal.signal(number, signal.SIG_IGN)

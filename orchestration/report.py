@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from tabulate import tabulate
 
-from orchestration.errors import UsageError
+from orchestration.errors import Interrupted, UsageError
 
 Status = Literal["ok", "error", "interrupted"]
 Verdict = Literal["churn", "stable", "inconclusive", "error", "interrupted"]
@@ -332,15 +332,17 @@ def is_complete(run: RunResult) -> bool:
 
 def _draw_page(run_dir: Path, run: RunResult) -> None:
     """report.html, unless it already shows these results; a failure to draw costs the page
-    only, never the measured run."""
-    from orchestration import page  # matplotlib: loaded only when a page is drawn
-
+    only, never the measured run. A Ctrl-C or SIGTERM while it draws still stops the run."""
     try:
+        from orchestration import page  # matplotlib: loaded only when a page is drawn
+
         page.write_page_if_changed(run_dir, run)
+    except Interrupted:
+        raise
     except Exception as error:  # the page is derived; results.json is already safe
         LOGGER.warning(
             "could not draw %s: %s; `python -m orchestration report %s --html` tries again",
-            run_dir / page.PAGE_NAME,
+            run_dir / "report.html",
             error,
             run_dir,
         )

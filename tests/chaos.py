@@ -79,13 +79,16 @@ HARNESS_OPTIONS = ("--sim", "--ready-timeout", "60", "--load-timeout", "60")
 RUN_TIMEOUT_S = 150.0  # well above a run's own bounds (60 s ready, 60 s load, 15 s log settle)
 TARGET_WAIT_S = 30.0  # how long a fault waits for its target to exist
 COMMAND_TIMEOUT_S = 120.0
-STAGES = ("starting", "preparing images", "waiting for Kong", "sending", "tearing down", "finished")
+STAGES = (
+    *("starting", "preparing images", "waiting for Kong", "sending", "tearing down"),
+    *("finished", "done"),
+)
 MISSED = "missed"
 VERSION_LABEL = "io.kong-plugin-matrix.kong-version"
 # progress text -> stage; the newest matching line names the stage
 STAGE_MARKS = (
     ("==> ", "finished"),
-    ("Results: ", "finished"),
+    ("Results: ", "done"),  # the table is out: a signal now must not change the exit
     ("interrupted by", "finished"),
     ("tearing down", "tearing down"),
     (": sending ", "sending"),
@@ -442,7 +445,8 @@ EXPECTED_EXIT = {"SIGINT group": (130,), "SIGTERM harness": (143,), "SIGKILL har
 
 def _bad_exits(planned: Planned, hit: Hit, run: CliRun) -> list[str]:
     code = run.process.returncode
-    expected = EXPECTED_EXIT.get(planned.fault, (0, 1)) if hit.stage != MISSED else (0, 1)
+    over = hit.stage in {MISSED, "done"}  # the run had ended, or had shown its results
+    expected = (0, 1) if over else EXPECTED_EXIT.get(planned.fault, (0, 1))
     found = [f"exit {code}, expected {' or '.join(map(str, expected))}"]
     found = found if code is not None and code not in expected else []
     return found + (["a Python traceback on stderr"] if "Traceback" in run.stderr else [])

@@ -156,3 +156,20 @@ def test_a_flag_wins_over_the_environment_which_wins_over_the_default(
     monkeypatch.setenv("KPM_USERS", "7")
     assert _main(monkeypatch, tmp_path, stage, "run", "3.4.1.0", "--users", "9") == 0
     assert (stage.configs[0].requests, stage.configs[0].users) == (2000, 9)
+
+
+def test_once_the_work_is_shown_a_late_signal_changes_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool]
+) -> None:
+    """Found by the chaos soak: a SIGTERM after the table was out turned exit 0 into -15."""
+    import signal
+
+    saved = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        stage = Stage(lambda config: _written(config, _row("3.4.0.0")))
+        assert _main(monkeypatch, tmp_path, stage, "run", "3.4.0.0") == 0
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler)
