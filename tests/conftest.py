@@ -1,9 +1,12 @@
 """Every test runs with none of the developer's KPM_* settings (a KPM_REQUESTS in someone's shell
-must not change what a test measures); tests that want one set it themselves."""
+must not change what a test measures; tests that want one set it themselves), and leaves the
+process's signal handlers as it found them."""
 
 from __future__ import annotations
 
 import os
+import signal
+from collections.abc import Iterator
 
 import pytest
 
@@ -12,3 +15,12 @@ import pytest
 def _no_kpm_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in [name for name in os.environ if name.startswith("KPM_")]:
         monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored() -> Iterator[None]:
+    """A test that runs `cli.main` in-process installs its handlers; the next test starts clean."""
+    saved = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for number, handler in saved.items():
+        signal.signal(number, handler)
