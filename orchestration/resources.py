@@ -94,9 +94,9 @@ class Row:
     t_s: float
     server_pids: str
     server_rss_kb: int
-    server_cpu_pct: float
+    server_cpu_pct: float | None  # None on the first sample: CPU needs two
     kong_rss_kb: int
-    kong_cpu_pct: float
+    kong_cpu_pct: float | None
     requests: int
 
 
@@ -118,15 +118,15 @@ class Tally:
             self._tick.append(sample)
         return None
 
-    def _close_tick(self) -> Row | None:
+    def _close_tick(self) -> Row:
         now, samples, self._tick = time.monotonic(), self._tick, []
         ticks = {sample.pid: sample.ticks for sample in samples}
         previous, self._previous = self._previous, (now, ticks)
-        if previous is None:
-            return None  # CPU needs two samples
-        elapsed = max(now - previous[0], 1e-3)
 
-        def cpu(group: Iterable[ProcessSample]) -> float:
+        def cpu(group: Iterable[ProcessSample]) -> float | None:
+            if previous is None:
+                return None  # the first sample: CPU needs two
+            elapsed = max(now - previous[0], 1e-3)
             spent = sum(s.ticks - previous[1].get(s.pid, s.ticks) for s in group)
             return round(100.0 * spent / TICKS_PER_SECOND / elapsed, 1)
 
@@ -186,7 +186,8 @@ class Sampler:
                     if self._file.closed:  # stop() gave up waiting for us
                         return
                     self.rows.append(row)
-                    self._writer.writerow([getattr(row, name) for name in CSV_FIELDS])
+                    values = [getattr(row, name) for name in CSV_FIELDS]
+                    self._writer.writerow(["" if value is None else value for value in values])
                     self._file.flush()
 
     def stop(self) -> list[Row]:

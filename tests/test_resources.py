@@ -26,7 +26,7 @@ def test_a_process_line_gives_pid_name_ticks_and_rss() -> None:
 
 
 def test_rows_split_the_plugin_server_from_kong_and_skip_the_sampler() -> None:
-    served = iter([100, 300])
+    served = iter([0, 100])
     tally = Tally("example-plugin", lambda: next(served))
     first = [
         "P 1000 " + _stat(19, "example-plugin", 100, 0),
@@ -34,7 +34,9 @@ def test_rows_split_the_plugin_server_from_kong_and_skip_the_sampler() -> None:
         "P 9 " + _stat(88, "sh", 0, 0),
         "T",
     ]
-    assert [tally.feed(line) for line in first] == [None, None, None, None]  # CPU needs two
+    *_, opening = [tally.feed(line) for line in first]
+    assert opening is not None and opening.server_rss_kb == 1000  # memory from the first sample
+    assert opening.server_cpu_pct is None  # CPU needs two
     rows = [tally.feed(line) for line in [
         "P 1100 " + _stat(19, "example-plugin", 150, 0),
         "P 2100 " + _stat(1, "kong", 50, 0),
@@ -44,7 +46,8 @@ def test_rows_split_the_plugin_server_from_kong_and_skip_the_sampler() -> None:
     row = rows[-1]
     assert row is not None
     assert (row.server_pids, row.server_rss_kb, row.kong_rss_kb) == ("19", 1100, 2100)
-    assert row.server_cpu_pct > 0 and row.kong_cpu_pct == 0
+    assert row.server_cpu_pct is not None and row.server_cpu_pct > 0
+    assert row.kong_cpu_pct == 0
     assert row.requests == 100
 
 
