@@ -13,23 +13,13 @@ from pathlib import Path
 from typing import cast
 
 import pytest
+from test_pipeline import _config
 
 from orchestration import pipeline, plugin, world
 from orchestration.collect import collect_file
-from orchestration.config import RunConfig
 from orchestration.errors import Interrupted
 from orchestration.stack import Stack
-from orchestration.versions import target_for_version
 from orchestration.world import Cancel, LogCounts, VersionWorld
-
-
-def _config(tmp_path: Path, *versions: str) -> RunConfig:
-    return RunConfig(
-        run_id="test-run",
-        targets=tuple(target_for_version(v) for v in versions),
-        results_root=tmp_path,
-        sim=True,
-    )
 
 
 class _FakeStack:
