@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import itertools
 import logging
 import os
 import signal
@@ -234,7 +235,8 @@ def summarize(rows: list[Row]) -> Summary | None:
     if not rows:
         return None
     peak = round(max(row.server_rss_kb for row in rows) / 1024, 1)
-    loaded = [row for row in rows if row.requests > 0]
+    # Under load: the samples during which requests were served (an idle gap is not load).
+    loaded = [row for before, row in itertools.pairwise(rows) if row.requests > before.requests]
     if len(loaded) < MIN_SAMPLES_FOR_LEAK:
         return Summary(server_peak_rss_mb=peak, server_rss_growth_per_10k_mb=None, leak=None)
     growth = _growth_per_10k_kb(loaded[len(loaded) // 2 :])

@@ -65,7 +65,7 @@ def test_a_short_run_gets_its_peak_but_no_growth_or_leak_verdict() -> None:
 
 
 def test_growth_that_goes_on_through_the_second_half_is_a_leak() -> None:
-    n = resources.MIN_SAMPLES_FOR_LEAK
+    n = resources.MIN_SAMPLES_FOR_LEAK + 1  # the first sample opens the load
     # 2048 KB more per second at 1000 requests a second: 20 MB per 10,000 requests.
     leaking = summarize(_rows([10_000 + 2048 * t for t in range(n)]))
     assert leaking is not None and leaking.leak is True
@@ -83,3 +83,11 @@ def test_the_sampler_script_runs_in_a_posix_shell() -> None:
     lines = output.splitlines()
     assert lines[-1] == "T"
     assert any(parse_process_line(line) for line in lines[:-1])
+
+
+def test_an_idle_gap_is_not_load_and_never_reads_as_a_leak() -> None:
+    """Found in the idle scenario: RSS moved while no request came, which read as MB per request."""
+    n = resources.MIN_SAMPLES_FOR_LEAK
+    burst = _rows([10_000] * 5)
+    gap = [Row(5.0 + t, "19", 10_000 + 50 * t, 0.0, 9000, 0.0, 5000) for t in range(2 * n)]
+    assert summarize([*burst, *gap]) == resources.Summary(15.6, None, None)
