@@ -29,7 +29,8 @@ def run(session: Session) -> Outcome:
             loaded = load_and_settle(world, world.send(config.requests), before, "workers")
             end = world.finish()
         worlds.append(world)
-        phases.append(phase(f"{workers} workers", ABOUT, before, end, loaded.load, workers=workers))
+        name = f"{workers} worker" + ("" if workers == 1 else "s")
+        phases.append(phase(name, ABOUT, before, end, loaded.load, workers=workers))
         first = first or before
         last, counter = end, loaded.answer.counter
         shortfall = shortfall or loaded.shortfall
