@@ -348,8 +348,10 @@ def _announce(row: VersionResult) -> None:
 
 
 def _print_run(run: RunResult, run_dir: Path) -> None:
-    print(report.render_summary(run))
-    print(f"Results: {run_dir}", file=sys.stderr)
+    """The table, then the report page (drawn last: the verdicts are on the screen by then)."""
+    print(report.render_summary(run), flush=True)
+    print(f"Results: {run_dir}", file=sys.stderr, flush=True)
+    report.finish_run(run_dir, run)
 
 
 def _check_prerequisites(sim: bool) -> None:

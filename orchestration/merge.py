@@ -127,6 +127,7 @@ def merge(sources: Sequence[Source], results_root: Path) -> tuple[RunResult, Pat
     run = RunResult(run_id, __version__, config, tuple(rows))
     report.write_config(run_dir, config)
     report.write_run(run_dir, run)
+    report.finish_run(run_dir, run)
     report.point_latest(results_root, run_dir)
     return run, run_dir
 

@@ -247,6 +247,7 @@ def run_matrix(
     ended with its measurement (a web UI session) is kept as it is.
     """
     create_run_dir(config)
+    report.preload_page_drawing()
     report.write_config(config.run_dir, config.to_dict())
     rows: dict[int, VersionResult] = {}
     rows_lock = threading.Lock()  # worker threads publish too

@@ -8,6 +8,7 @@ an interrupted run still leaves a readable one.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -311,14 +312,19 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def write_run(run_dir: Path, run: RunResult) -> None:
-    """(Re)write every results file of the run; safe to call after each version.
+    """(Re)write the results files of the run (JSON, CSV, Markdown); safe after each version.
 
-    The report page takes about half a second to draw, so it is drawn once every row is in (at
-    the end of a run, an interrupted one included) rather than after each version.
+    The report page takes about half a second to draw, so `finish_run` draws it, once, after
+    the table is shown.
     """
     write_atomic(run_dir / "results.json", json.dumps(run.to_dict(), indent=2) + "\n")
     write_atomic(run_dir / "results.csv", render_csv(run.versions))
     write_atomic(run_dir / "summary.md", render_summary(run))
+
+
+def finish_run(run_dir: Path, run: RunResult) -> None:
+    """Draw report.html once every row is in (an interrupted run's included), unless it already
+    shows these results. Called last, after the verdicts and the table are on the screen."""
     if is_complete(run):
         _draw_page(run_dir, run)
 
@@ -330,20 +336,31 @@ def is_complete(run: RunResult) -> bool:
     return len(run.versions) >= len(targets) * len(scenarios)
 
 
+def preload_page_drawing() -> None:
+    """Import matplotlib (about 0.4 s) in the background while a run waits on Docker, so drawing
+    the page at the end costs only the drawing. A thread never receives signals, so a Ctrl-C
+    cannot leave the import half done."""
+
+    def load() -> None:
+        with contextlib.suppress(Exception):  # drawing will say what is wrong, later
+            from orchestration import page  # noqa: F401
+
+    threading.Thread(target=load, name="kpm-page-import", daemon=True).start()
+
+
 def _draw_page(run_dir: Path, run: RunResult) -> None:
-    """report.html, unless it already shows these results; a failure to draw costs the page
-    only, never the measured run. A Ctrl-C or SIGTERM while it draws still stops the run."""
+    """report.html, unless it already shows these results. A failure to draw, or a Ctrl-C or
+    SIGTERM while it draws (the results are written and shown by then), costs the page only."""
     try:
         from orchestration import page  # matplotlib: loaded only when a page is drawn
 
         page.write_page_if_changed(run_dir, run)
-    except Interrupted:
-        raise
-    except Exception as error:  # the page is derived; results.json is already safe
+    except (Exception, KeyboardInterrupt) as error:  # the page is derived; the run is safe
+        why = "stopped" if isinstance(error, (Interrupted, KeyboardInterrupt)) else str(error)
         LOGGER.warning(
-            "could not draw %s: %s; `python -m orchestration report %s --html` tries again",
+            "could not draw %s: %s; `python -m orchestration report %s --html` draws it",
             run_dir / "report.html",
-            error,
+            why,
             run_dir,
         )
 

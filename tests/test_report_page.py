@@ -111,18 +111,21 @@ def test_the_table_has_the_summary_rows(tmp_path: Path) -> None:
             assert row.phases[0].about in document
 
 
-def test_write_run_draws_the_page_once_at_the_end(tmp_path: Path) -> None:
+def test_the_page_is_drawn_once_at_the_end(tmp_path: Path) -> None:
     run = sim_run()
     config = {**run.config, "scenarios": ["steady", "kill-server"]}
     run_dir = copy_run(tmp_path / "run")
     partial = RunResult(run.run_id, run.tool_version, config, run.versions[:3])
     report.write_run(run_dir, partial)
+    report.finish_run(run_dir, partial)
     assert not (run_dir / "report.html").exists()  # 3 of 10 rows: not drawn yet
     complete = replace(partial, versions=run.versions)
     report.write_run(run_dir, complete)
+    assert not (run_dir / "report.html").exists()  # results files only: they must be fast
+    report.finish_run(run_dir, complete)
     drawn = (run_dir / "report.html").stat().st_mtime_ns
     started = time.monotonic()
-    report.write_run(run_dir, complete)  # the same results: not drawn again
+    report.finish_run(run_dir, complete)  # the same results: not drawn again
     assert (run_dir / "report.html").stat().st_mtime_ns == drawn
     assert time.monotonic() - started < 0.2
 
@@ -136,6 +139,7 @@ def test_a_page_that_cannot_be_drawn_costs_the_page_only(
     monkeypatch.setattr(page, "render_run_page", broken)
     run_dir = copy_run(tmp_path / "run")
     report.write_run(run_dir, sim_run())
+    report.finish_run(run_dir, sim_run())
     assert (run_dir / "summary.md").is_file() and not (run_dir / "report.html").exists()
     assert "no ink" in caplog.text and "--html" in caplog.text
 
