@@ -107,3 +107,37 @@ def test_write_atomic_replaces_whole_file(tmp_path: Path) -> None:
     report.write_atomic(target, "new")
     assert target.read_text() == "new"
     assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
+
+
+def test_matches_changelog_counts_inconclusive_as_a_disagreement() -> None:
+    assert report.matches_changelog("affected", "inconclusive") is False
+    assert report.matches_changelog("fixed", "inconclusive") is False
+
+
+def test_summary_shows_each_scenarios_phases_as_a_table() -> None:
+    phases = (
+        report.PhaseResult("warm", "before the change", 1000, 0, 0, 0.0, 500.0, 2.0, 4.5),
+        report.PhaseResult(
+            "change", "three changes", 300, 2, 150, 0.5, 90.0, 3.0, 12.0, False, {"new_calls": 7}
+        ),
+    )
+    run = RunResult("r", "0.1.0", {}, (_row(scenario="reload", phases=phases),))
+    summary = report.render_summary(run)
+    section = summary.split("## 3.4.1.0, reload: before the change\n\n", 1)[1]
+    assert section.split("\n\n", 1)[0].splitlines() == [
+        "| phase   | counted   | requests   | failures   | New()   | New()/req   | req/s   "
+        "| p50 ms   | p95 ms   | new calls   |",
+        "|---------|-----------|------------|------------|---------|-------------|---------"
+        "|----------|----------|-------------|",
+        "| warm    | yes       | 1000       | 0          | 0       | 0.000       | 500     "
+        "| 2.000    | 4.500    | -           |",
+        "| change  | no        | 300        | 2          | 150     | 0.500       | 90      "
+        "| 3.000    | 12       | 7           |",
+    ]
+
+
+def test_config_json_is_indented_for_people(tmp_path: Path) -> None:
+    report.write_config(tmp_path, {"requests": 1000, "targets": ["3.4.1.0"]})
+    assert (tmp_path / "config.json").read_text() == (
+        '{\n  "requests": 1000,\n  "targets": [\n    "3.4.1.0"\n  ]\n}\n'
+    )
