@@ -15,7 +15,7 @@ from orchestration.errors import Interrupted, StackError, UsageError
 from orchestration.load import LoadResult
 from orchestration.report import PhaseResult, VersionResult
 from orchestration.scenarios import Outcome, phase
-from orchestration.versions import target_for_version
+from orchestration.versions import target_for_image, target_for_version
 from orchestration.world import VersionWorld, folder_name
 
 
@@ -293,3 +293,8 @@ def test_jobs_are_every_target_by_every_scenario_targets_first(tmp_path: Path) -
     assert [job.folder for job in jobs] == [
         "3.4.0.0", "3.4.0.0-reload", "3.4.1.0", "3.4.1.0-reload"
     ]  # fmt: skip
+
+
+def test_an_image_jobs_folder_is_a_safe_name() -> None:
+    job = pipeline.Job(target_for_image("kong/kong-gateway:3.7.2.0"), "reload")
+    assert job.folder == "kong_kong-gateway_3.7.2.0-reload"
