@@ -4,6 +4,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,7 @@ def test_range_errors_print_numbers_as_written(
 def test_config_json_has_paths_as_text_and_targets_as_objects(tmp_path: Path) -> None:
     config = RunConfig("r", (target_for_version("3.4.1.0"),), tmp_path, repo_root=tmp_path / "repo")
     data = json.loads(json.dumps(config.to_dict()))
+    assert set(data) == {field.name for field in fields(RunConfig)}
     assert data["results_root"] == str(tmp_path)
     assert data["repo_root"] == str(tmp_path / "repo")
     assert data["targets"] == [

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -141,3 +141,74 @@ def test_config_json_is_indented_for_people(tmp_path: Path) -> None:
     assert (tmp_path / "config.json").read_text() == (
         '{\n  "requests": 1000,\n  "targets": [\n    "3.4.1.0"\n  ]\n}\n'
     )
+
+
+def _run_with_phases() -> RunResult:
+    phases = (
+        report.PhaseResult("warm", "before", 100, 0, 2, 0.02, figures={"seconds": 1.5}),
+        report.PhaseResult("change", "the change", 50, 1, counted=False),
+    )
+    row = _row(scenario="reload", phases=phases, findings=("stale-config", "slow"))
+    return RunResult("r", "0.1.0", {"targets": ["3.4.1.0"]}, (row, _row(version="3.4.0.0")))
+
+
+def test_results_json_round_trips_phases_and_findings() -> None:
+    run = _run_with_phases()
+    data = json.loads(json.dumps(run.to_dict()))
+    assert set(data["versions"][0]) == {f.name for f in fields(VersionResult)}
+    assert data["versions"][0]["phases"][1]["name"] == "change"
+    assert data["versions"][0]["findings"] == ["stale-config", "slow"]
+    assert RunResult.from_dict(data) == run
+
+
+def test_results_json_from_before_phases_findings_or_config_still_loads() -> None:
+    row = _row().to_dict()
+    del row["phases"], row["findings"]
+    loaded = RunResult.from_dict({"run_id": "r", "tool_version": "0", "versions": [row]})
+    assert loaded == RunResult("r", "0", {}, (_row(),))
+    assert RunResult.from_dict({"run_id": "r", "tool_version": "0"}) == RunResult("r", "0", {}, ())
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(None, "-"), (True, "yes"), (False, "no"), (9.5, "9.500"), (10.0, "10"), (10.4, "10"),
+     (-12.6, "-13"), ((), "-"), (("a", "b"), "a, b"), (7, "7")],
+)  # fmt: skip
+def test_cells_are_written_for_people(value: object, text: str) -> None:
+    assert report._cell(value) == text
+
+
+def test_a_complete_run_draws_its_page_and_a_failure_to_draw_only_warns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from orchestration import page
+
+    drawn: list[tuple[Path, RunResult]] = []
+    monkeypatch.setattr(page, "write_page_if_changed", lambda *args: drawn.append(args))
+    run = RunResult("r", "0", {"targets": ["3.4.1.0"]}, (_row(),))
+    report.write_run(tmp_path, run)
+    assert drawn == [(tmp_path, run)]
+
+    def fail(run_dir: Path, run: RunResult) -> Path:
+        raise RuntimeError("no fonts")
+
+    monkeypatch.setattr(page, "write_page_if_changed", fail)
+    report.write_run(tmp_path, run)
+    assert caplog.messages == [
+        f"could not draw {tmp_path / 'report.html'}: no fonts; "
+        f"`python -m orchestration report {tmp_path} --html` tries again"
+    ]
+    assert report.load_run(tmp_path / "results.json") == run  # the run itself is safe
+
+
+def test_version_folder_next_to_the_results_first_then_where_recorded(tmp_path: Path) -> None:
+    recorded = tmp_path / "old" / "3.4.1.0"
+    moved = tmp_path / "moved"
+    row = _row(results_dir=str(recorded))
+    assert report.version_folder(moved, _row(results_dir=None)) is None
+    assert report.version_folder(moved, row) is None  # neither exists
+    recorded.mkdir(parents=True)
+    assert report.version_folder(moved, row) == recorded
+    assert report.version_folder(None, row) == recorded
+    (moved / "3.4.1.0").mkdir(parents=True)
+    assert report.version_folder(moved, row) == moved / "3.4.1.0"
