@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import csv
+import io
 import json
 from dataclasses import fields, replace
 from pathlib import Path
@@ -185,6 +187,12 @@ def test_a_complete_run_draws_its_page_and_a_failure_to_draw_only_warns(
 
     drawn: list[tuple[Path, RunResult]] = []
     monkeypatch.setattr(page, "write_page_if_changed", lambda *args: drawn.append(args))
+    for config in (
+        {"targets": ["3.4.1.0", "3.6.0.0"]},
+        {"targets": ["3.4.1.0"], "scenarios": [1, 2]},
+    ):
+        report.write_run(tmp_path, RunResult("r", "0", config, (_row(),)))
+    assert drawn == [], "a run still missing rows draws no page"
     run = RunResult("r", "0", {"targets": ["3.4.1.0"]}, (_row(),))
     report.write_run(tmp_path, run)
     assert drawn == [(tmp_path, run)]
@@ -212,3 +220,21 @@ def test_version_folder_next_to_the_results_first_then_where_recorded(tmp_path: 
     assert report.version_folder(None, row) == recorded
     (moved / "3.4.1.0").mkdir(parents=True)
     assert report.version_folder(moved, row) == moved / "3.4.1.0"
+
+
+def test_results_files_are_for_people_and_spreadsheets(tmp_path: Path) -> None:
+    run = _run_with_phases()
+    report.write_run(tmp_path, run)
+    assert (tmp_path / "results.json").read_text().startswith('{\n  "run_id": "r",\n  "tool')
+    text = (tmp_path / "results.csv").read_text()
+    assert "\r" not in text
+    assert text.splitlines()[0].split(",") == [
+        f.name for f in fields(VersionResult) if f.name != "phases"
+    ]
+    first = next(csv.DictReader(io.StringIO(text)))
+    assert (first["findings"], first["requests"], first["error"]) == (
+        "stale-config;slow",
+        "1000",
+        "",
+    )
+    assert (first["rps"], first["simulated"]) == ("", "True")
