@@ -14,6 +14,7 @@ from orchestration.config import RunConfig
 from orchestration.errors import Interrupted, StackError, UsageError
 from orchestration.load import LoadResult
 from orchestration.report import PhaseResult, VersionResult
+from orchestration.resources import Summary
 from orchestration.scenarios import Outcome, phase
 from orchestration.versions import target_for_image, target_for_version
 from orchestration.world import VersionWorld, folder_name
@@ -298,3 +299,27 @@ def test_jobs_are_every_target_by_every_scenario_targets_first(tmp_path: Path) -
 def test_an_image_jobs_folder_is_a_safe_name() -> None:
     job = pipeline.Job(target_for_image("kong/kong-gateway:3.7.2.0"), "reload")
     assert job.folder == "kong_kong-gateway_3.7.2.0-reload"
+
+
+def test_one_request_through_the_plugin_is_enough_for_a_verdict() -> None:
+    load = LoadResult(1, 0, rps=1.0, p50_ms=1.0, p95_ms=1.0, duration_s=1.0)
+    row = pipeline.row_from(
+        pipeline._base_row(pipeline.Job(target_for_version("3.4.1.0")), _config(Path("/n")),
+                           Path("/x")),
+        _outcome(_signals(5), _signals(7), load),
+    )  # fmt: skip
+    assert (row.new_calls_per_request, row.verdict, row.status) == (2.0, "churn", "ok")
+
+
+def test_the_row_carries_the_plugin_servers_memory() -> None:
+    load = LoadResult(100, 0, rps=1.0, p50_ms=1.0, p95_ms=1.0, duration_s=1.0)
+    outcome = replace(
+        _outcome(_signals(5), _signals(5), load),
+        resources=(Summary(40.0, 0.5, False), Summary(55.0, None, True)),
+    )
+    row = pipeline.row_from(
+        pipeline._base_row(pipeline.Job(target_for_version("3.6.0.0")), _config(Path("/n")),
+                           Path("/x")),
+        outcome,
+    )  # fmt: skip
+    assert (row.server_peak_rss_mb, row.server_rss_growth_per_10k_mb, row.leak) == (55.0, 0.5, True)
