@@ -238,3 +238,62 @@ def test_results_files_are_for_people_and_spreadsheets(tmp_path: Path) -> None:
         "",
     )
     assert (first["rps"], first["simulated"]) == ("", "True")
+
+
+def test_summary_md_in_full() -> None:
+    phases = (report.PhaseResult("warm", "three changes", 10, 0, 1, 0.1),)
+    run = RunResult(
+        "r-1",
+        "0.1.0",
+        {},
+        (
+            _row(),
+            _row(version="3.6.0.0", scenario="reload", phases=phases),
+            _row(version="3.4.0.0", verdict="error", status="error", error="boom"),
+        ),
+    )
+    assert (
+        report.render_summary(run)
+        == "\n".join(
+            [
+                "# kong-plugin-matrix run r-1",
+                "",
+                "**SIMULATED**: rows marked `simulated: yes` ran against kong-sim, the offline "
+                "stand-in for Kong, not a real Kong image.",
+                "",
+                report.render_table(run.versions),
+                "",
+                "## 3.6.0.0, reload: three changes",
+                "",
+                report.render_phases(run.versions[1]),
+                "",
+                "## Errors",
+                "",
+                "- **3.4.0.0** (error): boom",
+                "",
+                "Verdict: `churn` at >= 0.5 New() calls per request during the load, `stable` at "
+                "<= 0.01, `inconclusive` between. Tool 0.1.0.",
+            ]
+        )
+        + "\n"
+    )
+    real = RunResult("r-2", "0.1.0", {}, (_row(simulated=False),))
+    assert report.render_summary(real).startswith("# kong-plugin-matrix run r-2\n\n| version ")
+
+
+def test_columns_appear_only_when_some_row_has_them() -> None:
+    steady, _ = report.table_cells([_row()])
+    assert steady == [header for header, _ in report.TABLE_COLUMNS]
+    mixed, _ = report.table_cells([_row(), _row(scenario="reload", server_peak_rss_mb=3.0)])
+    assert mixed[:3] == ["version", "scenario", "simulated"]
+    assert mixed[2:] == [*steady[1:], "server MB"]
+
+
+def test_table_cells_are_printed_as_formatted() -> None:
+    table = report.render_table([_row()])
+    assert "| 2.000       |" in table  # New()/req as _cell wrote it, not re-parsed as 2
+
+
+def test_write_atomic_makes_the_folders(tmp_path: Path) -> None:
+    report.write_atomic(tmp_path / "a" / "b" / "f.json", "x")
+    assert (tmp_path / "a" / "b" / "f.json").read_text() == "x"
