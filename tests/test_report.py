@@ -3,6 +3,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -226,7 +227,7 @@ def test_results_files_are_for_people_and_spreadsheets(tmp_path: Path) -> None:
     run = _run_with_phases()
     report.write_run(tmp_path, run)
     assert (tmp_path / "results.json").read_text().startswith('{\n  "run_id": "r",\n  "tool')
-    text = (tmp_path / "results.csv").read_text()
+    text = (tmp_path / "results.csv").read_bytes().decode()
     assert "\r" not in text
     assert text.splitlines()[0].split(",") == [
         f.name for f in fields(VersionResult) if f.name != "phases"
@@ -247,7 +248,7 @@ def test_summary_md_in_full() -> None:
         "0.1.0",
         {},
         (
-            _row(),
+            _row(phases=phases),  # a steady row's one phase is the table's row: no section
             _row(version="3.6.0.0", scenario="reload", phases=phases),
             _row(version="3.4.0.0", verdict="error", status="error", error="boom"),
         ),
@@ -297,3 +298,19 @@ def test_table_cells_are_printed_as_formatted() -> None:
 def test_write_atomic_makes_the_folders(tmp_path: Path) -> None:
     report.write_atomic(tmp_path / "a" / "b" / "f.json", "x")
     assert (tmp_path / "a" / "b" / "f.json").read_text() == "x"
+
+
+def test_a_failed_write_keeps_the_old_file_and_its_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "f.json"
+    report.write_atomic(target, "old")
+
+    def disk_full(fd: int) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError, match="disk full"):
+        report.write_atomic(target, "new")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
