@@ -124,6 +124,13 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def mutants(session: nox.Session) -> None:
+    """Mutation testing of the core (mutmut); prints the score per module (-- versions config)."""
+    session.install("-e", ".[dev]", "mutmut>=3.8,<4")
+    session.run("python", "-m", "tests.mutants", *session.posargs)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff, mypy --strict, gofmt and go vet."""
     session.install("-e", ".[dev]")

@@ -1,6 +1,7 @@
 """Every test runs with none of the developer's KPM_* settings (a KPM_REQUESTS in someone's shell
 must not change what a test measures; tests that want one set it themselves), and leaves the
-process's signal handlers as it found them."""
+process's signal handlers as it found them. Under mutmut (nox -s mutants) a child process runs
+the mutant under test like the test itself, but never mutmut's coverage bookkeeping."""
 
 from __future__ import annotations
 
@@ -24,3 +25,13 @@ def _signal_handlers_restored() -> Iterator[None]:
     yield
     for number, handler in saved.items():
         signal.signal(number, handler)
+
+
+@pytest.fixture(autouse=True)
+def _mutmut_stats_stay_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """mutmut's first pass records which tests call which function, in this process only; a
+    child (`python -m orchestration` in a tmp dir) inheriting that mode would look for mutmut's
+    configuration there and fail. Without the variable the child runs the original code, while
+    this process keeps its own copy of the mode."""
+    if os.environ.get("MUTANT_UNDER_TEST") == "stats":
+        monkeypatch.delenv("MUTANT_UNDER_TEST")

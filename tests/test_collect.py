@@ -22,8 +22,11 @@ from orchestration.collect import (
 from orchestration.errors import UsageError
 
 FIXTURES = Path(__file__).parent / "fixtures"
-# Real Kong logs live beside the repository (in CI: a copy of shared/ next to the fresh clone)
-REAL_LOGS = Path(__file__).resolve().parents[2] / "shared" / "real-logs"
+# Real Kong logs live beside the repository (in CI: a copy of shared/ next to the fresh clone);
+# mutmut (nox -s mutants) runs the tests in its copy of the tree, mutants/ inside the repository.
+_TREE = Path(__file__).resolve().parents[1]
+_REPO = _TREE.parent if _TREE.name == "mutants" else _TREE
+REAL_LOGS = _REPO.parent / "shared" / "real-logs"
 CLIENT = ', client: 172.18.0.1, server: kong, request: "GET /hello HTTP/1.1", host: "kong:8000"'
 ZERO = Signals(0, 0, 0, 0, 0, 0, 0, 0, 0)
 

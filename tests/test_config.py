@@ -1,9 +1,17 @@
 from __future__ import annotations
 
+import json
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import fields
+from pathlib import Path
+
 import pytest
 
-from orchestration.config import new_run_id, parse_number, resolve
+from orchestration.config import RunConfig, new_run_id, parse_number, resolve
 from orchestration.errors import UsageError
+from orchestration.versions import target_for_version
 
 
 def test_flag_beats_environment_beats_default() -> None:
@@ -37,4 +45,60 @@ def test_not_a_number() -> None:
 def test_run_ids_are_unique_and_sortable() -> None:
     ids = {new_run_id() for _ in range(200)}
     assert len(ids) == 200
-    assert all(len(i.split("-")) == 3 for i in ids)
+    assert all(re.fullmatch(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}", i) for i in ids), ids
+
+
+@pytest.fixture
+def _five_hours_west(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    with monkeypatch.context() as patch:
+        patch.setenv("TZ", "EST+05")  # POSIX form: needs no time zone database
+        time.tzset()
+        yield
+    time.tzset()
+
+
+@pytest.mark.usefixtures("_five_hours_west")
+def test_run_ids_are_in_utc_whatever_the_machines_zone() -> None:
+    before = time.strftime("%Y%m%d-%H%M", time.gmtime())
+    run_id = new_run_id()
+    assert run_id[: len(before)] in {before, time.strftime("%Y%m%d-%H%M", time.gmtime())}
+
+
+def test_bounds_include_both_ends() -> None:
+    assert resolve("workers", "64", 4, int) == 64
+    assert resolve("workers", "1", 4, int) == 1
+    assert resolve("spawn_rate", "0.1", 1000.0, float) == 0.1
+
+
+@pytest.mark.parametrize(
+    ("option", "raw", "kind", "message"),
+    [
+        ("spawn_rate", "0.05", float, "--spawn-rate must be between 0.1 and 10000, got 0.05"),
+        ("workers", "65", int, "--workers must be between 1 and 64, got 65"),
+        ("ready_timeout", "0", float, "--ready-timeout must be between 1 and 3600, got 0"),
+    ],
+)
+def test_range_errors_print_numbers_as_written(
+    option: str, raw: str, kind: type[float], message: str
+) -> None:
+    with pytest.raises(UsageError) as raised:
+        resolve(option, raw, kind(1), kind)
+    assert str(raised.value) == message
+
+
+def test_config_json_has_paths_as_text_and_targets_as_objects(tmp_path: Path) -> None:
+    config = RunConfig("r", (target_for_version("3.4.1.0"),), tmp_path, repo_root=tmp_path / "repo")
+    data = json.loads(json.dumps(config.to_dict()))
+    assert set(data) == {field.name for field in fields(RunConfig)}
+    assert data["results_root"] == str(tmp_path)
+    assert data["repo_root"] == str(tmp_path / "repo")
+    assert data["targets"] == [
+        {
+            "label": "3.4.1.0",
+            "image": "kong/kong-gateway:3.4.1.0",
+            "expected": "affected",
+            "source": target_for_version("3.4.1.0").source,
+            "version": "3.4.1.0",
+        }
+    ]
+    assert data["requests"] == 1000

@@ -13,9 +13,10 @@ from orchestration.collect import Signals
 from orchestration.config import RunConfig
 from orchestration.errors import Interrupted, StackError, UsageError
 from orchestration.load import LoadResult
-from orchestration.report import VersionResult
+from orchestration.report import PhaseResult, VersionResult
+from orchestration.resources import Summary
 from orchestration.scenarios import Outcome, phase
-from orchestration.versions import target_for_version
+from orchestration.versions import target_for_image, target_for_version
 from orchestration.world import VersionWorld, folder_name
 
 
@@ -208,3 +209,117 @@ def test_a_load_that_fell_short_is_an_error_row_with_what_it_measured(
     assert (row.status, row.verdict) == ("error", "error")
     assert row.error == "only 600 of 1000 requests completed"
     assert row.requests == 600 and row.new_calls_during_load == 1200  # what it measured stays
+
+
+def _phase(name: str, load: LoadResult, new_calls: int, counted: bool = True) -> PhaseResult:
+    return PhaseResult(
+        name, name, load.requests, load.failures, new_calls, None, load.rps, load.p50_ms,
+        load.p95_ms, counted,
+    )  # fmt: skip
+
+
+def test_several_counted_phases_make_one_row_with_the_worst_latency() -> None:
+    """Requests, failures and New() add up over the counted phases only; latency is the worst
+    phase's; every phase and finding is kept."""
+    first, last = _signals(5), replace(_signals(705), instance_closes=40, plugin_server_exits=1)
+    phases = (
+        _phase("a", LoadResult(200, 0, 400.0, 2.0, 8.0, 1.0), 100),
+        _phase("change", LoadResult(999, 999, 1.0, 900.0, 990.0, 1.0), 500, counted=False),
+        _phase("b", LoadResult(100, 10, 300.0, 5.0, 6.0, 1.0), 5),
+        _phase("c", LoadResult(100, 0, 350.0, 3.0, None, 1.0), None),  # type: ignore[arg-type]
+    )
+    outcome = Outcome(phases, first, last, 705, findings=("stale-config",))
+    base = pipeline._base_row(
+        pipeline.Job(target_for_version("3.6.0.0")), _config(Path("/nowhere")), Path("/x")
+    )
+    row = pipeline.row_from(base, outcome)
+    assert (row.requests, row.failures, row.new_calls_during_load) == (400, 10, 105)
+    assert row.new_calls_per_request == round(105 / 390, 4) == 0.2692
+    assert (row.verdict, row.matches_changelog, row.status) == ("inconclusive", False, "ok")
+    assert (row.rps, row.p50_ms, row.p95_ms) == (300.0, 5.0, 8.0)
+    assert (row.new_calls_total, row.new_calls_before_load) == (705, 5)
+    assert (row.instance_starts, row.instance_closes, row.no_instance_errors) == (3, 40, 1)
+    assert (row.rpc_closed_errors, row.plugin_server_starts, row.plugin_server_exits) == (1, 1, 1)
+    assert (row.phases, row.findings, row.plugin_counter) == (phases, ("stale-config",), 705)
+
+
+def test_no_latency_figure_is_none_not_zero() -> None:
+    load = LoadResult(100, 0, 300.0, 2.0, 3.0, 1.0)
+    phases = (replace(_phase("a", load, 1), rps=None, p50_ms=None, p95_ms=None),)
+    row = pipeline.row_from(
+        pipeline._base_row(pipeline.Job(target_for_version("3.6.0.0")), _config(Path("/n")),
+                           Path("/x")),
+        Outcome(phases, _signals(5), _signals(6), None),
+    )  # fmt: skip
+    assert (row.rps, row.p50_ms, row.p95_ms) == (None, None, None)
+    assert row.verdict == "stable"
+
+
+@pytest.mark.parametrize(
+    ("requests", "failures", "why"),
+    [
+        (0, 0, "no request completed, so nothing was measured"),
+        (1000, 500, None),  # half through the plugin is still a measurement
+        (1000, 501, "501 of 1000 requests failed (see Locust's report in the version folder): "
+                    "too few went through the plugin to measure it"),
+        (3, 2, "2 of 3 requests failed (see Locust's report in the version folder): "
+               "too few went through the plugin to measure it"),
+    ],
+)  # fmt: skip
+def test_what_counts_as_unmeasured(requests: int, failures: int, why: str | None) -> None:
+    assert pipeline._unmeasured(requests, failures) == why
+
+
+def test_an_unmeasured_row_says_so_and_has_no_verdict() -> None:
+    load = LoadResult(1000, 1000, 0.0, 0.0, 0.0, 1.0)
+    row = pipeline.row_from(
+        pipeline._base_row(pipeline.Job(target_for_version("3.4.1.0")), _config(Path("/n")),
+                           Path("/x")),
+        _outcome(_signals(5), _signals(5), load),
+    )  # fmt: skip
+    assert (row.status, row.verdict, row.matches_changelog) == ("error", "error", None)
+    assert row.error == pipeline._unmeasured(1000, 1000)
+    assert (row.requests, row.failures, row.new_calls_per_request) == (1000, 1000, 0.0)
+
+
+def test_jobs_are_every_target_by_every_scenario_targets_first(tmp_path: Path) -> None:
+    config = replace(_config(tmp_path, "3.4.0.0", "3.4.1.0"), scenarios=("steady", "reload"))
+    jobs = pipeline.jobs_of(config)
+    assert [(job.target.label, job.scenario) for job in jobs] == [
+        ("3.4.0.0", "steady"),
+        ("3.4.0.0", "reload"),
+        ("3.4.1.0", "steady"),
+        ("3.4.1.0", "reload"),
+    ]
+    assert [job.folder for job in jobs] == [
+        "3.4.0.0", "3.4.0.0-reload", "3.4.1.0", "3.4.1.0-reload"
+    ]  # fmt: skip
+
+
+def test_an_image_jobs_folder_is_a_safe_name() -> None:
+    job = pipeline.Job(target_for_image("kong/kong-gateway:3.7.2.0"), "reload")
+    assert job.folder == "kong_kong-gateway_3.7.2.0-reload"
+
+
+def test_one_request_through_the_plugin_is_enough_for_a_verdict() -> None:
+    load = LoadResult(1, 0, rps=1.0, p50_ms=1.0, p95_ms=1.0, duration_s=1.0)
+    row = pipeline.row_from(
+        pipeline._base_row(pipeline.Job(target_for_version("3.4.1.0")), _config(Path("/n")),
+                           Path("/x")),
+        _outcome(_signals(5), _signals(7), load),
+    )  # fmt: skip
+    assert (row.new_calls_per_request, row.verdict, row.status) == (2.0, "churn", "ok")
+
+
+def test_the_row_carries_the_plugin_servers_memory() -> None:
+    load = LoadResult(100, 0, rps=1.0, p50_ms=1.0, p95_ms=1.0, duration_s=1.0)
+    outcome = replace(
+        _outcome(_signals(5), _signals(5), load),
+        resources=(Summary(40.0, 0.5, False), Summary(55.0, None, True)),
+    )
+    row = pipeline.row_from(
+        pipeline._base_row(pipeline.Job(target_for_version("3.6.0.0")), _config(Path("/n")),
+                           Path("/x")),
+        outcome,
+    )  # fmt: skip
+    assert (row.server_peak_rss_mb, row.server_rss_growth_per_10k_mb, row.leak) == (55.0, 0.5, True)

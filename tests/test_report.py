@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import csv
+import io
 import json
-from dataclasses import replace
+import os
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -106,4 +109,208 @@ def test_write_atomic_replaces_whole_file(tmp_path: Path) -> None:
     report.write_atomic(target, "old")
     report.write_atomic(target, "new")
     assert target.read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
+
+
+def test_matches_changelog_counts_inconclusive_as_a_disagreement() -> None:
+    assert report.matches_changelog("affected", "inconclusive") is False
+    assert report.matches_changelog("fixed", "inconclusive") is False
+
+
+def test_summary_shows_each_scenarios_phases_as_a_table() -> None:
+    phases = (
+        report.PhaseResult("warm", "before the change", 1000, 0, 0, 0.0, 500.0, 2.0, 4.5),
+        report.PhaseResult(
+            "change", "three changes", 300, 2, 150, 0.5, 90.0, 3.0, 12.0, False, {"new_calls": 7}
+        ),
+    )
+    run = RunResult("r", "0.1.0", {}, (_row(scenario="reload", phases=phases),))
+    summary = report.render_summary(run)
+    section = summary.split("## 3.4.1.0, reload: before the change\n\n", 1)[1]
+    assert section.split("\n\n", 1)[0].splitlines() == [
+        "| phase   | counted   | requests   | failures   | New()   | New()/req   | req/s   "
+        "| p50 ms   | p95 ms   | new calls   |",
+        "|---------|-----------|------------|------------|---------|-------------|---------"
+        "|----------|----------|-------------|",
+        "| warm    | yes       | 1000       | 0          | 0       | 0.000       | 500     "
+        "| 2.000    | 4.500    | -           |",
+        "| change  | no        | 300        | 2          | 150     | 0.500       | 90      "
+        "| 3.000    | 12       | 7           |",
+    ]
+
+
+def test_config_json_is_indented_for_people(tmp_path: Path) -> None:
+    report.write_config(tmp_path, {"requests": 1000, "targets": ["3.4.1.0"]})
+    assert (tmp_path / "config.json").read_text() == (
+        '{\n  "requests": 1000,\n  "targets": [\n    "3.4.1.0"\n  ]\n}\n'
+    )
+
+
+def _run_with_phases() -> RunResult:
+    phases = (
+        report.PhaseResult("warm", "before", 100, 0, 2, 0.02, figures={"seconds": 1.5}),
+        report.PhaseResult("change", "the change", 50, 1, counted=False),
+    )
+    row = _row(scenario="reload", phases=phases, findings=("stale-config", "slow"))
+    return RunResult("r", "0.1.0", {"targets": ["3.4.1.0"]}, (row, _row(version="3.4.0.0")))
+
+
+def test_results_json_round_trips_phases_and_findings() -> None:
+    run = _run_with_phases()
+    data = json.loads(json.dumps(run.to_dict()))
+    assert set(data["versions"][0]) == {f.name for f in fields(VersionResult)}
+    assert data["versions"][0]["phases"][1]["name"] == "change"
+    assert data["versions"][0]["findings"] == ["stale-config", "slow"]
+    assert RunResult.from_dict(data) == run
+
+
+def test_results_json_from_before_phases_findings_or_config_still_loads() -> None:
+    row = _row().to_dict()
+    del row["phases"], row["findings"]
+    loaded = RunResult.from_dict({"run_id": "r", "tool_version": "0", "versions": [row]})
+    assert loaded == RunResult("r", "0", {}, (_row(),))
+    assert RunResult.from_dict({"run_id": "r", "tool_version": "0"}) == RunResult("r", "0", {}, ())
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(None, "-"), (True, "yes"), (False, "no"), (9.5, "9.500"), (10.0, "10"), (10.4, "10"),
+     (-12.6, "-13"), ((), "-"), (("a", "b"), "a, b"), (7, "7")],
+)  # fmt: skip
+def test_cells_are_written_for_people(value: object, text: str) -> None:
+    assert report._cell(value) == text
+
+
+def test_a_complete_run_draws_its_page_and_a_failure_to_draw_only_warns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from orchestration import page
+
+    drawn: list[tuple[Path, RunResult]] = []
+    monkeypatch.setattr(page, "write_page_if_changed", lambda *args: drawn.append(args))
+    for config in (
+        {"targets": ["3.4.1.0", "3.6.0.0"]},
+        {"targets": ["3.4.1.0"], "scenarios": [1, 2]},
+    ):
+        report.write_run(tmp_path, RunResult("r", "0", config, (_row(),)))
+    assert drawn == [], "a run still missing rows draws no page"
+    run = RunResult("r", "0", {"targets": ["3.4.1.0"]}, (_row(),))
+    report.write_run(tmp_path, run)
+    assert drawn == [(tmp_path, run)]
+
+    def fail(run_dir: Path, run: RunResult) -> Path:
+        raise RuntimeError("no fonts")
+
+    monkeypatch.setattr(page, "write_page_if_changed", fail)
+    report.write_run(tmp_path, run)
+    assert caplog.messages == [
+        f"could not draw {tmp_path / 'report.html'}: no fonts; "
+        f"`python -m orchestration report {tmp_path} --html` tries again"
+    ]
+    assert report.load_run(tmp_path / "results.json") == run  # the run itself is safe
+
+
+def test_version_folder_next_to_the_results_first_then_where_recorded(tmp_path: Path) -> None:
+    recorded = tmp_path / "old" / "3.4.1.0"
+    moved = tmp_path / "moved"
+    row = _row(results_dir=str(recorded))
+    assert report.version_folder(moved, _row(results_dir=None)) is None
+    assert report.version_folder(moved, row) is None  # neither exists
+    recorded.mkdir(parents=True)
+    assert report.version_folder(moved, row) == recorded
+    assert report.version_folder(None, row) == recorded
+    (moved / "3.4.1.0").mkdir(parents=True)
+    assert report.version_folder(moved, row) == moved / "3.4.1.0"
+
+
+def test_results_files_are_for_people_and_spreadsheets(tmp_path: Path) -> None:
+    run = _run_with_phases()
+    report.write_run(tmp_path, run)
+    assert (tmp_path / "results.json").read_text().startswith('{\n  "run_id": "r",\n  "tool')
+    text = (tmp_path / "results.csv").read_bytes().decode()
+    assert "\r" not in text
+    assert text.splitlines()[0].split(",") == [
+        f.name for f in fields(VersionResult) if f.name != "phases"
+    ]
+    first = next(csv.DictReader(io.StringIO(text)))
+    assert (first["findings"], first["requests"], first["error"]) == (
+        "stale-config;slow",
+        "1000",
+        "",
+    )
+    assert (first["rps"], first["simulated"]) == ("", "True")
+
+
+def test_summary_md_in_full() -> None:
+    phases = (report.PhaseResult("warm", "three changes", 10, 0, 1, 0.1),)
+    run = RunResult(
+        "r-1",
+        "0.1.0",
+        {},
+        (
+            _row(phases=phases),  # a steady row's one phase is the table's row: no section
+            _row(version="3.6.0.0", scenario="reload", phases=phases),
+            _row(version="3.4.0.0", verdict="error", status="error", error="boom"),
+        ),
+    )
+    assert (
+        report.render_summary(run)
+        == "\n".join(
+            [
+                "# kong-plugin-matrix run r-1",
+                "",
+                "**SIMULATED**: rows marked `simulated: yes` ran against kong-sim, the offline "
+                "stand-in for Kong, not a real Kong image.",
+                "",
+                report.render_table(run.versions),
+                "",
+                "## 3.6.0.0, reload: three changes",
+                "",
+                report.render_phases(run.versions[1]),
+                "",
+                "## Errors",
+                "",
+                "- **3.4.0.0** (error): boom",
+                "",
+                "Verdict: `churn` at >= 0.5 New() calls per request during the load, `stable` at "
+                "<= 0.01, `inconclusive` between. Tool 0.1.0.",
+            ]
+        )
+        + "\n"
+    )
+    real = RunResult("r-2", "0.1.0", {}, (_row(simulated=False),))
+    assert report.render_summary(real).startswith("# kong-plugin-matrix run r-2\n\n| version ")
+
+
+def test_columns_appear_only_when_some_row_has_them() -> None:
+    steady, _ = report.table_cells([_row()])
+    assert steady == [header for header, _ in report.TABLE_COLUMNS]
+    mixed, _ = report.table_cells([_row(), _row(scenario="reload", server_peak_rss_mb=3.0)])
+    assert mixed[:3] == ["version", "scenario", "simulated"]
+    assert mixed[2:] == [*steady[1:], "server MB"]
+
+
+def test_table_cells_are_printed_as_formatted() -> None:
+    table = report.render_table([_row()])
+    assert "| 2.000       |" in table  # New()/req as _cell wrote it, not re-parsed as 2
+
+
+def test_write_atomic_makes_the_folders(tmp_path: Path) -> None:
+    report.write_atomic(tmp_path / "a" / "b" / "f.json", "x")
+    assert (tmp_path / "a" / "b" / "f.json").read_text() == "x"
+
+
+def test_a_failed_write_keeps_the_old_file_and_its_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "f.json"
+    report.write_atomic(target, "old")
+
+    def disk_full(fd: int) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError, match="disk full"):
+        report.write_atomic(target, "new")
+    assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.json"]

@@ -78,3 +78,46 @@ def test_the_report_band_is_checked_only_under_the_reports_conditions() -> None:
     assert _failed(rows) == ["3.4.1.0: New()/request near the report's"]
     assert _failed(rows, {**CONDITIONS, "workers": 1}) == []
     assert _failed(rows, {**CONDITIONS, "requests": 300}) == []
+
+
+def test_each_check_says_what_it_saw() -> None:
+    """The details are what `selftest` prints next to each check."""
+    good = _good_rows()
+    rows = (
+        replace(good[0], status="error", error="boom"),
+        replace(good[1], failures=3, new_calls_per_request=1.7, plugin_counter=1),
+        good[2],
+    )
+    checks = selftest.evaluate(RunResult("r", "0", dict(CONDITIONS), rows), 1000)
+    details = {f"{c.version}: {c.what}": c.detail for c in checks}
+    assert details == {
+        "3.4.0.0: ran": "boom",
+        "3.4.0.0: verdict": "stable, want stable",
+        "3.4.0.0: all requests served": "1000 requests, 0 failures, want 1000 and 0",
+        "3.4.0.0: log count == plugin's own counter": "collector 5, plugin header 5",
+        "3.4.0.0: counter 5 before the load": "5, want 1 at server start + 1 per worker",
+        "3.4.1.0: ran": "ok",
+        "3.4.1.0: verdict": "churn, want churn",
+        "3.4.1.0: all requests served": "1000 requests, 3 failures, want 1000 and 0",
+        "3.4.1.0: log count == plugin's own counter": "collector 1860, plugin header 1",
+        "3.4.1.0: New()/request near the report's": "1.7, want 1.67-2.04 (report: 1.855)",
+        "3.4.1.0: churn signals present": "closed instance 800, no plugin instance 790",
+        "3.6.0.0: ran": "ok",
+        "3.6.0.0: verdict": "stable, want stable",
+        "3.6.0.0: all requests served": "1000 requests, 0 failures, want 1000 and 0",
+        "3.6.0.0: log count == plugin's own counter": "collector 5, plugin header 5",
+        "3.6.0.0: counter 5 before the load": "5, want 1 at server start + 1 per worker",
+        "3.9.0.0: ran": "no result row",
+    }
+    assert checks[-1] == selftest.Check("3.9.0.0", "ran", False, "no result row")
+
+
+def test_the_report_band_is_closed_and_ten_percent_either_side() -> None:
+    low = selftest.REPORT_NEW_PER_REQUEST * (1 - selftest.REPORT_BAND)
+    high = selftest.REPORT_NEW_PER_REQUEST * (1 + selftest.REPORT_BAND)
+    for inside in (low, high):
+        rows = [replace(r, new_calls_per_request=inside) for r in _good_rows()]
+        assert _failed(rows) == [], inside
+    for outside in (low - 0.01, high + 0.01):
+        rows = [replace(r, new_calls_per_request=outside) for r in _good_rows()]
+        assert _failed(rows) == ["3.4.1.0: New()/request near the report's"], outside

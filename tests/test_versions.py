@@ -52,14 +52,33 @@ def test_unknown_version_lists_known_and_suggests_image(bad: str) -> None:
     with pytest.raises(UsageError) as raised:
         versions.lookup(bad)
     message = str(raised.value)
-    assert "3.4.1.0" in message
-    assert "--image" in message
+    assert f"Known versions: {', '.join(v.version for v in versions.KNOWN_VERSIONS)}." in message
+    assert message.endswith(
+        "To measure any other image, pass it with --image, e.g. --image kong/kong-gateway:3.7.1.0"
+    )
+
+
+@pytest.mark.parametrize(
+    ("bad", "shape"),
+    [("3.4", "is not a Kong version"), ("latest", "is not a Kong version"),
+     ("3.4.9.9", "is not in our table"), ("3.4.9", "is not in our table")],
+)  # fmt: skip
+def test_unknown_version_says_whether_it_is_a_version_at_all(bad: str, shape: str) -> None:
+    with pytest.raises(UsageError, match=f"^{bad!r} {shape}\\. Known versions: 3\\.4\\.0\\.0, "):
+        versions.lookup(bad)
+
+
+def test_version_target_carries_the_table_entry() -> None:
+    entry = versions.lookup("3.4.1.0")
+    assert versions.target_for_version("3.4.1.0") == versions.Target(
+        "3.4.1.0", "kong/kong-gateway:3.4.1.0", "affected", entry.source, "3.4.1.0"
+    )
+    assert versions.target_for_version("3.4.0").image == "kong:3.4.0"
 
 
 def test_image_target_for_a_known_tag_keeps_the_expectation() -> None:
     target = versions.target_for_image("kong/kong-gateway:3.4.1.0")
-    assert target.expected == "affected"
-    assert target.version == "3.4.1.0"
+    assert target == versions.target_for_version("3.4.1.0")
 
 
 def test_image_target_for_an_unlisted_tag() -> None:
@@ -67,11 +86,25 @@ def test_image_target_for_an_unlisted_tag() -> None:
     assert target.expected == "unknown"
     assert target.version is None
     assert target.label == "registry.example:5000/team/kong:3.7.1.0-custom"
+    assert target.image == target.label
+    assert target.source == "not in our version table"
+
+
+def test_image_target_for_a_known_tag_elsewhere_names_the_version_but_expects_nothing() -> None:
+    """Only the table's own image inherits the changelog; the tag after the last ':' (not the
+    registry's port) is still the Kong version the row is about."""
+    image = "registry.example:5000/kong/kong-gateway:3.4.1.0"
+    assert versions.target_for_image(image) == versions.Target(
+        image, image, "unknown", "not in our version table", "3.4.1.0"
+    )
 
 
 @pytest.mark.parametrize(
     "bad", ["kong", "kong:3.4;rm -rf /", "KONG:3.4", "kong:../x", "kong:$(id)", "kong: 3.4"]
 )
 def test_unsafe_image_references_are_refused(bad: str) -> None:
-    with pytest.raises(UsageError, match="image reference"):
+    with pytest.raises(UsageError, match="image reference") as raised:
         versions.target_for_image(bad)
+    assert "lower-case letters, digits, '.', '_', '-' and '/', e.g. kong/kong-gateway:" in str(
+        raised.value
+    )

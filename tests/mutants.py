@@ -1,0 +1,92 @@
+"""Mutation testing of the core with mutmut, and the score per module (nox -s mutants).
+
+    python -m tests.mutants                  every module below, smallest first
+    python -m tests.mutants versions config  just those
+
+mutmut (configured in pyproject.toml) copies the tree to mutants/, records which tests call
+which function, then runs each mutant against only those tests. Of pipeline.py only the verdict
+and row logic is in scope; the rest of it drives Docker and Locust. mutmut leaves decorated
+functions (properties such as `Job.folder`) and module-level code (the version table) alone.
+docs/testing.md has the scores and says why each surviving mutant stays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+# module -> the functions mutated in it (mutmut's names: `x_<function>`, `xǁ<Class>ǁ<method>`)
+SCOPE: dict[str, tuple[str, ...]] = {
+    "versions": ("*",),
+    "selftest": ("*",),
+    "config": ("*",),
+    "report": ("*",),
+    "pipeline": ("x_row_from", "x__unmeasured", "x_jobs_of"),  # Job.folder: a property, see below
+    "cli": ("*",),
+    "collect": ("*",),
+}
+KILLED = {1, 3}  # 3: pytest's internal error, which mutmut counts as a kill
+SURVIVED = 0
+
+
+def patterns(module: str) -> list[str]:
+    return [f"orchestration.{module}.{function}__mutmut_*" for function in SCOPE[module]]
+
+
+def results(module: str, root: Path = Path("mutants")) -> dict[str, int | None]:
+    """Each mutant in scope and its exit code (mutmut's .meta file; None: not run yet)."""
+    meta = root / "orchestration" / f"{module}.py.meta"
+    if not meta.exists():
+        return {}
+    codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
+    wanted = patterns(module)
+    return {
+        name: code for name, code in codes.items() if any(fnmatch.fnmatch(name, p) for p in wanted)
+    }
+
+
+def score_lines(modules: list[str], root: Path = Path("mutants")) -> list[str]:
+    lines = [f"{'module':<10} {'killed':>7} {'total':>6} {'score':>6}  other"]
+    survivors: list[str] = []
+    for module in modules:
+        codes = results(module, root)
+        killed = sum(code in KILLED for code in codes.values())
+        others = Counter(code for code in codes.values() if code not in KILLED | {SURVIVED})
+        score = f"{100 * killed / len(codes):.0f}%" if codes else "-"
+        other = ", ".join(
+            f"exit {code}: {count}" for code, count in sorted(others.items(), key=str)
+        )
+        lines.append(f"{module:<10} {killed:>7} {len(codes):>6} {score:>6}  {other}")
+        survivors += sorted(name for name, code in codes.items() if code == SURVIVED)
+    lines += ["", f"{len(survivors)} surviving (mutmut show NAME):", *survivors]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.mutants", description=__doc__)
+    parser.add_argument("modules", nargs="*", metavar="MODULE", help=", ".join(SCOPE))
+    parser.add_argument("--max-children", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.modules) - set(SCOPE))
+    if unknown:
+        parser.error(f"not in scope: {', '.join(unknown)}; choose from {', '.join(SCOPE)}")
+    modules = args.modules or list(SCOPE)
+    started = time.monotonic()
+    command = [sys.executable, "-m", "mutmut", "run", f"--max-children={args.max_children}"]
+    done = subprocess.run(
+        [*command, *(p for module in modules for p in patterns(module))], check=False
+    )
+    print(f"\nmutmut ran {time.monotonic() - started:.0f} s\n")
+    print("\n".join(score_lines(modules)))
+    return done.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
