@@ -192,20 +192,22 @@ def test_a_complete_run_draws_its_page_and_a_failure_to_draw_only_warns(
         {"targets": ["3.4.1.0", "3.6.0.0"]},
         {"targets": ["3.4.1.0"], "scenarios": [1, 2]},
     ):
-        report.write_run(tmp_path, RunResult("r", "0", config, (_row(),)))
+        report.finish_run(tmp_path, RunResult("r", "0", config, (_row(),)))
     assert drawn == [], "a run still missing rows draws no page"
     run = RunResult("r", "0", {"targets": ["3.4.1.0"]}, (_row(),))
     report.write_run(tmp_path, run)
+    assert drawn == [], "writing the results files draws no page: it must stay fast"
+    report.finish_run(tmp_path, run)
     assert drawn == [(tmp_path, run)]
 
     def fail(run_dir: Path, run: RunResult) -> Path:
         raise RuntimeError("no fonts")
 
     monkeypatch.setattr(page, "write_page_if_changed", fail)
-    report.write_run(tmp_path, run)
+    report.finish_run(tmp_path, run)
     assert caplog.messages == [
         f"could not draw {tmp_path / 'report.html'}: no fonts; "
-        f"`python -m orchestration report {tmp_path} --html` tries again"
+        f"`python -m orchestration report {tmp_path} --html` draws it"
     ]
     assert report.load_run(tmp_path / "results.json") == run  # the run itself is safe
 
