@@ -149,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     control = commands.add_parser(
         "selftest",
-        help="offline control: 3.4.0.0, 3.4.1.0, 3.6.0.0 on kong-sim read stable, churn, stable",
+        help="offline control: 3.4.0.0, 3.4.1.0, 3.6.0.0, 3.9.0.0 on kong-sim read stable, churn,"
+        " stable, stable",
     )
     _add_run_options(control)
 
