@@ -106,7 +106,7 @@ def versions(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def selftest(session: nox.Session) -> None:
-    """Offline control on kong-sim: 3.4.0.0, 3.4.1.0, 3.6.0.0, 3.9.0.0 must read as changelogs say."""
+    """Offline control: 3.4.0.0, 3.4.1.0, 3.6.0.0, 3.9.0.0 on kong-sim read as changelogs say."""
     _harness(session, "selftest")
 
 
