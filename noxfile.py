@@ -93,6 +93,12 @@ def merge(session: nox.Session) -> None:
 
 
 @nox.session(venv_backend="none")
+def bisect(session: nox.Session) -> None:
+    """The first version whose verdict differs from GOOD's (nox -s bisect -- 3.4.0.0 3.4.2.1)."""
+    _harness(session, "bisect")
+
+
+@nox.session(venv_backend="none")
 def clean(session: nox.Session) -> None:
     """Remove what killed runs left in Docker (-- --dry-run only lists it)."""
     _harness(session, "clean")

@@ -147,6 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(ui)
     ui.add_argument("--web-port", default=str(default_of("web_port")), help="Locust web UI port")
 
+    finder = commands.add_parser(
+        "bisect",
+        help="the first version whose verdict differs from GOOD's, in the fewest runs",
+    )
+    finder.add_argument("good", nargs="?", help="a version that reads as it should")
+    finder.add_argument("bad", nargs="?", help="a later version of the same edition that does not")
+    _add_run_options(finder)
+
     control = commands.add_parser(
         "selftest",
         help="offline control: 3.4.0.0, 3.4.1.0, 3.6.0.0, 3.9.0.0 on kong-sim read stable, churn,"
@@ -257,6 +265,8 @@ def _add_compare_parser(commands: Any) -> None:
 def _targets(args: argparse.Namespace) -> tuple[Target, ...]:
     if args.command == "selftest":
         return tuple(versions.target_for_version(v) for v in selftest.SELFTEST_VERSIONS)
+    if args.command == "bisect":
+        return _bisect_candidates(args)
     chosen = list(args.versions)
     if args.command == "matrix" and not chosen and not args.image:
         chosen = list(versions.DEFAULT_MATRIX)
@@ -272,6 +282,21 @@ def _targets(args: argparse.Namespace) -> tuple[Target, ...]:
     if args.command == "ui" and len(targets) != 1:
         raise UsageError("ui takes exactly one version (or one --image)")
     return tuple(targets)
+
+
+def _bisect_candidates(args: argparse.Namespace) -> tuple[Target, ...]:
+    from orchestration import bisect
+
+    if args.image:
+        if args.good or args.bad:
+            raise UsageError("bisect takes GOOD BAD versions, or --image tags in order, not both")
+        return tuple(versions.target_for_image(image) for image in args.image)
+    if not (args.good and args.bad):
+        raise UsageError(
+            "bisect needs GOOD and BAD, e.g. bisect 3.4.0.0 3.4.2.1 (or --image tags in order, "
+            "the first good, the last bad)"
+        )
+    return tuple(bisect.between(args.good, args.bad))
 
 
 def config_from(args: argparse.Namespace) -> RunConfig:
@@ -519,6 +544,39 @@ def _cmd_clean(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_bisect(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from orchestration import bisect, pipeline
+
+    config = config_from(args)
+    if len(config.scenarios) != 1:
+        raise UsageError("bisect compares one scenario's verdict: name at most one --scenario")
+    os.environ[OWNER_ENV] = Owner.current().text
+    _check_prerequisites(config.sim)
+    labels = " ".join(t.label for t in config.targets)
+    print(f"bisect: {len(config.targets)} versions in order: {labels}", file=sys.stderr)
+
+    def measure(target: Target) -> VersionResult:
+        step = replace(config, run_id=new_run_id(), targets=(target,))
+        run = pipeline.run_matrix(step, announce=_announce)
+        report.finish_run(step.run_dir, run)
+        return run.versions[0]
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    found = bisect.search(config.targets, measure, say)
+    answer = found.first_different
+    print(
+        f"first version whose verdict differs from {found.good.target.label}'s "
+        f"({found.good.verdict}): {answer.label}, found in {found.runs} runs"
+    )
+    for line in bisect.changelog_around(answer, config.targets):
+        print(f"  {line}")
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     if not args.run.exists():
         raise UsageError(
@@ -650,6 +708,7 @@ _COMMANDS = {
     "selftest": _cmd_run,
     "collect": _cmd_collect,
     "report": _cmd_report,
+    "bisect": _cmd_bisect,
     "compare": _cmd_compare,
     "merge": _cmd_merge,
     "clean": _cmd_clean,
