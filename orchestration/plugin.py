@@ -22,7 +22,7 @@ PROBE_TIMEOUT_S = 10.0
 # and it starts the plugin behind it, counting on its stdout what crosses the socket.
 TAP_COMMAND = "/usr/local/bin/kpm-tap"
 # Loopback only, and never through an HTTP proxy a user may have configured.
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+LOOPBACK_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def ask(
 ) -> Answer:
     """GET `base_url + path` once (always a loopback URL) and read the plugin's headers."""
     try:
-        with _DIRECT.open(base_url + path, timeout=timeout_s) as response:
+        with LOOPBACK_OPENER.open(base_url + path, timeout=timeout_s) as response:
             return _answer(response.status, response.headers, contract)
     except urllib.error.HTTPError as error:
         return _answer(error.code, error.headers, contract)

@@ -20,11 +20,9 @@ keeps them does not). A shorter run gets neither: its RSS is still the heap warm
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import itertools
 import logging
-import os
 import signal
 import subprocess
 import threading
@@ -33,6 +31,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+
+from orchestration.load import signal_group
 
 LOGGER = logging.getLogger(__name__)
 
@@ -193,15 +193,15 @@ class Sampler:
 
     def stop(self) -> list[Row]:
         # The whole group: `docker compose` runs as a child of `docker`, and holds the pipe.
-        _signal_group(self._process.pid, signal.SIGTERM)
+        signal_group(self._process.pid, signal.SIGTERM)
         try:
             self._process.wait(timeout=STOP_WAIT_S)
         except subprocess.TimeoutExpired:
-            _signal_group(self._process.pid, signal.SIGKILL)
+            signal_group(self._process.pid, signal.SIGKILL)
             self._process.wait()
         self._thread.join(STOP_WAIT_S)
         if self._thread.is_alive():
-            _signal_group(self._process.pid, signal.SIGKILL)
+            signal_group(self._process.pid, signal.SIGKILL)
         with self._lock:
             self._file.close()
         if not self.rows:
@@ -211,11 +211,6 @@ class Sampler:
                 self.path,
             )
         return self.rows
-
-
-def _signal_group(group_id: int, signal_number: int) -> None:
-    with contextlib.suppress(ProcessLookupError):  # the whole group has already exited
-        os.killpg(group_id, signal_number)
 
 
 @dataclass(frozen=True)

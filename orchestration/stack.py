@@ -36,6 +36,7 @@ from python_on_whales.utils import run as run_docker
 
 from orchestration import plugin
 from orchestration.errors import EnvironmentProblem, ImageUnavailable, ReadyTimeout, StackError
+from orchestration.load import signal_group
 from orchestration.owner import Owner
 from orchestration.plugin import EXAMPLE, PluginContract
 
@@ -80,10 +81,6 @@ DIGEST_LENGTH = 12
 SKIPPED_NAMES = frozenset({"__pycache__", ".DS_Store"})
 BUILD_OUTPUT_LINES = 5000  # kept for build.log; a plugin build prints a few hundred
 HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-# No proxy handler: a probe must reach the loopback directly even when
-# http_proxy is set in the environment.
-_LOOPBACK_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 @dataclass(frozen=True)
@@ -427,10 +424,10 @@ class LogFollower:
         """Stop following. True if the file holds the whole log up to now."""
         exited_by_itself = self._process.poll()
         if exited_by_itself is None:
-            _signal_group(self._process.pid, signal.SIGTERM)
+            signal_group(self._process.pid, signal.SIGTERM)
         self._thread.join(FOLLOW_STOP_S)
         if self._thread.is_alive():  # deaf to SIGTERM: the log so far is all we get
-            _signal_group(self._process.pid, signal.SIGKILL)
+            signal_group(self._process.pid, signal.SIGKILL)
             self._thread.join(FOLLOW_STOP_S)
         self._process.wait()
         self._file.close()
@@ -454,11 +451,6 @@ class LogFollower:
         except Exception as failure:  # stop() reports it, and the log is then read whole
             self._failure = failure
             LOGGER.warning("following the log into %s failed: %s", self.path, failure)
-
-
-def _signal_group(group_id: int, signal_number: int) -> None:
-    with contextlib.suppress(ProcessLookupError):  # the whole group has already exited
-        os.killpg(group_id, signal_number)
 
 
 class Stack:
@@ -810,7 +802,7 @@ class _ProbeResult(NamedTuple):
 def _probe(url: str) -> _ProbeResult:
     """GET `url` (always a loopback URL) once, with a short timeout."""
     try:
-        with _LOOPBACK_OPENER.open(url, timeout=PROBE_TIMEOUT_S) as response:
+        with plugin.LOOPBACK_OPENER.open(url, timeout=PROBE_TIMEOUT_S) as response:
             return _ProbeResult(response.status, None)
     except urllib.error.HTTPError as error:
         return _ProbeResult(error.code, None)

@@ -45,8 +45,6 @@ from orchestration.versions import Target
 LOGGER = logging.getLogger(__name__)
 
 T = TypeVar("T")
-# Loopback only, and never through an HTTP proxy a user may have configured.
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 LOG_SETTLE_S = 15.0  # the most to wait for Docker to deliver a phase's last log lines
 WARM_UP_PER_WORKER = 10
@@ -324,7 +322,7 @@ class VersionWorld:
             method="POST",
         )
         try:
-            with _DIRECT.open(request, timeout=plugin.PROBE_TIMEOUT_S) as response:
+            with plugin.LOOPBACK_OPENER.open(request, timeout=plugin.PROBE_TIMEOUT_S) as response:
                 status = response.status
         except urllib.error.HTTPError as error:
             detail = error.read(500).decode(errors="replace")
