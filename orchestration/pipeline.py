@@ -14,7 +14,6 @@ workers wait on, and waits (signals held) until every worker has torn its stack 
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -38,7 +37,7 @@ from orchestration.errors import (
 )
 from orchestration.report import RunResult, VersionResult
 from orchestration.scenarios import Outcome, Session
-from orchestration.stack import signal_descendants, signals_held
+from orchestration.stack import signals_held, stop_descendants
 from orchestration.versions import Target
 from orchestration.world import NEVER_CANCELLED, Cancel, folder_name
 
@@ -340,7 +339,7 @@ def _cancel_workers(
     def is_our_build(command: list[str]) -> bool:
         return "build" in command and any(arg.startswith("kpm-") for arg in command)
 
-    signal_descendants(is_our_build, signal.SIGTERM)
+    stop_descendants(is_our_build)
     # A queued job that shutdown() cancelled never runs, and `wait` would wait for it forever.
     running = [future for future in futures if not future.cancelled()]
     LOGGER.warning("stopping: waiting for %d running version(s) to tear down", len(running))

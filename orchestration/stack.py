@@ -81,6 +81,7 @@ DIGEST_LENGTH = 12
 SKIPPED_NAMES = frozenset({"__pycache__", ".DS_Store"})
 BUILD_OUTPUT_LINES = 5000  # kept for build.log; a plugin build prints a few hundred
 HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+BUILD_STOP_GRACE_S = 5.0  # how long a cancelled build may take to exit before SIGKILL
 
 
 @dataclass(frozen=True)
@@ -288,6 +289,19 @@ def signals_held() -> Iterator[None]:
             signal.raise_signal(received[0])
 
 
+@contextlib.contextmanager
+def signals_blocked() -> Iterator[None]:
+    """Block SIGINT and SIGTERM in this thread for the block, so processes it starts begin with
+    them blocked: `setsid` moves a teardown into a session of its own, but a Ctrl-C that reaches
+    it between its start and that call would kill it (seen once in CI, a stack left behind). A
+    signal that comes meanwhile waits, and is handled when the block ends."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def signal_descendants(matches: Callable[[list[str]], bool], signal_number: int) -> int:
     """Send `signal_number` to this process's descendants whose command line `matches`.
 
@@ -312,6 +326,20 @@ def signal_descendants(matches: Callable[[list[str]], bool], signal_number: int)
         except (psutil.Error, ProcessLookupError):
             continue  # it exited meanwhile
     return signalled
+
+
+def stop_descendants(
+    matches: Callable[[list[str]], bool], grace_s: float = BUILD_STOP_GRACE_S
+) -> None:
+    """SIGTERM our descendants whose command line `matches`; SIGKILL those still there after
+    `grace_s` (a build that takes its time to cancel must not outlive the run)."""
+    signal_descendants(matches, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if not signal_descendants(matches, 0):  # signal 0: only asks whether they are there
+            return
+        time.sleep(0.1)
+    signal_descendants(matches, signal.SIGKILL)
 
 
 def _is_compose_build(project_name: str) -> Callable[[list[str]], bool]:
@@ -360,7 +388,7 @@ def build_service_image(docker: DockerClient, service: str, image: str) -> None:
     except BaseException:
         # Interrupted while Compose builds: python-on-whales leaves its process running.
         project = docker.client_config.compose_project_name or ""
-        signal_descendants(_is_compose_build(project), signal.SIGTERM)
+        stop_descendants(_is_compose_build(project))
         raise
     LOGGER.info("built %s in %.1fs", image, time.monotonic() - started)
 
@@ -753,7 +781,8 @@ class Stack:
             own_session=True,
         )
         try:
-            teardown.compose.down(volumes=True, remove_orphans=True, quiet=True)
+            with signals_blocked():
+                teardown.compose.down(volumes=True, remove_orphans=True, quiet=True)
         except DockerException as error:
             failure = _docker_problem(error)
         else:

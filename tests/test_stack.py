@@ -497,3 +497,23 @@ def test_a_moved_registry_tag_gets_a_new_plugin_image(monkeypatch: pytest.Monkey
     )
 
     assert before != after
+
+
+def test_a_teardown_process_starts_deaf_to_the_terminals_ctrl_c() -> None:
+    """Between its start and `setsid`, a teardown must not die of the Ctrl-C that caused it."""
+    import signal
+
+    from orchestration.stack import signals_blocked
+
+    with signals_blocked():
+        child = subprocess.Popen(["sleep", "5"])
+    try:
+        status = Path(f"/proc/{child.pid}/status").read_text()
+        blocked = int(
+            next(line for line in status.splitlines() if line.startswith("SigBlk:")).split()[1], 16
+        )
+        assert blocked & (1 << (signal.SIGINT - 1)) and blocked & (1 << (signal.SIGTERM - 1))
+    finally:
+        child.kill()
+        child.wait()
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # restored here
