@@ -26,6 +26,7 @@ nginx's `[level] PID#TID: *CONN ` and Kong's `[kong] file.lua:NNN ` (each option
 | | `[NAME] closed` at [error] only (lower-cased) | EE 3.4.3.1+, 3.5.0.2+, 3.6 |
 | | [error] then [warn]: one recovery, see "Pairs" | EE 3.4.1.0-3.5.0.1 |
 | | the same untagged (log-phase timer): see "Untagged lines" | as above |
+| `tap_*` | kpm-tap, relayed: `[NAME:P] kpm-tap: instance started id=N ...`: see "The tap" | all |
 | `plugin_server_starts` | `Starting NAME` | 2.0-3.8 |
 | | `[pluginserver] starting pluginserver process for NAME` (+ `started, pid P`) | 3.9+ |
 | `plugin_server_exits` | `external pluginserver 'NAME' terminated: REASON STATUS` | 2.3+ |
@@ -90,6 +91,14 @@ fewer than three low lines right before the log ends or a restart line (those lo
 dropped, or, before a new PID, taken as the new server's first values); both undercount by at
 most a few hundred calls.
 
+The tap. kpm-tap (images/kong-sim/internal/tap) sits between Kong and any plugin server and
+writes its own lines, relayed like the server's: `listening ...` (`tap_starts`: one per tap
+process), `instance started` / `instance closed` / `error` (one line per event), and at most once a
+second `totals ... events=E ... dropped=D`. Events and dropped bytes are counted per tap process
+(its PID) and summed: each totals line replaces that process's previous one. None of its lines is
+a server line of another kind: `kpm-tap: error ... reason="no plugin instance 5"` is a tap error,
+never a `no plugin instance` event (the server's own line, when it writes one, is).
+
 Input. Files are read in binary chunks, never decoded, so invalid UTF-8 and binary garbage cannot
 fail. A line longer than `MAX_LINE_BYTES` is matched on its first `MAX_LINE_BYTES` and the rest is
 skipped (still one line), so memory stays bounded however long a line is. A last line without a
@@ -140,6 +149,7 @@ _PROCESS_LINE_STARTS = (
     rb"Starting |\[pluginserver\] |external pluginserver |Exiting: |unknown process "
     rb"|go-pluginserver "
 )
+_TAP_PREFIX = b"kpm-tap: "
 _LEGACY_SERVER = b"go-pluginserver"  # Kong 2.0-2.2's one server for every Go plugin
 # Between a relayed `[NAME:PID] ` and the message: Python's `INFO - [12:00:00] ` (and
 # `rpc: #N error: `), or the JS server's colour codes and ISO time up to the message.
@@ -175,6 +185,18 @@ class Signals:
     plugin_server_starts: int
     plugin_server_exits: int
     lines: int
+    # kpm-tap's lines (`[NAME:PID] kpm-tap: ...`, see "The tap"); all 0 when no tap ran
+    tap_starts: int = 0
+    tap_instance_starts: int = 0
+    tap_instance_closes: int = 0
+    tap_errors: int = 0
+    tap_events: int = 0
+    tap_dropped_bytes: int = 0
+
+    @property
+    def tapped(self) -> bool:
+        """Whether kpm-tap ran in front of the plugin server (its counts then mean something)."""
+        return self.tap_starts > 0
 
     def to_dict(self) -> dict[str, int]:
         """The counts by field name, in declaration order (for JSON and tables)."""
@@ -219,6 +241,16 @@ class _PluginPatterns:
             rb"(\d{1,18})"
             rb"|" + _PROCESS_LINE_STARTS + rb")",
             re.MULTILINE,
+        )
+        # kpm-tap's lines. Groups: the tap's PID; "l"istening, "s"tarted, "c"losed, "e"rror; the
+        # totals line's events and dropped bytes
+        self.tap_line = re.compile(
+            rb"\["
+            + quoted
+            + rb":(\d{1,10})\] "
+            + _TAP_PREFIX
+            + rb"(?:(l)istening |instance (s)tarted |instance (c)losed |(e)rror "
+            rb"|totals started=\d+ closed=\d+ events=(\d{1,18}) errors=\d+ dropped=(\d{1,18}))"
         )
         self.process = re.compile(
             _kong_line_head(capture=False)
@@ -345,6 +377,7 @@ class Collector:
         self._other_plugin_named = False  # untagged lines are then nobody's
         self._open_closed_errors: dict[bytes, bytes] = {}  # connection -> tag of its [error]
         self._open_no_instance_errors: dict[bytes, bytes] = {}  # connection -> id, likewise
+        self._tap_totals: dict[bytes, tuple[int, int]] = {}  # tap PID -> (events, dropped bytes)
         self._counts = dict.fromkeys(
             (
                 "counter_lines",
@@ -356,6 +389,10 @@ class Collector:
                 "plugin_server_starts",
                 "plugin_server_exits",
                 "lines",
+                "tap_starts",
+                "tap_instance_starts",
+                "tap_instance_closes",
+                "tap_errors",
             ),
             0,
         )
@@ -397,11 +434,19 @@ class Collector:
             plugin_server_starts=counts["plugin_server_starts"],
             plugin_server_exits=counts["plugin_server_exits"],
             lines=counts["lines"],
+            tap_starts=counts["tap_starts"],
+            tap_instance_starts=counts["tap_instance_starts"],
+            tap_instance_closes=counts["tap_instance_closes"],
+            tap_errors=counts["tap_errors"],
+            tap_events=sum(events for events, _ in self._tap_totals.values()),
+            tap_dropped_bytes=sum(dropped for _, dropped in self._tap_totals.values()),
         )
 
     def _scan(self, buf: bytes) -> None:
         """Count one block; only a block with process lines or a new PID is replayed in order."""
         self._count_instance_starts(buf)
+        if _TAP_PREFIX in buf:
+            self._count_tap_lines(buf)
         kong_no_instance, process_lines = self._count_kong_lines(buf)
         pids, missing_ids, counter_values = self._count_name_lines(buf)
         if kong_no_instance:
@@ -428,6 +473,21 @@ class Collector:
             tagged = buf.count(_TAGGED_INSTANCE_START)
             self._counts["untagged_instance_starts"] += every - tagged
             self._other_plugin_named |= tagged != own
+
+    def _count_tap_lines(self, buf: bytes) -> None:
+        """kpm-tap's lines: events per line, and each tap process's latest totals."""
+        found = self._patterns.tap_line.findall(buf)
+        if not found:
+            return
+        pids, listening, started, closed, errors, events, dropped = zip(*found, strict=True)
+        counts = self._counts
+        counts["tap_starts"] += len(listening) - listening.count(b"")
+        counts["tap_instance_starts"] += len(started) - started.count(b"")
+        counts["tap_instance_closes"] += len(closed) - closed.count(b"")
+        counts["tap_errors"] += len(errors) - errors.count(b"")
+        for pid, events_so_far, dropped_so_far in zip(pids, events, dropped, strict=True):
+            if events_so_far:
+                self._tap_totals[pid] = (int(events_so_far), int(dropped_so_far))
 
     def _count_kong_lines(self, buf: bytes) -> tuple[bool, list[re.Match[bytes]]]:
         """Count `closed` recoveries; say whether Kong logged `no plugin instance`; find

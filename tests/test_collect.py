@@ -618,6 +618,12 @@ def test_to_dict_names_every_count() -> None:
         "plugin_server_starts": 2,
         "plugin_server_exits": 1,
         "lines": 78,
+        "tap_starts": 0,
+        "tap_instance_starts": 0,
+        "tap_instance_closes": 0,
+        "tap_errors": 0,
+        "tap_events": 0,
+        "tap_dropped_bytes": 0,
     }
 
 
@@ -698,7 +704,9 @@ def test_real_logs_are_all_there() -> None:
 
 @pytest.mark.parametrize(("stem", "plugin"), REAL_LOG_CHECKS)
 def test_real_logs_agree_with_the_human_counts(stem: str, plugin: str) -> None:
-    ours = collect_file(_real_log(stem, ".log"), plugin).to_dict()
+    signals = collect_file(_real_log(stem, ".log"), plugin)
+    assert not signals.tapped  # no tap ran in these logs, and nothing there reads as one
+    ours = {name: count for name, count in signals.to_dict().items() if not name.startswith("tap_")}
     wanted = dict(_human_counts(stem, plugin))
     for signal, (count, _why) in HUMAN_COUNTS_WE_DO_NOT_MATCH.get((stem, plugin), {}).items():
         assert wanted[signal] != count, f"{signal} now matches: drop the exception"
@@ -712,3 +720,51 @@ def test_real_logs_give_the_same_counts_by_line_and_by_block(stem: str, plugin: 
         _real_log(stem, ".log").read_bytes(), plugin
     )
     assert one_by_one == tiny_chunks == whole
+
+
+def tap_line(message: str, pid: int = 2350, name: str = "example-plugin") -> str:
+    return f"2023/11/21 22:33:08 [info] 2346#0: *1 [{name}:{pid}] kpm-tap: {message}"
+
+
+def test_tap_lines_are_counted_per_kind_and_totals_per_tap_process() -> None:
+    lines = [
+        tap_line(
+            "listening socket=/usr/local/kong/example-plugin.socket server=x pid=7 "
+            "protocol=ProtoBuf:1"
+        ),
+        tap_line("instance started id=1 total=1"),
+        tap_line("instance started id=2 total=2"),
+        tap_line("instance closed id=1 total=1"),
+        tap_line('error call=HandleEvent id=1 total=1 reason="server closed"'),
+        tap_line("totals started=2 closed=1 events=40 errors=1 dropped=0"),
+        tap_line("totals started=2 closed=1 events=90 errors=1 dropped=3"),
+        # the tap was restarted (another PID): its totals start again and add up
+        tap_line("listening socket=s server=x pid=9 protocol=ProtoBuf:1", pid=2400),
+        tap_line("instance started id=3 total=1", pid=2400),
+        tap_line("totals started=1 closed=0 events=5 errors=0 dropped=0", pid=2400),
+        # another plugin server's tap is not ours
+        tap_line("instance started id=9 total=1", name="other-plugin"),
+        tap_line("totals started=1 closed=0 events=500 errors=0 dropped=0", name="other-plugin"),
+    ]
+    signals = collect_lines(lines)
+    assert signals.tapped
+    assert (signals.tap_starts, signals.tap_instance_starts, signals.tap_instance_closes) == (
+        2,
+        3,
+        1,
+    )
+    assert (signals.tap_errors, signals.tap_events, signals.tap_dropped_bytes) == (1, 95, 3)
+    # a block gives what the lines one at a time give
+    collector = Collector()
+    collector.feed_block("\n".join(lines).encode() + b"\n")
+    assert collector.signals() == signals
+
+
+def test_a_tap_error_naming_a_missing_instance_is_no_server_event() -> None:
+    lines = [
+        tap_line('error call=HandleEvent id=5 total=1 reason="no plugin instance 5"', name="py"),
+        tap_line('error call=CloseInstance id=5 total=2 reason="no plugin instance #5"', name="py"),
+    ]
+    signals = collect_lines(lines, plugin="py")
+    assert (signals.no_instance_errors, signals.tap_errors) == (0, 2)
+    assert not collect_lines([counter_line(3)]).tapped
