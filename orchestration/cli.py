@@ -25,6 +25,7 @@ from orchestration.collect import collect_file
 from orchestration.config import (
     BOUNDS,
     DEFAULT_GO_IMAGE,
+    REPO_ROOT,
     SCENARIOS,
     RunConfig,
     default_of,
@@ -96,6 +97,21 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="start the plugin behind kpm-tap, which logs the instance starts, closes and errors "
         f"it sees on the plugin's socket (default {'on' if default_of('tap') else 'off'})",
+    )
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        metavar="NAME|PATH",
+        help="the plugin to measure, repeatable: a built-in (go, go-latest, python, js, or all "
+        "four) or your plugin's folder (Go on go-pdk, Python or JavaScript on kong-pdk; its kind "
+        "is told from its files); default go",
+    )
+    parser.add_argument(
+        "--plugin-config",
+        metavar="JSON",
+        default=None,
+        help="the plugin's config in Kong's declarative config, a JSON object (default {}); "
+        "checked against the schema the plugin dumps",
     )
     parser.add_argument(
         "--go-image",
@@ -324,6 +340,8 @@ def config_from(args: argparse.Namespace) -> RunConfig:
             "--go-image", args.go_image or os.environ.get("KPM_GO_IMAGE", DEFAULT_GO_IMAGE)
         ),
         scenarios=_scenarios(args),
+        plugins=_plugins(args),
+        plugin_config=_plugin_config(args),
         changes=resolve("changes", getattr(args, "changes", None), default_of("changes"), int),
         idle_s=resolve("idle", getattr(args, "idle", None), default_of("idle_s"), float),
         duration_s=resolve(
@@ -344,6 +362,52 @@ def _scenarios(args: argparse.Namespace) -> tuple[str, ...]:
     if len(set(chosen)) != len(chosen):
         raise UsageError(f"a scenario is named twice: {' '.join(chosen)}")
     return chosen
+
+
+# Scenarios that read what only the built-in plugins report: their config echo (reload), their
+# header on the Lua route's twin (overhead); kill-server finds the server by its process name,
+# which is the plugin's own only for a Go binary.
+NEEDS_BUILT_IN = {"reload": "its config echo header", "overhead": "its marker header"}
+NEEDS_GO = {"kill-server": "the server's process name, which is the plugin's only for Go"}
+
+
+def _plugins(args: argparse.Namespace) -> tuple[str, ...]:
+    """The --plugin values, each resolved once here so a bad one fails before any Docker work."""
+    from orchestration.plugins import resolve_plugins
+
+    chosen = tuple(getattr(args, "plugin", None) or default_of("plugins"))
+    sources = resolve_plugins(chosen, REPO_ROOT)
+    for name in getattr(args, "scenario", None) or ():
+        for source in sources:
+            needs = NEEDS_BUILT_IN.get(name) if not source.builtin else None
+            needs = needs or (NEEDS_GO.get(name) if source.kind != "go" else None)
+            if needs:
+                raise UsageError(
+                    f"--scenario {name} cannot measure the plugin {source.label!r}: it needs "
+                    f"{needs}. Use --scenario steady, idle, workers or soak with it (or a "
+                    "built-in Go plugin for this scenario)"
+                )
+    return chosen
+
+
+def _plugin_config(args: argparse.Namespace) -> str:
+    """--plugin-config as compact JSON: it must be one JSON object."""
+    raw = getattr(args, "plugin_config", None)
+    if raw is None:
+        return str(default_of("plugin_config"))
+    try:
+        parsed = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise UsageError(
+            f"--plugin-config is not JSON ({error.msg} at character {error.pos}): pass one JSON "
+            """object, e.g. --plugin-config '{"message": "hi"}'"""
+        ) from None
+    if not isinstance(parsed, dict):
+        raise UsageError(
+            f"--plugin-config must be a JSON object (the plugin's config fields), got "
+            f"{type(parsed).__name__}: {raw}"
+        )
+    return json.dumps(parsed, separators=(",", ":"), sort_keys=True)
 
 
 def _web_port(args: argparse.Namespace) -> int:
@@ -370,7 +434,8 @@ def _announce(row: VersionResult) -> None:
     per_request = "-" if row.new_calls_per_request is None else f"{row.new_calls_per_request:.3f}"
     tag = " [simulated]" if row.simulated else ""
     detail = f": {row.error}" if row.error else f", New()/request {per_request}"
-    print(f"==> {row.version}{tag}: {row.verdict}{detail}", file=sys.stderr, flush=True)
+    plugin = "" if row.plugin == "go" else f" {row.plugin}"
+    print(f"==> {row.version}{plugin}{tag}: {row.verdict}{detail}", file=sys.stderr, flush=True)
 
 
 def _print_run(run: RunResult, run_dir: Path) -> None:
@@ -470,15 +535,24 @@ def _write_junit(request: JunitRequest | None, run: RunResult) -> None:
 
 def _selftest(config: RunConfig) -> int:
     from orchestration import pipeline
+    from orchestration.plugins import resolve_plugins
+    from orchestration.versions import target_for_version
 
-    run = pipeline.run_matrix(config, announce=_announce)
+    plugins = {
+        p.label: p for p in resolve_plugins((selftest.GO, *selftest.OTHER_PLUGINS), REPO_ROOT)
+    }
+    jobs = tuple(
+        pipeline.Job(target_for_version(version), plugin=plugins[name])
+        for version, name in selftest.planned()
+    )
+    run = pipeline.run_matrix(config, announce=_announce, jobs=jobs)
     _print_run(run, config.run_dir)
     checks = selftest.evaluate(run, config.requests)
-    rows = [[c.version, c.what, "PASS" if c.passed else "FAIL", c.detail] for c in checks]
+    rows = [[c.version, c.plugin, c.what, "PASS" if c.passed else "FAIL", c.detail] for c in checks]
     print(
         tabulate(
             rows,
-            headers=["version", "check", "result", "detail"],
+            headers=["version", "plugin", "check", "result", "detail"],
             tablefmt="github",
             disable_numparse=True,
         )

@@ -1,4 +1,4 @@
-"""Two runs side by side: per (version, scenario), what changed and whether it got worse.
+"""Two runs side by side: per (version, plugin, scenario), what changed and whether it got worse.
 
 A change is flagged when the verdict changed, when New() per request rose by more than an
 absolute threshold (a relative one would flag 0 -> 0.001), or when the p95 latency or the plugin
@@ -26,7 +26,7 @@ DEFAULT_RSS_RELATIVE = 0.25
 # How bad a verdict is: a move to a higher rank is a worsening.
 _VERDICT_RANK = {"stable": 0, "inconclusive": 1, "churn": 2, "error": 3, "interrupted": 3}
 
-Key = tuple[str, str]
+Key = tuple[str, str, str]  # (version, plugin, scenario)
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,7 @@ class Figures:
 @dataclass(frozen=True)
 class RowComparison:
     version: str
+    plugin: str
     scenario: str
     old: Figures | None
     new: Figures | None
@@ -97,6 +98,7 @@ class Comparison:
             "rows": [
                 {
                     "version": row.version,
+                    "plugin": row.plugin,
                     "scenario": row.scenario,
                     "old": None if row.old is None else asdict(row.old),
                     "new": None if row.new is None else asdict(row.new),
@@ -123,10 +125,10 @@ def run_dir_of(path: Path) -> Path:
 
 
 def _first_by_key(run: RunResult) -> dict[Key, VersionResult]:
-    """Each (version, scenario)'s first row: a merged run may hold two (flagged there)."""
+    """Each (version, plugin, scenario)'s first row: a merged run may hold two (flagged there)."""
     rows: dict[Key, VersionResult] = {}
     for row in run.versions:
-        rows.setdefault((row.version, row.scenario), row)
+        rows.setdefault((row.version, row.plugin, row.scenario), row)
     return rows
 
 
@@ -140,8 +142,7 @@ def compare(
         before, after = old_rows.get(key), new_rows.get(key)
         rows.append(
             RowComparison(
-                key[0],
-                key[1],
+                *key,
                 None if before is None else Figures.of(before),
                 None if after is None else Figures.of(after),
                 tuple(_changes(before, after, thresholds)),
@@ -190,6 +191,7 @@ def _relative_rise(old: float | None, new: float | None) -> float | None:
 
 HEADERS = (
     "version",
+    "plugin",
     "scenario",
     "verdict OLD",
     "verdict NEW",
@@ -217,6 +219,7 @@ def table_cells(comparison: Comparison) -> list[list[str]]:
         cells.append(
             [
                 row.version,
+                row.plugin,
                 row.scenario,
                 "-" if old is None else old.verdict,
                 "-" if new is None else new.verdict,

@@ -84,6 +84,9 @@ class RunConfig:
     # extra hop cost ~12% req/s and ~3 ms p95 on the stand-in (docs/architecture.md).
     tap: bool = False
     scenarios: tuple[str, ...] = SCENARIOS[:1]
+    # `--plugin` values as given: built-in names (go, go-latest, python, js, all) or folders
+    plugins: tuple[str, ...] = ("go",)
+    plugin_config: str = "{}"  # `--plugin-config`: the plugin's config in kong.yml, as JSON
     changes: int = 3  # reload: configuration changes under load
     idle_s: float = 75.0  # idle: the gap, longer than go-pdk's 60 s instance expiry
     duration_s: float = 600.0  # soak: how long the load runs

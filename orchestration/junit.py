@@ -16,7 +16,6 @@ from pathlib import Path
 from orchestration.errors import UsageError
 from orchestration.report import RunResult, VersionResult, write_atomic
 
-PLUGIN = "example-plugin"  # the only plugin the harness builds, for now
 EXPECTABLE = ("churn", "stable", "inconclusive")
 
 
@@ -29,7 +28,7 @@ class Case:
 
     @property
     def name(self) -> str:
-        return f"{self.row.version} {PLUGIN} {self.row.scenario}"
+        return f"{self.row.version} {self.row.plugin} {self.row.scenario}"
 
 
 def parse_expectations(pairs: Iterable[str]) -> dict[str, str]:
@@ -106,7 +105,7 @@ def _testcase(case: Case) -> ET.Element:
     row = case.row
     element = ET.Element(
         "testcase",
-        classname=f"kong-plugin-matrix.{PLUGIN}",
+        classname=f"kong-plugin-matrix.{case.row.plugin}",
         name=case.name,
         time=f"{row.duration_s or 0.0:.3f}",
     )

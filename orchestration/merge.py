@@ -1,13 +1,12 @@
 """Results folders from several machines or CI jobs, combined into one new run folder.
 
-Rows are keyed by (version, scenario) and ordered as Kong released the versions (then images,
-then scenarios in their usual order), so a matrix split across jobs merges into the table one
-full run would print. A key that more than one source measured is a conflict: every row of it
-is kept, each with the finding `conflict: <the run-id it came from>`, and nothing is averaged
-away. Each row's version folder (kong.log, resources.csv, Locust's files) is hard-linked, or
-copied where linking is impossible, into the merged folder, so `collect` and the report page
-work on it as on any run. `config.json` lists the sources.
-"""
+Rows are keyed by (version, plugin, scenario) and ordered as Kong released the versions (then
+images, then plugins, then scenarios in their usual order), so a matrix split across jobs merges
+into the table one full run would print. A key that more than one source measured is a conflict:
+every row of it is kept, each with the finding `conflict: <the run-id it came from>`, and nothing is
+averaged away. Each row's version folder (kong.log, resources.csv, Locust's files) is hard-linked,
+or copied where linking is impossible, into the merged folder, so `collect` and the report page work
+on it as on any run. `config.json` lists the sources."""
 
 from __future__ import annotations
 
@@ -85,21 +84,22 @@ def _run_folders_under(path: Path, depth: int = 3) -> list[Path]:
     return found
 
 
-def _order(row: VersionResult) -> tuple[int, str, int]:
+def _order(row: VersionResult) -> tuple[int, str, str, int]:
     scenario = SCENARIOS.index(row.scenario) if row.scenario in SCENARIOS else len(SCENARIOS)
-    return (_RELEASE_ORDER.get(row.version, len(_RELEASE_ORDER)), row.version, scenario)
+    release = _RELEASE_ORDER.get(row.version, len(_RELEASE_ORDER))
+    return (release, row.version, row.plugin, scenario)
 
 
 def merged_rows(sources: Sequence[Source]) -> list[tuple[Source, VersionResult]]:
     """Every source's rows in release order, conflicting ones flagged; the sort is stable, so
     the rows of one key stay in the order the sources were given."""
     pairs = [(source, row) for source in sources for row in source.run.versions]
-    counts = Counter((row.version, row.scenario) for _, row in pairs)
+    counts = Counter((row.version, row.plugin, row.scenario) for _, row in pairs)
     flagged = [
         (
             source,
             replace(row, findings=(*row.findings, f"{CONFLICT}: {source.run.run_id}"))
-            if counts[(row.version, row.scenario)] > 1
+            if counts[(row.version, row.plugin, row.scenario)] > 1
             else row,
         )
         for source, row in pairs
@@ -183,7 +183,8 @@ def _config(
 
 
 def report_key(row: VersionResult) -> str:
-    return row.version if row.scenario == "steady" else f"{row.version} {row.scenario}"
+    parts = [row.version] + [row.plugin] * (row.plugin != "go")
+    return " ".join(parts + [row.scenario] * (row.scenario != "steady"))
 
 
 def differing_settings(sources: Sequence[Source]) -> dict[str, list[Any]]:

@@ -43,7 +43,7 @@ SIMULATED_HATCH = "///"
 _SVG_METADATA: dict[str, Any] = {"Creator": None, "Date": None, "Format": None, "Type": None}
 _DRAWING = threading.Lock()  # rcParams are process-wide: one chart at a time
 
-Key = tuple[str, str]  # (version, scenario)
+Key = tuple[str, str, str]  # (version, plugin, scenario)
 Category = tuple[Key, int]  # a key and which of its rows (a merged run may hold two)
 
 
@@ -57,13 +57,14 @@ class Series:
 
 
 def key_of(row: VersionResult) -> Key:
-    return (row.version, row.scenario)
+    return (row.version, row.plugin, row.scenario)
 
 
 def label_of(key: Key) -> str:
-    """`3.4.1.0`, or `3.6.0.0 reload` for a scenario other than steady."""
-    version, scenario = key
-    return version if scenario == "steady" else f"{version} {scenario}"
+    """`3.4.1.0`, `3.4.1.0 python`, or `3.6.0.0 reload` for a scenario other than steady."""
+    version, plugin, scenario = key
+    parts = [version] + [plugin] * (plugin != "go")
+    return " ".join(parts + [scenario] * (scenario != "steady"))
 
 
 # --- charts ---------------------------------------------------------------------------------

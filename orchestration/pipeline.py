@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,8 @@ from orchestration.errors import (
     UsageError,
     signal_name,
 )
-from orchestration.report import RunResult, VersionResult
+from orchestration.plugins import DEFAULT_PLUGIN, PluginSource, default_plugin, resolve_plugins
+from orchestration.report import PhaseResult, RunResult, VersionResult
 from orchestration.scenarios import Outcome, Session
 from orchestration.stack import signals_held, stop_descendants
 from orchestration.versions import Target
@@ -46,23 +47,33 @@ LOGGER = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Job:
-    """One row of a run: a target measured by a scenario."""
+    """One row of a run: a target measured by a scenario, with a plugin."""
 
     target: Target
     scenario: str = scenarios.DEFAULT
+    plugin: PluginSource = field(default_factory=default_plugin)
 
     @property
     def folder(self) -> str:
-        """`3.4.1.0` for the default scenario (as before scenarios), `3.4.1.0-reload` else."""
-        label = self.target.label
-        return folder_name(
-            label if self.scenario == scenarios.DEFAULT else f"{label}-{self.scenario}"
-        )
+        """`3.4.1.0` for the default scenario and plugin (as before either), else with them:
+        `3.4.1.0-reload`, `3.4.1.0-python`, `3.4.1.0-python-reload`."""
+        parts = [self.target.label]
+        if self.plugin.label != DEFAULT_PLUGIN:
+            parts.append(self.plugin.label)
+        if self.scenario != scenarios.DEFAULT:
+            parts.append(self.scenario)
+        return folder_name("-".join(parts))
 
 
 def jobs_of(config: RunConfig) -> tuple[Job, ...]:
-    """Every (target, scenario) pair of the run, targets first, in the order given."""
-    return tuple(Job(target, name) for target in config.targets for name in config.scenarios)
+    """Every (target, plugin, scenario) of the run, targets first, in the order given."""
+    sources = resolve_plugins(config.plugins, config.repo_root)
+    return tuple(
+        Job(target, name, source)
+        for target in config.targets
+        for source in sources
+        for name in config.scenarios
+    )
 
 
 def _base_row(job: Job, config: RunConfig, version_dir: Path) -> VersionResult:
@@ -79,6 +90,7 @@ def _base_row(job: Job, config: RunConfig, version_dir: Path) -> VersionResult:
         workers=config.workers,
         results_dir=str(version_dir),
         scenario=job.scenario,
+        plugin=job.plugin.label,
     )
 
 
@@ -103,8 +115,10 @@ def row_from(base: VersionResult, outcome: Outcome) -> VersionResult:
         known = [value for value in values if value is not None]
         return pick(known) if known else None
 
+    tapped = outcome.last.tapped
     row = replace(
         base,
+        counted_by="tap" if tapped else "plugin",
         verdict=verdict,
         matches_changelog=report.matches_changelog(base.expected, verdict),
         requests=requests,
@@ -124,12 +138,23 @@ def row_from(base: VersionResult, outcome: Outcome) -> VersionResult:
         p95_ms=worst([phase.p95_ms for phase in counted], max),
         plugin_counter=outcome.plugin_counter,
         phases=outcome.phases,
-        findings=outcome.findings,
+        findings=outcome.findings + _disagreement(counted),
         **_resource_fields(outcome),
     )
     if unmeasured:
         return replace(row, status="error", error=unmeasured)
     return row
+
+
+def _disagreement(counted: list[PhaseResult]) -> tuple[str, ...]:
+    """`tap-disagrees` when kpm-tap and the plugin itself both counted a phase's instance
+    starts (go-pdk and the Python and JS PDKs make one New() per start) and got different
+    numbers: one of the two missed something, and the row says so."""
+    for phase in counted:
+        tap, own = phase.figures.get("tap_instance_starts"), phase.figures.get("plugin_new_calls")
+        if tap is not None and own is not None and tap != own:
+            return ("tap-disagrees",)
+    return ()
 
 
 def _unmeasured(requests: int, failures: int) -> str | None:
@@ -185,7 +210,7 @@ def measure_job(job: Job, config: RunConfig, cancel: Cancel = NEVER_CANCELLED) -
     try:
         cancel.raise_if_set()
         scenario = scenarios.get(job.scenario)
-        outcome = scenario.run(Session(job.target, config, version_dir, cancel))
+        outcome = scenario.run(Session(job.target, config, version_dir, cancel, job.plugin))
         row = row_from(base, outcome)
         if outcome.shortfall:
             row = replace(row, status="error", verdict="error", error=outcome.shortfall)

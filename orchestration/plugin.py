@@ -1,4 +1,9 @@
-"""The plugin's contract with the harness, in one place: its name, route, headers and counter.
+"""The plugin's contract with the harness, in one place: its names, route, headers and counter.
+
+Any plugin (`--plugin`) runs on `/hello`; what Kong needs to start it (its plugin server's name,
+start and query commands, socket, protocol) comes from its own dump. The built-in plugins keep the
+example plugin's contract below and report their own New() count; a user's plugin reports nothing
+(`marker_header` None): kpm-tap's counts are then all the harness knows.
 
 The example plugin (plugins/example-plugin) counts its `New()` calls, logs the count on every
 request as `New() has been called N times` (a debug line the collector reads), and marks its
@@ -11,13 +16,20 @@ same route with a bundled Lua plugin (response-transformer) setting the marker h
 from __future__ import annotations
 
 import http.client
+import json
 import re
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
-from typing import NamedTuple
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import yaml
+
+from orchestration.errors import StackError
 
 PROBE_TIMEOUT_S = 10.0
+KONG_YML = "images/kong.yml"
 # kpm-tap (images/kong-sim/cmd/kpm-tap), in the plugin image: Kong starts it as the plugin server,
 # and it starts the plugin behind it, counting on its stdout what crosses the socket.
 TAP_COMMAND = "/usr/local/bin/kpm-tap"
@@ -30,14 +42,27 @@ class PluginContract:
     name: str = "example-plugin"  # the plugin server's name (KONG_PLUGINSERVER_NAMES)
     route: str = "/hello"
     lua_route: str = "/hello-lua"  # the same work by a bundled Lua plugin, no plugin server
-    marker_header: str = "X-Example-Message"
-    config_header: str = "X-Example-Config"
+    # None: the plugin sets no header of ours (a user's plugin): only kpm-tap sees its instances
+    marker_header: str | None = "X-Example-Message"
+    config_header: str | None = "X-Example-Config"
     counter_in_header: re.Pattern[str] = re.compile(r"New\(\) calls: (\d+)")
     server_command: str = "/usr/local/bin/example-plugin"  # the plugin server, as Kong starts it
     protocol: str = "ProtoBuf:1"  # what its `-dump` says in "Protocol"
     # Kong's socket for it: /usr/local/kong/NAME.socket on 3.4-3.8, <prefix>/NAME.socket on 3.9+
     # (the same path: the images keep the default prefix).
     socket: str = "/usr/local/kong/example-plugin.socket"
+    plugin_name: str = "example-plugin"  # the plugin's name for Kong (KONG_PLUGINS, kong.yml)
+    query_command: str = "/usr/local/bin/example-plugin -dump"
+    phases: tuple[str, ...] = ("access",)
+    label: str = "go"  # the row's name for it: a built-in's name, or the user's folder
+    config_json: str = "{}"  # its `config` in the declarative config (JSON, so it stays frozen)
+    # `id` in the declarative config: fixed, so POST /config can send the same plugin back
+    plugin_id: str = field(default="ddc8f06e-572c-4b25-ab9b-23c5d3950cc2")
+
+    @property
+    def reports_new_calls(self) -> bool:
+        """Whether the plugin logs and sends its own New() count (the built-ins do)."""
+        return self.marker_header is not None
 
     def start_command(self, *, tap: bool) -> str:
         """KONG_PLUGINSERVER_<NAME>_START_CMD: the plugin server, or kpm-tap in front of it."""
@@ -45,6 +70,35 @@ class PluginContract:
             return self.server_command
         tap_flags = f"-listen {self.socket} -protocol {self.protocol}"
         return f"{TAP_COMMAND} {tap_flags} -- {self.server_command}"
+
+    def kong_environment(self, *, tap: bool) -> dict[str, str]:
+        """The KONG_* variables that make Kong run this plugin (Kong's own names for them)."""
+        prefix = "KONG_PLUGINSERVER_" + re.sub(r"\W", "_", self.name).upper()
+        return {
+            "KONG_PLUGINS": f"bundled,{self.plugin_name}",
+            "KONG_PLUGINSERVER_NAMES": self.name,
+            f"{prefix}_START_CMD": self.start_command(tap=tap),
+            # Required on 3.4-3.8: how Kong learns the plugin's schema and priority.
+            f"{prefix}_QUERY_CMD": self.query_command,
+            f"{prefix}_SOCKET": self.socket,
+        }
+
+    def declarative(self, template: dict[str, Any]) -> dict[str, Any]:
+        """`template` (images/kong.yml) with this plugin, its id and config on the plugin route."""
+        config = json.loads(self.config_json)
+        services = []
+        for service in template.get("services", []):
+            routes = []
+            for route in service.get("routes", []):
+                plugins = [
+                    {"name": self.plugin_name, "id": self.plugin_id, "config": config}
+                    if entry.get("name") == EXAMPLE_PLUGIN_NAME
+                    else entry
+                    for entry in route.get("plugins", [])
+                ]
+                routes.append({**route, "plugins": plugins})
+            services.append({**service, "routes": routes})
+        return {**template, "services": services}
 
     def probe_path(self, purpose: str) -> str:
         """The route, marked with why it was asked, so the probe stands out in the access log."""
@@ -57,6 +111,7 @@ class PluginContract:
 
 
 EXAMPLE = PluginContract()
+EXAMPLE_PLUGIN_NAME = EXAMPLE.plugin_name  # its entry in images/kong.yml, the template
 
 
 class Answer(NamedTuple):
@@ -87,5 +142,18 @@ def ask(
 
 def _answer(status: int, headers: object, contract: PluginContract) -> Answer:
     get = getattr(headers, "get", lambda _name: None)
-    marker = get(contract.marker_header)
-    return Answer(status, marker, contract.counter_from(marker), get(contract.config_header), None)
+    marker = get(contract.marker_header) if contract.marker_header else None
+    config = get(contract.config_header) if contract.config_header else None
+    return Answer(status, marker, contract.counter_from(marker), config, None)
+
+
+def declarative_template(repo_root: Path) -> dict[str, Any]:
+    """images/kong.yml, the declarative config every plugin's is made from (`declarative`)."""
+    path = repo_root / KONG_YML
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        raise StackError(f"cannot read the declarative config {path}: {error}") from None
+    if not isinstance(loaded, dict):
+        raise StackError(f"{path} is not a declarative configuration (a mapping)")
+    return loaded

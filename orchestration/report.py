@@ -64,7 +64,7 @@ class PhaseResult:
 
 @dataclass(frozen=True)
 class VersionResult:
-    """One (version, scenario) measurement. Counts are None where the run never got that far."""
+    """One (version, plugin, scenario) measurement; counts are None where the run stopped short."""
 
     version: str
     image: str
@@ -97,6 +97,10 @@ class VersionResult:
     server_rss_growth_per_10k_mb: float | None = None
     leak: bool | None = None
     scenario: str = "steady"
+    plugin: str = "go"  # the built-in's name, or the user's plugin folder's
+    # what counted the instances the verdict is made from: "tap" (kpm-tap, any plugin) or
+    # "plugin" (the built-in plugin's own New() count)
+    counted_by: str = "plugin"
     phases: tuple[PhaseResult, ...] = ()
     findings: tuple[str, ...] = ()  # what the scenario found beyond the verdict, e.g. stale-config
 
@@ -182,6 +186,8 @@ TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 # Shown only when some row has them: a plain steady run's table stays as it was.
 SCENARIO_COLUMN = ("scenario", "scenario")
+PLUGIN_COLUMN = ("plugin", "plugin")
+COUNTED_BY_COLUMN = ("counted by", "counted_by")  # "tap": New()/req is kpm-tap's instance starts
 OPTIONAL_COLUMNS: tuple[tuple[str, str], ...] = (
     ("server MB", "server_peak_rss_mb"),
     ("MB/10k req", "server_rss_growth_per_10k_mb"),
@@ -217,6 +223,10 @@ def _columns(results: tuple[VersionResult, ...] | list[VersionResult]) -> list[t
     columns = list(TABLE_COLUMNS)
     if any(r.scenario != "steady" for r in results):
         columns.insert(1, SCENARIO_COLUMN)
+    if any(r.plugin != "go" for r in results):
+        columns.insert(1, PLUGIN_COLUMN)
+    if any(r.counted_by != "plugin" for r in results):
+        columns.insert(columns.index(("New()/req", "new_calls_per_request")), COUNTED_BY_COLUMN)
     for header, name in OPTIONAL_COLUMNS:
         if any(getattr(r, name) not in (None, ()) for r in results):
             columns.append((header, name))

@@ -101,6 +101,11 @@ class StackSpec:
     owner: str = field(default_factory=lambda: Owner.current().text)
     plugin: PluginContract = EXAMPLE
     tap: bool = False  # True: Kong starts kpm-tap in front of the plugin server
+    declarative_json: str = ""  # Kong's whole declarative config ("": the image's kong.yml)
+
+    @property
+    def kong_env_file(self) -> Path:
+        return self.env_file.with_name(self.env_file.stem + "-kong.env")
 
     def compose_variables(self) -> dict[str, str]:
         return {
@@ -110,8 +115,16 @@ class StackSpec:
             "KPM_WORKERS": str(self.workers),
             "KPM_RUN_ID": self.run_id,
             "KPM_OWNER": self.owner,
-            "KPM_START_CMD": self.plugin.start_command(tap=self.tap),
+            "KPM_KONG_ENV": str(self.kong_env_file.resolve()),
         }
+
+    def kong_variables(self) -> dict[str, str]:
+        """The service's KONG_* variables that name the plugin (its env file's lines)."""
+        variables = self.plugin.kong_environment(tap=self.tap)
+        if self.declarative_json:  # JSON: a quote inside a string has an escape of its own
+            escaped = self.declarative_json.replace("'", "\\u0027")
+            variables["KONG_DECLARATIVE_CONFIG_STRING"] = escaped
+        return variables
 
 
 def project_name_for(run_id: str, version: str) -> str:
@@ -365,6 +378,19 @@ def write_env_file(env_file: Path, variables: Mapping[str, str]) -> Path:
     return env_file
 
 
+def write_service_env_file(env_file: Path, variables: Mapping[str, str]) -> Path:
+    """A Compose service `env_file`: each value single-quoted, so Compose takes it as it is (no
+    `$` interpolation). A value holding a quote or a line break cannot be carried: refused."""
+    for name, value in variables.items():
+        if re.search(r"['\r\n]", value):
+            raise StackError(
+                f"{name}={value!r} holds a quote or a line break, which an env file cannot carry"
+            )
+    env_file.parent.mkdir(parents=True, exist_ok=True)
+    env_file.write_text("".join(f"{name}='{value}'\n" for name, value in variables.items()))
+    return env_file
+
+
 def build_service_image(docker: DockerClient, service: str, image: str) -> None:
     """Build `service`'s image with Compose (BuildKit); failures become `ImageUnavailable`.
 
@@ -514,6 +540,7 @@ class Stack:
 
     def __enter__(self) -> Stack:
         write_env_file(self.spec.env_file, self._variables)
+        write_service_env_file(self.spec.kong_env_file, self.spec.kong_variables())
         try:
             self._ensure_image()
             self._started = True  # from here on there may be a container (and a log)
@@ -728,6 +755,10 @@ class Stack:
         hello = plugin.ask(self.proxy_url, contract.route, contract, PROBE_TIMEOUT_S)
         if hello.error is not None:
             return _Readiness(f"GET {contract.route} failed: {hello.error}")
+        if contract.marker_header is None:  # a plugin that sets no header of ours
+            if hello.status is not None and hello.status >= 500:
+                return _Readiness(f"GET {contract.route} answered {hello.status}")
+            return _Readiness(None, None)
         if hello.marker is None:
             return _Readiness(
                 f"GET {contract.route} answered {hello.status} without {contract.marker_header}"

@@ -24,6 +24,7 @@ import logging
 import re
 import signal
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -37,9 +38,17 @@ from orchestration.collect import Collector, Signals, collect_file
 from orchestration.config import RunConfig
 from orchestration.errors import Interrupted, MatrixError, StackError
 from orchestration.load import HeadlessLocust, LoadResult, LoadShortfall
-from orchestration.plugin import EXAMPLE, Answer, PluginContract
+from orchestration.plugin import EXAMPLE, Answer, PluginContract, declarative_template
+from orchestration.plugins import (
+    PluginSource,
+    build_plugin_image,
+    contract_for,
+    default_plugin,
+    dump_plugin,
+    validate_plugin_config,
+)
 from orchestration.sim import build_sim_images
-from orchestration.stack import Stack, StackSpec, plugin_image_tag, project_name_for
+from orchestration.stack import Stack, StackSpec, project_name_for
 from orchestration.versions import Target
 
 LOGGER = logging.getLogger(__name__)
@@ -48,6 +57,7 @@ T = TypeVar("T")
 
 LOG_SETTLE_S = 15.0  # the most to wait for Docker to deliver a phase's last log lines
 WARM_UP_PER_WORKER = 10
+TAP_QUIET_S = 2.0  # kpm-tap writes its totals at most once a second: this long unchanged is all
 
 
 class Cancel(threading.Event):
@@ -109,6 +119,15 @@ class LogCounts:
             )
 
 
+def _tap_counts(signals: Signals) -> tuple[int, int, int, int]:
+    return (
+        signals.tap_instance_starts,
+        signals.tap_instance_closes,
+        signals.tap_errors,
+        signals.tap_events,
+    )
+
+
 def folder_name(label: str) -> str:
     """A file-system-safe name for a target (image references hold '/' and ':')."""
     return re.sub(r"[^A-Za-z0-9._-]", "_", label)
@@ -159,16 +178,18 @@ class VersionWorld:
         cancel: Cancel = NEVER_CANCELLED,
         *,
         options: WorldOptions = ONE_WORLD,
-        contract: PluginContract = EXAMPLE,
+        source: PluginSource | None = None,
     ) -> None:
         self.target = target
         self.config = config
         self.version_dir = version_dir
         self.cancel = cancel
-        self.contract = contract
+        self.source = source or default_plugin()
+        # Until the plugin's image is built and its dump read (`__enter__`): the example's.
+        self.contract: PluginContract = EXAMPLE
         self.workers = options.workers or config.workers
         self.log_path = version_dir / f"kong{options.suffix}.log"
-        self.counts = LogCounts(contract.name)
+        self.counts = LogCounts(self.contract.name)
         self._options = options
         self._exits = contextlib.ExitStack()
         self._prestarted: HeadlessLocust | None = None
@@ -185,6 +206,7 @@ class VersionWorld:
             if self._options.prestart_locust:  # imports itself while the stack comes up
                 self._prestarted = self._exits.enter_context(self._new_locust(self.config.requests))
             spec = self._stack_spec()
+            self.counts = LogCounts(spec.plugin.name)
             self.cancel.raise_if_set()
             # The stack saves its whole log on the way down, however and whenever it ends.
             self.stack = self._exits.enter_context(
@@ -255,7 +277,7 @@ class VersionWorld:
         result, later."""
         self.cancel.raise_if_set()
         if self._requests_before_load is None:
-            self._requests_before_load = self.counts.signals().counter_lines
+            self._requests_before_load = self._progress(self.counts.signals())
         locust, self._prestarted = self._prestarted, None  # a Locust serves one load
         if for_s is not None:
             requests = 0
@@ -360,9 +382,11 @@ class VersionWorld:
         they belong to, so a line cannot be told apart by its request.) With no count to go by:
         until `counter_lines()` counter lines are in, one per request the plugin served.
         """
+        if not self.contract.reports_new_calls:
+            return self._settle_tap()
         if answer.counter is not None:
             if self.counts.wait_for_counter(answer.counter, LOG_SETTLE_S):
-                return self.counts.signals()
+                return self._settle_tap() if self.tap else self.counts.signals()
             missing = f"the plugin's New() count {answer.counter}, which its header reported"
         else:
             wanted = counter_lines()
@@ -375,6 +399,33 @@ class VersionWorld:
             self.label,
             LOG_SETTLE_S,
             missing,
+        )
+        return self.counts.signals()
+
+    @property
+    def tap(self) -> bool:
+        """Whether kpm-tap runs in front of the plugin server: with --tap, and always for a plugin
+        that reports nothing itself."""
+        return self.config.tap or not self.contract.reports_new_calls
+
+    def _settle_tap(self) -> Signals:
+        """The counts once kpm-tap's lines are all in: it writes a start or close line as each
+        happens and its totals line at most once a second when something changed, so the log
+        has caught up once the totals line says anything happened and then nothing changes
+        for `TAP_QUIET_S`."""
+        deadline = time.monotonic() + LOG_SETTLE_S
+        last = _tap_counts(self.counts.wait_until(lambda s: s.tap_events > 0, LOG_SETTLE_S))
+        while time.monotonic() < deadline:
+            now = self.counts.wait_until(lambda s, seen=last: _tap_counts(s) != seen, TAP_QUIET_S)
+            if _tap_counts(now) == last and now.tap_events > 0:
+                return now
+            last = _tap_counts(now)
+        LOGGER.warning(
+            "%s: kpm-tap's counts in Kong's log did not settle within %.0fs (%s); counting them "
+            "as they are",
+            self.label,
+            LOG_SETTLE_S,
+            "no totals line yet" if not last[-1] else "still changing",
         )
         return self.counts.signals()
 
@@ -407,7 +458,14 @@ class VersionWorld:
         """Requests the plugin served since the first load began (its counter lines)."""
         if self._requests_before_load is None:
             return 0
-        return max(0, self.counts.signals().counter_lines - self._requests_before_load)
+        return max(0, self._progress(self.counts.signals()) - self._requests_before_load)
+
+    def _progress(self, signals: Signals) -> int:
+        """Requests served so far, as the log tells: one counter line each, or for a plugin that
+        reports nothing, kpm-tap's events over the plugin's phases (one event per phase)."""
+        if self.contract.reports_new_calls:
+            return signals.counter_lines
+        return signals.tap_events // max(1, len(self.contract.phases))
 
     def _stop_sampler(self) -> None:
         sampler, self._sampler = self._sampler, None
@@ -432,10 +490,12 @@ class VersionWorld:
             out_dir=out_dir,
             timeout_s=for_s or self.config.load_timeout_s,
             path=path,
-            marker_header=self.contract.marker_header,
+            # Known before the dump: a built-in sets the example's header, a user's plugin none.
+            marker_header=EXAMPLE.marker_header if self.source.builtin else "",
         )
 
     def _stack_spec(self) -> StackSpec:
+        """Build the plugin's image, read its dump as Kong will, and describe the stack."""
         target, config = self.target, self.config
         LOGGER.info("%s: preparing images", target.label)
         kong_image, go_image = target.image, config.go_image
@@ -446,23 +506,33 @@ class VersionWorld:
                 )
             images = build_sim_images(target.version, repo_root=config.repo_root)
             kong_image, go_image = images.kong_image, images.go_image
+        image = build_plugin_image(
+            self.source,
+            kong_image=kong_image,
+            go_image=go_image,
+            sim=config.sim,
+            repo_root=config.repo_root,
+        )
+        self.cancel.raise_if_set()
+        dump = dump_plugin(image, self.source)
+        plugin_config = json.loads(config.plugin_config)
+        validate_plugin_config(plugin_config, dump)
+        self.contract = contract_for(self.source, dump, config.plugin_config)
         suffix = self._options.suffix
         return StackSpec(
             version=target.label,
             kong_image=kong_image,
             go_image=go_image,
-            image_tag=plugin_image_tag(
-                folder_name(target.label),
-                sim=config.sim,
-                repo_root=config.repo_root,
-                base_images=(kong_image, go_image),
-            ),
+            image_tag=image,
             workers=self.workers,
             project_name=project_name_for(config.run_id, target.label + suffix),
             run_id=config.run_id,
             env_file=self.version_dir / f"compose{suffix}.env",
             plugin=self.contract,
-            tap=config.tap,
+            tap=self.tap,
+            declarative_json=json.dumps(
+                self.contract.declarative(declarative_template(config.repo_root))
+            ),
         )
 
     def settle_after(self, ready_counter: int | None) -> Signals:
@@ -471,12 +541,14 @@ class VersionWorld:
         The probes went through the plugin, which logged one counter line each with the count
         its header reported (`ready_counter`, the highest); Docker delivers them a moment later.
         """
+        if not self.contract.reports_new_calls:
+            return self._settle_tap()
         if ready_counter is None:  # the header held no count: any counter line will do
             reached = self.counts.wait_until(lambda s: s.counter_lines >= 1, LOG_SETTLE_S)
             in_time = reached.counter_lines > 0
         else:
             in_time = self.counts.wait_for_counter(ready_counter, LOG_SETTLE_S)
-        before = self.counts.signals()
+        before = self._settle_tap() if self.tap else self.counts.signals()
         if not in_time:
             LOGGER.warning(
                 "Kong's log showed no counter line for the readiness request within %.0fs; "

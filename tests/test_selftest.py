@@ -10,8 +10,11 @@ from orchestration.report import RunResult, VersionResult
 CONDITIONS = {"workers": 4, "requests": 1000, "users": 50}
 
 
-def _row(version: str, verdict: str, per_request: float, before: int) -> VersionResult:
+def _row(
+    version: str, verdict: str, per_request: float, before: int, plugin: str = "go"
+) -> VersionResult:
     return VersionResult(
+        plugin=plugin,
         version=version,
         image=f"kong/kong-gateway:{version}",
         simulated=True,
@@ -33,17 +36,31 @@ def _row(version: str, verdict: str, per_request: float, before: int) -> Version
 
 
 def _good_rows() -> list[VersionResult]:
+    others = [
+        row
+        for plugin in selftest.OTHER_PLUGINS
+        for row in (
+            _row("3.4.1.0", "churn", 1.5, 5 if plugin == "go-latest" else 4, plugin),
+            _row("3.6.0.0", "stable", 0.0, 5 if plugin == "go-latest" else 4, plugin),
+        )
+    ]
     return [
         _row("3.4.0.0", "stable", 0.0, 5),
         _row("3.4.1.0", "churn", 1.8, 60),
         _row("3.6.0.0", "stable", 0.0, 5),
         _row("3.9.0.0", "stable", 0.0, 5),
+        *others,
     ]
 
 
 def _failed(rows: list[VersionResult], config: dict[str, object] | None = None) -> list[str]:
     run = RunResult("r", "0", dict(CONDITIONS if config is None else config), tuple(rows))
-    return [f"{c.version}: {c.what}" for c in selftest.evaluate(run, 1000) if not c.passed]
+    checks = selftest.evaluate(run, 1000)
+    return [
+        f"{c.version}: {c.what}" + ("" if c.plugin == "go" else f" ({c.plugin})")
+        for c in checks
+        if not c.passed
+    ]
 
 
 def test_a_good_run_passes_every_check() -> None:
@@ -51,6 +68,8 @@ def test_a_good_run_passes_every_check() -> None:
     checks = selftest.evaluate(run, 1000)
     assert all(check.passed for check in checks)
     assert {check.version for check in checks} == set(selftest.SELFTEST_VERSIONS)
+    assert {(c.version, c.plugin) for c in checks} == set(selftest.planned())
+    assert {"go", "go-latest", "python", "js"} == {c.plugin for c in checks}
     assert "3.4.1.0: New()/request near the report's" in [f"{c.version}: {c.what}" for c in checks]
 
 
@@ -65,11 +84,20 @@ def test_each_wrong_result_fails_its_own_check() -> None:
         "3.6.0.0: all requests served": replace(good[2], failures=1),
         "3.4.1.0: churn signals present": replace(good[1], no_instance_errors=0),
         "3.4.0.0: ran": replace(good[0], status="error", error="boom"),
+        "3.4.1.0: verdict (python)": replace(good[6], verdict="stable"),
+        "3.6.0.0: verdict (js)": replace(good[9], verdict="churn"),
+        "3.6.0.0: log count == plugin's own counter (go-latest)": replace(
+            good[5], plugin_counter=3
+        ),
     }
     for wanted, wrong in cases.items():
-        rows = [wrong if row.version == wrong.version else row for row in good]
+        rows = [
+            wrong if (row.version, row.plugin) == (wrong.version, wrong.plugin) else row
+            for row in good
+        ]
         assert _failed(rows) == [wanted], wanted
     assert _failed(good[1:]) == ["3.4.0.0: ran"]  # a missing row fails, never passes silently
+    assert _failed(good[:-1]) == ["3.6.0.0: ran (js)"]
 
 
 def test_the_report_band_is_checked_only_under_the_reports_conditions() -> None:
@@ -89,7 +117,7 @@ def test_each_check_says_what_it_saw() -> None:
         good[2],
     )
     checks = selftest.evaluate(RunResult("r", "0", dict(CONDITIONS), rows), 1000)
-    details = {f"{c.version}: {c.what}": c.detail for c in checks}
+    details = {f"{c.version}: {c.what}": c.detail for c in checks if c.plugin == "go"}
     assert details == {
         "3.4.0.0: ran": "boom",
         "3.4.0.0: verdict": "stable, want stable",
@@ -109,7 +137,8 @@ def test_each_check_says_what_it_saw() -> None:
         "3.6.0.0: counter 5 before the load": "5, want 1 at server start + 1 per worker",
         "3.9.0.0: ran": "no result row",
     }
-    assert checks[-1] == selftest.Check("3.9.0.0", "ran", False, "no result row")
+    assert selftest.Check("3.9.0.0", "ran", False, "no result row") in checks
+    assert checks[-1] == selftest.Check("3.6.0.0", "ran", False, "no result row", "js")
 
 
 def test_the_report_band_is_closed_and_ten_percent_either_side() -> None:

@@ -22,6 +22,7 @@ from orchestration.config import SCENARIOS, RunConfig
 from orchestration.errors import UsageError
 from orchestration.load import LoadResult
 from orchestration.plugin import Answer
+from orchestration.plugins import PluginSource, default_plugin
 from orchestration.report import PhaseResult
 from orchestration.resources import Summary
 from orchestration.versions import Target
@@ -37,17 +38,24 @@ from orchestration.world import (
 
 @dataclass(frozen=True)
 class Session:
-    """What a scenario gets: one target, the run's configuration, its folder and stop flag."""
+    """What a scenario gets: one target, the run's configuration, its folder and stop flag, and
+    the plugin to measure."""
 
     target: Target
     config: RunConfig
     version_dir: Path
     cancel: Cancel = NEVER_CANCELLED
+    plugin: PluginSource = field(default_factory=default_plugin)
 
     def world(self, options: WorldOptions = ONE_WORLD) -> VersionWorld:
         """A world for the target, to use in a `with` block."""
         return VersionWorld(
-            self.target, self.config, self.version_dir, self.cancel, options=options
+            self.target,
+            self.config,
+            self.version_dir,
+            self.cancel,
+            options=options,
+            source=self.plugin,
         )
 
 
@@ -82,9 +90,20 @@ def phase(
     counted: bool = True,
     **figures: Any,
 ) -> PhaseResult:
-    """A phase's figures: the New() calls between two log counts, over the requests that came
-    back through the plugin (a failed one did not run it)."""
-    new_calls = after.new_calls_total - before.new_calls_total
+    """A phase's figures: the instances started between two log counts, over the requests that
+    came back through the plugin (a failed one did not run it).
+
+    kpm-tap's count of instance starts when it ran (it sees any plugin), else the plugin's own
+    New() count; with both, each is in the figures (`tap_instance_starts`, `plugin_new_calls`)
+    so the row can check that they agree.
+    """
+    counted_by_plugin = after.new_calls_total - before.new_calls_total
+    new_calls = counted_by_plugin
+    if after.tapped:
+        new_calls = after.tap_instance_starts - before.tap_instance_starts
+        figures = {"tap_instance_starts": new_calls, **figures}
+        if after.counter_lines:
+            figures["plugin_new_calls"] = counted_by_plugin
     requests = load.requests if load is not None else None
     served = load.requests - load.failures if load is not None else 0  # through the plugin
     return PhaseResult(

@@ -15,33 +15,30 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import yaml
-
 from orchestration.collect import Signals
 from orchestration.errors import StackError
-from orchestration.plugin import Answer
+from orchestration.plugin import KONG_YML, Answer, declarative_template
 from orchestration.scenarios import Outcome, Scenario, Session, load_and_settle, phase, sampled
 from orchestration.world import WARM_UP_PER_WORKER, VersionWorld
 
 ABOUT = "the plugin's configuration changed under load: New() and failures per change, and "
 ABOUT += "whether the change reaches the plugin"
 CHANGE_AT = 0.3  # how far into its load each change is made
-KONG_YML = "images/kong.yml"
 
 
 def run(session: Session) -> Outcome:
     config = session.config
-    declarative = _declarative(session)
     share = max(1, config.requests // (config.changes + 1))
     stale = False
     with session.world() as world:
+        declarative = world.contract.declarative(declarative_template(config.repo_root))
         first = world.ready()
         steady = load_and_settle(world, world.send(share), first, "steady")
         phases = [phase("steady", ABOUT, first, steady.end, steady.load)]
         shortfall, mark, last_answer = steady.shortfall, steady.end, steady.answer
         for change in range(1, config.changes + 1):
             message = f"kpm-reload-{change}"
-            wanted = _with_message(declarative, world.contract.name, message)
+            wanted = _with_message(declarative, world.contract.plugin_name, message)
             start = mark
             pending, _, under_load = world.send_and_meanwhile(
                 share, CHANGE_AT, functools.partial(world.post_config, wanted)
@@ -73,17 +70,6 @@ def run(session: Session) -> Outcome:
         findings=("stale-config",) if stale else (),
         resources=sampled(world),
     )
-
-
-def _declarative(session: Session) -> dict[str, Any]:
-    path = session.config.repo_root / KONG_YML
-    try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as error:
-        raise StackError(f"cannot read {path} for the reload scenario: {error}") from None
-    if not isinstance(loaded, dict):
-        raise StackError(f"{path} is not a declarative configuration (a mapping)")
-    return loaded
 
 
 def _with_message(declarative: dict[str, Any], plugin_name: str, message: str) -> dict[str, Any]:
