@@ -216,11 +216,14 @@ func (g *Gateway) loadDeclarative() (*config.Declarative, error) {
 				"(check KONG_PLUGINSERVER_NAMES and its _QUERY_CMD)", name)
 		}
 	}
-	decl, err := config.LoadDeclarative(g.env.DeclarativeConfig, g.enabled())
+	decl, err := config.LoadConfigured(g.env.DeclarativeConfig, g.env.DeclarativeConfigString, g.enabled())
 	if err != nil {
 		return nil, err
 	}
 	if err := g.checkBundledPlugins(decl); err != nil {
+		if g.env.DeclarativeConfig == "" {
+			return nil, fmt.Errorf("error parsing declarative string %s:\n%w", g.env.DeclarativeConfigString, err)
+		}
 		return nil, fmt.Errorf("error parsing declarative config file %s: %w", g.env.DeclarativeConfig, err)
 	}
 	return decl, nil
