@@ -206,3 +206,29 @@ func TestLoadDeclarativeNamesTheFile(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestDeclarativeConfigStringIsReadWhenNoFileIsSet(t *testing.T) {
+	text := string(kongYML(t))
+	env, err := FromEnv(func(name string) string {
+		return map[string]string{"KONG_SIM_VERSION": "3.4.1.0", "KONG_DECLARATIVE_CONFIG_STRING": text}[name]
+	}, noFiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env.DeclarativeConfigString != text {
+		t.Fatalf("KONG_DECLARATIVE_CONFIG_STRING not read: %q", env.DeclarativeConfigString)
+	}
+	all := func(string) bool { return true }
+	decl, err := LoadConfigured("", env.DeclarativeConfigString, all)
+	if err != nil || len(decl.Plugins) == 0 {
+		t.Fatalf("the string's config: %v %v", decl, err)
+	}
+	if _, err := LoadConfigured("", "_format_version: '9.9'", all); err == nil || !strings.Contains(err.Error(), "error parsing declarative string") {
+		t.Errorf("a bad string: %v", err)
+	}
+	// kong/init.lua's parse_declarative_config: a file, when set, wins.
+	missing := filepath.Join(t.TempDir(), "kong.yml")
+	if _, err := LoadConfigured(missing, text, all); err == nil || !strings.Contains(err.Error(), missing) {
+		t.Errorf("with both set the file must be read: %v", err)
+	}
+}

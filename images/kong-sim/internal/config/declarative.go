@@ -77,7 +77,7 @@ var workspaceID = stableUUID("workspace:default")
 // known says whether a plugin name is enabled on this node.
 func LoadDeclarative(path string, known func(name string) bool) (*Declarative, error) {
 	if path == "" {
-		return nil, fmt.Errorf("declarative_config is not set: kong-sim runs DB-less only, set KONG_DECLARATIVE_CONFIG")
+		return nil, fmt.Errorf("declarative_config is not set: kong-sim runs DB-less only, set KONG_DECLARATIVE_CONFIG or KONG_DECLARATIVE_CONFIG_STRING")
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -86,6 +86,20 @@ func LoadDeclarative(path string, known func(name string) bool) (*Declarative, e
 	decl, err := ParseDeclarative(data, known)
 	if err != nil {
 		return nil, fmt.Errorf("error parsing declarative config file %s: %w", path, err)
+	}
+	return decl, nil
+}
+
+// LoadConfigured loads the declarative config the way kong/init.lua's
+// parse_declarative_config picks it: declarative_config (a file) when set,
+// else declarative_config_string (the config itself).
+func LoadConfigured(file, text string, known func(name string) bool) (*Declarative, error) {
+	if file != "" || text == "" {
+		return LoadDeclarative(file, known)
+	}
+	decl, err := ParseDeclarative([]byte(text), known)
+	if err != nil {
+		return nil, fmt.Errorf("error parsing declarative string %s:\n%w", text, err)
 	}
 	return decl, nil
 }

@@ -35,13 +35,16 @@ type Env struct {
 	Plugins           []string       // KONG_PLUGINS with "bundled" expanded
 	PluginServers     []PluginServer
 	DeclarativeConfig string // KONG_DECLARATIVE_CONFIG
-	LogLevel          konglog.Level
-	Workers           int
-	ProxyListen       string // host:port, "" when off
-	AdminListen       string
-	StatusListen      string
-	ProxyAccessLog    string
-	ProxyErrorLog     string
+	// DeclarativeConfigString is KONG_DECLARATIVE_CONFIG_STRING, the config
+	// itself (YAML or JSON); Kong reads it only when no file is set.
+	DeclarativeConfigString string
+	LogLevel                konglog.Level
+	Workers                 int
+	ProxyListen             string // host:port, "" when off
+	AdminListen             string
+	StatusListen            string
+	ProxyAccessLog          string
+	ProxyErrorLog           string
 }
 
 // Lookup reads one environment variable; os.Getenv in production.
@@ -51,11 +54,12 @@ type Lookup func(name string) string
 // defaults (a start command is only assumed when /usr/local/bin/<name> exists).
 func FromEnv(getenv Lookup, fileExists func(string) bool) (Env, error) {
 	env := Env{
-		Version:           getenv("KONG_SIM_VERSION"),
-		Prefix:            orDefault(getenv("KONG_PREFIX"), DefaultPrefix),
-		DeclarativeConfig: getenv("KONG_DECLARATIVE_CONFIG"),
-		ProxyAccessLog:    orDefault(getenv("KONG_PROXY_ACCESS_LOG"), "logs/access.log"),
-		ProxyErrorLog:     orDefault(getenv("KONG_PROXY_ERROR_LOG"), "logs/error.log"),
+		Version:                 getenv("KONG_SIM_VERSION"),
+		Prefix:                  orDefault(getenv("KONG_PREFIX"), DefaultPrefix),
+		DeclarativeConfig:       getenv("KONG_DECLARATIVE_CONFIG"),
+		DeclarativeConfigString: getenv("KONG_DECLARATIVE_CONFIG_STRING"),
+		ProxyAccessLog:          orDefault(getenv("KONG_PROXY_ACCESS_LOG"), "logs/access.log"),
+		ProxyErrorLog:           orDefault(getenv("KONG_PROXY_ERROR_LOG"), "logs/error.log"),
 	}
 	var err error
 	if env.Release, err = releaseFamily(getenv); err != nil {

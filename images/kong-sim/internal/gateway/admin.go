@@ -94,7 +94,11 @@ func (g *Gateway) status() map[string]any {
 
 // initialHash is the configuration_hash before any reload.
 func (g *Gateway) initialHash() string {
-	return fmt.Sprintf("%x", sha1.Sum([]byte(g.env.DeclarativeConfig)))[:32]
+	source := g.env.DeclarativeConfig
+	if source == "" {
+		source = g.env.DeclarativeConfigString
+	}
+	return fmt.Sprintf("%x", sha1.Sum([]byte(source)))[:32]
 }
 
 func max64(a, b int64) int64 {

@@ -21,6 +21,7 @@ import (
 	"github.com/kong-plugin-matrix/kong-sim/internal/config"
 	"github.com/kong-plugin-matrix/kong-sim/internal/konglog"
 	"github.com/kong-plugin-matrix/kong-sim/internal/pluginserver"
+	"github.com/kong-plugin-matrix/kong-sim/internal/protocol"
 	"github.com/kong-plugin-matrix/kong-sim/internal/release"
 )
 
@@ -39,11 +40,22 @@ type externalPlugin struct {
 	server *pluginServer
 }
 
-// pluginServer is one configured plugin server and whether its socket answers.
+// pluginServer is one configured plugin server, the protocol its `-dump`
+// named and whether its socket answers.
 type pluginServer struct {
 	def            config.PluginServer
+	protocol       string // "" until queried
 	ready          atomic.Bool
 	warnedNotReady atomic.Bool
+}
+
+// wire is the server's protocol; a server that was not queried reports no
+// plugins, and kong-sim's tests build servers without one: ProtoBuf:1.
+func (s *pluginServer) wire() string {
+	if s.protocol == "" {
+		return protocol.ProtoBuf
+	}
+	return s.protocol
 }
 
 // Gateway is one emulated Kong node.
@@ -60,8 +72,11 @@ type Gateway struct {
 	workers   []*worker
 	nodeSeq   atomic.Int64 // ngx.shared.kong "plugins_iterator:__seq__"
 	stats     serverStats
-	current   atomic.Pointer[generation] // the config the workers run now
-	reloadMu  sync.Mutex                 // one reload at a time; guards the seq counters
+	// unimplementedLogged holds the PDK methods kong-sim lacks that a
+	// MsgPack:1 plugin has called (each is logged once).
+	unimplementedLogged sync.Map
+	current             atomic.Pointer[generation] // the config the workers run now
+	reloadMu            sync.Mutex                 // one reload at a time; guards the seq counters
 
 	cancel    context.CancelFunc
 	nodeCtx   context.Context    // ends when the node stops: log timers, requests' retries
@@ -153,7 +168,7 @@ func (g *Gateway) queryPluginServers(ctx context.Context) error {
 			g.masterLog(konglog.Notice, konglog.KongMessage("process.lua", 108, "", fmt.Sprintf("[pluginserver] loaded #%d external plugins info", len(g.external))))
 			for _, name := range g.externalNames() {
 				g.masterLog(konglog.Notice, konglog.KongMessage("init.lua", 19, "", fmt.Sprintf(
-					"[pluginserver] loading protocol %s for plugin %s", pluginserver.ProtocolProtoBuf, name)))
+					"[pluginserver] loading protocol %s for plugin %s", g.external[name].server.wire(), name)))
 			}
 		}()
 	}
@@ -171,9 +186,11 @@ func (g *Gateway) queryPluginServers(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if info.Protocol != pluginserver.ProtocolProtoBuf {
-			return fmt.Errorf("plugin server %q speaks %q: kong-sim implements only %q (go-pdk)", def.Name, info.Protocol, pluginserver.ProtocolProtoBuf)
+		if info.Protocol != protocol.ProtoBuf && info.Protocol != protocol.MsgPack {
+			return fmt.Errorf("plugin server %q speaks %q: kong-sim implements %q (go-pdk) and %q (Python, JavaScript)",
+				def.Name, info.Protocol, protocol.ProtoBuf, protocol.MsgPack)
 		}
+		server.protocol = info.Protocol
 		for _, p := range info.Plugins {
 			if existing, dup := g.external[p.Name]; dup {
 				g.masterLog(konglog.Error, konglog.KongMessage("process.lua", 117, "", fmt.Sprintf(
@@ -199,11 +216,14 @@ func (g *Gateway) loadDeclarative() (*config.Declarative, error) {
 				"(check KONG_PLUGINSERVER_NAMES and its _QUERY_CMD)", name)
 		}
 	}
-	decl, err := config.LoadDeclarative(g.env.DeclarativeConfig, g.enabled())
+	decl, err := config.LoadConfigured(g.env.DeclarativeConfig, g.env.DeclarativeConfigString, g.enabled())
 	if err != nil {
 		return nil, err
 	}
 	if err := g.checkBundledPlugins(decl); err != nil {
+		if g.env.DeclarativeConfig == "" {
+			return nil, fmt.Errorf("error parsing declarative string %s:\n%w", g.env.DeclarativeConfigString, err)
+		}
 		return nil, fmt.Errorf("error parsing declarative config file %s: %w", g.env.DeclarativeConfig, err)
 	}
 	return decl, nil

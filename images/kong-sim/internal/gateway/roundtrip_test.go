@@ -17,6 +17,7 @@ import (
 
 	"github.com/kong-plugin-matrix/kong-sim/internal/config"
 	"github.com/kong-plugin-matrix/kong-sim/internal/konglog"
+	"github.com/kong-plugin-matrix/kong-sim/internal/protocol"
 	"github.com/kong-plugin-matrix/kong-sim/internal/release"
 )
 
@@ -311,11 +312,11 @@ func TestRoutingAndAdmin(t *testing.T) {
 
 func TestUnknownPDKMethodIsAnErrorNotACrash(t *testing.T) {
 	req := &request{}
-	if _, err := req.callPDK(nil, config.Plugin{Name: "p"}, "kong.nope.nothing", nil); err == nil ||
+	if _, err := req.callPDK(nil, config.Plugin{Name: "p"}, protocol.ProtoBuf, "kong.nope.nothing", nil); err == nil ||
 		err.Error() != `method "kong.nope.nothing" not found` {
 		t.Errorf("unknown method: %v", err)
 	}
-	if _, err := req.callPDK(nil, config.Plugin{Name: "p"}, "kong.service.set_upstream", nil); err == nil ||
+	if _, err := req.callPDK(nil, config.Plugin{Name: "p"}, protocol.ProtoBuf, "kong.service.set_upstream", nil); err == nil ||
 		!strings.Contains(err.Error(), "kong-sim does not implement") {
 		t.Errorf("unimplemented method: %v", err)
 	}

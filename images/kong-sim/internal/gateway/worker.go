@@ -15,6 +15,7 @@ import (
 	"github.com/kong-plugin-matrix/kong-sim/internal/config"
 	"github.com/kong-plugin-matrix/kong-sim/internal/konglog"
 	"github.com/kong-plugin-matrix/kong-sim/internal/pluginserver"
+	"github.com/kong-plugin-matrix/kong-sim/internal/protocol"
 	"github.com/kong-plugin-matrix/kong-sim/internal/release"
 	"github.com/kong-plugin-matrix/kong-sim/internal/reuse"
 )
@@ -45,8 +46,8 @@ type worker struct {
 	nextSeq int64 // plugins_iterator.lua's per-worker next_seq, from 0 (guarded by g.reloadMu)
 	mu      sync.Mutex
 	running map[string]*runningInstance
-	clients map[string]*pluginserver.Client // by plugin server name
-	events  *eventQueue                     // nil: this worker never handles reset_instances
+	clients map[string]pluginserver.RPC // by plugin server name
+	events  *eventQueue                 // nil: this worker never handles reset_instances
 }
 
 type workerKey struct{}
@@ -94,7 +95,7 @@ func (g *Gateway) startWorkers(ctx context.Context) {
 		g.workers = append(g.workers, &worker{
 			g: g, id: i, pid: g.masterPID + 1000 + i,
 			running: map[string]*runningInstance{},
-			clients: map[string]*pluginserver.Client{},
+			clients: map[string]pluginserver.RPC{},
 		})
 	}
 	g.reloadMu.Lock()
@@ -102,7 +103,11 @@ func (g *Gateway) startWorkers(ctx context.Context) {
 	g.reloadMu.Unlock()
 	for _, w := range g.workers {
 		for _, s := range g.servers {
-			w.clients[s.def.Name] = pluginserver.NewClient(s.def.Socket)
+			client, err := pluginserver.NewRPC(s.wire(), s.def.Socket)
+			if err != nil { // queryPluginServers accepts only the protocols NewRPC knows
+				panic(err)
+			}
+			w.clients[s.def.Name] = client
 		}
 		if handlesResets(family.ResetHandlers, w.id) {
 			w.events = newEventQueue()
@@ -185,6 +190,9 @@ func (ev event) kongMessage(file string, line int, msg string) string {
 // context (the client went away, or the node stops), which is what keeps a
 // dead plugin server from holding a request for ever.
 func (w *worker) handleEvent(ev event) error {
+	if ev.ext.server.wire() == protocol.MsgPack {
+		return w.handleMsgPackEvent(ev)
+	}
 	client := w.clients[ev.ext.server.def.Name]
 	for {
 		if err := ev.req.ctx.Err(); err != nil {
@@ -195,7 +203,7 @@ func (w *worker) handleEvent(ev event) error {
 			return err
 		}
 		if err == nil {
-			err = client.HandleEvent(id, ev.phase, ev.req.pdk(w, ev.plugin))
+			err = client.HandleEvent(id, ev.phase, ev.req.pdk(w, ev.plugin, protocol.ProtoBuf))
 			if err == nil || ev.req.exited() {
 				return nil
 			}
@@ -245,7 +253,11 @@ var (
 func (w *worker) logConnectError(ev event, err error) {
 	var connectErr *pluginserver.ConnectError
 	if errors.As(err, &connectErr) {
-		w.log(konglog.Error, ev.req.logContext(), ev.kongMessage("pb_rpc.lua", 307, "trying to connect: "+err.Error()))
+		file, line := "pb_rpc.lua", 307
+		if ev.ext.server.wire() == protocol.MsgPack {
+			file, line = "mp_rpc.lua", 206
+		}
+		w.log(konglog.Error, ev.req.logContext(), ev.kongMessage(file, line, "trying to connect: "+err.Error()))
 	}
 }
 
@@ -289,24 +301,25 @@ func (w *worker) instanceID(ev event) (int32, error) {
 		return 0, errNotReady
 	}
 	client := w.clients[ev.ext.server.def.Name]
-	status, err := client.StartInstance(ev.plugin.Name, w.instanceConfig(ev.plugin, conf))
+	instanceID, err := client.StartInstance(ev.plugin.Name, w.instanceConfig(ev.plugin, conf))
 	if err != nil {
 		w.logConnectError(ev, err)
 		w.log(konglog.Error, ev.req.logContext(), ev.kongMessage("init.lua", 249, "starting instance: "+err.Error()))
 		w.release(key, info)
 		return 0, errStartFailed
 	}
-	if w.g.env.Release.StartedLine {
+	// pb_rpc.lua's call_start_instance logs this; mp_rpc.lua's has no line.
+	if w.g.env.Release.StartedLine && ev.ext.server.wire() == protocol.ProtoBuf {
 		w.log(konglog.Debug, ev.req.logContext(), ev.kongMessage("pb_rpc.lua", 381, fmt.Sprintf(
-			"started plugin server: seq %d, worker %d, instance id %d", conf.Seq, w.id, status.InstanceId)))
+			"started plugin server: seq %d, worker %d, instance id %d", conf.Seq, w.id, instanceID)))
 	}
 	w.mu.Lock()
-	info.id, info.hasID, info.conf, info.pluginName = status.InstanceId, true, conf, ev.plugin.Name
+	info.id, info.hasID, info.conf, info.pluginName = instanceID, true, conf, ev.plugin.Name
 	w.mu.Unlock()
 	if hadOld {
 		_ = client.CloseInstance(oldID) // as Kong: another request may have closed it first
 	}
-	return status.InstanceId, nil
+	return instanceID, nil
 }
 
 // waitForClaim waits (w.mu held, released while sleeping) while another

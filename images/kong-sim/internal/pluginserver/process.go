@@ -1,7 +1,8 @@
 // Package pluginserver plays Kong's side of an external plugin server: it
 // queries the server's plugins (`-dump`), keeps the server process running
-// the way kong/runloop/plugin_servers/process.lua does, and speaks the
-// "ProtoBuf:1" RPC protocol of pb_rpc.lua to it.
+// the way kong/runloop/plugin_servers/process.lua does, and speaks to it in
+// the protocol its `-dump` names: "ProtoBuf:1" as pb_rpc.lua does (go-pdk)
+// or "MsgPack:1" as mp_rpc.lua does (Python and JavaScript PDKs).
 package pluginserver
 
 import (
@@ -23,9 +24,6 @@ import (
 	"github.com/kong-plugin-matrix/kong-sim/internal/protocol"
 	"github.com/kong-plugin-matrix/kong-sim/internal/release"
 )
-
-// ProtocolProtoBuf is the only protocol kong-sim speaks; go-pdk >= 0.6 uses it.
-const ProtocolProtoBuf = protocol.ProtoBuf
 
 // PluginInfo is one plugin of a `-dump` answer.
 type PluginInfo struct {
@@ -62,14 +60,14 @@ func decodeInfo(command string, out []byte) (Info, error) {
 	var info Info
 	if err := json.Unmarshal(out, &info); err == nil && info.Plugins != nil {
 		if info.Protocol == "" {
-			info.Protocol = "MsgPack:1"
+			info.Protocol = protocol.MsgPack
 		}
 		return info, nil
 	}
 	// Older servers print just the array of plugins, and speak MessagePack.
 	var plugins []PluginInfo
 	if err := json.Unmarshal(out, &plugins); err == nil {
-		return Info{Protocol: "MsgPack:1", Plugins: plugins}, nil
+		return Info{Protocol: protocol.MsgPack, Plugins: plugins}, nil
 	}
 	return Info{}, fmt.Errorf("Not a plugin info table: \n%s\n%s", command, out)
 }

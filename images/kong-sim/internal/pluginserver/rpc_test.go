@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	pb "github.com/Kong/go-pdk/server/kong_plugin_protocol"
+	"github.com/kong-plugin-matrix/kong-sim/internal/protocol"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -142,7 +143,7 @@ func TestKongMethodNames(t *testing.T) {
 
 func TestDecodeInfo(t *testing.T) {
 	info, err := decodeInfo("x -dump", []byte(`{"Protocol":"ProtoBuf:1","Plugins":[{"Name":"example-plugin","Phases":["access"],"Priority":1000}]}`))
-	if err != nil || info.Protocol != ProtocolProtoBuf || info.Plugins[0].Priority != 1000 || info.Plugins[0].Phases[0] != "access" {
+	if err != nil || info.Protocol != protocol.ProtoBuf || info.Plugins[0].Priority != 1000 || info.Plugins[0].Phases[0] != "access" {
 		t.Fatalf("info %+v err %v", info, err)
 	}
 	if info, err := decodeInfo("x", []byte(`[{"Name":"old"}]`)); err != nil || info.Protocol != "MsgPack:1" {

@@ -101,46 +101,133 @@ type Family struct {
 	StartedLine   bool          `json:"started_line"`
 	NotReadyGate  bool          `json:"not_ready_gate"`
 	ProcessLines  ProcessLines  `json:"process_lines"`
+
+	// MsgPack is how mp_rpc.lua recovers in this release (set by ForVersion
+	// and ForModel from the msgpack_recovery table, which does not follow
+	// the families).
+	MsgPack MsgPackRecovery `json:"-"`
+}
+
+// MsgPackRecovery is mp_rpc.lua's handle_event on an error: only a server
+// error text containing "no plugin instance" is retried.
+type MsgPackRecovery string
+
+const (
+	// MsgPackWipeLocal (3.4.0): [warn] the text, reset_instance, retry.
+	MsgPackWipeLocal MsgPackRecovery = "wipe_local"
+	// MsgPackPostEvent (OSS 3.5.0-3.6.x; EE 3.4.1.0-3.5.x inferred): post a
+	// reset_instances event on every error, then [warn] and retry without
+	// wiping anything locally.
+	MsgPackPostEvent MsgPackRecovery = "post_event"
+	// MsgPackResetInstance (3.7+; EE 3.6 inferred): reset_instance as the
+	// family does it, [warn], retry.
+	MsgPackResetInstance MsgPackRecovery = "reset_instance"
+)
+
+// msgpackRange is one row of the msgpack_recovery table.
+type msgpackRange struct {
+	Recovery   MsgPackRecovery `json:"recovery"`
+	Enterprise []Range         `json:"enterprise"`
+	OSS        []Range         `json:"oss"`
 }
 
 type table struct {
-	Comment  string   `json:"_comment"`
-	Families []Family `json:"families"`
+	Comment         string         `json:"_comment"`
+	Families        []Family       `json:"families"`
+	MsgPackComment  string         `json:"msgpack_recovery_comment"`
+	MsgPackRecovery []msgpackRange `json:"msgpack_recovery"`
 }
 
 // families is the parsed table; a bad table stops the program at start-up
 // (and fails every test), never at the first request.
-var families = mustParse(releasesJSON)
+var families, msgpackRows = mustParse(releasesJSON)
 
 // Families returns the table, in release order.
 func Families() []Family {
 	return append([]Family(nil), families...)
 }
 
-func mustParse(data []byte) []Family {
-	parsed, err := parse(data)
+func mustParse(data []byte) ([]Family, []msgpackRange) {
+	parsed, rows, err := parse(data)
 	if err != nil {
 		panic("internal/release/releases.json: " + err.Error())
 	}
-	return parsed
+	return parsed, rows
 }
 
-func parse(data []byte) ([]Family, error) {
+func parse(data []byte) ([]Family, []msgpackRange, error) {
 	var t table
 	decoder := json.NewDecoder(bytes.NewReader(data))
 	decoder.DisallowUnknownFields() // a misspelt column must not read as false
 	if err := decoder.Decode(&t); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(t.Families) == 0 {
-		return nil, fmt.Errorf("no families")
+		return nil, nil, fmt.Errorf("no families")
 	}
 	for _, f := range t.Families {
 		if err := f.validate(); err != nil {
-			return nil, fmt.Errorf("family %q: %w", f.Name, err)
+			return nil, nil, fmt.Errorf("family %q: %w", f.Name, err)
 		}
 	}
-	return t.Families, nil
+	if err := validateMsgPack(t.MsgPackRecovery, t.Families); err != nil {
+		return nil, nil, fmt.Errorf("msgpack_recovery: %w", err)
+	}
+	return t.Families, t.MsgPackRecovery, nil
+}
+
+// validateMsgPack checks the rows' values and ranges, and that every
+// family's first and last releases have exactly one row.
+func validateMsgPack(rows []msgpackRange, fams []Family) error {
+	for _, row := range rows {
+		switch row.Recovery {
+		case MsgPackWipeLocal, MsgPackPostEvent, MsgPackResetInstance:
+		default:
+			return fmt.Errorf("recovery %q is not one of %s, %s, %s", row.Recovery, MsgPackWipeLocal, MsgPackPostEvent, MsgPackResetInstance)
+		}
+		for _, r := range row.Enterprise {
+			if err := r.validate(4); err != nil {
+				return err
+			}
+		}
+		for _, r := range row.OSS {
+			if err := r.validate(3); err != nil {
+				return err
+			}
+		}
+	}
+	for _, f := range fams {
+		for _, r := range append(append([]Range(nil), f.Enterprise...), f.OSS...) {
+			if n := len(msgpackRowsOf(rows, r.From)); n != 1 {
+				return fmt.Errorf("family %q: release %s is in %d rows, want 1", f.Name, r.From, n)
+			}
+		}
+	}
+	return nil
+}
+
+func msgpackRowsOf(rows []msgpackRange, version string) []MsgPackRecovery {
+	var found []MsgPackRecovery
+	for _, row := range rows {
+		if (Family{Enterprise: row.Enterprise, OSS: row.OSS}).Contains(version) {
+			found = append(found, row.Recovery)
+		}
+	}
+	return found
+}
+
+// msgpackRecovery is the recovery of version, or of family f's first
+// release when the version is not in the table (a reuse-model override).
+func msgpackRecovery(version string, f Family) MsgPackRecovery {
+	if found := msgpackRowsOf(msgpackRows, version); len(found) == 1 {
+		return found[0]
+	}
+	for _, r := range append(append([]Range(nil), f.Enterprise...), f.OSS...) {
+		if found := msgpackRowsOf(msgpackRows, r.From); len(found) == 1 {
+			return found[0]
+		}
+	}
+	return MsgPackResetInstance
 }
 
 func (f Family) validate() error {
@@ -225,6 +312,7 @@ func (f Family) Contains(version string) bool {
 func ForVersion(version string) (Family, error) {
 	for _, f := range families {
 		if f.Contains(version) {
+			f.MsgPack = msgpackRecovery(version, f)
 			return f, nil
 		}
 	}
@@ -237,6 +325,7 @@ func ForVersion(version string) (Family, error) {
 func ForModel(model reuse.Model) (Family, error) {
 	for _, f := range families {
 		if f.Reuse == model {
+			f.MsgPack = msgpackRecovery("", f)
 			return f, nil
 		}
 	}

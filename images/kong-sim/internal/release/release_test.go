@@ -95,21 +95,24 @@ func TestRangesDoNotOverlap(t *testing.T) {
 func TestParseRefusesABadTable(t *testing.T) {
 	good := `{"families": [{"name": "x", "describes": "x", "enterprise": [], "oss": [{"from": "3.4.0", "before": "3.5.0"}],
 		"reuse": "seq", "seq_source": "per_worker", "on_closed": "wipe_local", "reset_handlers": "none",
-		"recovery_log": "warn", "started_line": false, "not_ready_gate": true, "process_lines": "3.4"}]}`
-	if _, err := parse([]byte(good)); err != nil {
+		"recovery_log": "warn", "started_line": false, "not_ready_gate": true, "process_lines": "3.4"}],
+		"msgpack_recovery": [{"recovery": "wipe_local", "enterprise": [], "oss": [{"from": "3.4.0", "before": "3.5.0"}]}]}`
+	if _, _, err := parse([]byte(good)); err != nil {
 		t.Fatalf("a good table was refused: %v", err)
 	}
 	bad := map[string]string{
-		"unknown reuse":       strings.Replace(good, `"reuse": "seq"`, `"reuse": "uuid"`, 1),
-		"misspelt column":     strings.Replace(good, `"started_line"`, `"start_line"`, 1),
-		"unknown handlers":    strings.Replace(good, `"reset_handlers": "none"`, `"reset_handlers": "all"`, 1),
-		"wipe without events": strings.Replace(good, `"on_closed": "wipe_local"`, `"on_closed": "post_event"`, 1),
-		"empty range":         strings.Replace(good, `"before": "3.5.0"`, `"before": "3.4.0"`, 1),
-		"four-part oss range": strings.Replace(good, `"from": "3.4.0"`, `"from": "3.4.0.0"`, 1),
-		"no families":         `{"families": []}`,
+		"unknown reuse":               strings.Replace(good, `"reuse": "seq"`, `"reuse": "uuid"`, 1),
+		"misspelt column":             strings.Replace(good, `"started_line"`, `"start_line"`, 1),
+		"unknown handlers":            strings.Replace(good, `"reset_handlers": "none"`, `"reset_handlers": "all"`, 1),
+		"wipe without events":         strings.Replace(good, `"on_closed": "wipe_local"`, `"on_closed": "post_event"`, 1),
+		"empty range":                 strings.Replace(good, `"before": "3.5.0"`, `"before": "3.4.0"`, 1),
+		"four-part oss range":         strings.Replace(good, `"from": "3.4.0"`, `"from": "3.4.0.0"`, 1),
+		"no families":                 `{"families": []}`,
+		"unknown msgpack":             strings.Replace(good, `"recovery": "wipe_local"`, `"recovery": "retry"`, 1),
+		"release without msgpack row": strings.Replace(good, `"oss": [{"from": "3.4.0", "before": "3.5.0"}]}]}`, `"oss": [{"from": "3.4.1", "before": "3.5.0"}]}]}`, 1),
 	}
 	for name, table := range bad {
-		if _, err := parse([]byte(table)); err == nil {
+		if _, _, err := parse([]byte(table)); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
@@ -120,5 +123,30 @@ func TestForModelPicksTheFirstFamilyOfTheModel(t *testing.T) {
 		if f, err := ForModel(model); err != nil || f.Name != want {
 			t.Errorf("ForModel(%s) = %q, %v; want %q", model, f.Name, err, want)
 		}
+	}
+}
+
+// TestMsgPackRecoveryPerRelease pins the mp_rpc.lua handle_event each
+// release runs: read from Kong's tags (3.4.0, 3.5.0, 3.6.0, 3.7.0, 3.9.0)
+// and the Enterprise master's history (see msgpack_recovery_comment).
+func TestMsgPackRecoveryPerRelease(t *testing.T) {
+	cases := map[string]MsgPackRecovery{
+		"3.4.0": MsgPackWipeLocal, "3.4.2": MsgPackWipeLocal, "3.4.0.0": MsgPackWipeLocal,
+		"3.5.0": MsgPackPostEvent, "3.6.1": MsgPackPostEvent,
+		"3.4.1.0": MsgPackPostEvent, "3.4.3.6": MsgPackPostEvent, "3.5.0.1": MsgPackPostEvent,
+		"3.6.0.0": MsgPackResetInstance, "3.7.0": MsgPackResetInstance, "3.8.1.0": MsgPackResetInstance,
+		"3.9.0": MsgPackResetInstance, "3.9.1.1": MsgPackResetInstance,
+	}
+	for version, want := range cases {
+		f, err := ForVersion(version)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.MsgPack != want {
+			t.Errorf("%s: %q, want %q", version, f.MsgPack, want)
+		}
+	}
+	if f, _ := ForModel(reuse.Key); f.MsgPack != MsgPackPostEvent {
+		t.Errorf("ForModel(key) = %q, want the family's first release's", f.MsgPack)
 	}
 }

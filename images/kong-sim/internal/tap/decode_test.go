@@ -2,6 +2,8 @@ package tap
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -233,5 +235,31 @@ func TestDecodeRefusesAnAbsurdFrameLength(t *testing.T) {
 	Decode(rep, protocol.ProtoBuf, fromKong, fromServer)
 	if !strings.Contains(out.String(), "decoder gave up protocol=ProtoBuf:1") {
 		t.Fatalf("lines %q", out.String())
+	}
+}
+
+// TestDecodeRecordedMsgPackConversations counts the conversations kong-sim
+// had with the real Python and JavaScript plugin servers (recorded in
+// internal/pluginserver/testdata): two instances started, the first closed,
+// two events, no errors, from either protocol setting.
+func TestDecodeRecordedMsgPackConversations(t *testing.T) {
+	for _, name := range []string{"python-3.4.1.0", "javascript-3.4.1.0"} {
+		fromKong, err := os.ReadFile(filepath.Join("..", "pluginserver", "testdata", name+".kong"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fromServer, err := os.ReadFile(filepath.Join("..", "pluginserver", "testdata", name+".server"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, wire := range []string{protocol.MsgPack, ProtocolAuto} {
+			var out bytes.Buffer
+			rep := NewReporter(&out)
+			Decode(rep, wire, bytes.NewReader(fromKong), bytes.NewReader(fromServer))
+			want := Stats{Started: 2, Closed: 1, Events: 2}
+			if got := rep.Stats(); got != want {
+				t.Errorf("%s (%s): %+v, want %+v\n%s", name, wire, got, want, out.String())
+			}
+		}
 	}
 }
