@@ -21,7 +21,7 @@ import re
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
 import yaml
@@ -33,6 +33,7 @@ KONG_YML = "images/kong.yml"
 # kpm-tap (images/kong-sim/cmd/kpm-tap), in the plugin image: Kong starts it as the plugin server,
 # and it starts the plugin behind it, counting on its stdout what crosses the socket.
 TAP_COMMAND = "/usr/local/bin/kpm-tap"
+TAP_PREFIX = "/tmp/kpm-tap"  # where the tap has the real server put its socket
 # Loopback only, and never through an HTTP proxy a user may have configured.
 LOOPBACK_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -68,7 +69,13 @@ class PluginContract:
         """KONG_PLUGINSERVER_<NAME>_START_CMD: the plugin server, or kpm-tap in front of it."""
         if not tap:
             return self.server_command
-        tap_flags = f"-listen {self.socket} -protocol {self.protocol}"
+        # The tap starts the server with `--kong-prefix TAP_PREFIX`; the server names its socket
+        # there as it would in Kong's prefix (go-pdk NAME.socket, Python and JS PDKs NAME.sock).
+        server_socket = f"{TAP_PREFIX}/{PurePosixPath(self.socket).name}"
+        tap_flags = (
+            f"-listen {self.socket} -protocol {self.protocol} -private-prefix {TAP_PREFIX} "
+            f"-server-socket {server_socket}"
+        )
         return f"{TAP_COMMAND} {tap_flags} -- {self.server_command}"
 
     def kong_environment(self, *, tap: bool) -> dict[str, str]:

@@ -81,6 +81,7 @@ DIGEST_LENGTH = 12
 SKIPPED_NAMES = frozenset({"__pycache__", ".DS_Store"})
 BUILD_OUTPUT_LINES = 5000  # kept for build.log; a plugin build prints a few hundred
 HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+BAKED_DECLARATIVE_CONFIG = "/etc/kong/kong.yml"  # images/kong.yml, in every plugin image
 BUILD_STOP_GRACE_S = 5.0  # how long a cancelled build may take to exit before SIGKILL
 
 
@@ -121,9 +122,12 @@ class StackSpec:
     def kong_variables(self) -> dict[str, str]:
         """The service's KONG_* variables that name the plugin (its env file's lines)."""
         variables = self.plugin.kong_environment(tap=self.tap)
+        # Kong reads the string only when no file is named (kong/init.lua): one or the other.
         if self.declarative_json:  # JSON: a quote inside a string has an escape of its own
             escaped = self.declarative_json.replace("'", "\\u0027")
             variables["KONG_DECLARATIVE_CONFIG_STRING"] = escaped
+        else:
+            variables["KONG_DECLARATIVE_CONFIG"] = BAKED_DECLARATIVE_CONFIG
         return variables
 
 

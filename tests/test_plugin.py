@@ -37,6 +37,7 @@ def test_kong_is_told_the_server_by_its_name_with_every_non_word_character_as_un
     tapped = PYTHON.kong_environment(tap=True)["KONG_PLUGINSERVER_PYTHON_PLUGIN_START_CMD"]
     assert tapped == (
         "/usr/local/bin/kpm-tap -listen /usr/local/kong/python-plugin.sock -protocol MsgPack:1 "
+        "-private-prefix /tmp/kpm-tap -server-socket /tmp/kpm-tap/python-plugin.sock "
         "-- /usr/local/bin/python-plugin.py"
     )
 

@@ -39,6 +39,7 @@ from orchestration.stack import (
     project_name_for,
     sources_digest,
     write_env_file,
+    write_service_env_file,
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -133,19 +134,27 @@ def test_plugin_image_tag_marks_sim_images_and_their_bases(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize("tap", [True, False])
-def test_compose_variables_say_how_kong_starts_the_plugin(tmp_path: Path, tap: bool) -> None:
+def test_kong_variables_say_how_kong_starts_the_plugin(tmp_path: Path, tap: bool) -> None:
     spec = dataclasses.replace(_fixture_spec(tmp_path, "unused"), tap=tap)
 
-    start = spec.compose_variables()["KPM_START_CMD"]
+    variables = spec.kong_variables()
+    start = variables["KONG_PLUGINSERVER_EXAMPLE_PLUGIN_START_CMD"]
 
     if tap:
         assert start == (
             "/usr/local/bin/kpm-tap -listen /usr/local/kong/example-plugin.socket "
-            "-protocol ProtoBuf:1 -- /usr/local/bin/example-plugin"
+            "-protocol ProtoBuf:1 -private-prefix /tmp/kpm-tap "
+            "-server-socket /tmp/kpm-tap/example-plugin.socket -- /usr/local/bin/example-plugin"
         )
     else:
         assert start == "/usr/local/bin/example-plugin"
-    write_env_file(tmp_path / "compose.env", spec.compose_variables())  # an env file can carry it
+    # no generated config: the image's own kong.yml, never both (Kong would ignore the string)
+    assert variables["KONG_DECLARATIVE_CONFIG"] == "/etc/kong/kong.yml"
+    assert "KONG_DECLARATIVE_CONFIG_STRING" not in variables
+    with_config = dataclasses.replace(spec, declarative_json="{}").kong_variables()
+    assert "KONG_DECLARATIVE_CONFIG" not in with_config
+    write_service_env_file(tmp_path / "kong.env", variables)  # an env file can carry them
+    write_env_file(tmp_path / "compose.env", spec.compose_variables())
 
 
 def test_plugin_image_tag_makes_image_references_tag_safe(tmp_path: Path) -> None:
