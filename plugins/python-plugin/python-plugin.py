@@ -10,7 +10,7 @@ server (start_dedicated_server), the embedded server Kong's docs describe.
 
 import threading
 
-import kong_pdk.pdk.kong as kong
+from kong_pdk.pdk import kong as pdk
 
 Schema = ({"message": {"type": "string"}},)
 
@@ -18,21 +18,31 @@ version = "0.1.0"
 # Above request-termination's (2), so access runs before that plugin ends the request.
 priority = 1000
 
-_new_calls = 0
-_new_calls_lock = threading.Lock()
+
+class Counter:
+    """Constructor calls in this plugin-server process (the server runs instances in threads)."""
+
+    def __init__(self):
+        self.value = 0
+        self._lock = threading.Lock()
+
+    def add(self):
+        with self._lock:
+            self.value += 1
 
 
-class Plugin(object):
+new_calls = Counter()
+
+
+class Plugin:
     def __init__(self, config):
-        global _new_calls
-        with _new_calls_lock:
-            _new_calls += 1
+        new_calls.add()
         self.config = config
 
-    def access(self, kong: kong.kong):
-        calls = _new_calls
-        kong.log.debug("New() has been called %d times" % calls)
-        kong.response.set_header("X-Example-Message", "New() calls: %d" % calls)
+    def access(self, kong: pdk.kong):
+        calls = new_calls.value
+        kong.log.debug(f"New() has been called {calls} times")
+        kong.response.set_header("X-Example-Message", f"New() calls: {calls}")
         kong.response.set_header("X-Example-Config", self.config.get("message") or "")
 
 
