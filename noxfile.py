@@ -22,7 +22,7 @@ from orchestration.versions import KNOWN_VERSIONS
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_venv = "yes"
 
-GO_MODULES = ("plugins/example-plugin", "images/kong-sim")
+GO_MODULES = ("plugins/example-plugin", "images/kong-sim", "tests/plugins/rate-tag")
 
 
 def _harness(session: nox.Session, *args: str) -> None:

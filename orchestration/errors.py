@@ -15,6 +15,10 @@ class UsageError(MatrixError):
     exit_code = 2
 
 
+class ConfigError(UsageError):
+    """A value the user gave is wrong (a --plugin directory, a --plugin-config): nothing was run."""
+
+
 class EnvironmentProblem(MatrixError):
     """A prerequisite is missing (Docker, the daemon, the Compose plugin, Locust)."""
 

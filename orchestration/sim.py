@@ -29,8 +29,10 @@ from python_on_whales.exceptions import NoSuchImage
 
 from orchestration.errors import EnvironmentProblem, ImageUnavailable, StackError
 from orchestration.stack import (
+    LABEL,
     build_service_image,
     compose_client,
+    image_identity,
     run_host_command,
     sources_digest,
     tag_safe,
@@ -70,6 +72,12 @@ class _HostTools:
     module_cache: Path
     go_proxy: str
     busybox: Path
+
+
+def host_go_version() -> str:
+    """This machine's Go (`go1.26.8`): the go-builder's toolchain, and so the newest `go`
+    directive a plugin may have under --sim."""
+    return _host_tools().go_version
 
 
 def check_host_tools() -> None:
@@ -250,7 +258,15 @@ def _link_or_copy(source: str, target: str) -> object:
     return target
 
 
-def _download_modules(module_dir: Path, module_cache: Path, tools: _HostTools) -> None:
+def download_modules(module_dir: Path, module_cache: Path, *, modfile: str = "go.mod") -> None:
+    """`go mod download` of the module in `module_dir` (its `modfile`) into `module_cache`, so
+    an offline build (GOPROXY=off) finds them: from this machine's cache first, then its proxy."""
+    _download_modules(module_dir, module_cache, _host_tools(), modfile=modfile)
+
+
+def _download_modules(
+    module_dir: Path, module_cache: Path, tools: _HostTools, *, modfile: str = "go.mod"
+) -> None:
     """`go mod download` into the staging cache, from the host's cache first, then the proxy."""
     proxies = [tools.go_proxy] if tools.go_proxy != "off" else []
     host_downloads = tools.module_cache / "cache" / "download"
@@ -266,7 +282,7 @@ def _download_modules(module_dir: Path, module_cache: Path, tools: _HostTools) -
     }
     try:
         completed = subprocess.run(
-            ["go", "mod", "download"],
+            ["go", "mod", "download", f"-modfile={modfile}"],
             cwd=module_dir,
             env=env,
             capture_output=True,
@@ -284,3 +300,166 @@ def _download_modules(module_dir: Path, module_cache: Path, tools: _HostTools) -
             f"could not download the Go modules of {module_dir} for the go-builder image "
             f"(GOPROXY={env['GOPROXY']}): {completed.stderr.strip()}"
         )
+
+
+# --- The Debian-based kong-sim variant, for Python and JavaScript plugins -----------------------
+# kong-sim is FROM scratch; a Python or JavaScript plugin server needs an interpreter. Users have
+# Docker Hub (debian:bookworm-slim); a machine without a registry makes the same base with
+# debootstrap from Debian's mirror, imported as a local image.
+
+DEBIAN_IMAGE = "debian:bookworm-slim"
+DEBIAN_SUITE = "bookworm"
+LOCAL_DEBIAN_IMAGE = "kong-plugin-matrix/debian:bookworm-minbase"
+DEFAULT_DEBIAN_MIRROR = "http://deb.debian.org/debian"
+APT_SOURCES = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))
+KONG_SIM_RUNTIME_REPOSITORY = "kong-plugin-matrix/kong-sim-runtime"
+PLUGIN_IMAGES_DIR = Path("images/plugins")
+PLUGIN_COMPOSE_FILE = PLUGIN_IMAGES_DIR / "compose.yaml"
+KONG_SIM_RUNTIME_INPUTS = (
+    str(PLUGIN_IMAGES_DIR / "kong-sim-runtime.Dockerfile"),
+    str(PLUGIN_IMAGES_DIR / "install-runtime.sh"),
+)
+PULL_TIMEOUT_S = 300.0
+DEBOOTSTRAP_TIMEOUT_S = 900.0
+
+
+def debian_base_image() -> str:
+    """A local Debian bookworm image: debian:bookworm-slim when Docker has it or can pull it,
+    else our debootstrap import (made once, then reused)."""
+    for image in (DEBIAN_IMAGE, LOCAL_DEBIAN_IMAGE):
+        if not _missing_images(image):
+            return image
+    pulled = subprocess.run(
+        ["docker", "pull", "--quiet", DEBIAN_IMAGE],
+        capture_output=True,
+        text=True,
+        timeout=PULL_TIMEOUT_S,
+        check=False,
+    )
+    if pulled.returncode == 0:
+        return DEBIAN_IMAGE
+    LOGGER.info(
+        "no %s (%s): making %s with debootstrap",
+        DEBIAN_IMAGE,
+        pulled.stderr.strip().splitlines()[-1:] or "pull failed",
+        LOCAL_DEBIAN_IMAGE,
+    )
+    make_local_debian_image()
+    return LOCAL_DEBIAN_IMAGE
+
+
+def make_local_debian_image(mirror: str | None = None) -> str:
+    """`debootstrap --variant=minbase bookworm` from `mirror` (default: the machine's own Debian
+    mirror from apt's sources), imported as LOCAL_DEBIAN_IMAGE, labelled as ours."""
+    if shutil.which("debootstrap") is None:
+        raise EnvironmentProblem(
+            f"--sim runs of Python and JavaScript plugins need a Debian base image: "
+            f"{DEBIAN_IMAGE} is not available (no registry?) and debootstrap, which makes one "
+            "from Debian's mirror, is not installed: apt-get install debootstrap"
+        )
+    if os.geteuid() != 0:
+        raise EnvironmentProblem(
+            f"debootstrap must run as root to make {LOCAL_DEBIAN_IMAGE}; run once as root "
+            f"(.ci/run does), or `docker pull {DEBIAN_IMAGE}` where a registry is reachable"
+        )
+    chosen = mirror or debian_mirror()
+    with tempfile.TemporaryDirectory(prefix="kpm-debootstrap-") as scratch:
+        root = Path(scratch) / "root"
+        run_host_command(
+            ["debootstrap", "--variant=minbase", DEBIAN_SUITE, str(root), chosen],
+            problem=f"debootstrap of Debian {DEBIAN_SUITE} from {chosen} failed",
+            remedy="check that the mirror answers (apt-get update)",
+            timeout_s=DEBOOTSTRAP_TIMEOUT_S,
+        )
+        tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+        try:
+            imported = subprocess.run(
+                ["docker", "import", "--change", f"LABEL {LABEL}=1", "-", LOCAL_DEBIAN_IMAGE],
+                stdin=tar.stdout,
+                capture_output=True,
+                text=True,
+                timeout=DEBOOTSTRAP_TIMEOUT_S,
+                check=False,
+            )
+        finally:
+            if tar.stdout is not None:
+                tar.stdout.close()
+            tar.wait()
+        if imported.returncode != 0 or tar.returncode != 0:
+            raise ImageUnavailable(
+                f"could not import the debootstrap root as {LOCAL_DEBIAN_IMAGE}: "
+                f"{imported.stderr.strip() or f'tar exit code {tar.returncode}'}"
+            )
+    return LOCAL_DEBIAN_IMAGE
+
+
+def debian_mirror(sources: tuple[Path, ...] = APT_SOURCES) -> str:
+    """The first Debian mirror apt's sources name for the main archive (not security)."""
+    files: list[Path] = []
+    for source in sources:
+        if source.is_dir():
+            files.extend(sorted(source.glob("*.list")) + sorted(source.glob("*.sources")))
+        elif source.is_file():
+            files.append(source)
+    for file in files:
+        for uri in _apt_uris(file.read_text(errors="replace")):
+            if "security" not in uri and uri.startswith(("http://", "https://")):
+                return uri
+    return DEFAULT_DEBIAN_MIRROR
+
+
+def _apt_uris(text: str) -> list[str]:
+    uris: list[str] = []
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split()
+        if words[:1] == ["deb"]:
+            uris.extend(word for word in words[1:] if "://" in word)
+        elif words[:1] == ["URIs:"]:
+            uris.extend(words[1:])
+    return uris
+
+
+def kong_sim_runtime_tag(kong_sim_image: str, debian_image: str, *, repo_root: Path) -> str:
+    """`kong-plugin-matrix/kong-sim-runtime:<version>-<hash>` for this kong-sim and Debian base."""
+    digest = sources_digest(
+        repo_root, KONG_SIM_RUNTIME_INPUTS, extra=[kong_sim_image, image_identity(debian_image)]
+    )
+    return f"{KONG_SIM_RUNTIME_REPOSITORY}:{tag_safe(_kong_sim_version(kong_sim_image))}-{digest}"
+
+
+def build_kong_sim_runtime(kong_sim_image: str, *, repo_root: Path) -> str:
+    """The Debian kong-sim variant (python3, node, a `kong` user) of `kong_sim_image`: built
+    when missing, its tag returned. The Python and JavaScript plugin images build on it."""
+    debian_image = debian_base_image()
+    image = kong_sim_runtime_tag(kong_sim_image, debian_image, repo_root=repo_root)
+    if not _missing_images(image):
+        LOGGER.info("reusing %s", image)
+        return image
+    variables = {
+        "KPM_KONG_SIM_RUNTIME_IMAGE": image,
+        "KPM_DEBIAN_IMAGE": debian_image,
+        "KPM_KONG_SIM_IMAGE": kong_sim_image,
+        "KPM_KONG_VERSION": _kong_sim_version(kong_sim_image),
+    }
+    with tempfile.TemporaryDirectory(prefix="kpm-sim-runtime-") as scratch:
+        env_file = write_env_file(Path(scratch) / "build.env", variables)
+        project = f"kpm-sim-runtime-{Path(scratch).name.rsplit('-', 1)[-1].lower()}"
+        builder = compose_client(repo_root / PLUGIN_COMPOSE_FILE, project, env_file, variables)
+        build_service_image(builder, "kong-sim-runtime", image)
+    return image
+
+
+def _kong_sim_version(kong_sim_image: str) -> str:
+    """The Kong version a kong-sim image plays (its KONG_SIM_VERSION)."""
+    try:
+        found = DockerClient().image.inspect(kong_sim_image)
+    except DockerException as error:
+        raise StackError(
+            f"could not read {kong_sim_image} (build it with the --sim images first): "
+            f"{error.stderr or error}"
+        ) from error
+    for entry in found.config.env or []:
+        name, _, value = entry.partition("=")
+        if name == "KONG_SIM_VERSION" and value:
+            return value
+    raise StackError(f"{kong_sim_image} is not a kong-sim image: it has no KONG_SIM_VERSION")

@@ -1,0 +1,899 @@
+"""Which plugins a run measures, and their images: Go (go-pdk), Python and JavaScript (kong-pdk).
+
+`resolve_plugins` turns `--plugin` values (built-in names, `all`, or directories) into
+`PluginSource`s, telling the kind from the files. `build_plugin_image` builds one plugin on
+one Kong base from images/plugins/Dockerfile (target `go`, `python` or `js`) in a staged
+context, so a plugin directory may live anywhere; the tag is a hash of what went in, so an
+unchanged plugin reuses its image. `dump_plugin` asks the built image what Kong would ask
+(the query command) and `validate_plugin_config` checks a `--plugin-config` against it.
+
+The PDKs are fetched on this machine (`pip download`, `npm ci`) into `.cache/pdk/`, never
+inside a build: builds have no network to PyPI or npm.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import logging
+import math
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, NoReturn
+
+from orchestration import sim as sim_images
+from orchestration.errors import (
+    ConfigError,
+    EnvironmentProblem,
+    ImageUnavailable,
+    StackError,
+)
+from orchestration.stack import (
+    LABEL,
+    build_service_image,
+    compose_client,
+    image_identity,
+    signals_blocked,
+    tag_safe,
+    write_env_file,
+)
+
+LOGGER = logging.getLogger(__name__)
+
+PluginKind = Literal["go", "python", "js"]
+KINDS: tuple[PluginKind, ...] = ("go", "python", "js")
+
+EXAMPLE_PLUGIN_DIR = Path("plugins/example-plugin")
+BUILTIN_NAMES = ("go", "go-latest", "python", "js")
+ALL = "all"
+
+PLUGIN_IMAGES_DIR = Path("images/plugins")
+PLUGIN_COMPOSE_FILE = PLUGIN_IMAGES_DIR / "compose.yaml"
+PLUGIN_DOCKERFILE_FILES = ("Dockerfile", "install-runtime.sh")
+PYTHON_PDK_REQUIREMENTS = PLUGIN_IMAGES_DIR / "pdk-python" / "requirements.txt"
+JS_PDK_FILES = (
+    PLUGIN_IMAGES_DIR / "pdk-js" / "package.json",
+    PLUGIN_IMAGES_DIR / "pdk-js" / "package-lock.json",
+)
+# kpm-tap's sources in kong-sim's module, as images/Dockerfile copies them.
+TAP_INPUTS = (
+    "go.mod",
+    "go.sum",
+    "internal/protocol",
+    "internal/tap",
+    "cmd/kpm-tap",
+)
+KONG_SIM_DIR = Path("images/kong-sim")
+PDK_CACHE_DIR = Path(".cache/pdk")
+PLUGIN_IMAGE_REPOSITORY = "kong-plugin-matrix"
+NODE_IMAGE = "node:20-bookworm-slim"
+
+# Where the images put things (images/plugins/Dockerfile).
+GO_BIN_DIR = "/usr/local/bin"
+PYTHON = "/usr/bin/python3"
+PYTHON_PLUGIN_DIR = "/usr/local/lib/kpm-plugin"
+JS_SERVER = "/usr/local/bin/kong-js-pluginserver"
+JS_PLUGINS_DIR = "/usr/local/lib/kpm-plugins"
+KONG_PREFIX = "/usr/local/kong"
+JS_SOCKET = f"{KONG_PREFIX}/js_pluginserver.sock"  # kong-js-pluginserver's default
+PROTOBUF = "ProtoBuf:1"
+MSGPACK = "MsgPack:1"
+
+SKIPPED_NAMES = frozenset({".git", "__pycache__", ".DS_Store", ".mypy_cache", ".pytest_cache"})
+PLUGIN_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+GO_PDK_IMPORT_RE = re.compile(r'"github\.com/Kong/go-pdk(/[^"]*)?"')
+GO_PACKAGE_MAIN_RE = re.compile(r"^package\s+main\b", re.MULTILINE)
+GO_DIRECTIVE_RE = re.compile(r"^go\s+(\d+)\.(\d+)", re.MULTILINE)
+GOLANG_IMAGE_RE = re.compile(r"^(?:docker\.io/)?(?:library/)?golang:(\d+)\.(\d+)")
+PYTHON_PDK_IMPORT_RE = re.compile(r"^\s*(?:from|import)\s+kong_pdk\b", re.MULTILINE)
+JS_PDK_RE = re.compile(r"""require\(\s*['"]kong-pdk|module\.exports\s*=\s*\{[^}]*\bPlugin\b""")
+DUMP_TIMEOUT_S = 120.0
+LISTEN_TIMEOUT_S = 30.0
+FETCH_TIMEOUT_S = 600.0
+
+
+@dataclass(frozen=True)
+class PluginSource:
+    """One plugin to measure: a row label, its kind, its directory, and what its build needs."""
+
+    label: str  # the row label: go, go-latest, python, js, or the user's directory name
+    kind: PluginKind
+    path: Path  # the plugin's directory (absolute)
+    builtin: bool = False
+    go_modfile: str = "go.mod"  # go: the module file to build with (go-latest: latest.mod)
+    entry: str = ""  # go: the binary's name (Kong's plugin name); python: the server script
+
+    @property
+    def go_directive(self) -> tuple[int, int] | None:
+        """go: the `go` line of the module file, as (major, minor)."""
+        if self.kind != "go":
+            return None
+        match = GO_DIRECTIVE_RE.search((self.path / self.go_modfile).read_text())
+        return (int(match[1]), int(match[2])) if match else None
+
+
+@dataclass(frozen=True)
+class PluginDump:
+    """What Kong learns from the plugin's query command, and how Kong must run it."""
+
+    server_name: str  # the KONG_PLUGINSERVER_NAMES entry
+    plugin_name: str  # the KONG_PLUGINS entry and kong.yml's plugin name
+    protocol: str  # ProtoBuf:1 (go-pdk) or MsgPack:1 (Python, JavaScript)
+    phases: tuple[str, ...]
+    priority: int
+    version: str | None
+    schema: Mapping[str, Any]  # the `config` record, in Kong's schema format
+    start_command: str  # KONG_PLUGINSERVER_<NAME>_START_CMD
+    query_command: str  # KONG_PLUGINSERVER_<NAME>_QUERY_CMD
+    socket: str  # KONG_PLUGINSERVER_<NAME>_SOCKET: where the server listens
+
+
+# --- resolving --plugin values ---------------------------------------------------------------
+
+
+def builtin_plugins(repo_root: Path) -> dict[str, PluginSource]:
+    """The built-ins by name: the example plugin on go-pdk v0.10.0 and on the newest go-pdk (the
+    same source, latest.mod), and the same contract in Python and JavaScript."""
+    example = (repo_root / EXAMPLE_PLUGIN_DIR).resolve()
+    return {
+        "go": PluginSource("go", "go", example, True, "go.mod", "example-plugin"),
+        "go-latest": PluginSource("go-latest", "go", example, True, "latest.mod", "example-plugin"),
+        "python": PluginSource(
+            "python",
+            "python",
+            (repo_root / "plugins/python-plugin").resolve(),
+            True,
+            "go.mod",
+            "python-plugin.py",
+        ),
+        "js": PluginSource("js", "js", (repo_root / "plugins/js-plugin").resolve(), True),
+    }
+
+
+def resolve_plugins(values: Sequence[str], repo_root: Path) -> tuple[PluginSource, ...]:
+    """`--plugin` values in order: built-in names, `all` (the four built-ins), or directories.
+
+    A name wins over a directory of that name; write `./go` for the directory. Raises
+    ConfigError for a missing path, a file, a directory with no plugin or with several kinds,
+    and for a plugin given twice.
+    """
+    builtins = builtin_plugins(repo_root)
+    resolved: list[PluginSource] = []
+    for value in values:
+        if value == ALL:
+            resolved.extend(builtins.values())
+        elif value in builtins:
+            resolved.append(builtins[value])
+        else:
+            resolved.append(plugin_from_directory(Path(value)))
+    _refuse_duplicates(resolved, values)
+    return tuple(resolved)
+
+
+def _refuse_duplicates(sources: Sequence[PluginSource], values: Sequence[str]) -> None:
+    seen: dict[str, PluginSource] = {}
+    for source in sources:
+        earlier = seen.get(source.label)
+        if earlier is not None:
+            same = earlier == source
+            raise ConfigError(
+                f"--plugin {source.label!r} is given twice"
+                + (" (`all` already holds the built-ins)" if ALL in values and same else "")
+                + (
+                    ""
+                    if same
+                    else f": {earlier.path} and {source.path} both give the row label "
+                    f"{source.label!r}; rename one directory"
+                )
+                + f" (values: {' '.join(values)})"
+            )
+        seen[source.label] = source
+
+
+def plugin_from_directory(directory: Path) -> PluginSource:
+    """A user's plugin directory: its kind from its files, its label from its name."""
+    path = directory.expanduser()
+    if not path.exists():
+        raise ConfigError(
+            f"--plugin {directory}: no such directory (and not a built-in: "
+            f"{', '.join((*BUILTIN_NAMES, ALL))}); give a plugin's directory or a built-in name"
+        )
+    if not path.is_dir():
+        raise ConfigError(
+            f"--plugin {directory} is a file: give the plugin's directory (the one holding "
+            "go.mod, the Python server script or package.json)"
+        )
+    path = path.resolve()
+    label = path.name
+    if not PLUGIN_NAME_RE.fullmatch(label):
+        raise ConfigError(
+            f"--plugin {directory}: the directory name {label!r} is the plugin's row label and "
+            "(for Go) its name for Kong: use letters, digits, '-' and '_' only"
+        )
+    found = detect_kinds(path)
+    if not found:
+        raise ConfigError(
+            f"--plugin {directory}: no plugin found. Expected a Go main package on go-pdk "
+            "(go.mod and a .go file `package main` importing github.com/Kong/go-pdk), a Python "
+            "plugin (a .py importing kong_pdk) or a JavaScript plugin (package.json or a .js "
+            "using kong-pdk / exporting Plugin)"
+        )
+    if len(found) > 1:
+        evidence = "; ".join(f"{kind}: {', '.join(files)}" for kind, files in found.items())
+        raise ConfigError(
+            f"--plugin {directory} looks like plugins of several kinds ({evidence}): keep one "
+            "plugin per directory"
+        )
+    kind = next(iter(found))
+    if kind == "go":
+        return PluginSource(label, "go", path, entry=label)
+    if kind == "python":
+        return PluginSource(label, "python", path, entry=_python_server_script(path, directory))
+    return PluginSource(label, "js", path)
+
+
+def detect_kinds(directory: Path) -> dict[PluginKind, list[str]]:
+    """Which plugin kinds the directory's top-level files show, with the files that show it."""
+    found: dict[PluginKind, list[str]] = {}
+    if (directory / "go.mod").is_file():
+        mains = [
+            file.name
+            for file in sorted(directory.glob("*.go"))
+            if not file.name.endswith("_test.go")
+            and GO_PACKAGE_MAIN_RE.search(text := _text(file))
+            and GO_PDK_IMPORT_RE.search(text)
+        ]
+        if mains:
+            found["go"] = mains
+    python = [
+        f.name for f in sorted(directory.glob("*.py")) if PYTHON_PDK_IMPORT_RE.search(_text(f))
+    ]
+    if python:
+        found["python"] = python
+    js = [
+        file.name
+        for file in sorted([*directory.glob("*.js"), *directory.glob("*.cjs")])
+        if JS_PDK_RE.search(_text(file))
+    ]
+    package = directory / "package.json"
+    if package.is_file() and ("kong-pdk" in _text(package) or js):
+        js.insert(0, package.name)
+    if js:
+        found["js"] = js
+    return found
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def _python_server_script(path: Path, shown: Path) -> str:
+    """The .py that starts the dedicated server (`start_dedicated_server(...)`)."""
+    scripts = [
+        file.name for file in sorted(path.glob("*.py")) if _calls(file, "start_dedicated_server")
+    ]
+    if not scripts:
+        raise ConfigError(
+            f"--plugin {shown}: a Python plugin, but no .py starts a dedicated server. Add, as "
+            'Kong\'s docs show: `if __name__ == "__main__": from kong_pdk.cli import '
+            'start_dedicated_server; start_dedicated_server("NAME", Plugin, version, '
+            "priority, Schema)`"
+        )
+    if len(scripts) > 1:
+        raise ConfigError(
+            f"--plugin {shown}: several .py files start a dedicated server ({', '.join(scripts)})"
+            ": keep one plugin per directory"
+        )
+    return scripts[0]
+
+
+def _calls(file: Path, function: str) -> bool:
+    try:
+        tree = ast.parse(_text(file), filename=str(file))
+    except SyntaxError:
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            called = node.func
+            name = called.attr if isinstance(called, ast.Attribute) else getattr(called, "id", "")
+            if name == function:
+                return True
+    return False
+
+
+# --- images ----------------------------------------------------------------------------------
+
+
+def go_image_for(source: PluginSource, go_image: str) -> str:
+    """`go_image`, or for an official `golang:X.Y` older than the plugin's `go` directive, the
+    `golang` image of that directive (the build would otherwise refuse or fetch a toolchain)."""
+    needed = source.go_directive
+    match = GOLANG_IMAGE_RE.match(go_image)
+    if needed is None or match is None:
+        return go_image
+    if (int(match[1]), int(match[2])) >= needed:
+        return go_image
+    return f"golang:{needed[0]}.{needed[1]}"
+
+
+def plugin_image_tag(
+    source: PluginSource,
+    *,
+    kong_image: str,
+    go_image: str,
+    node_image: str,
+    sim: bool,
+    repo_root: Path,
+) -> str:
+    """`kong-plugin-matrix:plugin-<label>[-sim]-<hash>`: the hash covers the plugin's files,
+    the Dockerfile family, kpm-tap's sources, the PDK pins and the base images (by id when a
+    registry tag is present locally, as stack.plugin_image_tag does)."""
+    digest = hashlib.sha256()
+    for name, data in _plugin_files(source):
+        digest.update(b"plugin/" + name.encode() + b"\0" + hashlib.sha256(data).digest())
+    inputs = [
+        *(PLUGIN_IMAGES_DIR / name for name in PLUGIN_DOCKERFILE_FILES),
+        *(KONG_SIM_DIR / name for name in TAP_INPUTS),
+        *(_pdk_pins(source.kind)),
+    ]
+    for relative in inputs:
+        for file in _files_under(repo_root / relative):
+            digest.update(file.relative_to(repo_root).as_posix().encode() + b"\0")
+            digest.update(hashlib.sha256(file.read_bytes()).digest())
+    bases = [kong_image, go_image, node_image]
+    for text in [source.kind, source.go_modfile, source.entry, *_identities(bases, sim)]:
+        digest.update(text.encode() + b"\0")
+    flavour = "-sim" if sim else ""
+    label = tag_safe(source.label).lower()[:40]
+    return f"{PLUGIN_IMAGE_REPOSITORY}:plugin-{label}{flavour}-{digest.hexdigest()[:12]}"
+
+
+def _identities(images: Iterable[str], sim: bool) -> list[str]:
+    return list(images) if sim else [image_identity(image) for image in images]
+
+
+def _pdk_pins(kind: PluginKind) -> tuple[Path, ...]:
+    if kind == "python":
+        return (PYTHON_PDK_REQUIREMENTS,)
+    if kind == "js":
+        return JS_PDK_FILES
+    return ()
+
+
+def build_plugin_image(
+    source: PluginSource, *, kong_image: str, go_image: str, sim: bool, repo_root: Path
+) -> str:
+    """Build `source` on `kong_image` (reused when its tag exists) and return the tag.
+
+    With `sim`, `kong_image` is the kong-sim tag and `go_image` the go-builder
+    (sim.build_sim_images): Python and JavaScript plugins then build on the Debian kong-sim
+    variant, and a Go plugin's modules are downloaded on this machine into the context.
+    """
+    go_image = go_image if sim else go_image_for(source, go_image)
+    if sim and source.kind == "go":
+        _check_host_go(source)
+    if sim and source.kind != "go":
+        kong_image = sim_images.build_kong_sim_runtime(kong_image, repo_root=repo_root)
+    node_image = _node_image(source, kong_image, sim=sim)
+    tag = plugin_image_tag(
+        source,
+        kong_image=kong_image,
+        go_image=go_image,
+        node_image=node_image,
+        sim=sim,
+        repo_root=repo_root,
+    )
+    if not _image_missing(tag):
+        LOGGER.info("reusing %s for plugin %s", tag, source.label)
+        return tag
+    variables = {
+        "KPM_PLUGIN_IMAGE": tag,
+        "KPM_PLUGIN_TARGET": source.kind,
+        "KPM_GO_IMAGE": go_image,
+        "KPM_KONG_IMAGE": kong_image,
+        "KPM_NODE_IMAGE": node_image,
+        "KPM_PLUGIN_NAME": source.entry or source.label,
+        "KPM_GO_MODFILE": source.go_modfile,
+    }
+    with tempfile.TemporaryDirectory(prefix="kpm-plugin-build-") as scratch:
+        context = Path(scratch) / "context"
+        variables["KPM_PLUGIN_CONTEXT"] = str(context)
+        stage_context(source, context, repo_root=repo_root, offline_modules=sim)
+        env_file = write_env_file(Path(scratch) / "build.env", variables)
+        project = f"kpm-plugin-build-{Path(scratch).name.rsplit('-', 1)[-1].lower()}"
+        builder = compose_client(repo_root / PLUGIN_COMPOSE_FILE, project, env_file, variables)
+        build_service_image(builder, "plugin", tag)
+    return tag
+
+
+def _image_missing(tag: str) -> bool:
+    return bool(sim_images._missing_images(tag))
+
+
+def _node_image(source: PluginSource, kong_image: str, *, sim: bool) -> str:
+    """js: where node comes from (the Debian kong-sim variant has it); otherwise any image the
+    build already has, since an unused stage must still name one."""
+    if source.kind != "js" or sim:
+        return kong_image
+    return NODE_IMAGE
+
+
+def _check_host_go(source: PluginSource) -> None:
+    needed = source.go_directive
+    match = re.match(r"go(\d+)\.(\d+)", sim_images.host_go_version())
+    if needed and match and (int(match[1]), int(match[2])) < needed:
+        raise ConfigError(
+            f"plugin {source.label} needs Go {needed[0]}.{needed[1]} ({source.go_modfile}), but "
+            f"--sim builds with this machine's {sim_images.host_go_version()}: install a newer Go "
+            "from https://go.dev/dl/"
+        )
+
+
+def stage_context(
+    source: PluginSource, context: Path, *, repo_root: Path, offline_modules: bool
+) -> None:
+    """Fill a build context for images/plugins/Dockerfile (see its header)."""
+    context.mkdir(parents=True)
+    for name in PLUGIN_DOCKERFILE_FILES:
+        shutil.copy2(repo_root / PLUGIN_IMAGES_DIR / name, context / name)
+    plugin_dir = context / "plugin"
+    if source.kind == "js" and _is_js_package(source.path):
+        plugin_dir = plugin_dir / source.path.name
+    for relative, data in _plugin_files(source):
+        target = plugin_dir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    (context / "plugin").mkdir(exist_ok=True)
+    for relative in TAP_INPUTS:
+        origin = repo_root / KONG_SIM_DIR / relative
+        target = context / "tap" / relative
+        if origin.is_dir():
+            shutil.copytree(origin, target, ignore=shutil.ignore_patterns("*_test.go"))
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(origin, target)
+    (context / "gomodcache").mkdir()
+    if source.kind == "go" and offline_modules:
+        sim_images.download_modules(source.path, context / "gomodcache", modfile=source.go_modfile)
+    pdk = context / "pdk"
+    if source.kind == "python":
+        shutil.copytree(python_pdk(repo_root), pdk)
+    elif source.kind == "js":
+        shutil.copytree(
+            js_pdk(repo_root), pdk, symlinks=True, copy_function=sim_images._link_or_copy
+        )
+    else:
+        pdk.mkdir()
+
+
+def _is_js_package(directory: Path) -> bool:
+    """A directory plugin (package.json or index.js) goes into the plugins directory whole;
+    otherwise its .js files go in one by one, each a plugin for kong-js-pluginserver."""
+    return (directory / "package.json").is_file() or (directory / "index.js").is_file()
+
+
+def _plugin_files(source: PluginSource) -> list[tuple[str, bytes]]:
+    """The plugin's files as (relative path, content), sorted; nothing Git or caches hold."""
+    files = []
+    for file in sorted(source.path.rglob("*")):
+        relative = file.relative_to(source.path)
+        if not file.is_file() or SKIPPED_NAMES.intersection(relative.parts):
+            continue
+        files.append((relative.as_posix(), file.read_bytes()))
+    return files
+
+
+def _files_under(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        return []
+    return sorted(p for p in path.rglob("*") if p.is_file() and not SKIPPED_NAMES & set(p.parts))
+
+
+# --- the PDKs, fetched on this machine ---------------------------------------------------------
+
+
+def python_pdk(repo_root: Path) -> Path:
+    """A folder holding the pinned kong-pdk wheel (pip download, hash-checked), cached."""
+    requirements = repo_root / PYTHON_PDK_REQUIREMENTS
+    return _cached(
+        repo_root,
+        "python",
+        [requirements],
+        lambda folder: _fetch(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--require-hashes",
+                "-r",
+                str(requirements),
+                "-d",
+                str(folder),
+            ],
+            what="the Python PDK (kong-pdk) from PyPI",
+        ),
+    )
+
+
+def js_pdk(repo_root: Path) -> Path:
+    """A folder holding `node_modules/` of the pinned kong-pdk (npm ci from the lock), cached."""
+
+    def fetch(folder: Path) -> None:
+        if shutil.which("npm") is None:
+            raise EnvironmentProblem(
+                "JavaScript plugin images carry kong-pdk from npm, fetched on this machine, but "
+                "npm is not on PATH: apt-get install npm (or install Node.js)"
+            )
+        for pin in JS_PDK_FILES:
+            shutil.copy2(repo_root / pin, folder / pin.name)
+        _fetch(
+            [
+                "npm",
+                "ci",
+                "--omit=dev",
+                "--ignore-scripts",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                str(folder),
+            ],
+            what="the JavaScript PDK (kong-pdk) from npm",
+        )
+        for pin in JS_PDK_FILES:
+            (folder / pin.name).unlink()
+
+    return _cached(repo_root, "js", [repo_root / pin for pin in JS_PDK_FILES], fetch)
+
+
+def _cached(
+    repo_root: Path, kind: str, pins: Sequence[Path], fetch: Callable[[Path], None]
+) -> Path:
+    """`.cache/pdk/<kind>-<hash of the pins>/`, filled by `fetch(folder)` once (atomically)."""
+    digest = hashlib.sha256(b"".join(hashlib.sha256(p.read_bytes()).digest() for p in pins))
+    folder = repo_root / PDK_CACHE_DIR / f"{kind}-{digest.hexdigest()[:12]}"
+    if folder.is_dir():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{kind}-", dir=folder.parent))
+    try:
+        started = time.monotonic()
+        fetch(partial)
+        partial.rename(folder)
+        LOGGER.info("fetched the %s PDK into %s in %.1fs", kind, folder, time.monotonic() - started)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return folder
+
+
+def _fetch(command: list[str], *, what: str) -> None:
+    try:
+        completed = subprocess.run(
+            command, capture_output=True, text=True, timeout=FETCH_TIMEOUT_S, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise ImageUnavailable(
+            f"fetching {what} took over {FETCH_TIMEOUT_S:.0f}s: check this machine's network"
+        ) from None
+    if completed.returncode != 0:
+        detail = (completed.stderr or completed.stdout).strip().splitlines()[-3:]
+        raise ImageUnavailable(
+            f"could not fetch {what} (`{' '.join(command[:4])} ...`): {' '.join(detail)}"
+        )
+
+
+# --- asking the image: the dump and the server ---------------------------------------------------
+
+
+def commands_for(source: PluginSource) -> tuple[str, str]:
+    """(start command, query command) as Kong must be given them."""
+    if source.kind == "go":
+        start = f"{GO_BIN_DIR}/{source.entry}"
+        return start, f"{start} -dump"
+    if source.kind == "python":
+        start = f"{PYTHON} {PYTHON_PLUGIN_DIR}/{source.entry}"
+        return start, f"{start} --dump"
+    start = f"{JS_SERVER} --plugins-directory {JS_PLUGINS_DIR}"
+    return start, f"{start} --dump-all-plugins"
+
+
+def dump_plugin(image: str, source: PluginSource) -> PluginDump:
+    """Run the plugin's query command in `image` as Kong does and read what it says."""
+    start, query = commands_for(source)
+    output = run_in_image(image, query.split(), what=f"the query command of plugin {source.label}")
+    return parse_dump(output, source, start_command=start, query_command=query)
+
+
+def parse_dump(
+    output: str, source: PluginSource, *, start_command: str, query_command: str
+) -> PluginDump:
+    """The dump of one plugin: go-pdk's object (Protocol, SocketPath, Plugins) or the Python and
+    JavaScript servers' list of plugin infos."""
+    try:
+        parsed = json.loads(output)
+    except ValueError:
+        raise StackError(
+            f"the query command of plugin {source.label} (`{query_command}`) did not print JSON: "
+            f"{output.strip()[:300]!r}"
+        ) from None
+    if isinstance(parsed, dict) and isinstance(parsed.get("Plugins"), list):
+        protocol = str(parsed.get("Protocol") or PROTOBUF)
+        infos, socket = parsed["Plugins"], str(parsed.get("SocketPath") or "")
+    elif isinstance(parsed, list):
+        protocol, infos, socket = MSGPACK, parsed, ""
+    else:
+        raise StackError(
+            f"the query command of plugin {source.label} printed no plugin info table: "
+            f"{output.strip()[:300]!r}"
+        )
+    if len(infos) != 1:
+        names = [info.get("Name") for info in infos if isinstance(info, dict)]
+        raise StackError(
+            f"plugin {source.label}: its server dumps {len(infos)} plugins ({names}), one is "
+            "measured at a time: keep one plugin per directory"
+        )
+    info = _plugin_info(infos[0], source)
+    name = info["Name"]
+    if not socket:
+        socket = f"{KONG_PREFIX}/{name}.sock" if source.kind == "python" else JS_SOCKET
+    return PluginDump(
+        server_name=name,
+        plugin_name=name,
+        protocol=protocol,
+        phases=tuple(info["Phases"]),
+        priority=info["Priority"],
+        version=info.get("Version"),
+        schema=_config_schema(info, source),
+        start_command=start_command,
+        query_command=query_command,
+        socket=socket,
+    )
+
+
+def _plugin_info(info: object, source: PluginSource) -> dict[str, Any]:
+    problems = []
+    if not isinstance(info, dict):
+        problems.append("not an object")
+    else:
+        if not isinstance(info.get("Name"), str) or not info["Name"]:
+            problems.append("no Name")
+        phases = info.get("Phases")
+        if not isinstance(phases, list) or not all(isinstance(p, str) for p in phases):
+            problems.append("no list of Phases")
+        if not isinstance(info.get("Priority"), int) or isinstance(info.get("Priority"), bool):
+            problems.append("no integer Priority")
+        if not isinstance(info.get("Schema"), dict):
+            problems.append("no Schema")
+    if problems:
+        raise StackError(
+            f"plugin {source.label}: its dump is not a plugin info table ({', '.join(problems)}): "
+            f"{json.dumps(info)[:300]}"
+        )
+    assert isinstance(info, dict)
+    return info
+
+
+def _config_schema(info: Mapping[str, Any], source: PluginSource) -> Mapping[str, Any]:
+    for field in info["Schema"].get("fields") or []:
+        if isinstance(field, dict) and isinstance(field.get("config"), dict):
+            config: Mapping[str, Any] = field["config"]
+            return config
+    raise StackError(f"plugin {source.label}: its dumped schema has no `config` record")
+
+
+def check_server_listens(
+    image: str, source: PluginSource, dump: PluginDump, timeout_s: float = LISTEN_TIMEOUT_S
+) -> None:
+    """Start the plugin server in `image` with its start command and wait for its socket."""
+    attempts = max(1, math.ceil(timeout_s / 0.1))
+    script = (
+        f"{dump.start_command} & "
+        f"i=0; while [ $i -lt {attempts} ]; do "
+        f'[ -S "{dump.socket}" ] && echo listening && exit 0; sleep 0.1; i=$((i+1)); done; '
+        f"echo 'no socket at {dump.socket}'; exit 1"
+    )
+    run_in_image(
+        image,
+        ["/bin/sh", "-c", script],
+        what=f"the plugin server of {source.label}",
+        timeout_s=timeout_s + 30,
+    )
+
+
+def run_in_image(
+    image: str, command: Sequence[str], *, what: str, timeout_s: float = DUMP_TIMEOUT_S
+) -> str:
+    """`docker run --rm --network none` of `command` in `image`, labelled as ours; the container
+    is removed however this ends (a timeout, Ctrl-C). Returns its stdout."""
+    name = f"kpm-plugin-{uuid.uuid4().hex[:12]}"
+    docker_run = [
+        "docker",
+        "run",
+        "--rm",
+        "--name",
+        name,
+        "--network",
+        "none",
+        "--label",
+        f"{LABEL}=1",
+        "--entrypoint",
+        command[0],
+        image,
+        *command[1:],
+    ]
+    try:
+        completed = subprocess.run(
+            docker_run, capture_output=True, text=True, timeout=timeout_s, check=False
+        )
+    except BaseException as error:
+        with signals_blocked():
+            subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+        if isinstance(error, subprocess.TimeoutExpired):
+            raise StackError(f"{what} gave no answer within {timeout_s:.0f}s in {image}") from None
+        raise
+    if completed.returncode != 0:
+        detail = (completed.stderr.strip() or completed.stdout.strip())[-600:]
+        raise StackError(
+            f"{what} failed in {image} (`{' '.join(command)}`, exit code "
+            f"{completed.returncode}): {detail}"
+        )
+    return completed.stdout
+
+
+# --- --plugin-config against the dumped schema -------------------------------------------------
+
+
+def validate_plugin_config(config: Mapping[str, Any], dump: PluginDump) -> None:
+    """Check a `--plugin-config` object against the plugin's dumped `config` record: unknown
+    fields, types (string, number, integer, boolean, array, set, map, record), required fields,
+    `between` and `one_of`. What the PDK does not dump cannot be checked."""
+    _check_record(config, dump.schema, "config", dump.plugin_name)
+
+
+def _check_record(value: object, schema: Mapping[str, Any], where: str, plugin: str) -> None:
+    if not isinstance(value, Mapping):
+        _wrong(where, "a JSON object (record)", value, plugin)
+    fields: dict[str, Mapping[str, Any]] = {}
+    for entry in schema.get("fields") or []:
+        if isinstance(entry, Mapping):
+            for name, field in entry.items():
+                if isinstance(field, Mapping):
+                    fields[str(name)] = field
+    for name in value:
+        if name not in fields:
+            known = ", ".join(fields) or "none"
+            raise ConfigError(
+                f"--plugin-config: {where}.{name} is not a field of plugin {plugin} "
+                f"(its fields: {known})"
+            )
+    for name, field in fields.items():
+        if name in value and value[name] is not None:
+            _check_value(value[name], field, f"{where}.{name}", plugin)
+        elif field.get("required") is True and field.get("default") is None:
+            raise ConfigError(
+                f"--plugin-config: {where}.{name} is required by plugin {plugin} "
+                f"({_describe(field)}) but was not given"
+            )
+
+
+def _is_integer(value: object) -> bool:
+    # Kong's integer check is math.floor(v) == v: JSON's 3.0 is an integer too.
+    return not isinstance(value, bool) and (
+        isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    )
+
+
+# Kong schema scalar types: (the check, what to say was expected).
+SCALAR_CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
+    "string": (lambda value: isinstance(value, str), "a string"),
+    "boolean": (lambda value: isinstance(value, bool), "true or false"),
+    "integer": (_is_integer, "an integer"),
+    "number": (
+        lambda value: isinstance(value, (int, float)) and not isinstance(value, bool),
+        "a number",
+    ),
+}
+
+
+def _check_value(value: object, field: Mapping[str, Any], where: str, plugin: str) -> None:
+    kind = str(field.get("type"))
+    if kind in SCALAR_CHECKS:
+        check, expected = SCALAR_CHECKS[kind]
+        if not check(value):
+            _wrong(where, expected, value, plugin)
+    elif kind in ("array", "set"):
+        if not isinstance(value, list):
+            _wrong(where, f"a JSON array ({kind})", value, plugin)
+        for index, item in enumerate(value):
+            _check_nested(item, field.get("elements"), f"{where}[{index}]", plugin)
+    elif kind == "map":
+        if not isinstance(value, Mapping):
+            _wrong(where, "a JSON object (map)", value, plugin)
+        for key, item in value.items():
+            _check_nested(key, field.get("keys"), f"{where} key {json.dumps(key)}", plugin)
+            _check_nested(item, field.get("values"), f"{where}[{json.dumps(key)}]", plugin)
+    elif kind == "record":
+        _check_record(value, field, where, plugin)
+    _check_bounds(value, field, where, plugin)
+
+
+def _check_nested(value: object, field: object, where: str, plugin: str) -> None:
+    """An element, key or value whose schema the dump gives (none given: nothing to check)."""
+    if isinstance(field, Mapping):
+        _check_value(value, field, where, plugin)
+
+
+def _check_bounds(value: object, field: Mapping[str, Any], where: str, plugin: str) -> None:
+    between = field.get("between")
+    if (
+        isinstance(between, list)
+        and len(between) == 2
+        and isinstance(value, (int, float))
+        and not between[0] <= value <= between[1]
+    ):
+        _wrong(where, f"between {between[0]} and {between[1]}", value, plugin)
+    one_of = field.get("one_of")
+    if isinstance(one_of, list) and value not in one_of:
+        _wrong(where, f"one of {json.dumps(one_of)}", value, plugin)
+
+
+def _describe(field: Mapping[str, Any]) -> str:
+    return f"a {field.get('type', 'value')}"
+
+
+def _wrong(where: str, expected: str, given: object, plugin: str) -> NoReturn:
+    raise ConfigError(
+        f"--plugin-config: {where} of plugin {plugin} must be {expected}, got {json.dumps(given)}"
+    )
+
+
+# --- preparing a fresh machine ---------------------------------------------------------------
+
+
+def prepare(repo_root: Path, *, sim_base: bool) -> dict[str, float]:
+    """Fetch both PDKs into the cache and, with `sim_base`, make sure a Debian base image exists
+    (debootstrap on a machine without a registry). Returns the seconds each step took."""
+    timings: dict[str, float] = {}
+    steps: list[tuple[str, Any]] = [("python-pdk", python_pdk), ("js-pdk", js_pdk)]
+    for name, step in steps:
+        started = time.monotonic()
+        step(repo_root)
+        timings[name] = time.monotonic() - started
+    if sim_base:
+        started = time.monotonic()
+        sim_images.debian_base_image()
+        timings["debian-base"] = time.monotonic() - started
+    return timings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m orchestration.plugins prepare [--sim]`: what .ci/run calls on a fresh machine."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] != "prepare" or not set(args[1:]) <= {"--sim"}:
+        print("usage: python -m orchestration.plugins prepare [--sim]", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    repo_root = Path(__file__).resolve().parent.parent
+    for step, seconds in prepare(repo_root, sim_base="--sim" in args).items():
+        print(f"{step}: {seconds:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

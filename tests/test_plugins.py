@@ -1,0 +1,471 @@
+"""Tests for orchestration/plugins.py: --plugin values, images, dumps, --plugin-config."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestration import plugins, sim
+from orchestration.errors import ConfigError, StackError
+from orchestration.plugins import (
+    PluginDump,
+    PluginSource,
+    build_plugin_image,
+    check_server_listens,
+    dump_plugin,
+    go_image_for,
+    parse_dump,
+    plugin_image_tag,
+    resolve_plugins,
+    run_in_image,
+    validate_plugin_config,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FIXTURE = REPO_ROOT / "tests" / "plugins" / "rate-tag"
+PYTHON_SERVER = """\
+import kong_pdk.pdk.kong as kong
+
+class Plugin(object):
+    def __init__(self, config):
+        self.config = config
+
+if __name__ == "__main__":
+    from kong_pdk.cli import start_dedicated_server
+    start_dedicated_server("my-py", Plugin, "1.0", 5, [])
+"""
+JS_PLUGIN = "class P {}\nmodule.exports = { Plugin: P, Version: '1.0' }\n"
+
+
+def _write(directory: Path, files: dict[str, str]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (directory / name).write_text(text)
+    return directory
+
+
+# --- resolve_plugins ----------------------------------------------------------------------
+
+
+def test_builtins_by_name_and_all_in_order() -> None:
+    named = resolve_plugins(["js", "go-latest"], REPO_ROOT)
+    every = resolve_plugins(["all"], REPO_ROOT)
+
+    assert [(s.label, s.kind) for s in named] == [("js", "js"), ("go-latest", "go")]
+    assert [s.label for s in every] == ["go", "go-latest", "python", "js"]
+    assert [s.kind for s in every] == ["go", "go", "python", "js"]
+    assert all(s.builtin for s in every)
+    go, go_latest = every[0], every[1]
+    assert go.path == go_latest.path == REPO_ROOT / "plugins" / "example-plugin"
+    assert (go.go_modfile, go_latest.go_modfile) == ("go.mod", "latest.mod")
+    assert go.go_directive == (1, 21)
+    assert every[2].entry == "python-plugin.py"
+
+
+def test_go_latest_modfile_pins_the_newest_go_pdk() -> None:
+    latest = (REPO_ROOT / "plugins" / "example-plugin" / "latest.mod").read_text()
+    current = (REPO_ROOT / "plugins" / "example-plugin" / "go.mod").read_text()
+
+    assert "github.com/Kong/go-pdk v0.11.2" in latest
+    assert "github.com/Kong/go-pdk v0.10.0" in current
+
+
+def test_a_go_directory_is_a_go_plugin_named_after_it() -> None:
+    (source,) = resolve_plugins([str(FIXTURE)], REPO_ROOT)
+
+    assert source == PluginSource("rate-tag", "go", FIXTURE, False, "go.mod", "rate-tag")
+
+
+def test_a_python_directory_runs_its_dedicated_server_script(tmp_path: Path) -> None:
+    directory = _write(tmp_path / "my-py", {"server.py": PYTHON_SERVER, "helper.py": "x = 1\n"})
+
+    (source,) = resolve_plugins([str(directory)], REPO_ROOT)
+
+    assert (source.label, source.kind, source.entry) == ("my-py", "python", "server.py")
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"package.json": '{"dependencies": {"kong-pdk": "0.6.0"}}', "index.js": "x"},
+        {"hello.js": JS_PLUGIN},
+        {"hello.js": "const pdk = require('kong-pdk')\n"},
+    ],
+    ids=["package", "exports-plugin", "requires-kong-pdk"],
+)
+def test_a_js_directory_is_a_js_plugin(tmp_path: Path, files: dict[str, str]) -> None:
+    (source,) = resolve_plugins([str(_write(tmp_path / "my-js", files))], REPO_ROOT)
+
+    assert (source.label, source.kind) == ("my-js", "js")
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda tmp: tmp / "absent", "no such directory"),
+        (lambda tmp: _write(tmp, {"main.go": "package main"}) / "main.go", "is a file"),
+        (lambda tmp: _write(tmp / "empty", {"README": "hi"}), "no plugin found"),
+        (
+            lambda tmp: _write(tmp / "nopdk", {"go.mod": "module x\n", "main.go": "package main"}),
+            "no plugin found",
+        ),
+        (
+            lambda tmp: _write(
+                tmp / "mixed",
+                {
+                    "go.mod": "module x\n",
+                    "main.go": 'package main\nimport "github.com/Kong/go-pdk/server"\n',
+                    "server.py": PYTHON_SERVER,
+                },
+            ),
+            "several kinds",
+        ),
+        (
+            lambda tmp: _write(tmp / "py", {"p.py": "import kong_pdk\nclass Plugin: pass\n"}),
+            "no .py starts a dedicated server",
+        ),
+        (
+            lambda tmp: _write(tmp / "py2", {"a.py": PYTHON_SERVER, "b.py": PYTHON_SERVER}),
+            "several .py files",
+        ),
+        (lambda tmp: _write(tmp / "bad name", {"hello.js": JS_PLUGIN}), "letters, digits"),
+    ],
+    ids=[
+        "missing",
+        "file",
+        "no-plugin",
+        "go-without-pdk",
+        "ambiguous",
+        "py-no-server",
+        "py-two-servers",
+        "bad-name",
+    ],
+)
+def test_bad_plugin_directories_say_what_is_wrong(tmp_path: Path, make: Any, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        resolve_plugins([str(make(tmp_path))], REPO_ROOT)
+
+
+@pytest.mark.parametrize("values", [["go", "go"], ["all", "python"], [str(FIXTURE), str(FIXTURE)]])
+def test_a_plugin_given_twice_is_refused(values: list[str]) -> None:
+    with pytest.raises(ConfigError, match="given twice"):
+        resolve_plugins(values, REPO_ROOT)
+
+
+def test_two_directories_with_one_name_are_refused(tmp_path: Path) -> None:
+    first = _write(tmp_path / "a" / "same", {"hello.js": JS_PLUGIN})
+    second = _write(tmp_path / "b" / "same", {"hello.js": JS_PLUGIN})
+
+    with pytest.raises(ConfigError, match="rename one directory"):
+        resolve_plugins([str(first), str(second)], REPO_ROOT)
+
+
+# --- images without Docker ------------------------------------------------------------------
+
+
+def test_the_golang_image_meets_the_go_directive(tmp_path: Path) -> None:
+    newer = _write(
+        tmp_path / "newer",
+        {
+            "go.mod": "module x\n\ngo 1.24.1\n",
+            "main.go": 'package main\nimport "github.com/Kong/go-pdk"\n',
+        },
+    )
+    (source,) = resolve_plugins([str(newer)], REPO_ROOT)
+    (example,) = resolve_plugins(["go"], REPO_ROOT)
+
+    assert go_image_for(source, "golang:1.22") == "golang:1.24"
+    assert go_image_for(source, "golang:1.25-bookworm") == "golang:1.25-bookworm"
+    assert go_image_for(example, "golang:1.22") == "golang:1.22"
+    assert (
+        go_image_for(source, "kong-plugin-matrix/go-builder:abc")
+        == "kong-plugin-matrix/go-builder:abc"
+    )
+
+
+def test_the_image_tag_follows_the_plugin_files(tmp_path: Path) -> None:
+    directory = _write(tmp_path / "my-js", {"hello.js": JS_PLUGIN})
+    (source,) = resolve_plugins([str(directory)], REPO_ROOT)
+    bases = {"kong_image": "k", "go_image": "g", "node_image": "n", "sim": True}
+
+    before = plugin_image_tag(source, repo_root=REPO_ROOT, **bases)  # type: ignore[arg-type]
+    again = plugin_image_tag(source, repo_root=REPO_ROOT, **bases)  # type: ignore[arg-type]
+    (directory / "hello.js").write_text(JS_PLUGIN + "// edited\n")
+    edited = plugin_image_tag(source, repo_root=REPO_ROOT, **bases)  # type: ignore[arg-type]
+
+    assert before == again
+    assert before.startswith("kong-plugin-matrix:plugin-my-js-sim-")
+    assert edited != before
+
+
+def test_debian_mirror_comes_from_apts_sources(tmp_path: Path) -> None:
+    listed = tmp_path / "sources.list"
+    listed.write_text(
+        "deb http://security.debian.org/ bookworm-security main\n"
+        "deb [arch=amd64] http://mirror.example/debian bookworm main\n"
+    )
+    deb822 = tmp_path / "sources.list.d"
+    _write(deb822, {"debian.sources": "Types: deb\nURIs: http://other.example/debian\n"})
+
+    assert sim.debian_mirror((listed,)) == "http://mirror.example/debian"
+    assert sim.debian_mirror((tmp_path / "none", deb822)) == "http://other.example/debian"
+    assert sim.debian_mirror((tmp_path / "none",)) == sim.DEFAULT_DEBIAN_MIRROR
+
+
+# --- parse_dump ---------------------------------------------------------------------------
+
+GO_DUMP: dict[str, Any] = {
+    "Protocol": "ProtoBuf:1",
+    "SocketPath": "/usr/local/kong/rate-tag.socket",
+    "Plugins": [
+        {
+            "Name": "rate-tag",
+            "Phases": ["access", "log"],
+            "Version": "1.2.3",
+            "Priority": 900,
+            "Schema": {
+                "name": "rate-tag",
+                "fields": [
+                    {
+                        "config": {
+                            "type": "record",
+                            "fields": [{"tag": {"type": "string"}}, {"limit": {"type": "integer"}}],
+                        }
+                    }
+                ],
+            },
+        }
+    ],
+}
+
+
+def _parse(output: str, label: str = "rate-tag") -> PluginDump:
+    source = {s.label: s for s in resolve_plugins(["all", str(FIXTURE)], REPO_ROOT)}[label]
+    return parse_dump(output, source, start_command="start", query_command="query")
+
+
+def test_a_go_pdk_dump_is_read() -> None:
+    dump = _parse(json.dumps(GO_DUMP))
+
+    assert (dump.server_name, dump.plugin_name, dump.protocol) == (
+        "rate-tag",
+        "rate-tag",
+        "ProtoBuf:1",
+    )
+    assert (dump.phases, dump.priority, dump.version) == (("access", "log"), 900, "1.2.3")
+    assert dump.socket == "/usr/local/kong/rate-tag.socket"
+    assert dump.schema["fields"][1] == {"limit": {"type": "integer"}}
+
+
+def test_python_and_js_dumps_are_lists_spoken_in_msgpack() -> None:
+    info = dict(GO_DUMP["Plugins"][0], Name="python-plugin")
+    python = _parse(json.dumps([info]), "python")
+    js = _parse(json.dumps([dict(info, Name="js-plugin")]), "js")
+
+    assert (python.protocol, python.socket) == ("MsgPack:1", "/usr/local/kong/python-plugin.sock")
+    assert (js.plugin_name, js.socket) == ("js-plugin", "/usr/local/kong/js_pluginserver.sock")
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("getting plugin info: boom", "did not print JSON"),
+        ('{"hello": 1}', "no plugin info table"),
+        ("[]", "dumps 0 plugins"),
+        ('[{"Name": "a"}, {"Name": "b"}]', "dumps 2 plugins"),
+        ('[{"Name": "a", "Phases": "access", "Priority": 1, "Schema": {}}]', "no list of Phases"),
+        ('[{"Name": "a", "Phases": [], "Priority": 1, "Schema": {"fields": []}}]', "no `config`"),
+    ],
+)
+def test_a_bad_dump_is_a_clear_error(output: str, message: str) -> None:
+    with pytest.raises(StackError, match=message):
+        _parse(output, "js")
+
+
+# --- validate_plugin_config ---------------------------------------------------------------
+
+SCHEMA: dict[str, Any] = {
+    "type": "record",
+    "fields": [
+        {"tag": {"type": "string", "required": True}},
+        {"limit": {"type": "integer", "between": [0, 100]}},
+        {"ratio": {"type": "number"}},
+        {"on": {"type": "boolean"}},
+        {"names": {"type": "array", "elements": {"type": "string"}}},
+        {"codes": {"type": "set", "elements": {"type": "integer"}}},
+        {"headers": {"type": "map", "keys": {"type": "string"}, "values": {"type": "integer"}}},
+        {
+            "inner": {
+                "type": "record",
+                "fields": [{"mode": {"type": "string", "one_of": ["a", "b"]}}],
+            }
+        },
+    ],
+}
+DUMP = PluginDump("p", "p", "MsgPack:1", ("access",), 1, "1", SCHEMA, "s", "q", "/s")
+
+
+def test_a_config_that_fits_the_schema_passes() -> None:
+    validate_plugin_config(
+        {
+            "tag": "x",
+            "limit": 3.0,
+            "ratio": 1,
+            "on": False,
+            "names": ["a"],
+            "codes": [1],
+            "headers": {"h": 2},
+            "inner": {"mode": "b"},
+        },
+        DUMP,
+    )
+    validate_plugin_config({"tag": "x", "limit": None}, DUMP)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"tag": "x", "extra": 1}, r"config\.extra is not a field of plugin p \(its fields: tag,"),
+        ({}, r"config\.tag is required by plugin p"),
+        ({"tag": 5}, r"config\.tag of plugin p must be a string, got 5"),
+        ({"tag": "x", "limit": "3"}, r"config\.limit .* must be an integer, got \"3\""),
+        ({"tag": "x", "limit": True}, r"must be an integer, got true"),
+        ({"tag": "x", "limit": 2.5}, r"must be an integer, got 2.5"),
+        ({"tag": "x", "limit": 101}, r"must be between 0 and 100, got 101"),
+        ({"tag": "x", "ratio": "1"}, r"config\.ratio .* must be a number"),
+        ({"tag": "x", "on": "yes"}, r"config\.on .* must be true or false"),
+        ({"tag": "x", "names": "a"}, r"must be a JSON array \(array\)"),
+        ({"tag": "x", "names": ["a", 2]}, r"config\.names\[1\] .* must be a string"),
+        ({"tag": "x", "codes": ["1"]}, r"config\.codes\[0\] .* must be an integer"),
+        ({"tag": "x", "headers": []}, r"must be a JSON object \(map\)"),
+        ({"tag": "x", "headers": {"h": "v"}}, r"config\.headers\[\"h\"\] .* must be an integer"),
+        ({"tag": "x", "inner": 1}, r"config\.inner .* must be a JSON object \(record\)"),
+        ({"tag": "x", "inner": {"mode": "c"}}, r"config\.inner\.mode .* must be one of"),
+        ({"tag": "x", "inner": {"x": 1}}, r"config\.inner\.x is not a field"),
+    ],
+)
+def test_a_config_that_does_not_fit_names_the_field(config: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        validate_plugin_config(config, DUMP)
+
+
+# --- the images, under --sim (Docker) -----------------------------------------------------
+
+SIM_VERSION = "3.6.0.0"
+EXPECTED = {  # label: (server name, plugin name, protocol, phases, priority, socket)
+    "go": (
+        "example-plugin",
+        "example-plugin",
+        "ProtoBuf:1",
+        ("access",),
+        1000,
+        "/usr/local/kong/example-plugin.socket",
+    ),
+    "go-latest": (
+        "example-plugin",
+        "example-plugin",
+        "ProtoBuf:1",
+        ("access",),
+        1000,
+        "/usr/local/kong/example-plugin.socket",
+    ),
+    "python": (
+        "python-plugin",
+        "python-plugin",
+        "MsgPack:1",
+        ("access",),
+        1000,
+        "/usr/local/kong/python-plugin.sock",
+    ),
+    "js": (
+        "js-plugin",
+        "js-plugin",
+        "MsgPack:1",
+        ("access",),
+        1000,
+        "/usr/local/kong/js_pluginserver.sock",
+    ),
+    "rate-tag": (
+        "rate-tag",
+        "rate-tag",
+        "ProtoBuf:1",
+        ("access", "log"),
+        900,
+        "/usr/local/kong/rate-tag.socket",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def sim_images() -> Iterator[sim.SimImages]:
+    yield sim.build_sim_images(SIM_VERSION, repo_root=REPO_ROOT)
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("label", list(EXPECTED))
+def test_each_plugin_image_dumps_what_kong_needs(label: str, sim_images: sim.SimImages) -> None:
+    source = {s.label: s for s in resolve_plugins(["all", str(FIXTURE)], REPO_ROOT)}[label]
+    image = build_plugin_image(
+        source,
+        kong_image=sim_images.kong_image,
+        go_image=sim_images.go_image,
+        sim=True,
+        repo_root=REPO_ROOT,
+    )
+    dump = dump_plugin(image, source)
+
+    assert (
+        dump.server_name,
+        dump.plugin_name,
+        dump.protocol,
+        dump.phases,
+        dump.priority,
+        dump.socket,
+    ) == EXPECTED[label]
+    assert (
+        run_in_image(
+            image, ["/bin/sh", "-c", "test -x /usr/local/bin/kpm-tap && echo tap"], what="kpm-tap"
+        )
+        == "tap\n"
+    )
+    if source.kind != "go":
+        check_server_listens(image, source, dump)
+    assert (
+        build_plugin_image(  # the same sources: the same tag, nothing rebuilt
+            source,
+            kong_image=sim_images.kong_image,
+            go_image=sim_images.go_image,
+            sim=True,
+            repo_root=REPO_ROOT,
+        )
+        == image
+    )
+
+
+@pytest.mark.docker
+def test_a_server_that_never_listens_fails_the_check(sim_images: sim.SimImages) -> None:
+    (source,) = resolve_plugins(["python"], REPO_ROOT)
+    image = build_plugin_image(
+        source,
+        kong_image=sim_images.kong_image,
+        go_image=sim_images.go_image,
+        sim=True,
+        repo_root=REPO_ROOT,
+    )
+    dump = dump_plugin(image, source)
+    elsewhere = PluginDump(**{**dump.__dict__, "socket": "/usr/local/kong/elsewhere.sock"})
+
+    with pytest.raises(StackError, match=r"no socket at /usr/local/kong/elsewhere\.sock"):
+        check_server_listens(image, source, elsewhere, timeout_s=2)
+
+
+def test_pdk_pins_are_exact() -> None:
+    requirements = (REPO_ROOT / plugins.PYTHON_PDK_REQUIREMENTS).read_text()
+    package = json.loads((REPO_ROOT / plugins.JS_PDK_FILES[0]).read_text())
+
+    assert "kong-pdk==0.36 --hash=sha256:" in requirements
+    assert package["dependencies"] == {"kong-pdk": "0.6.0"}
