@@ -90,9 +90,8 @@ def _row_at(one: Series, category: Category) -> VersionResult | None:
 
 def _tick_label(series: Sequence[Series], category: Category) -> str:
     key, occurrence = category
-    lines = [key[0]]
-    if key[1] != "steady":
-        lines.append(key[1])
+    version, plugin, scenario = key
+    lines = [version] + [plugin] * (plugin != "go") + [scenario] * (scenario != "steady")
     if occurrence:
         lines.append(f"(row {occurrence + 1})")
     if any((row := _row_at(one, category)) is not None and row.simulated for one in series):

@@ -31,12 +31,14 @@ from pathlib import Path
 from typing import Any, Literal, NoReturn
 
 from orchestration import sim as sim_images
+from orchestration.config import REPO_ROOT
 from orchestration.errors import (
     ConfigError,
     EnvironmentProblem,
     ImageUnavailable,
     StackError,
 )
+from orchestration.plugin import EXAMPLE, PluginContract
 from orchestration.stack import (
     LABEL,
     build_service_image,
@@ -135,6 +137,34 @@ class PluginDump:
     start_command: str  # KONG_PLUGINSERVER_<NAME>_START_CMD
     query_command: str  # KONG_PLUGINSERVER_<NAME>_QUERY_CMD
     socket: str  # KONG_PLUGINSERVER_<NAME>_SOCKET: where the server listens
+
+
+DEFAULT_PLUGIN = "go"  # the report's plugin: plugins/example-plugin on go-pdk v0.10.0
+
+
+def default_plugin() -> PluginSource:
+    """The built-in `go` plugin, measured when no --plugin is given."""
+    (source,) = resolve_plugins((DEFAULT_PLUGIN,), REPO_ROOT)
+    return source
+
+
+def contract_for(source: PluginSource, dump: PluginDump, config_json: str) -> PluginContract:
+    """The harness's contract with a built plugin: what its dump told, and for a built-in, the
+    example plugin's headers and counter (a user's plugin sets none: kpm-tap counts for it)."""
+    own_count = source.builtin
+    return PluginContract(
+        name=dump.server_name,
+        plugin_name=dump.plugin_name,
+        server_command=dump.start_command,
+        query_command=dump.query_command,
+        protocol=dump.protocol,
+        socket=dump.socket,
+        phases=tuple(dump.phases),
+        label=source.label,
+        config_json=config_json,
+        marker_header=EXAMPLE.marker_header if own_count else None,
+        config_header=EXAMPLE.config_header if own_count else None,
+    )
 
 
 # --- resolving --plugin values ---------------------------------------------------------------

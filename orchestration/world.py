@@ -416,7 +416,8 @@ class VersionWorld:
         deadline = time.monotonic() + LOG_SETTLE_S
         last = _tap_counts(self.counts.wait_until(lambda s: s.tap_events > 0, LOG_SETTLE_S))
         while time.monotonic() < deadline:
-            now = self.counts.wait_until(lambda s, seen=last: _tap_counts(s) != seen, TAP_QUIET_S)
+            seen = last
+            now = self.counts.wait_until(lambda s: _tap_counts(s) != seen, TAP_QUIET_S)  # noqa: B023
             if _tap_counts(now) == last and now.tap_events > 0:
                 return now
             last = _tap_counts(now)

@@ -42,7 +42,7 @@ def test_one_passing_case_per_row_of_an_agreeing_run() -> None:
     suite = _parse(junit.render(sim_run(), {}))
     cases = suite.findall("testcase")
     assert [c.attrib["name"] for c in cases] == [
-        f"{row.version} example-plugin {row.scenario}" for row in sim_run().versions
+        f"{row.version} go {row.scenario}" for row in sim_run().versions
     ]
     assert suite.attrib["tests"] == "10" and suite.attrib["failures"] == "0"
     assert all(float(c.attrib["time"]) > 0 for c in cases)
@@ -52,17 +52,17 @@ def test_one_passing_case_per_row_of_an_agreeing_run() -> None:
 def test_disagreeing_and_errored_rows_fail() -> None:
     suite = _parse(junit.render(_with_problems(), {}))
     failures = _failures(suite)
-    assert set(failures) == {"3.4.0.0 example-plugin steady", "3.4.3.1 example-plugin kill-server"}
-    assert "changelog says baseline" in failures["3.4.0.0 example-plugin steady"]
-    assert "error: boom" in failures["3.4.3.1 example-plugin kill-server"]
+    assert set(failures) == {"3.4.0.0 go steady", "3.4.3.1 go kill-server"}
+    assert "changelog says baseline" in failures["3.4.0.0 go steady"]
+    assert "error: boom" in failures["3.4.3.1 go kill-server"]
     assert suite.attrib["failures"] == "2"
 
 
 def test_expect_fails_every_scenario_of_that_version_that_disagrees() -> None:
     expected = junit.parse_expectations(["3.6.0.0=churn", "3.4.1.0=churn"])
     failures = _failures(_parse(junit.render(sim_run(), expected)))
-    assert set(failures) == {"3.6.0.0 example-plugin steady", "3.6.0.0 example-plugin kill-server"}
-    assert "expected churn (--expect)" in failures["3.6.0.0 example-plugin steady"]
+    assert set(failures) == {"3.6.0.0 go steady", "3.6.0.0 go kill-server"}
+    assert "expected churn (--expect)" in failures["3.6.0.0 go steady"]
 
 
 @pytest.mark.parametrize("pair", ["3.4.1.0", "3.4.1.0=broken", "=churn", "3.4.1.0=error"])
