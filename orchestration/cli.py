@@ -102,6 +102,19 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"builder image for the plugin (default {DEFAULT_GO_IMAGE}; ignored with --sim)",
     )
+    _add_docker_host_option(parser)
+
+
+def _add_docker_host_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--docker-host",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a Docker engine on this machine (unix:///PATH or tcp://127.0.0.1:PORT), "
+        "repeatable: --parallel versions go to the least-loaded one (default: the docker CLI's "
+        "own engine)",
+    )
 
 
 def _add_junit_options(parser: argparse.ArgumentParser) -> None:
@@ -174,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="remove what killed runs left: containers, networks, volumes, processes, images",
     )
     tidy.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    _add_docker_host_option(tidy)
 
     show = commands.add_parser("report", help="print the table of a finished (or interrupted) run")
     show.add_argument("run", type=Path, nargs="?", default=DEFAULT_RESULTS / "latest")
@@ -330,7 +344,16 @@ def config_from(args: argparse.Namespace) -> RunConfig:
             "duration", getattr(args, "duration", None), default_of("duration_s"), float
         ),
         web_port=_web_port(args),
+        docker_hosts=_docker_hosts(args),
     )
+
+
+def _docker_hosts(args: argparse.Namespace) -> tuple[str, ...]:
+    """--docker-host URLs, else KPM_DOCKER_HOST (URLs separated by spaces), checked."""
+    from orchestration.engines import parse_docker_hosts
+
+    urls = args.docker_host or os.environ.get("KPM_DOCKER_HOST", "").split()
+    return parse_docker_hosts(urls)
 
 
 def _scenarios(args: argparse.Namespace) -> tuple[str, ...]:
@@ -380,37 +403,46 @@ def _print_run(run: RunResult, run_dir: Path) -> None:
     report.finish_run(run_dir, run)
 
 
-def _check_prerequisites(sim: bool) -> None:
-    """Docker (and, for --sim, the host's Go and busybox) before any Docker work, all at once."""
+def _check_prerequisites(sim: bool, docker_hosts: tuple[str, ...] = ()) -> None:
+    """Docker, every --docker-host engine (and, for --sim, the host's Go and busybox) before any
+    Docker work, all at once."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from orchestration.engines import check_engines
     from orchestration.sim import check_host_tools
     from orchestration.stack import check_docker
 
-    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="kpm-check") as pool:
-        checks = [pool.submit(check_docker)]
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="kpm-check") as pool:
+        checks = [pool.submit(check_docker), pool.submit(check_engines, docker_hosts)]
         if sim:
             checks.append(pool.submit(check_host_tools))
-        leftovers = pool.submit(_warn_of_leftovers)
+        leftovers = pool.submit(_warn_of_leftovers, docker_hosts)
         for check in checks:  # Docker's problem first when both fail
             check.result()
         leftovers.result()
 
 
-def _warn_of_leftovers() -> None:
+def _warn_of_leftovers(docker_hosts: tuple[str, ...] = ()) -> None:
     """One line when runs that died without tearing down left Docker objects behind."""
     from orchestration import clean
 
     try:
-        found = clean.survey(with_processes=False, with_images=False)
+        found = clean.survey(
+            with_processes=False, with_images=False, engines=_engines_to_survey(docker_hosts)
+        )
     except MatrixError:
         return  # Docker's own check says what is wrong with it
     if found.leftovers:
+        hosts = "".join(f" --docker-host {host}" for host in docker_hosts)
         print(
             f"warning: {found.summary()} are still in Docker (a run that was killed); "
-            "remove them with: python -m orchestration clean",
+            f"remove them with: python -m orchestration clean{hosts}",
             file=sys.stderr,
         )
+
+
+def _engines_to_survey(docker_hosts: tuple[str, ...]) -> tuple[str | None, ...]:
+    return docker_hosts or (None,)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -423,7 +455,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     os.environ[OWNER_ENV] = Owner.current().text
     if args.command == "ui":  # a taken port is known before anything is built
         require_free_port(config.web_port)
-    _check_prerequisites(config.sim)
+    _check_prerequisites(config.sim, config.docker_hosts)
     if args.command == "selftest":
         return _selftest(config)
     try:
@@ -520,10 +552,15 @@ def _cmd_collect(args: argparse.Namespace) -> int:
 
 def _cmd_clean(args: argparse.Namespace) -> int:
     from orchestration import clean
+    from orchestration.engines import check_engines
     from orchestration.stack import check_docker
 
-    check_docker()
-    found = clean.survey()
+    hosts = _docker_hosts(args)
+    if hosts:
+        check_engines(hosts)
+    else:
+        check_docker()
+    found = clean.survey(engines=_engines_to_survey(hosts))
     left_alone = found.left_alone()
     if not found.leftovers:
         print(f"nothing to remove ({left_alone})")
@@ -553,7 +590,7 @@ def _cmd_bisect(args: argparse.Namespace) -> int:
     if len(config.scenarios) != 1:
         raise UsageError("bisect compares one scenario's verdict: name at most one --scenario")
     os.environ[OWNER_ENV] = Owner.current().text
-    _check_prerequisites(config.sim)
+    _check_prerequisites(config.sim, config.docker_hosts)
     labels = " ".join(t.label for t in config.targets)
     print(f"bisect: {len(config.targets)} versions in order: {labels}", file=sys.stderr)
 

@@ -88,6 +88,10 @@ class RunConfig:
     idle_s: float = 75.0  # idle: the gap, longer than go-pdk's 60 s instance expiry
     duration_s: float = 600.0  # soak: how long the load runs
     web_port: int = 8089  # the ui command's Locust web UI
+    # --docker-host engines the versions are spread over (empty: the docker CLI's default), and
+    # the one a job runs on: the pipeline sets it per job (orchestration/engines.py).
+    docker_hosts: tuple[str, ...] = ()
+    docker_host: str | None = None
     tool_version: str = __version__
     repo_root: Path = field(default=REPO_ROOT)
 

@@ -99,6 +99,7 @@ class VersionResult:
     scenario: str = "steady"
     phases: tuple[PhaseResult, ...] = ()
     findings: tuple[str, ...] = ()  # what the scenario found beyond the verdict, e.g. stale-config
+    engine: str | None = None  # the --docker-host engine that ran it (None: the default engine)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -187,6 +188,7 @@ OPTIONAL_COLUMNS: tuple[tuple[str, str], ...] = (
     ("MB/10k req", "server_rss_growth_per_10k_mb"),
     ("leak", "leak"),
     ("findings", "findings"),
+    ("engine", "engine"),
 )
 PHASE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("phase", "name"),

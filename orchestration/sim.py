@@ -82,11 +82,12 @@ def sim_image_tags(version: str, *, repo_root: Path) -> SimImages:
     return _tags(version, repo_root, _host_tools())
 
 
-def build_sim_images(version: str, *, repo_root: Path) -> SimImages:
-    """Make sure the go-builder and the kong-sim image for `version` exist locally."""
+def build_sim_images(version: str, *, repo_root: Path, docker_host: str | None = None) -> SimImages:
+    """Make sure the go-builder and the kong-sim image for `version` exist on the engine
+    (`docker_host`, None for the docker CLI's default): each engine has its own image store."""
     tools = _host_tools()
     images = _tags(version, repo_root, tools)
-    missing = _missing_images(images.go_image, images.kong_image)
+    missing = _missing_images(docker_host, images.go_image, images.kong_image)
     if not missing:
         LOGGER.info("reusing %s and %s", images.go_image, images.kong_image)
         return images
@@ -105,7 +106,9 @@ def build_sim_images(version: str, *, repo_root: Path) -> SimImages:
         env_file = write_env_file(scratch_dir / "sim-build.env", variables)
         # A project name of its own: two runs may build the stand-ins at the same time.
         project = f"{SIM_BUILD_PROJECT}-{scratch_dir.name.rsplit('-', 1)[-1].lower()}"
-        builder = compose_client(repo_root / SIM_COMPOSE_FILE, project, env_file, variables)
+        builder = compose_client(
+            repo_root / SIM_COMPOSE_FILE, project, env_file, variables, host=docker_host
+        )
         if need_go_builder:
             _stage_go_builder(context, repo_root, tools)
             build_service_image(builder, "go-builder", images.go_image)
@@ -114,9 +117,9 @@ def build_sim_images(version: str, *, repo_root: Path) -> SimImages:
     return images
 
 
-def _missing_images(*tags: str) -> set[str]:
-    """Which of `tags` are not present locally; one docker call when all are (the usual case)."""
-    docker = DockerClient()
+def _missing_images(docker_host: str | None, *tags: str) -> set[str]:
+    """Which of `tags` the engine lacks; one docker call when all are there (the usual case)."""
+    docker = DockerClient(host=docker_host)
     try:
         try:
             docker.image.inspect(list(tags))

@@ -35,6 +35,7 @@ from python_on_whales import DockerClient, DockerException
 from python_on_whales.utils import run as run_docker
 
 from orchestration import plugin
+from orchestration.engines import docker_command
 from orchestration.errors import EnvironmentProblem, ImageUnavailable, ReadyTimeout, StackError
 from orchestration.load import signal_group
 from orchestration.owner import Owner
@@ -101,6 +102,7 @@ class StackSpec:
     owner: str = field(default_factory=lambda: Owner.current().text)
     plugin: PluginContract = EXAMPLE
     tap: bool = False  # True: Kong starts kpm-tap in front of the plugin server
+    docker_host: str | None = None  # the engine (--docker-host); None: the docker CLI's default
 
     def compose_variables(self) -> dict[str, str]:
         return {
@@ -121,7 +123,12 @@ def project_name_for(run_id: str, version: str) -> str:
 
 
 def plugin_image_tag(
-    version: str, *, sim: bool, repo_root: Path, base_images: Iterable[str] = ()
+    version: str,
+    *,
+    sim: bool,
+    repo_root: Path,
+    base_images: Iterable[str] = (),
+    docker_host: str | None = None,
 ) -> str:
     """`kong-plugin-matrix:<version>[-sim]-<hash>`; the hash covers the image's sources.
 
@@ -132,19 +139,22 @@ def plugin_image_tag(
     tagged by their own source hashes, so their names are enough.
     """
     inputs = PLUGIN_IMAGE_INPUTS + (SIM_IMAGE_INPUTS if sim else ())
-    bases = list(base_images) if sim else [image_identity(image) for image in base_images]
+    bases = (
+        list(base_images) if sim else [image_identity(image, docker_host) for image in base_images]
+    )
     digest = sources_digest(repo_root, inputs, extra=bases)
     flavour = "-sim" if sim else ""
     return f"{PLUGIN_IMAGE_REPOSITORY}:{tag_safe(version)}{flavour}-{digest}"
 
 
-def image_identity(image: str) -> str:
-    """`image@<id>` for an image present locally; the bare name when it is not (the build will
-    pull it, and the next run keys on what was pulled) or Docker cannot say."""
+def image_identity(image: str, docker_host: str | None = None) -> str:
+    """`image@<id>` for an image present on the engine; the bare name when it is not (the build
+    will pull it, and the next run keys on what was pulled) or Docker cannot say."""
     try:
         found = str(
             run_docker(
-                ["docker", "image", "inspect", "--format", "{{.Id}}", image], return_stderr=False
+                [*docker_command(docker_host), "image", "inspect", "--format", "{{.Id}}", image],
+                return_stderr=False,
             )
         )
     except (DockerException, OSError):
@@ -242,6 +252,7 @@ def compose_client(
     variables: Iterable[str] = (),
     *,
     own_session: bool = False,
+    host: str | None = None,
 ) -> DockerClient:
     """A client for one Compose project whose `variables` are read from `env_file` only.
 
@@ -249,7 +260,8 @@ def compose_client(
     KPM_* variables too (`KPM_WORKERS=4 ... --workers 2`): the named variables are
     removed from the environment of every docker call, so the file always wins.
     `own_session` starts each docker call in a session of its own (`setsid`, where
-    there is one), so a Ctrl-C at the terminal does not reach it: for teardown.
+    there is one), so a Ctrl-C at the terminal does not reach it: for teardown. `host`: the
+    engine (`--docker-host`), None for the docker CLI's default.
     """
     unset = [arg for name in variables for arg in ("-u", name)]
     session = ["setsid"] if own_session and shutil.which("setsid") else []
@@ -258,6 +270,7 @@ def compose_client(
         compose_project_name=project_name,
         compose_env_files=[env_file],
         client_call=[*session, "env", *unset, "docker"],
+        host=host,
     )
 
 
@@ -505,7 +518,11 @@ class Stack:
         if keep:
             self._variables["KPM_OWNER"] = KEPT_OWNER
         self._docker = compose_client(
-            spec.compose_file, spec.project_name, spec.env_file, self._variables
+            spec.compose_file,
+            spec.project_name,
+            spec.env_file,
+            self._variables,
+            host=spec.docker_host,
         )
         self._follower: LogFollower | None = None
         self._closed = False
@@ -779,6 +796,7 @@ class Stack:
             spec.env_file,
             spec.compose_variables(),
             own_session=True,
+            host=spec.docker_host,
         )
         try:
             with signals_blocked():
@@ -801,7 +819,8 @@ class Stack:
         return url
 
     def _describe(self) -> str:
-        return f"stack {self.spec.project_name} (Kong {self.spec.version})"
+        engine = f" on {self.spec.docker_host}" if self.spec.docker_host else ""
+        return f"stack {self.spec.project_name} (Kong {self.spec.version}){engine}"
 
 
 def _json_lines(text: str) -> list[dict[str, Any]]:

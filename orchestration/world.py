@@ -444,7 +444,9 @@ class VersionWorld:
                 raise MatrixError(
                     f"--sim needs a Kong version to stand in for, and {target.label!r} names none"
                 )
-            images = build_sim_images(target.version, repo_root=config.repo_root)
+            images = build_sim_images(
+                target.version, repo_root=config.repo_root, docker_host=config.docker_host
+            )
             kong_image, go_image = images.kong_image, images.go_image
         suffix = self._options.suffix
         return StackSpec(
@@ -456,6 +458,7 @@ class VersionWorld:
                 sim=config.sim,
                 repo_root=config.repo_root,
                 base_images=(kong_image, go_image),
+                docker_host=config.docker_host,
             ),
             workers=self.workers,
             project_name=project_name_for(config.run_id, target.label + suffix),
@@ -463,6 +466,7 @@ class VersionWorld:
             env_file=self.version_dir / f"compose{suffix}.env",
             plugin=self.contract,
             tap=config.tap,
+            docker_host=config.docker_host,
         )
 
     def settle_after(self, ready_counter: int | None) -> Signals:
