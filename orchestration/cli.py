@@ -63,6 +63,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     number("--ready-timeout", "ready_timeout_s", "seconds to wait for Kong and the plugin")
     number("--load-timeout", "load_timeout_s", "seconds the load may take at most")
     number("--parallel", "parallel", "versions measured at once")
+    _add_locust_worker_options(parser, number)
     if parser.prog.split()[-1] in {"run", "matrix"}:
         number("--changes", "changes", "reload: configuration changes under load")
         number("--idle", "idle_s", "idle: seconds without load between the two bursts")
@@ -103,6 +104,31 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         help=f"builder image for the plugin (default {DEFAULT_GO_IMAGE}; ignored with --sim)",
     )
     _add_docker_host_option(parser)
+
+
+def _add_locust_worker_options(
+    parser: argparse.ArgumentParser, number: Callable[[str, str, str], None]
+) -> None:
+    number(
+        "--locust-workers",
+        "locust_workers",
+        "Locust's distributed mode: a master and this many worker processes started here "
+        "(0: one Locust process)",
+    )
+    number(
+        "--locust-remote-workers",
+        "locust_remote_workers",
+        "Locust's distributed mode: a master that waits (up to --load-timeout) for this many "
+        "workers you start on other machines; it prints their command",
+    )
+    number("--locust-master-port", "locust_master_port", "the Locust master's port (0: a free one)")
+    parser.add_argument(
+        "--locust-master-bind",
+        default=None,
+        metavar="ADDR",
+        help="address the Locust master listens on (default 127.0.0.1: remote workers then "
+        "reach it through a tunnel; 0.0.0.0 listens on every address)",
+    )
 
 
 def _add_docker_host_option(parser: argparse.ArgumentParser) -> None:
@@ -345,7 +371,42 @@ def config_from(args: argparse.Namespace) -> RunConfig:
         ),
         web_port=_web_port(args),
         docker_hosts=_docker_hosts(args),
+        **_locust_worker_settings(args),
     )
+
+
+def _locust_worker_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """--locust-workers, --locust-remote-workers and where the master listens; checked."""
+    local, remote, port = (
+        resolve(name, getattr(args, name), default_of(name), int)
+        for name in ("locust_workers", "locust_remote_workers", "locust_master_port")
+    )
+    if local and remote:
+        raise UsageError(
+            "--locust-workers starts workers here, --locust-remote-workers waits for workers "
+            "started elsewhere: choose one"
+        )
+    parallel = resolve("parallel", args.parallel, default_of("parallel"), int)
+    if remote and parallel > 1:
+        raise UsageError(
+            "--locust-remote-workers serves one version at a time (each version has a master "
+            "of its own): leave out --parallel"
+        )
+    if port and parallel > 1 and (local or remote):
+        raise UsageError("--locust-master-port names one port: leave out --parallel, or the port")
+    bind = args.locust_master_bind or os.environ.get(
+        "KPM_LOCUST_MASTER_BIND", default_of("locust_master_bind")
+    )
+    users = resolve("users", args.users, default_of("users"), int)
+    from orchestration.load import require_users_for_workers
+
+    require_users_for_workers(users, max(local, remote))
+    return {
+        "locust_workers": local,
+        "locust_remote_workers": remote,
+        "locust_master_port": port,
+        "locust_master_bind": bind,
+    }
 
 
 def _docker_hosts(args: argparse.Namespace) -> tuple[str, ...]:

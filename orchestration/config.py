@@ -60,6 +60,9 @@ BOUNDS = {
     "changes": Bound("--changes", 1, 100),
     "idle": Bound("--idle", 0, 24 * 3600),
     "duration": Bound("--duration", 1, 7 * 24 * 3600),
+    "locust_workers": Bound("--locust-workers", 0, 64),
+    "locust_remote_workers": Bound("--locust-remote-workers", 0, 1000),
+    "locust_master_port": Bound("--locust-master-port", 0, 65535),
 }
 
 
@@ -92,6 +95,12 @@ class RunConfig:
     # the one a job runs on: the pipeline sets it per job (orchestration/engines.py).
     docker_hosts: tuple[str, ...] = ()
     docker_host: str | None = None
+    # Locust's distributed mode (orchestration/load.py, LocustWorkers): workers started here, or
+    # workers started elsewhere the master waits for; where the master listens (0: a free port).
+    locust_workers: int = 0
+    locust_remote_workers: int = 0
+    locust_master_bind: str = "127.0.0.1"
+    locust_master_port: int = 0
     tool_version: str = __version__
     repo_root: Path = field(default=REPO_ROOT)
 

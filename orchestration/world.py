@@ -36,7 +36,7 @@ from orchestration import plugin, resources
 from orchestration.collect import Collector, Signals, collect_file
 from orchestration.config import RunConfig
 from orchestration.errors import Interrupted, MatrixError, StackError
-from orchestration.load import HeadlessLocust, LoadResult, LoadShortfall
+from orchestration.load import HeadlessLocust, LoadResult, LoadShortfall, LocustWorkers
 from orchestration.plugin import EXAMPLE, Answer, PluginContract
 from orchestration.sim import build_sim_images
 from orchestration.stack import Stack, StackSpec, plugin_image_tag, project_name_for
@@ -433,6 +433,7 @@ class VersionWorld:
             timeout_s=for_s or self.config.load_timeout_s,
             path=path,
             marker_header=self.contract.marker_header,
+            workers=locust_workers(self.config),
         )
 
     def _stack_spec(self) -> StackSpec:
@@ -489,3 +490,20 @@ class VersionWorld:
                 before.lines,
             )
         return before
+
+
+def locust_workers(config: RunConfig) -> LocustWorkers | None:
+    """Locust's distributed mode as the run asks for it (--locust-workers, --locust-remote-
+    workers); None: one Locust process, as before."""
+    bind, port = config.locust_master_bind, config.locust_master_port
+    if config.locust_workers:
+        return LocustWorkers(config.locust_workers, local=True, bind_host=bind, port=port)
+    if config.locust_remote_workers:
+        return LocustWorkers(
+            config.locust_remote_workers,
+            local=False,
+            bind_host=bind,
+            port=port,
+            wait_s=config.load_timeout_s,
+        )
+    return None
