@@ -381,6 +381,11 @@ def _locust_worker_settings(args: argparse.Namespace) -> dict[str, Any]:
         resolve(name, getattr(args, name), default_of(name), int)
         for name in ("locust_workers", "locust_remote_workers", "locust_master_port")
     )
+    if (local or remote) and args.command == "ui":
+        raise UsageError(
+            "the web UI runs one Locust process: --locust-workers and --locust-remote-workers "
+            "are for run and matrix"
+        )
     if local and remote:
         raise UsageError(
             "--locust-workers starts workers here, --locust-remote-workers waits for workers "
