@@ -24,6 +24,7 @@ missing_packages() {
     command -v file >/dev/null 2>&1 || wanted+=(file)  # --sim checks binaries are static
     command -v chromium >/dev/null 2>&1 || wanted+=(chromium)  # the report page's browser test
     "$PYTHON" -m pip --version >/dev/null 2>&1 || wanted+=(python3-pip)
+    command -v ip >/dev/null 2>&1 || wanted+=(iproute2)  # the second engine's bridge (tests)
     printf '%s\n' "${wanted[@]}"
 }
 

@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from orchestration.engines import docker_command
 from orchestration.owner import OWNER_ENV, Owner
 from orchestration.stack import KEPT_OWNER, LABEL, OWNER_LABEL, RUN_LABEL, run_host_command
 
@@ -39,10 +40,12 @@ class Leftover:
     name: str
     run: str  # the run id, where the object names it
     owner: str  # the dead harness, HOST:PID:STARTED ("" for an image)
+    engine: str | None = None  # the --docker-host engine it is on (None: the default one)
 
     def describe(self) -> str:
         whose = f"run {self.run}" if self.run else f"harness {self.owner}" if self.owner else ""
-        return f"{self.kind} {self.name}" + (f" ({whose})" if whose else "")
+        where = f" on {self.engine}" if self.engine else ""
+        return f"{self.kind} {self.name}{where}" + (f" ({whose})" if whose else "")
 
 
 @dataclass(frozen=True)
@@ -94,12 +97,15 @@ _LISTINGS: tuple[tuple[Kind, list[str], str], ...] = (
 _LABELS_FORMAT = f'\t{{{{.Label "{OWNER_LABEL}"}}}}\t{{{{.Label "{RUN_LABEL}"}}}}'
 
 
-def _docker_objects() -> Iterable[tuple[Kind, str, str, str, str]]:
+def _docker_objects(engine: str | None) -> Iterable[tuple[Kind, str, str, str, str]]:
     """(kind, id, name, owner text, run) of every container, network and volume labelled ours."""
     for kind, command, fields in _LISTINGS:
         output = run_host_command(
-            ["docker", *command, "--filter", f"label={LABEL}", "--format", fields + _LABELS_FORMAT],
-            problem=f"could not list our Docker {kind}s",
+            [
+                *docker_command(engine),
+                *[*command, "--filter", f"label={LABEL}", "--format", fields + _LABELS_FORMAT],
+            ],
+            problem=f"could not list our Docker {kind}s" + (f" on {engine}" if engine else ""),
         )
         for line in output.splitlines():
             ident, name, owner, run = [*line.split("\t"), "", "", ""][:4]
@@ -111,16 +117,18 @@ def _no_value(text: str) -> str:
     return "" if text == "<no value>" else text
 
 
-def _dangling_images() -> list[Leftover]:
+def _dangling_images(engine: str | None) -> list[Leftover]:
     """Untagged images of our builds (a tag that moved to a newer build leaves one behind)."""
     output = run_host_command(
         [
-            *["docker", "image", "ls", "--filter", "dangling=true"],
+            *[*docker_command(engine), "image", "ls", "--filter", "dangling=true"],
             *["--filter", f"label={LABEL}", "--format", "{{.ID}}"],
         ],
         problem="could not list our dangling Docker images",
     )
-    return [Leftover("image", ident, ident, "", "") for ident in sorted(set(output.split()))]
+    return [
+        Leftover("image", ident, ident, "", "", engine) for ident in sorted(set(output.split()))
+    ]
 
 
 def _our_processes(this_host: str) -> tuple[list[Leftover], int]:
@@ -143,18 +151,27 @@ def _our_processes(this_host: str) -> tuple[list[Leftover], int]:
     return leftovers, alive
 
 
-def survey(*, with_processes: bool = True, with_images: bool = True) -> Survey:
-    """Everything of ours, sorted into dead runs' leftovers, live runs, and other hosts'."""
+def survey(
+    *,
+    with_processes: bool = True,
+    with_images: bool = True,
+    engines: tuple[str | None, ...] = (None,),
+) -> Survey:
+    """Everything of ours, sorted into dead runs' leftovers, live runs, and other hosts'.
+
+    `engines`: the Docker engines to look at (--docker-host URLs; None is the default engine).
+    """
     this_host = socket.gethostname()
     leftovers: list[Leftover] = []
     alive = elsewhere = unowned = kept = 0
-    for kind, ident, name, owner_text, run in _docker_objects():
+    found = ((engine, item) for engine in engines for item in _docker_objects(engine))
+    for engine, (kind, ident, name, owner_text, run) in found:
         owner = Owner.parse(owner_text)
         state = "unowned" if owner is None else owner.liveness(this_host)
         if owner_text == KEPT_OWNER:
             kept += 1
         elif state == "dead":
-            leftovers.append(Leftover(kind, ident, name, run, owner_text))
+            leftovers.append(Leftover(kind, ident, name, run, owner_text, engine))
         elif state == "alive":
             alive += 1
         elif state == "elsewhere":
@@ -162,7 +179,8 @@ def survey(*, with_processes: bool = True, with_images: bool = True) -> Survey:
         else:
             unowned += 1
     if with_images:
-        leftovers += _dangling_images()
+        for engine in engines:
+            leftovers += _dangling_images(engine)
     if with_processes:
         processes, alive_processes = _our_processes(this_host)
         leftovers = processes + leftovers  # stop them first: a build could still make a container
@@ -183,11 +201,11 @@ def remove(leftovers: Iterable[Leftover]) -> list[tuple[Leftover, str | None]]:
     return outcomes
 
 
-_REMOVE_COMMANDS: dict[str, list[str]] = {
-    "container": ["docker", "rm", "--force", "--volumes"],
-    "network": ["docker", "network", "rm"],
-    "volume": ["docker", "volume", "rm", "--force"],
-    "image": ["docker", "image", "rm"],
+_REMOVE_COMMANDS: dict[str, list[str]] = {  # after `docker [--host URL]`
+    "container": ["rm", "--force", "--volumes"],
+    "network": ["network", "rm"],
+    "volume": ["volume", "rm", "--force"],
+    "image": ["image", "rm"],
 }
 
 
@@ -197,6 +215,6 @@ def _remove_one(leftover: Leftover) -> None:
             os.kill(int(leftover.ident), signal.SIGKILL)
         return
     run_host_command(
-        [*_REMOVE_COMMANDS[leftover.kind], leftover.ident],
+        [*docker_command(leftover.engine), *_REMOVE_COMMANDS[leftover.kind], leftover.ident],
         problem=f"could not remove {leftover.describe()}",
     )

@@ -64,6 +64,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     number("--ready-timeout", "ready_timeout_s", "seconds to wait for Kong and the plugin")
     number("--load-timeout", "load_timeout_s", "seconds the load may take at most")
     number("--parallel", "parallel", "versions measured at once")
+    _add_locust_worker_options(parser, number)
     if parser.prog.split()[-1] in {"run", "matrix"}:
         number("--changes", "changes", "reload: configuration changes under load")
         number("--idle", "idle_s", "idle: seconds without load between the two bursts")
@@ -117,6 +118,44 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         "--go-image",
         default=None,
         help=f"builder image for the plugin (default {DEFAULT_GO_IMAGE}; ignored with --sim)",
+    )
+    _add_docker_host_option(parser)
+
+
+def _add_locust_worker_options(
+    parser: argparse.ArgumentParser, number: Callable[[str, str, str], None]
+) -> None:
+    number(
+        "--locust-workers",
+        "locust_workers",
+        "Locust's distributed mode: a master and this many worker processes started here "
+        "(0: one Locust process)",
+    )
+    number(
+        "--locust-remote-workers",
+        "locust_remote_workers",
+        "Locust's distributed mode: a master that waits (up to --load-timeout) for this many "
+        "workers you start on other machines; it prints their command",
+    )
+    number("--locust-master-port", "locust_master_port", "the Locust master's port (0: a free one)")
+    parser.add_argument(
+        "--locust-master-bind",
+        default=None,
+        metavar="ADDR",
+        help="address the Locust master listens on (default 127.0.0.1: remote workers then "
+        "reach it through a tunnel; 0.0.0.0 listens on every address)",
+    )
+
+
+def _add_docker_host_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--docker-host",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a Docker engine on this machine (unix:///PATH or tcp://127.0.0.1:PORT), "
+        "repeatable: --parallel versions go to the least-loaded one (default: the docker CLI's "
+        "own engine)",
     )
 
 
@@ -190,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="remove what killed runs left: containers, networks, volumes, processes, images",
     )
     tidy.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    _add_docker_host_option(tidy)
 
     show = commands.add_parser("report", help="print the table of a finished (or interrupted) run")
     show.add_argument("run", type=Path, nargs="?", default=DEFAULT_RESULTS / "latest")
@@ -348,7 +388,56 @@ def config_from(args: argparse.Namespace) -> RunConfig:
             "duration", getattr(args, "duration", None), default_of("duration_s"), float
         ),
         web_port=_web_port(args),
+        docker_hosts=_docker_hosts(args),
+        **_locust_worker_settings(args),
     )
+
+
+def _locust_worker_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """--locust-workers, --locust-remote-workers and where the master listens; checked."""
+    local, remote, port = (
+        resolve(name, getattr(args, name), default_of(name), int)
+        for name in ("locust_workers", "locust_remote_workers", "locust_master_port")
+    )
+    if (local or remote) and args.command == "ui":
+        raise UsageError(
+            "the web UI runs one Locust process: --locust-workers and --locust-remote-workers "
+            "are for run and matrix"
+        )
+    if local and remote:
+        raise UsageError(
+            "--locust-workers starts workers here, --locust-remote-workers waits for workers "
+            "started elsewhere: choose one"
+        )
+    parallel = resolve("parallel", args.parallel, default_of("parallel"), int)
+    if remote and parallel > 1:
+        raise UsageError(
+            "--locust-remote-workers serves one version at a time (each version has a master "
+            "of its own): leave out --parallel"
+        )
+    if port and parallel > 1 and (local or remote):
+        raise UsageError("--locust-master-port names one port: leave out --parallel, or the port")
+    bind = args.locust_master_bind or os.environ.get(
+        "KPM_LOCUST_MASTER_BIND", default_of("locust_master_bind")
+    )
+    users = resolve("users", args.users, default_of("users"), int)
+    from orchestration.load import require_users_for_workers
+
+    require_users_for_workers(users, max(local, remote))
+    return {
+        "locust_workers": local,
+        "locust_remote_workers": remote,
+        "locust_master_port": port,
+        "locust_master_bind": bind,
+    }
+
+
+def _docker_hosts(args: argparse.Namespace) -> tuple[str, ...]:
+    """--docker-host URLs, else KPM_DOCKER_HOST (URLs separated by spaces), checked."""
+    from orchestration.engines import parse_docker_hosts
+
+    urls = args.docker_host or os.environ.get("KPM_DOCKER_HOST", "").split()
+    return parse_docker_hosts(urls)
 
 
 def _scenarios(args: argparse.Namespace) -> tuple[str, ...]:
@@ -445,37 +534,49 @@ def _print_run(run: RunResult, run_dir: Path) -> None:
     report.finish_run(run_dir, run)
 
 
-def _check_prerequisites(sim: bool) -> None:
-    """Docker (and, for --sim, the host's Go and busybox) before any Docker work, all at once."""
+def _check_prerequisites(sim: bool, docker_hosts: tuple[str, ...] = ()) -> None:
+    """Docker, every --docker-host engine (and, for --sim, the host's Go and busybox) before any
+    Docker work, all at once."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from orchestration.engines import check_engines
     from orchestration.sim import check_host_tools
     from orchestration.stack import check_docker
 
-    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="kpm-check") as pool:
-        checks = [pool.submit(check_docker)]
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="kpm-check") as pool:
+        checks = [
+            pool.submit(check_docker, daemon=not docker_hosts),
+            pool.submit(check_engines, docker_hosts),
+        ]
         if sim:
             checks.append(pool.submit(check_host_tools))
-        leftovers = pool.submit(_warn_of_leftovers)
+        leftovers = pool.submit(_warn_of_leftovers, docker_hosts)
         for check in checks:  # Docker's problem first when both fail
             check.result()
         leftovers.result()
 
 
-def _warn_of_leftovers() -> None:
+def _warn_of_leftovers(docker_hosts: tuple[str, ...] = ()) -> None:
     """One line when runs that died without tearing down left Docker objects behind."""
     from orchestration import clean
 
     try:
-        found = clean.survey(with_processes=False, with_images=False)
+        found = clean.survey(
+            with_processes=False, with_images=False, engines=_engines_to_survey(docker_hosts)
+        )
     except MatrixError:
         return  # Docker's own check says what is wrong with it
     if found.leftovers:
+        hosts = "".join(f" --docker-host {host}" for host in docker_hosts)
         print(
             f"warning: {found.summary()} are still in Docker (a run that was killed); "
-            "remove them with: python -m orchestration clean",
+            f"remove them with: python -m orchestration clean{hosts}",
             file=sys.stderr,
         )
+
+
+def _engines_to_survey(docker_hosts: tuple[str, ...]) -> tuple[str | None, ...]:
+    return docker_hosts or (None,)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -488,7 +589,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     os.environ[OWNER_ENV] = Owner.current().text
     if args.command == "ui":  # a taken port is known before anything is built
         require_free_port(config.web_port)
-    _check_prerequisites(config.sim)
+    _check_prerequisites(config.sim, config.docker_hosts)
     if args.command == "selftest":
         return _selftest(config)
     try:
@@ -594,10 +695,15 @@ def _cmd_collect(args: argparse.Namespace) -> int:
 
 def _cmd_clean(args: argparse.Namespace) -> int:
     from orchestration import clean
+    from orchestration.engines import check_engines
     from orchestration.stack import check_docker
 
-    check_docker()
-    found = clean.survey()
+    hosts = _docker_hosts(args)
+    if hosts:
+        check_engines(hosts)
+    else:
+        check_docker()
+    found = clean.survey(engines=_engines_to_survey(hosts))
     left_alone = found.left_alone()
     if not found.leftovers:
         print(f"nothing to remove ({left_alone})")
@@ -627,7 +733,7 @@ def _cmd_bisect(args: argparse.Namespace) -> int:
     if len(config.scenarios) != 1:
         raise UsageError("bisect compares one scenario's verdict: name at most one --scenario")
     os.environ[OWNER_ENV] = Owner.current().text
-    _check_prerequisites(config.sim)
+    _check_prerequisites(config.sim, config.docker_hosts)
     labels = " ".join(t.label for t in config.targets)
     print(f"bisect: {len(config.targets)} versions in order: {labels}", file=sys.stderr)
 

@@ -60,6 +60,9 @@ BOUNDS = {
     "changes": Bound("--changes", 1, 100),
     "idle": Bound("--idle", 0, 24 * 3600),
     "duration": Bound("--duration", 1, 7 * 24 * 3600),
+    "locust_workers": Bound("--locust-workers", 0, 64),
+    "locust_remote_workers": Bound("--locust-remote-workers", 0, 1000),
+    "locust_master_port": Bound("--locust-master-port", 0, 65535),
 }
 
 
@@ -91,6 +94,16 @@ class RunConfig:
     idle_s: float = 75.0  # idle: the gap, longer than go-pdk's 60 s instance expiry
     duration_s: float = 600.0  # soak: how long the load runs
     web_port: int = 8089  # the ui command's Locust web UI
+    # --docker-host engines the versions are spread over (empty: the docker CLI's default), and
+    # the one a job runs on: the pipeline sets it per job (orchestration/engines.py).
+    docker_hosts: tuple[str, ...] = ()
+    docker_host: str | None = None
+    # Locust's distributed mode (orchestration/load.py, LocustWorkers): workers started here, or
+    # workers started elsewhere the master waits for; where the master listens (0: a free port).
+    locust_workers: int = 0
+    locust_remote_workers: int = 0
+    locust_master_bind: str = "127.0.0.1"
+    locust_master_port: int = 0
     tool_version: str = __version__
     repo_root: Path = field(default=REPO_ROOT)
 

@@ -45,7 +45,7 @@ import urllib.parse
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
@@ -61,11 +61,13 @@ STATS_JSON = f"{STATS_JSON_PREFIX}.json"  # Locust appends ".json" to --json-fil
 HTML_REPORT = "locust.html"
 LOCUST_LOG = "locust.log"
 CONSOLE_LOG = "locust-console.txt"
+WORKER_LOG = "locust-workers.log"  # the log of the workers started here (--locust-workers)
 LOG_LEVEL = "WARNING"
 # Beyond --run-time, Locust needs time to start (and fork workers) and to write its reports.
 HARD_TIMEOUT_MARGIN_S = 15.0
-# How long --processes workers may take to connect to their master (within the margin above).
-WORKERS_CONNECT_S = 10
+# How long --processes workers, or --locust-workers started here, may take to connect to their
+# master; Locust waits for them before its --run-time starts (so on top of the margin above).
+WORKERS_CONNECT_S = 30
 # How long Locust gets to write its CSV and HTML after being asked to stop, before SIGKILL.
 STOP_GRACE_S = 10.0
 LOG_TAIL_LINES = 15
@@ -88,6 +90,49 @@ class LoadResult:
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class LocustWorkers:
+    """Locust's distributed mode: a master that waits for `count` workers, then splits the users
+    (and, through the locustfile, the exact request count) over them.
+
+    `local`: the harness starts the workers here, each in a process group of its own; otherwise
+    it prints the command to run on other machines and waits for them (at most `wait_s`).
+    The master listens on `bind_host` (loopback unless the user asks) at `port` (0: a free one).
+    """
+
+    count: int
+    local: bool = True
+    bind_host: str = WEB_UI_HOST
+    port: int = 0
+    wait_s: float = WORKERS_CONNECT_S
+
+    def with_port(self) -> LocustWorkers:
+        """This, with a free loopback port chosen if none was given."""
+        return self if self.port else replace(self, port=free_loopback_port())
+
+    def master_options(self) -> list[str]:
+        return [
+            *["--master", "--expect-workers", str(self.count)],
+            *["--expect-workers-max-wait", str(math.ceil(self.wait_s))],
+            *["--master-bind-host", self.bind_host, "--master-bind-port", str(self.port)],
+        ]
+
+    def master_host(self) -> str:
+        """The address a worker connects to: this machine's name when listening on every
+        address, else the address listened on (loopback: reach it through a tunnel)."""
+        return socket.gethostname() if self.bind_host in ("0.0.0.0", "::", "*") else self.bind_host
+
+    def worker_command(self, locustfile: Path, out_dir: Path | None = None) -> list[str]:
+        """`locust -f LOCUSTFILE --worker --master-host H --master-port P` (with a log in
+        `out_dir` for the workers started here)."""
+        log = ["--loglevel", LOG_LEVEL, "--logfile", str(out_dir / WORKER_LOG)] if out_dir else []
+        return [
+            *["locust", "-f", str(locustfile), "--worker"],
+            *["--master-host", self.master_host(), "--master-port", str(self.port)],
+            *log,
+        ]
 
 
 class LoadShortfall(LoadError):
@@ -134,14 +179,22 @@ class HeadlessLocust:
         processes: int = 1,
         path: str | None = None,
         marker_header: str | None = None,
+        workers: LocustWorkers | None = None,
     ) -> None:
         require_positive(users=users, spawn_rate=spawn_rate, timeout_s=timeout_s)
         require_positive(processes=processes)
+        if workers is not None:
+            require_users_for_workers(users, workers.count)
+            workers = workers.with_port()
+        self.workers = workers
+        self.locustfile = (locustfile or default_locustfile()).resolve()
         if requests < 0:
             raise UsageError(f"requests must be 0 (send for timeout_s) or positive, got {requests}")
         self.requests = requests
         self.run_time_s = math.ceil(timeout_s)
         self.hard_timeout_s = self.run_time_s + HARD_TIMEOUT_MARGIN_S
+        if workers is not None:  # Locust's --run-time starts once the workers are in
+            self.hard_timeout_s += workers.wait_s
         self.out_dir = out_dir.resolve()
         self._options = [
             *locust_options(self.out_dir, locustfile, users, spawn_rate),
@@ -149,11 +202,13 @@ class HeadlessLocust:
             *["--json-file", str(self.out_dir / STATS_JSON_PREFIX)],
             *["--run-time", f"{self.run_time_s}s", "--exit-code-on-error", "0"],
             *process_options(processes),
+            *(workers.master_options() if workers else []),
             *(["--path", path] if path else []),
             # "": the plugin sets no header of ours, and any 2xx answer counts
             *(["--marker-header", marker_header] if marker_header is not None else []),
         ]
         self._process: subprocess.Popen[bytes] | None = None
+        self._workers: list[subprocess.Popen[bytes]] = []  # --locust-workers started here
         self._done: int | None = None  # read end of the child's "requests done" pipe
         self._deadline = 0.0
         self._host_url = ""
@@ -169,6 +224,7 @@ class HeadlessLocust:
                 *["locust", *self._options],
             ]
             self._process = start_locust(command, self.out_dir, gated=True, keep_fd=done_writer)
+            self._start_workers()
         except BaseException:
             self._stop()
             raise
@@ -218,6 +274,27 @@ class HeadlessLocust:
             require_exact_count(self._result, self.requests, self.run_time_s, self.out_dir)
         return self._result
 
+    def _start_workers(self) -> None:
+        """Start the local workers (they connect once the master listens, retrying meanwhile),
+        or say what to run on the machines that bring them."""
+        workers = self.workers
+        if workers is None:
+            return
+        if not workers.local:
+            shown = " ".join(workers.worker_command(Path("locustfiles") / self.locustfile.name))
+            print(
+                f"Locust master waits up to {workers.wait_s:.0f}s for {workers.count} workers on "
+                f"{workers.bind_host}:{workers.port}. On each worker machine, in a checkout of "
+                f"kong-plugin-matrix with the same Locust, run:\n    {shown}",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
+        command = [sys.executable, "-m", *workers.worker_command(self.locustfile, self.out_dir)]
+        for index in range(workers.count):
+            console = f"locust-worker-{index}-console.txt"
+            self._workers.append(start_locust(command, self.out_dir, gated=False, console=console))
+
     def _require_started(self) -> subprocess.Popen[bytes]:
         if self._process is None:
             raise LoadError("HeadlessLocust needs a started Locust: use it in a with block")
@@ -263,7 +340,12 @@ class HeadlessLocust:
         if process.stdin is not None and not process.stdin.closed:
             with contextlib.suppress(OSError):
                 process.stdin.close()  # an unused gate: Locust leaves without running
-        stop_process_group(process)
+        try:
+            stop_process_group(process)
+        finally:  # the master has told its workers to quit; any that did not are stopped here
+            workers, self._workers = self._workers, []
+            for worker in workers:
+                stop_process_group(worker)
 
 
 def run_load(
@@ -277,6 +359,7 @@ def run_load(
     locustfile: Path | None = None,
     processes: int = 1,
     cancel: threading.Event | None = None,
+    workers: LocustWorkers | None = None,
 ) -> LoadResult:
     """Start Locust and send exactly `requests` requests to `host_url` with `users` users.
 
@@ -291,6 +374,7 @@ def run_load(
         timeout_s=timeout_s,
         locustfile=locustfile,
         processes=processes,
+        workers=workers,
     )
     with locust:
         return locust.run(host_url, cancel=cancel)
@@ -445,6 +529,16 @@ def require_positive(**values: float) -> None:
             raise UsageError(f"{name} must be positive, got {value}")
 
 
+def require_users_for_workers(users: int, workers: int) -> None:
+    """Each worker sends its share of the requests with its own users: a worker given no user
+    would never send its share, and the count would fall short."""
+    if users < workers:
+        raise UsageError(
+            f"{workers} Locust workers need at least {workers} users (--users), got {users}: "
+            "a worker with no user never sends its share of the requests"
+        )
+
+
 def require_free_port(port: int) -> None:
     if not 1 <= port <= 65535:
         raise UsageError(f"web port {port} is not a TCP port (1-65535); pick one with --web-port")
@@ -501,7 +595,12 @@ def process_options(processes: int) -> list[str]:
 
 
 def start_locust(
-    command: list[str], out_dir: Path, *, gated: bool, keep_fd: int | None = None
+    command: list[str],
+    out_dir: Path,
+    *,
+    gated: bool,
+    keep_fd: int | None = None,
+    console: str = CONSOLE_LOG,
 ) -> subprocess.Popen[bytes]:
     """Start Locust in a process group of its own; `keep_fd` stays open in it.
 
@@ -513,11 +612,11 @@ def start_locust(
         search_path = [str(PACKAGE_PARENT), os.environ.get("PYTHONPATH", "")]
         environment["PYTHONPATH"] = os.pathsep.join(filter(None, search_path))
     try:
-        with (out_dir / CONSOLE_LOG).open("wb") as console:
+        with (out_dir / console).open("wb") as console_file:
             return subprocess.Popen(
                 command,
                 stdin=subprocess.PIPE if gated else subprocess.DEVNULL,
-                stdout=console,
+                stdout=console_file,
                 stderr=subprocess.STDOUT,
                 cwd=out_dir,  # so no locust.conf or pyproject.toml of the caller's cwd applies
                 env=environment,

@@ -26,6 +26,7 @@ from python_on_whales import DockerException
 
 from orchestration import report, scenarios
 from orchestration.config import RunConfig
+from orchestration.engines import EnginePool
 from orchestration.errors import (
     ImageUnavailable,
     Interrupted,
@@ -91,6 +92,7 @@ def _base_row(job: Job, config: RunConfig, version_dir: Path) -> VersionResult:
         results_dir=str(version_dir),
         scenario=job.scenario,
         plugin=job.plugin.label,
+        engine=config.docker_host,
     )
 
 
@@ -286,9 +288,11 @@ def run_matrix(
         return run
 
     jobs = jobs_of(config) if jobs is None else jobs
+    engines = EnginePool(config.docker_hosts)
 
     def measure(index: int) -> None:
-        row = measure_job(jobs[index], config, cancel)
+        with engines.take() as engine:  # the least-loaded --docker-host engine, or the default
+            row = measure_job(jobs[index], replace(config, docker_host=engine), cancel)
         with rows_lock:
             rows[index] = row
         announce(row)

@@ -366,6 +366,7 @@ def plugin_image_tag(
     node_image: str,
     sim: bool,
     repo_root: Path,
+    docker_host: str | None = None,
 ) -> str:
     """`kong-plugin-matrix:plugin-<label>[-sim]-<hash>`: the hash covers the plugin's files,
     the Dockerfile family, kpm-tap's sources, the PDK pins and the base images (by id when a
@@ -383,15 +384,20 @@ def plugin_image_tag(
             digest.update(file.relative_to(repo_root).as_posix().encode() + b"\0")
             digest.update(hashlib.sha256(file.read_bytes()).digest())
     bases = [kong_image, go_image, node_image]
-    for text in [source.kind, source.go_modfile, source.entry, *_identities(bases, sim)]:
+    for text in [
+        source.kind,
+        source.go_modfile,
+        source.entry,
+        *_identities(bases, sim, docker_host),
+    ]:
         digest.update(text.encode() + b"\0")
     flavour = "-sim" if sim else ""
     label = tag_safe(source.label).lower()[:40]
     return f"{PLUGIN_IMAGE_REPOSITORY}:plugin-{label}{flavour}-{digest.hexdigest()[:12]}"
 
 
-def _identities(images: Iterable[str], sim: bool) -> list[str]:
-    return list(images) if sim else [image_identity(image) for image in images]
+def _identities(images: Iterable[str], sim: bool, docker_host: str | None = None) -> list[str]:
+    return list(images) if sim else [image_identity(image, docker_host) for image in images]
 
 
 def _pdk_pins(kind: PluginKind) -> tuple[Path, ...]:
@@ -403,7 +409,13 @@ def _pdk_pins(kind: PluginKind) -> tuple[Path, ...]:
 
 
 def build_plugin_image(
-    source: PluginSource, *, kong_image: str, go_image: str, sim: bool, repo_root: Path
+    source: PluginSource,
+    *,
+    kong_image: str,
+    go_image: str,
+    sim: bool,
+    repo_root: Path,
+    docker_host: str | None = None,
 ) -> str:
     """Build `source` on `kong_image` (reused when its tag exists) and return the tag.
 
@@ -415,7 +427,9 @@ def build_plugin_image(
     if sim and source.kind == "go":
         _check_host_go(source)
     if sim and source.kind != "go":
-        kong_image = sim_images.build_kong_sim_runtime(kong_image, repo_root=repo_root)
+        kong_image = sim_images.build_kong_sim_runtime(
+            kong_image, repo_root=repo_root, docker_host=docker_host
+        )
     node_image = _node_image(source, kong_image, sim=sim)
     tag = plugin_image_tag(
         source,
@@ -424,8 +438,9 @@ def build_plugin_image(
         node_image=node_image,
         sim=sim,
         repo_root=repo_root,
+        docker_host=docker_host,
     )
-    if not _image_missing(tag):
+    if not _image_missing(tag, docker_host):
         LOGGER.info("reusing %s for plugin %s", tag, source.label)
         return tag
     variables = {
@@ -443,13 +458,15 @@ def build_plugin_image(
         stage_context(source, context, repo_root=repo_root, offline_modules=sim)
         env_file = write_env_file(Path(scratch) / "build.env", variables)
         project = f"kpm-plugin-build-{Path(scratch).name.rsplit('-', 1)[-1].lower()}"
-        builder = compose_client(repo_root / PLUGIN_COMPOSE_FILE, project, env_file, variables)
+        builder = compose_client(
+            repo_root / PLUGIN_COMPOSE_FILE, project, env_file, variables, host=docker_host
+        )
         build_service_image(builder, "plugin", tag)
     return tag
 
 
-def _image_missing(tag: str) -> bool:
-    return bool(sim_images._missing_images(tag))
+def _image_missing(tag: str, docker_host: str | None = None) -> bool:
+    return bool(sim_images._missing_images(docker_host, tag))
 
 
 def _node_image(source: PluginSource, kong_image: str, *, sim: bool) -> str:
@@ -643,10 +660,11 @@ def commands_for(source: PluginSource) -> tuple[str, str]:
     return start, f"{start} --dump-all-plugins"
 
 
-def dump_plugin(image: str, source: PluginSource) -> PluginDump:
+def dump_plugin(image: str, source: PluginSource, docker_host: str | None = None) -> PluginDump:
     """Run the plugin's query command in `image` as Kong does and read what it says."""
     start, query = commands_for(source)
-    output = run_in_image(image, query.split(), what=f"the query command of plugin {source.label}")
+    what = f"the query command of plugin {source.label}"
+    output = run_in_image(image, query.split(), what=what, docker_host=docker_host)
     return parse_dump(output, source, start_command=start, query_command=query)
 
 
@@ -747,13 +765,19 @@ def check_server_listens(
 
 
 def run_in_image(
-    image: str, command: Sequence[str], *, what: str, timeout_s: float = DUMP_TIMEOUT_S
+    image: str,
+    command: Sequence[str],
+    *,
+    what: str,
+    timeout_s: float = DUMP_TIMEOUT_S,
+    docker_host: str | None = None,
 ) -> str:
     """`docker run --rm --network none` of `command` in `image`, labelled as ours; the container
     is removed however this ends (a timeout, Ctrl-C). Returns its stdout."""
     name = f"kpm-plugin-{uuid.uuid4().hex[:12]}"
+    docker = sim_images.docker_command(docker_host)
     docker_run = [
-        "docker",
+        *docker,
         "run",
         "--rm",
         "--name",
@@ -773,7 +797,7 @@ def run_in_image(
         )
     except BaseException as error:
         with signals_blocked():
-            subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+            subprocess.run([*docker, "rm", "-f", name], capture_output=True, check=False)
         if isinstance(error, subprocess.TimeoutExpired):
             raise StackError(f"{what} gave no answer within {timeout_s:.0f}s in {image}") from None
         raise

@@ -103,6 +103,7 @@ class VersionResult:
     counted_by: str = "plugin"
     phases: tuple[PhaseResult, ...] = ()
     findings: tuple[str, ...] = ()  # what the scenario found beyond the verdict, e.g. stale-config
+    engine: str | None = None  # the --docker-host engine that ran it (None: the default engine)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -193,6 +194,7 @@ OPTIONAL_COLUMNS: tuple[tuple[str, str], ...] = (
     ("MB/10k req", "server_rss_growth_per_10k_mb"),
     ("leak", "leak"),
     ("findings", "findings"),
+    ("engine", "engine"),
 )
 PHASE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("phase", "name"),
@@ -287,6 +289,13 @@ def render_summary(run: RunResult) -> str:
         lines += ["## Errors", ""]
         lines += [f"- **{v.version}** ({v.status}): {v.error}" for v in errors]
         lines.append("")
+    engines = run.config.get("docker_hosts") or []
+    if engines:
+        lines += [
+            f"Engines: each version went to the least-loaded of {', '.join(engines)} when it "
+            "started (the `engine` column).",
+            "",
+        ]
     lines.append(
         f"Verdict: `churn` at >= {CHURN_AT} New() calls per request during the load, `stable` at "
         f"<= {STABLE_AT}, `inconclusive` between. Tool {run.tool_version}."

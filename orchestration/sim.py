@@ -90,11 +90,12 @@ def sim_image_tags(version: str, *, repo_root: Path) -> SimImages:
     return _tags(version, repo_root, _host_tools())
 
 
-def build_sim_images(version: str, *, repo_root: Path) -> SimImages:
-    """Make sure the go-builder and the kong-sim image for `version` exist locally."""
+def build_sim_images(version: str, *, repo_root: Path, docker_host: str | None = None) -> SimImages:
+    """Make sure the go-builder and the kong-sim image for `version` exist on the engine
+    (`docker_host`, None for the docker CLI's default): each engine has its own image store."""
     tools = _host_tools()
     images = _tags(version, repo_root, tools)
-    missing = _missing_images(images.go_image, images.kong_image)
+    missing = _missing_images(docker_host, images.go_image, images.kong_image)
     if not missing:
         LOGGER.info("reusing %s and %s", images.go_image, images.kong_image)
         return images
@@ -113,7 +114,9 @@ def build_sim_images(version: str, *, repo_root: Path) -> SimImages:
         env_file = write_env_file(scratch_dir / "sim-build.env", variables)
         # A project name of its own: two runs may build the stand-ins at the same time.
         project = f"{SIM_BUILD_PROJECT}-{scratch_dir.name.rsplit('-', 1)[-1].lower()}"
-        builder = compose_client(repo_root / SIM_COMPOSE_FILE, project, env_file, variables)
+        builder = compose_client(
+            repo_root / SIM_COMPOSE_FILE, project, env_file, variables, host=docker_host
+        )
         if need_go_builder:
             _stage_go_builder(context, repo_root, tools)
             build_service_image(builder, "go-builder", images.go_image)
@@ -122,9 +125,9 @@ def build_sim_images(version: str, *, repo_root: Path) -> SimImages:
     return images
 
 
-def _missing_images(*tags: str) -> set[str]:
-    """Which of `tags` are not present locally; one docker call when all are (the usual case)."""
-    docker = DockerClient()
+def _missing_images(docker_host: str | None, *tags: str) -> set[str]:
+    """Which of `tags` the engine lacks; one docker call when all are there (the usual case)."""
+    docker = DockerClient(host=docker_host)
     try:
         try:
             docker.image.inspect(list(tags))
@@ -323,14 +326,19 @@ PULL_TIMEOUT_S = 300.0
 DEBOOTSTRAP_TIMEOUT_S = 900.0
 
 
-def debian_base_image() -> str:
+def docker_command(docker_host: str | None) -> list[str]:
+    """The docker CLI, talking to `docker_host` (--docker-host) or to its default engine."""
+    return ["docker", *(["--host", docker_host] if docker_host else [])]
+
+
+def debian_base_image(docker_host: str | None = None) -> str:
     """A local Debian bookworm image: debian:bookworm-slim when Docker has it or can pull it,
     else our debootstrap import (made once, then reused)."""
     for image in (DEBIAN_IMAGE, LOCAL_DEBIAN_IMAGE):
-        if not _missing_images(image):
+        if not _missing_images(docker_host, image):
             return image
     pulled = subprocess.run(
-        ["docker", "pull", "--quiet", DEBIAN_IMAGE],
+        [*docker_command(docker_host), "pull", "--quiet", DEBIAN_IMAGE],
         capture_output=True,
         text=True,
         timeout=PULL_TIMEOUT_S,
@@ -344,11 +352,11 @@ def debian_base_image() -> str:
         pulled.stderr.strip().splitlines()[-1:] or "pull failed",
         LOCAL_DEBIAN_IMAGE,
     )
-    make_local_debian_image()
+    make_local_debian_image(docker_host=docker_host)
     return LOCAL_DEBIAN_IMAGE
 
 
-def make_local_debian_image(mirror: str | None = None) -> str:
+def make_local_debian_image(mirror: str | None = None, docker_host: str | None = None) -> str:
     """`debootstrap --variant=minbase bookworm` from `mirror` (default: the machine's own Debian
     mirror from apt's sources), imported as LOCAL_DEBIAN_IMAGE, labelled as ours."""
     if shutil.which("debootstrap") is None:
@@ -374,7 +382,14 @@ def make_local_debian_image(mirror: str | None = None) -> str:
         tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
         try:
             imported = subprocess.run(
-                ["docker", "import", "--change", f"LABEL {LABEL}=1", "-", LOCAL_DEBIAN_IMAGE],
+                [
+                    *docker_command(docker_host),
+                    "import",
+                    "--change",
+                    f"LABEL {LABEL}=1",
+                    "-",
+                    LOCAL_DEBIAN_IMAGE,
+                ],
                 stdin=tar.stdout,
                 capture_output=True,
                 text=True,
@@ -419,40 +434,48 @@ def _apt_uris(text: str) -> list[str]:
     return uris
 
 
-def kong_sim_runtime_tag(kong_sim_image: str, debian_image: str, *, repo_root: Path) -> str:
+def kong_sim_runtime_tag(
+    kong_sim_image: str, debian_image: str, *, repo_root: Path, docker_host: str | None = None
+) -> str:
     """`kong-plugin-matrix/kong-sim-runtime:<version>-<hash>` for this kong-sim and Debian base."""
-    digest = sources_digest(
-        repo_root, KONG_SIM_RUNTIME_INPUTS, extra=[kong_sim_image, image_identity(debian_image)]
-    )
-    return f"{KONG_SIM_RUNTIME_REPOSITORY}:{tag_safe(_kong_sim_version(kong_sim_image))}-{digest}"
+    debian = image_identity(debian_image, docker_host)
+    digest = sources_digest(repo_root, KONG_SIM_RUNTIME_INPUTS, extra=[kong_sim_image, debian])
+    version = _kong_sim_version(kong_sim_image, docker_host)
+    return f"{KONG_SIM_RUNTIME_REPOSITORY}:{tag_safe(version)}-{digest}"
 
 
-def build_kong_sim_runtime(kong_sim_image: str, *, repo_root: Path) -> str:
+def build_kong_sim_runtime(
+    kong_sim_image: str, *, repo_root: Path, docker_host: str | None = None
+) -> str:
     """The Debian kong-sim variant (python3, node, a `kong` user) of `kong_sim_image`: built
     when missing, its tag returned. The Python and JavaScript plugin images build on it."""
-    debian_image = debian_base_image()
-    image = kong_sim_runtime_tag(kong_sim_image, debian_image, repo_root=repo_root)
-    if not _missing_images(image):
+    debian_image = debian_base_image(docker_host)
+    image = kong_sim_runtime_tag(
+        kong_sim_image, debian_image, repo_root=repo_root, docker_host=docker_host
+    )
+    if not _missing_images(docker_host, image):
         LOGGER.info("reusing %s", image)
         return image
     variables = {
         "KPM_KONG_SIM_RUNTIME_IMAGE": image,
         "KPM_DEBIAN_IMAGE": debian_image,
         "KPM_KONG_SIM_IMAGE": kong_sim_image,
-        "KPM_KONG_VERSION": _kong_sim_version(kong_sim_image),
+        "KPM_KONG_VERSION": _kong_sim_version(kong_sim_image, docker_host),
     }
     with tempfile.TemporaryDirectory(prefix="kpm-sim-runtime-") as scratch:
         env_file = write_env_file(Path(scratch) / "build.env", variables)
         project = f"kpm-sim-runtime-{Path(scratch).name.rsplit('-', 1)[-1].lower()}"
-        builder = compose_client(repo_root / PLUGIN_COMPOSE_FILE, project, env_file, variables)
+        builder = compose_client(
+            repo_root / PLUGIN_COMPOSE_FILE, project, env_file, variables, host=docker_host
+        )
         build_service_image(builder, "kong-sim-runtime", image)
     return image
 
 
-def _kong_sim_version(kong_sim_image: str) -> str:
+def _kong_sim_version(kong_sim_image: str, docker_host: str | None = None) -> str:
     """The Kong version a kong-sim image plays (its KONG_SIM_VERSION)."""
     try:
-        found = DockerClient().image.inspect(kong_sim_image)
+        found = DockerClient(host=docker_host).image.inspect(kong_sim_image)
     except DockerException as error:
         raise StackError(
             f"could not read {kong_sim_image} (build it with the --sim images first): "

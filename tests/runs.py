@@ -46,7 +46,9 @@ def write_folder(
     return folder
 
 
-def cli(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def cli(
+    args: list[str], cwd: Path, timeout_s: float = 120, **env: str
+) -> subprocess.CompletedProcess[str]:
     """`python -m orchestration ARGS` with this checkout's package, no display."""
     environment = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     environment.update(PYTHONPATH=str(REPO), **env)
@@ -56,6 +58,6 @@ def cli(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[s
         env=environment,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout_s,
         check=False,
     )

@@ -48,7 +48,7 @@ def _written(config: RunConfig, *rows: VersionResult) -> RunResult:
 @pytest.fixture
 def prerequisites(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     checked: list[bool] = []
-    monkeypatch.setattr(cli, "_check_prerequisites", checked.append)
+    monkeypatch.setattr(cli, "_check_prerequisites", lambda sim, *_engines: checked.append(sim))
     return checked
 
 

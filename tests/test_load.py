@@ -548,3 +548,139 @@ def test_web_ui_returns_locusts_final_count_exactly(
     assert result.requests == server.requests == 700
     assert result.failures == 0
     assert not processes_mentioning(str(tmp_path))
+
+
+# --- Locust's distributed mode (--locust-workers, --locust-remote-workers) -----------------
+
+
+def test_exact_count_holds_across_local_locust_workers(
+    serve: Callable[..., HelloServer], tmp_path: Path
+) -> None:
+    """101 requests over 3 workers: 34 + 34 + 33, the locustfile's split; one more or one less
+    and the count is wrong."""
+    server = serve()
+
+    result = run_load(
+        server.url,
+        requests=101,
+        users=9,
+        spawn_rate=100,
+        out_dir=tmp_path,
+        timeout_s=60,
+        workers=load.LocustWorkers(3),
+    )
+
+    assert server.requests == 101
+    assert result.requests == 101
+    assert sorted(p.name for p in tmp_path.glob("locust-worker-*-console.txt")) == [
+        f"locust-worker-{index}-console.txt" for index in range(3)
+    ]
+    assert not processes_mentioning(str(tmp_path))
+
+
+def test_remote_workers_are_waited_for_with_the_command_printed(
+    serve: Callable[..., HelloServer], tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The test plays the other machines: two workers started by the printed command (on
+    loopback), before the master listens; the count holds over them."""
+    server = serve()
+    workers = load.LocustWorkers(2, local=False, port=load.free_loopback_port(), wait_s=60)
+    command = workers.worker_command(load.default_locustfile())
+    remote = [
+        subprocess.Popen(
+            [sys.executable, "-m", *command],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        result = run_load(
+            server.url,
+            requests=57,
+            users=4,
+            spawn_rate=100,
+            out_dir=tmp_path,
+            timeout_s=60,
+            workers=workers,
+        )
+        exits = [worker.wait(timeout=30) for worker in remote]  # the master told them to quit
+    finally:
+        for worker in remote:
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait()
+
+    assert server.requests == 57
+    assert result.requests == 57
+    assert exits == [0, 0]
+    printed = capfd.readouterr().err
+    assert "waits up to 60s for 2 workers on 127.0.0.1" in printed
+    assert (
+        f"locust -f locustfiles/hello.py --worker --master-host 127.0.0.1 "
+        f"--master-port {workers.port}"
+    ) in printed
+
+
+def test_a_worker_with_no_user_is_refused_before_locust_starts(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="at least 4 users"):
+        load.HeadlessLocust(
+            requests=10,
+            users=3,
+            spawn_rate=10,
+            out_dir=tmp_path,
+            timeout_s=10,
+            workers=load.LocustWorkers(4),
+        )
+
+
+def test_ctrl_c_stops_the_master_and_every_local_worker(
+    serve: Callable[..., HelloServer], tmp_path: Path
+) -> None:
+    server = serve(delay_s=0.05)
+    main_thread = threading.main_thread().ident
+    assert main_thread is not None
+    threading.Timer(6.0, signal.pthread_kill, args=(main_thread, signal.SIGINT)).start()
+
+    with pytest.raises(KeyboardInterrupt):
+        run_load(
+            server.url,
+            requests=10**6,
+            users=4,
+            spawn_rate=100,
+            out_dir=tmp_path,
+            timeout_s=60,
+            workers=load.LocustWorkers(2),
+        )
+
+    assert server.requests > 0  # the workers were sending
+    assert not processes_mentioning(str(tmp_path))
+
+
+def test_the_master_listens_on_loopback_only_by_default() -> None:
+    options = load.LocustWorkers(2, port=5557).master_options()
+
+    assert options[options.index("--master-bind-host") + 1] == "127.0.0.1"
+    assert options[options.index("--expect-workers") + 1] == "2"
+
+
+def test_a_locust_never_used_leaves_no_worker_waiting_for_its_master(tmp_path: Path) -> None:
+    """A pre-started Locust whose stack never came up: its master never listened, and workers
+    started for it would retry for minutes unless stopped."""
+    locust = load.HeadlessLocust(
+        requests=10,
+        users=2,
+        spawn_rate=10,
+        out_dir=tmp_path,
+        timeout_s=10,
+        workers=load.LocustWorkers(2),
+    )
+    with locust:
+        deadline = time.monotonic() + 10
+        while len(processes_mentioning(str(tmp_path))) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(processes_mentioning(str(tmp_path))) == 3  # the master and two workers
+
+    assert not processes_mentioning(str(tmp_path))

@@ -495,7 +495,7 @@ def test_a_license_in_the_shell_reaches_kong_and_no_file_of_ours(
 def test_a_moved_registry_tag_gets_a_new_plugin_image(monkeypatch: pytest.MonkeyPatch) -> None:
     """`kong:latest` pulled anew has another id: the plugin image's tag must change with it."""
     ids = {"kong:latest": "sha256:aaa"}
-    monkeypatch.setattr(stack, "image_identity", lambda image: f"{image}@{ids[image]}")
+    monkeypatch.setattr(stack, "image_identity", lambda image, *_host: f"{image}@{ids[image]}")
 
     before = plugin_image_tag(
         "kong-latest", sim=False, repo_root=REPO_ROOT, base_images=["kong:latest"]

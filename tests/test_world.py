@@ -4,6 +4,7 @@ the last lines; and with Docker, a whole steady run that waits for no settle tim
 from __future__ import annotations
 
 import http.server
+import json
 import signal
 import threading
 import time
@@ -18,6 +19,7 @@ from test_pipeline import _config
 from orchestration import pipeline, plugin, world
 from orchestration.collect import collect_file
 from orchestration.errors import Interrupted
+from orchestration.load import LocustWorkers
 from orchestration.stack import Stack
 from orchestration.world import Cancel, LogCounts, VersionWorld
 
@@ -202,3 +204,39 @@ def test_the_load_is_counted_without_any_settle_wait(
     assert len(counter_lines) >= 300
     assert not [line for line in counter_lines if "request:" in line]  # as nginx writes debug
     assert row.plugin_counter == row.new_calls_total  # the wait ended on the probe's own line
+
+
+def test_locust_workers_follow_the_run_options() -> None:
+    config = replace(_config(Path("/tmp")), locust_workers=3, locust_master_port=0)
+    remote = replace(config, locust_workers=0, locust_remote_workers=2, load_timeout_s=90)
+
+    assert world.locust_workers(replace(config, locust_workers=0)) is None
+    assert world.locust_workers(config) == LocustWorkers(3, local=True)
+    assert world.locust_workers(remote) == LocustWorkers(2, local=False, wait_s=90)
+
+
+@pytest.mark.docker
+def test_a_run_with_local_locust_workers_sends_the_exact_count(tmp_path: Path) -> None:
+    from runs import REPO, cli
+
+    done = cli(
+        [
+            *["run", "3.6.0.0", "--sim", "--requests", "301", "--users", "9"],
+            *["--locust-workers", "3", "--results", str(tmp_path)],
+        ],
+        REPO,
+        timeout_s=400,
+    )
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    row = json.loads((tmp_path / "latest" / "results.json").read_text())["versions"][0]
+    assert (row["requests"], row["failures"], row["status"]) == (301, 0, "ok")
+    consoles = list((tmp_path / "latest" / "3.6.0.0").glob("locust-worker-*-console.txt"))
+    assert len(consoles) == 3
+    assert not _processes_mentioning(str(tmp_path))
+
+
+def _processes_mentioning(marker: str) -> list[int]:
+    from test_load import processes_mentioning
+
+    return processes_mentioning(marker)
