@@ -59,6 +59,8 @@ class PluginContract:
     config_json: str = "{}"  # its `config` in the declarative config (JSON, so it stays frozen)
     # `id` in the declarative config: fixed, so POST /config can send the same plugin back
     plugin_id: str = field(default="ddc8f06e-572c-4b25-ab9b-23c5d3950cc2")
+    # the server's process name in /proc (comm): a Go binary's own, Python's and Node's otherwise
+    process_name: str = "example-plugin"
 
     @property
     def reports_new_calls(self) -> bool:

@@ -27,7 +27,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal, NoReturn
 
 from orchestration import sim as sim_images
@@ -162,9 +162,18 @@ def contract_for(source: PluginSource, dump: PluginDump, config_json: str) -> Pl
         phases=tuple(dump.phases),
         label=source.label,
         config_json=config_json,
+        process_name=process_name_of(source.kind, dump.start_command),
         marker_header=EXAMPLE.marker_header if own_count else None,
         config_header=EXAMPLE.config_header if own_count else None,
     )
+
+
+def process_name_of(kind: PluginKind, start_command: str) -> str:
+    """The plugin server's process name (comm) in the container: a Go binary's own name, the
+    interpreter's for Python (`python3 script.py`) and for kong-js-pluginserver (a node script)."""
+    if kind == "js":
+        return "node"
+    return PurePosixPath(start_command.split(maxsplit=1)[0]).name
 
 
 # --- resolving --plugin values ---------------------------------------------------------------

@@ -362,7 +362,7 @@ class VersionWorld:
         One POSIX shell loop over /proc, so it works in Kong's images (which have /bin/sh but
         not always pkill) and in kong-sim's (busybox) alike.
         """
-        name = self.contract.name[: resources.COMM_LENGTH]
+        name = self.contract.process_name[: resources.COMM_LENGTH]
         script = (
             'n=0; for d in /proc/[0-9]*; do read -r c < "$d/comm" 2>/dev/null || continue; '
             f'if [ "$c" = {name} ]; then kill -9 "${{d#/proc/}}" && n=$((n+1)); fi; done; echo $n'
@@ -447,7 +447,7 @@ class VersionWorld:
         path = self.version_dir / f"resources{self._options.suffix}.csv"
         try:
             sampler = resources.Sampler(
-                stack.exec_command(), path, self.contract.name, self._requests_served
+                stack.exec_command(), path, self.contract.process_name, self._requests_served
             )
         except OSError as error:
             LOGGER.warning("%s: cannot sample resources: %s", self.label, error)
