@@ -123,6 +123,18 @@ def test_a_failure_is_an_error_line_and_exit_1(
         (["run", "3.4.1.0", "--scenario", "nope"], "unknown scenario 'nope'"),
         (["run", "3.4.1.0", "--scenario", "reload", "--scenario", "reload"], "named twice"),
         (["run", "3.4.1.0", "--changes", "0"], "--changes must be between 1 and 100"),
+        (["run", "3.4.1.0", "--plugin-config", "{nope"], "--plugin-config is not JSON"),
+        (["run", "3.4.1.0", "--plugin-config", "[1]"], "must be a JSON object"),
+        (["run", "3.4.1.0", "--plugin", "/no/such/dir"], "/no/such/dir"),
+        (["run", "3.4.1.0", "--plugin", "go", "--plugin", "all"], "given twice"),
+        (
+            ["run", "3.4.1.0", "--plugin", "tests/plugins/rate-tag", "--scenario", "reload"],
+            "--scenario reload cannot measure the plugin 'rate-tag'",
+        ),
+        (
+            ["run", "3.4.1.0", "--plugin", "python", "--scenario", "kill-server"],
+            "--scenario kill-server cannot measure the plugin 'python'",
+        ),
     ],
 )
 def test_bad_arguments_exit_2_before_any_docker_work(
@@ -145,6 +157,7 @@ def test_defaults_and_matrix_without_versions(
     assert [t.label for t in config.targets] == list(versions.DEFAULT_MATRIX)
     assert (config.requests, config.users, config.workers) == (1000, 50, 4)
     assert (config.spawn_rate, config.parallel, config.scenarios) == (1000.0, 1, ("steady",))
+    assert (config.plugins, config.plugin_config) == (("go",), "{}")
     assert not config.sim and prerequisites == [False]
 
 
@@ -168,3 +181,16 @@ def test_once_the_work_is_shown_a_late_signal_changes_nothing(
     assert _main(monkeypatch, tmp_path, stage, "run", "3.4.0.0") == 0
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
     assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
+def test_plugins_and_their_config_reach_the_run_as_given(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool]
+) -> None:
+    stage = Stage(_written)
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])  # the fixture's path is relative
+    args = ["run", "3.4.1.0", "--plugin", "all", "--plugin", "tests/plugins/rate-tag"]
+    config_json = '{"tag": "a", "limit": 5}'
+    assert _main(monkeypatch, tmp_path, stage, *args, "--plugin-config", config_json) == 0
+    (config,) = stage.configs
+    assert config.plugins == ("all", "tests/plugins/rate-tag")
+    assert config.plugin_config == '{"limit":5,"tag":"a"}'

@@ -323,3 +323,61 @@ def test_the_row_carries_the_plugin_servers_memory() -> None:
         outcome,
     )  # fmt: skip
     assert (row.server_peak_rss_mb, row.server_rss_growth_per_10k_mb, row.leak) == (55.0, 0.5, True)
+
+
+def _tapped(new_calls: int, tap_starts: int, counter_lines: int) -> Signals:
+    return replace(_signals(new_calls, counter_lines), tap_starts=1, tap_instance_starts=tap_starts)
+
+
+LOAD_1000 = LoadResult(requests=1000, failures=0, rps=500.0, p50_ms=3.0, p95_ms=9.0, duration_s=2)
+
+
+def test_the_tap_counts_the_verdict_and_the_plugin_cross_checks_it() -> None:
+    base = pipeline._base_row(
+        pipeline.Job(target_for_version("3.4.1.0")), _config(Path("/n")), Path("/x")
+    )
+    agreeing = _outcome(_tapped(5, 4, 9), _tapped(1805, 1804, 1009), LOAD_1000)
+    row = pipeline.row_from(base, agreeing)
+    assert (row.counted_by, row.new_calls_per_request, row.findings) == ("tap", 1.8, ())
+    (load,) = row.phases
+    assert load.figures == {"tap_instance_starts": 1800, "plugin_new_calls": 1800}
+    # the tap saw 10 starts the plugin's counter did not: the row says so
+    disagreeing = _outcome(_tapped(5, 4, 9), _tapped(1805, 1814, 1009), LOAD_1000)
+    row = pipeline.row_from(base, disagreeing)
+    assert (row.new_calls_per_request, row.findings) == (1.81, ("tap-disagrees",))
+
+
+def test_a_plugin_that_reports_nothing_is_counted_by_the_tap_alone() -> None:
+    base = pipeline._base_row(
+        pipeline.Job(target_for_version("3.6.0.0")), _config(Path("/n")), Path("/x")
+    )
+    outcome = _outcome(_tapped(0, 4, 0), _tapped(0, 4, 0), LOAD_1000)
+    row = pipeline.row_from(base, outcome)
+    assert (row.counted_by, row.verdict, row.findings) == ("tap", "stable", ())
+    assert row.phases[0].figures == {"tap_instance_starts": 0}  # no counter: no cross-check
+    churning = _outcome(_tapped(0, 4, 0), _tapped(0, 3670, 0), LOAD_1000)
+    assert pipeline.row_from(base, churning).verdict == "churn"
+    untapped = pipeline.row_from(base, _outcome(_signals(5), _signals(5), LOAD_1000))
+    assert untapped.counted_by == "plugin"
+
+
+def test_a_plugin_other_than_the_default_gets_a_folder_and_a_row_label_of_its_own(
+    tmp_path: Path,
+) -> None:
+    from orchestration.plugins import resolve_plugins
+
+    config = replace(
+        _config(tmp_path, "3.4.1.0"), plugins=("go", "python"), scenarios=("steady", "idle")
+    )
+    jobs = pipeline.jobs_of(config)
+    assert [job.folder for job in jobs] == [
+        "3.4.1.0",
+        "3.4.1.0-idle",
+        "3.4.1.0-python",
+        "3.4.1.0-python-idle",
+    ]
+    (python,) = resolve_plugins(("python",), config.repo_root)
+    row = pipeline._base_row(
+        pipeline.Job(target_for_version("3.4.1.0"), plugin=python), config, tmp_path
+    )
+    assert row.plugin == "python"

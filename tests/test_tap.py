@@ -57,3 +57,47 @@ def test_tap_counts_every_instance_start_the_plugin_saw(tmp_path: Path, version:
         assert started > 300  # churn: a new instance on (nearly) every request
     else:
         assert started <= config.workers  # stable: one instance per worker
+
+
+def _measured(tmp_path: Path, version: str, plugin: str, *, tap: bool) -> pipeline.VersionResult:
+    from orchestration.plugins import resolve_plugins
+
+    (source,) = resolve_plugins((plugin,), Path(__file__).resolve().parents[1])
+    config = replace(
+        RunConfig(
+            run_id=f"tap-{plugin.replace('/', '-')}-{version}",
+            targets=(target_for_version(version),),
+            results_root=tmp_path,
+            sim=True,
+            requests=300,
+        ),
+        tap=tap,
+    )
+    config.run_dir.mkdir(parents=True)
+    job = pipeline.Job(target_for_version(version), "steady", source)
+    return pipeline.measure_job(job, config)
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("plugin", ["python", "js"])
+def test_the_tap_and_a_msgpack_plugins_own_count_agree(tmp_path: Path, plugin: str) -> None:
+    row = _measured(tmp_path, "3.4.1.0", plugin, tap=True)
+
+    assert row.status == "ok", row.error
+    assert (row.counted_by, row.verdict, row.findings) == ("tap", "churn", ())
+    (load,) = row.phases
+    assert load.figures["tap_instance_starts"] == load.figures["plugin_new_calls"] > 300
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize(("version", "verdict"), [("3.4.1.0", "churn"), ("3.6.0.0", "stable")])
+def test_a_plugin_that_logs_nothing_is_judged_by_the_tap_alone(
+    tmp_path: Path, version: str, verdict: str
+) -> None:
+    # tests/plugins/rate-tag: go-pdk v0.11, two phases, config fields, no header or line of ours
+    row = _measured(tmp_path, version, "tests/plugins/rate-tag", tap=False)
+
+    assert row.status == "ok", row.error
+    assert (row.plugin, row.counted_by, row.verdict) == ("rate-tag", "tap", verdict)
+    assert row.plugin_counter is None and row.new_calls_total == 0  # it told us nothing itself
+    assert row.phases[0].figures == {"tap_instance_starts": row.new_calls_during_load}
