@@ -466,6 +466,10 @@ def _plugins(args: argparse.Namespace) -> tuple[str, ...]:
 
     chosen = tuple(getattr(args, "plugin", None) or default_of("plugins"))
     sources = resolve_plugins(chosen, REPO_ROOT)
+    if len(sources) > 1 and args.command in ("ui", "bisect"):
+        raise UsageError(
+            f"{args.command} follows one plugin: name one --plugin (got {', '.join(chosen)})"
+        )
     for name in getattr(args, "scenario", None) or ():
         for source in sources:
             needs = NEEDS_BUILT_IN.get(name) if not source.builtin else None

@@ -380,6 +380,9 @@ def run_load(
         return locust.run(host_url, cancel=cancel)
 
 
+NO_LOAD = LoadResult(requests=0, failures=0, rps=0.0, p50_ms=0.0, p95_ms=0.0, duration_s=0.0)
+
+
 @dataclass(frozen=True)
 class WebUiResult:
     """A web UI session: Locust's final stats, and the signal that ended it (None: Locust
@@ -425,6 +428,9 @@ def run_web_ui(
             print(f"stopping Locust; its reports are in {out_dir}", file=sys.stderr)
     if exit_status not in (None, 0):
         raise LoadError(f"Locust's web UI exited with status {exit_status}; {log_tail(out_dir)}")
+    if stopped_by is not None and not (out_dir / STATS_JSON).is_file():
+        # Stopped before a test was ever started in the UI: Locust has no stats to write.
+        return WebUiResult(NO_LOAD, stopped_by)
     return WebUiResult(read_stats(out_dir), stopped_by)
 
 

@@ -381,4 +381,7 @@ def run_ui(config: RunConfig) -> RunResult:
     Ctrl-C (or SIGTERM) is how a web UI session ends: its row holds what the load until then
     measured, marked `interrupted`, the results are written, and `Interrupted` is raised.
     """
-    return run_matrix(config, jobs=(Job(config.targets[0], "ui"),))
+    (source, *others) = resolve_plugins(config.plugins, config.repo_root)
+    if others:
+        raise UsageError("ui serves one plugin at a time: name one --plugin")
+    return run_matrix(config, jobs=(Job(config.targets[0], "ui", source),))

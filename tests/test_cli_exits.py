@@ -131,6 +131,8 @@ def test_a_failure_is_an_error_line_and_exit_1(
             ["run", "3.4.1.0", "--plugin", "tests/plugins/rate-tag", "--scenario", "reload"],
             "--scenario reload cannot measure the plugin 'rate-tag'",
         ),
+        (["ui", "3.4.1.0", "--plugin", "all"], "ui follows one plugin"),
+        (["bisect", "3.4.0.0", "3.4.2.1", "--plugin", "go", "--plugin", "js"], "bisect follows"),
         (
             ["run", "3.4.1.0", "--plugin", "python", "--scenario", "kill-server"],
             "--scenario kill-server cannot measure the plugin 'python'",
