@@ -1,6 +1,6 @@
 """Run the benchmarks and write docs/benchmarks.md: `python -m bench` (what `nox -s bench` runs).
 
-    python -m bench                       all five, then docs/benchmarks.md
+    python -m bench                       all six, then docs/benchmarks.md
     python -m bench --only 1 3 --output /tmp/b.md
 
 All run offline (kong-sim images, built in a warm-up step timed apart from every ratio).
@@ -15,7 +15,14 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench import collector_throughput, load_ceiling, matrix_scale, startup, time_to_verdict
+from bench import (
+    collector_throughput,
+    load_ceiling,
+    matrix_scale,
+    startup,
+    tap_overhead,
+    time_to_verdict,
+)
 from bench.common import REPO_ROOT, Section, machine_description, run, sim_stack_spec
 
 REPRODUCE = "`nox -s bench` (or `python -m bench`), from the repository root"
@@ -26,6 +33,7 @@ BENCHMARKS: dict[str, tuple[int, Callable[[int], Section]]] = {
     "3": (5, collector_throughput.benchmark),
     "4": (7, load_ceiling.benchmark),
     "5": (7, startup.benchmark),
+    "6": (5, tap_overhead.benchmark),
 }
 WARM_UP_VERSIONS = ("3.4.1.0", "3.6.0.0")
 
