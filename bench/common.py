@@ -7,6 +7,7 @@ ratio of medians; absolute medians are supporting columns only.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
@@ -20,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestration.config import new_run_id
+from orchestration.plugin import declarative_template
+from orchestration.plugins import default_plugin, prepared
 from orchestration.sim import build_sim_images
-from orchestration.stack import Stack, StackSpec, plugin_image_tag, project_name_for
-from orchestration.world import folder_name
+from orchestration.stack import Stack, StackSpec, project_name_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COMMAND_TIMEOUT_S = 600.0
@@ -134,21 +136,25 @@ def machine_description() -> dict[str, str]:
 def sim_stack_spec(version: str, work_dir: Path, *, workers: int = 4) -> StackSpec:
     """The spec the harness would use for `version --sim` (images built now if missing)."""
     images = build_sim_images(version, repo_root=REPO_ROOT)
+    image, contract = prepared(
+        default_plugin(),
+        kong_image=images.kong_image,
+        go_image=images.go_image,
+        sim=True,
+        repo_root=REPO_ROOT,
+    )
     run_id = f"bench-{new_run_id()}"
     return StackSpec(
         version=version,
         kong_image=images.kong_image,
         go_image=images.go_image,
-        image_tag=plugin_image_tag(
-            folder_name(version),
-            sim=True,
-            repo_root=REPO_ROOT,
-            base_images=(images.kong_image, images.go_image),
-        ),
+        image_tag=image,
         workers=workers,
         project_name=project_name_for(run_id, version),
         run_id=run_id,
         env_file=work_dir / "compose.env",
+        plugin=contract,
+        declarative_json=json.dumps(contract.declarative(declarative_template(REPO_ROOT))),
     )
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 from collections.abc import Iterable
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from orchestration.engines import docker_command
+from orchestration.errors import EnvironmentProblem
 from orchestration.owner import OWNER_ENV, Owner
 from orchestration.stack import KEPT_OWNER, LABEL, OWNER_LABEL, RUN_LABEL, run_host_command
 
@@ -214,7 +216,15 @@ def _remove_one(leftover: Leftover) -> None:
         with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
             os.kill(int(leftover.ident), signal.SIGKILL)
         return
-    run_host_command(
-        [*docker_command(leftover.engine), *_REMOVE_COMMANDS[leftover.kind], leftover.ident],
-        problem=f"could not remove {leftover.describe()}",
-    )
+    try:
+        run_host_command(
+            [*docker_command(leftover.engine), *_REMOVE_COMMANDS[leftover.kind], leftover.ident],
+            problem=f"could not remove {leftover.describe()}",
+        )
+    except EnvironmentProblem as error:
+        if not _GONE.search(str(error)):  # removed meanwhile (its own run's teardown): done
+            raise
+
+
+# Docker's words for an object that no longer exists (container, network, volume, image).
+_GONE = re.compile(r"\b(?:No such (?:container|image|volume)|not found|no such)\b", re.IGNORECASE)

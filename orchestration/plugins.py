@@ -32,6 +32,7 @@ from typing import Any, Literal, NoReturn
 
 from orchestration import sim as sim_images
 from orchestration.config import REPO_ROOT
+from orchestration.engines import docker_command
 from orchestration.errors import (
     ConfigError,
     EnvironmentProblem,
@@ -66,7 +67,7 @@ JS_PDK_FILES = (
     PLUGIN_IMAGES_DIR / "pdk-js" / "package.json",
     PLUGIN_IMAGES_DIR / "pdk-js" / "package-lock.json",
 )
-# kpm-tap's sources in kong-sim's module, as images/Dockerfile copies them.
+# kpm-tap's sources in kong-sim's module, as images/plugins/Dockerfile's `tap` stage copies them.
 TAP_INPUTS = (
     "go.mod",
     "go.sum",
@@ -146,6 +147,31 @@ def default_plugin() -> PluginSource:
     """The built-in `go` plugin, measured when no --plugin is given."""
     (source,) = resolve_plugins((DEFAULT_PLUGIN,), REPO_ROOT)
     return source
+
+
+def prepared(
+    source: PluginSource,
+    *,
+    kong_image: str,
+    go_image: str,
+    sim: bool,
+    repo_root: Path,
+    config_json: str = "{}",
+    docker_host: str | None = None,
+) -> tuple[str, PluginContract]:
+    """Build the plugin's image, read its dump as Kong will, check `config_json` against the
+    schema it dumps; the image's tag and the harness's contract with the plugin."""
+    image = build_plugin_image(
+        source,
+        kong_image=kong_image,
+        go_image=go_image,
+        sim=sim,
+        repo_root=repo_root,
+        docker_host=docker_host,
+    )
+    dump = dump_plugin(image, source, docker_host=docker_host)
+    validate_plugin_config(json.loads(config_json), dump)
+    return image, contract_for(source, dump, config_json)
 
 
 def contract_for(source: PluginSource, dump: PluginDump, config_json: str) -> PluginContract:
@@ -379,7 +405,7 @@ def plugin_image_tag(
 ) -> str:
     """`kong-plugin-matrix:plugin-<label>[-sim]-<hash>`: the hash covers the plugin's files,
     the Dockerfile family, kpm-tap's sources, the PDK pins and the base images (by id when a
-    registry tag is present locally, as stack.plugin_image_tag does)."""
+    registry tag is present locally)."""
     digest = hashlib.sha256()
     for name, data in _plugin_files(source):
         digest.update(b"plugin/" + name.encode() + b"\0" + hashlib.sha256(data).digest())
@@ -417,7 +443,18 @@ def _pdk_pins(kind: PluginKind) -> tuple[Path, ...]:
     return ()
 
 
-def build_plugin_image(
+@dataclass(frozen=True)
+class ImagePlan:
+    """What one plugin image is built from, and its tag."""
+
+    tag: str
+    kong_image: str  # the base: a Kong image, kong-sim, or (Python, JS under --sim) its Debian twin
+    go_image: str
+    node_image: str
+    offline_modules: bool  # Go modules downloaded on this machine into the context
+
+
+def plan_plugin_image(
     source: PluginSource,
     *,
     kong_image: str,
@@ -425,15 +462,13 @@ def build_plugin_image(
     sim: bool,
     repo_root: Path,
     docker_host: str | None = None,
-) -> str:
-    """Build `source` on `kong_image` (reused when its tag exists) and return the tag.
-
-    With `sim`, `kong_image` is the kong-sim tag and `go_image` the go-builder
-    (sim.build_sim_images): Python and JavaScript plugins then build on the Debian kong-sim
-    variant, and a Go plugin's modules are downloaded on this machine into the context.
-    """
+) -> ImagePlan:
+    """The tag `build_plugin_image` builds or reuses, and its bases (for Python and JavaScript
+    under --sim, the Debian kong-sim variant, built here when missing)."""
     go_image = go_image if sim else go_image_for(source, go_image)
-    if sim and source.kind == "go":
+    # The go-builder stand-in has no module proxy: a build on it needs the modules with it.
+    offline_modules = sim or go_image.startswith(sim_images.GO_BUILDER_REPOSITORY + ":")
+    if offline_modules and source.kind == "go":
         _check_host_go(source)
     if sim and source.kind != "go":
         kong_image = sim_images.build_kong_sim_runtime(
@@ -449,22 +484,49 @@ def build_plugin_image(
         repo_root=repo_root,
         docker_host=docker_host,
     )
+    return ImagePlan(tag, kong_image, go_image, node_image, offline_modules)
+
+
+def build_plugin_image(
+    source: PluginSource,
+    *,
+    kong_image: str,
+    go_image: str,
+    sim: bool,
+    repo_root: Path,
+    docker_host: str | None = None,
+) -> str:
+    """Build `source` on `kong_image` (reused when its tag exists) and return the tag.
+
+    With `sim`, `kong_image` is the kong-sim tag and `go_image` the go-builder
+    (sim.build_sim_images): Python and JavaScript plugins then build on the Debian kong-sim
+    variant, and a Go plugin's modules are downloaded on this machine into the context.
+    """
+    plan = plan_plugin_image(
+        source,
+        kong_image=kong_image,
+        go_image=go_image,
+        sim=sim,
+        repo_root=repo_root,
+        docker_host=docker_host,
+    )
+    tag = plan.tag
     if not _image_missing(tag, docker_host):
         LOGGER.info("reusing %s for plugin %s", tag, source.label)
         return tag
     variables = {
         "KPM_PLUGIN_IMAGE": tag,
         "KPM_PLUGIN_TARGET": source.kind,
-        "KPM_GO_IMAGE": go_image,
-        "KPM_KONG_IMAGE": kong_image,
-        "KPM_NODE_IMAGE": node_image,
+        "KPM_GO_IMAGE": plan.go_image,
+        "KPM_KONG_IMAGE": plan.kong_image,
+        "KPM_NODE_IMAGE": plan.node_image,
         "KPM_PLUGIN_NAME": source.entry or source.label,
         "KPM_GO_MODFILE": source.go_modfile,
     }
     with tempfile.TemporaryDirectory(prefix="kpm-plugin-build-") as scratch:
         context = Path(scratch) / "context"
         variables["KPM_PLUGIN_CONTEXT"] = str(context)
-        stage_context(source, context, repo_root=repo_root, offline_modules=sim)
+        stage_context(source, context, repo_root=repo_root, offline_modules=plan.offline_modules)
         env_file = write_env_file(Path(scratch) / "build.env", variables)
         project = f"kpm-plugin-build-{Path(scratch).name.rsplit('-', 1)[-1].lower()}"
         builder = compose_client(
@@ -784,7 +846,7 @@ def run_in_image(
     """`docker run --rm --network none` of `command` in `image`, labelled as ours; the container
     is removed however this ends (a timeout, Ctrl-C). Returns its stdout."""
     name = f"kpm-plugin-{uuid.uuid4().hex[:12]}"
-    docker = sim_images.docker_command(docker_host)
+    docker = docker_command(docker_host)
     docker_run = [
         *docker,
         "run",

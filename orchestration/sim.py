@@ -7,8 +7,9 @@ Two images are built here, each only when its tag is missing:
   (GOPROXY=off), so Go build stages need no network;
 - kong-sim, `kong-plugin-matrix/kong-sim:<version>-<hash>`, built by
   images/kong-sim/Dockerfile on that go-builder.
-The plugin image is then built by the same images/Dockerfile and compose.yaml as
-for real Kong, with GO_IMAGE and KONG_IMAGE naming these local tags.
+The plugin image is then built by the same images/plugins/Dockerfile as for real
+Kong (orchestration/plugins.py), with GO_IMAGE and KONG_IMAGE naming these local
+tags; Python and JavaScript plugins build on a Debian variant of kong-sim (below).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 from python_on_whales import DockerClient, DockerException
 from python_on_whales.exceptions import NoSuchImage
 
+from orchestration.engines import docker_command
 from orchestration.errors import EnvironmentProblem, ImageUnavailable, StackError
 from orchestration.stack import (
     LABEL,
@@ -324,11 +326,6 @@ KONG_SIM_RUNTIME_INPUTS = (
 )
 PULL_TIMEOUT_S = 300.0
 DEBOOTSTRAP_TIMEOUT_S = 900.0
-
-
-def docker_command(docker_host: str | None) -> list[str]:
-    """The docker CLI, talking to `docker_host` (--docker-host) or to its default engine."""
-    return ["docker", *(["--host", docker_host] if docker_host else [])]
 
 
 def debian_base_image(docker_host: str | None = None) -> str:

@@ -55,21 +55,6 @@ LABEL = "io.kong-plugin-matrix"
 RUN_LABEL = "io.kong-plugin-matrix.run"
 OWNER_LABEL = "io.kong-plugin-matrix.owner"  # the harness process: see orchestration/owner.py
 KEPT_OWNER = "kept"  # the owner label of a stack left up on purpose (--keep): `clean` leaves it
-PLUGIN_IMAGE_REPOSITORY = "kong-plugin-matrix"
-
-# What the plugin image is made of; `--sim` images also depend on the stand-ins.
-PLUGIN_IMAGE_INPUTS = (
-    "plugins/example-plugin",
-    "images/Dockerfile",
-    "images/kong.yml",
-    # kpm-tap and the kong-sim packages it is built from (see images/Dockerfile).
-    "images/kong-sim/go.mod",
-    "images/kong-sim/go.sum",
-    "images/kong-sim/internal/protocol",
-    "images/kong-sim/internal/tap",
-    "images/kong-sim/cmd/kpm-tap",
-)
-SIM_IMAGE_INPUTS = ("images/kong-sim", "images/go-builder")
 
 LOG_TAIL_LINES = 20
 POLL_INTERVAL_S = 0.02  # between readiness probes: one loopback HTTP request each
@@ -113,8 +98,6 @@ class StackSpec:
     def compose_variables(self) -> dict[str, str]:
         return {
             "KPM_IMAGE": self.image_tag,
-            "KPM_KONG_IMAGE": self.kong_image,
-            "KPM_GO_IMAGE": self.go_image,
             "KPM_WORKERS": str(self.workers),
             "KPM_RUN_ID": self.run_id,
             "KPM_OWNER": self.owner,
@@ -137,31 +120,6 @@ def project_name_for(run_id: str, version: str) -> str:
     """A Compose project name: lowercase letters, digits, `-` and `_` only (no dots)."""
     raw = f"kpm-{run_id}-{version}".lower()
     return re.sub(r"[^a-z0-9_-]+", "-", raw).strip("-_")
-
-
-def plugin_image_tag(
-    version: str,
-    *,
-    sim: bool,
-    repo_root: Path,
-    base_images: Iterable[str] = (),
-    docker_host: str | None = None,
-) -> str:
-    """`kong-plugin-matrix:<version>[-sim]-<hash>`; the hash covers the image's sources.
-
-    Unchanged sources give the same tag, so an existing image is reused. Pass the
-    base image tags in `base_images`. A registry tag can move (`kong:latest`, or a
-    version tag rebuilt upstream): for those the hash covers the local image's id,
-    so a base image pulled anew gets a new plugin image. The `--sim` stand-ins are
-    tagged by their own source hashes, so their names are enough.
-    """
-    inputs = PLUGIN_IMAGE_INPUTS + (SIM_IMAGE_INPUTS if sim else ())
-    bases = (
-        list(base_images) if sim else [image_identity(image, docker_host) for image in base_images]
-    )
-    digest = sources_digest(repo_root, inputs, extra=bases)
-    flavour = "-sim" if sim else ""
-    return f"{PLUGIN_IMAGE_REPOSITORY}:{tag_safe(version)}{flavour}-{digest}"
 
 
 def image_identity(image: str, docker_host: str | None = None) -> str:

@@ -39,14 +39,7 @@ from orchestration.config import RunConfig
 from orchestration.errors import Interrupted, MatrixError, StackError
 from orchestration.load import HeadlessLocust, LoadResult, LoadShortfall, LocustWorkers
 from orchestration.plugin import EXAMPLE, Answer, PluginContract, declarative_template
-from orchestration.plugins import (
-    PluginSource,
-    build_plugin_image,
-    contract_for,
-    default_plugin,
-    dump_plugin,
-    validate_plugin_config,
-)
+from orchestration.plugins import PluginSource, default_plugin, prepared
 from orchestration.sim import build_sim_images
 from orchestration.stack import Stack, StackSpec, project_name_for
 from orchestration.versions import Target
@@ -510,19 +503,15 @@ class VersionWorld:
                 target.version, repo_root=config.repo_root, docker_host=config.docker_host
             )
             kong_image, go_image = images.kong_image, images.go_image
-        image = build_plugin_image(
+        image, self.contract = prepared(
             self.source,
             kong_image=kong_image,
             go_image=go_image,
             sim=config.sim,
             repo_root=config.repo_root,
+            config_json=config.plugin_config,
             docker_host=config.docker_host,
         )
-        self.cancel.raise_if_set()
-        dump = dump_plugin(image, self.source, docker_host=config.docker_host)
-        plugin_config = json.loads(config.plugin_config)
-        validate_plugin_config(plugin_config, dump)
-        self.contract = contract_for(self.source, dump, config.plugin_config)
         suffix = self._options.suffix
         return StackSpec(
             version=target.label,

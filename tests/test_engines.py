@@ -193,17 +193,27 @@ def test_parallel_versions_run_one_on_each_engine(tmp_path: Path, second_engine:
     assert "least-loaded" in summary
     # The second engine built and ran its version itself: its plugin image is in its own store.
     on_second = next(row for row in rows if row["engine"] == second_engine)
-    assert plugin_images(second_engine) == [f"{on_second['version']}-sim"]
+    assert plugin_images(second_engine) == ["plugin-go-sim"]
+    assert stand_in_versions(second_engine) == [on_second["version"]]
     assert our_objects(second_engine) == []
 
 
 def plugin_images(url: str) -> list[str]:
-    """The plugin images on the engine at `url`, as `<version>-sim` (the tag without its hash)."""
+    """The plugin images on the engine at `url`, as `plugin-go-sim` (the tag without its hash)."""
+    return sorted(tag.rsplit("-", 1)[0] for tag in _tags(url, "kong-plugin-matrix"))
+
+
+def stand_in_versions(url: str) -> list[str]:
+    """The Kong versions of the kong-sim images on the engine at `url`."""
+    return sorted(tag.rsplit("-", 1)[0] for tag in _tags(url, "kong-plugin-matrix/kong-sim"))
+
+
+def _tags(url: str, repository: str) -> list[str]:
     listing = subprocess.run(
-        ["docker", "--host", url, "image", "ls", "kong-plugin-matrix", "--format", "{{.Tag}}"],
+        ["docker", "--host", url, "image", "ls", repository, "--format", "{{.Tag}}"],
         capture_output=True,
         text=True,
         timeout=30,
         check=True,
     )
-    return sorted(tag.rsplit("-", 1)[0] for tag in listing.stdout.split())
+    return listing.stdout.split()

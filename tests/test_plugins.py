@@ -202,6 +202,24 @@ def test_the_image_tag_follows_the_plugin_files(tmp_path: Path) -> None:
     assert edited != before
 
 
+def test_a_moved_registry_tag_gets_a_new_plugin_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`kong:latest` pulled anew has another id: the plugin image's tag must change with it."""
+    import orchestration.plugins as plugins_module
+
+    ids = {"kong:latest": "sha256:aaa", "g": "sha256:g", "n": "sha256:n"}
+    monkeypatch.setattr(plugins_module, "image_identity", lambda image, *_: f"{image}@{ids[image]}")
+    (source,) = resolve_plugins(["go"], REPO_ROOT)
+    bases = {"kong_image": "kong:latest", "go_image": "g", "node_image": "n", "sim": False}
+
+    before = plugin_image_tag(source, repo_root=REPO_ROOT, **bases)  # type: ignore[arg-type]
+    ids["kong:latest"] = "sha256:bbb"
+    after = plugin_image_tag(source, repo_root=REPO_ROOT, **bases)  # type: ignore[arg-type]
+    simulated = plugin_image_tag(source, repo_root=REPO_ROOT, **{**bases, "sim": True})  # type: ignore[arg-type]
+
+    assert before != after
+    assert ":plugin-go-" in before and ":plugin-go-sim-" in simulated
+
+
 def test_debian_mirror_comes_from_apts_sources(tmp_path: Path) -> None:
     listed = tmp_path / "sources.list"
     listed.write_text(

@@ -29,13 +29,13 @@ from python_on_whales import DockerClient
 from orchestration import pipeline, report, scenarios, stack, world
 from orchestration.config import RunConfig
 from orchestration.errors import EnvironmentProblem, ReadyTimeout, StackError
+from orchestration.plugins import plan_plugin_image, resolve_plugins
 from orchestration.sim import build_sim_images, sim_image_tags
 from orchestration.stack import (
     RUN_LABEL,
     Stack,
     StackSpec,
     build_failure,
-    plugin_image_tag,
     signals_held,
 )
 from orchestration.versions import target_for_version
@@ -237,14 +237,17 @@ def _fresh_checkout(root: Path, version: str) -> tuple[Path, str]:
             shutil.copy2(source, checkout / name)
     main_go = checkout / "plugins" / "example-plugin" / "main.go"
     main_go.write_text(main_go.read_text() + f"\n// test build {uuid.uuid4().hex}\n")
-    images = sim_image_tags(version, repo_root=checkout)
-    tag = plugin_image_tag(
-        folder_name(version),
-        sim=True,
-        repo_root=checkout,
-        base_images=(images.kong_image, images.go_image),
+    return checkout, _plugin_tag(version, checkout, sim=True)
+
+
+def _plugin_tag(version: str, repo: Path, *, sim: bool) -> str:
+    """The tag of the `go` plugin image a run builds for `version` from `repo`."""
+    images = sim_image_tags(version, repo_root=repo)
+    (source,) = resolve_plugins(["go"], repo)
+    plan = plan_plugin_image(
+        source, kong_image=images.kong_image, go_image=images.go_image, sim=sim, repo_root=repo
     )
-    return checkout, tag
+    return plan.tag
 
 
 def _remove_image(tag: str) -> None:
@@ -485,10 +488,10 @@ def test_missing_image_is_an_error_row_and_the_matrix_goes_on(
     # The second target is a local image (kong-sim) with a local builder: no registry needed.
     local = sim_image_tags("3.4.1.0", repo_root=REPO)
     missing = "kong/kong-gateway:9.9.9.9"
-    label = folder_name(local.kong_image)
-    good_tag = plugin_image_tag(
-        label, sim=False, repo_root=REPO, base_images=(local.kong_image, local.go_image)
-    )
+    (source,) = resolve_plugins(["go"], REPO)
+    good_tag = plan_plugin_image(
+        source, kong_image=local.kong_image, go_image=local.go_image, sim=False, repo_root=REPO
+    ).tag
     try:
         started = time.monotonic()
         run = runs.start(
@@ -527,12 +530,7 @@ def test_kong_that_never_gets_ready_is_an_error_row_with_its_log(
     # does on a bad configuration: no test hook, just a version nobody should measure.
     image = "kong/kong-gateway:3.3.0.0"
     refused = sim_image_tags("3.3.0.0", repo_root=REPO)
-    plugin_tag = plugin_image_tag(
-        folder_name(image),
-        sim=True,
-        repo_root=REPO,
-        base_images=(refused.kong_image, refused.go_image),
-    )
+    plugin_tag = _plugin_tag("3.3.0.0", REPO, sim=True)
     try:
         started = time.monotonic()
         run = runs.start("run", "--sim", "--image", image, "--ready-timeout", "20")

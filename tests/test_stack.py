@@ -22,20 +22,17 @@ from pathlib import Path
 import pytest
 from python_on_whales import DockerClient
 
-from orchestration import stack
 from orchestration.errors import EnvironmentProblem, ImageUnavailable, ReadyTimeout
 from orchestration.stack import (
     DEFAULT_COMPOSE_FILE,
     LABEL,
     OWNER_LABEL,
-    PLUGIN_IMAGE_INPUTS,
     RUN_LABEL,
     LogFollower,
     Stack,
     StackSpec,
     check_docker,
     compose_client,
-    plugin_image_tag,
     project_name_for,
     sources_digest,
     write_env_file,
@@ -75,64 +72,6 @@ def test_project_name_for_tells_versions_apart() -> None:
     assert len(names) == 3
 
 
-def _copy_plugin_inputs(repo_root: Path) -> None:
-    for relative in PLUGIN_IMAGE_INPUTS:
-        source = REPO_ROOT / relative
-        target = repo_root / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, target)
-        else:
-            shutil.copy2(source, target)
-
-
-def test_plugin_image_tag_follows_plugin_sources(tmp_path: Path) -> None:
-    _copy_plugin_inputs(tmp_path)
-    before = plugin_image_tag("3.4.1.0", sim=False, repo_root=tmp_path)
-
-    (tmp_path / "README.md").write_text("not an input of the image\n")
-    (tmp_path / "plugins" / "example-plugin" / "__pycache__").mkdir()
-    (tmp_path / "plugins" / "example-plugin" / "__pycache__" / "x.pyc").write_bytes(b"\0")
-    unchanged = plugin_image_tag("3.4.1.0", sim=False, repo_root=tmp_path)
-
-    main_go = tmp_path / "plugins" / "example-plugin" / "main.go"
-    main_go.write_text(main_go.read_text() + "\n// an edit\n")
-    after_edit = plugin_image_tag("3.4.1.0", sim=False, repo_root=tmp_path)
-
-    assert unchanged == before
-    assert after_edit != before
-    assert before.startswith("kong-plugin-matrix:3.4.1.0-")
-    assert DOCKER_TAG.fullmatch(before.split(":", 1)[1])
-
-
-def test_plugin_image_tag_follows_dockerfile_and_config(tmp_path: Path) -> None:
-    _copy_plugin_inputs(tmp_path)
-    before = plugin_image_tag("3.4.1.0", sim=False, repo_root=tmp_path)
-    (tmp_path / "images" / "kong.yml").write_text("_format_version: '3.0'\n")
-    after_config = plugin_image_tag("3.4.1.0", sim=False, repo_root=tmp_path)
-    (tmp_path / "images" / "Dockerfile").write_text("FROM scratch\n")
-    after_dockerfile = plugin_image_tag("3.4.1.0", sim=False, repo_root=tmp_path)
-
-    assert len({before, after_config, after_dockerfile}) == 3
-
-
-def test_plugin_image_tag_marks_sim_images_and_their_bases(tmp_path: Path) -> None:
-    _copy_plugin_inputs(tmp_path)
-    real = plugin_image_tag("3.4.1.0", sim=False, repo_root=tmp_path)
-    sim = plugin_image_tag("3.4.1.0", sim=True, repo_root=tmp_path)
-    sim_other_base = plugin_image_tag(
-        "3.4.1.0", sim=True, repo_root=tmp_path, base_images=["kong-sim:other"]
-    )
-    (tmp_path / "images" / "kong-sim").mkdir(exist_ok=True)  # the tap's inputs are in it
-    (tmp_path / "images" / "kong-sim" / "main.go").write_text("package main\n")
-    sim_after_sim_edit = plugin_image_tag("3.4.1.0", sim=True, repo_root=tmp_path)
-    real_after_sim_edit = plugin_image_tag("3.4.1.0", sim=False, repo_root=tmp_path)
-
-    assert sim.startswith("kong-plugin-matrix:3.4.1.0-sim-")
-    assert len({real, sim, sim_other_base, sim_after_sim_edit}) == 4
-    assert real_after_sim_edit == real
-
-
 @pytest.mark.parametrize("tap", [True, False])
 def test_kong_variables_say_how_kong_starts_the_plugin(tmp_path: Path, tap: bool) -> None:
     spec = dataclasses.replace(_fixture_spec(tmp_path, "unused"), tap=tap)
@@ -155,14 +94,6 @@ def test_kong_variables_say_how_kong_starts_the_plugin(tmp_path: Path, tap: bool
     assert "KONG_DECLARATIVE_CONFIG" not in with_config
     write_service_env_file(tmp_path / "kong.env", variables)  # an env file can carry them
     write_env_file(tmp_path / "compose.env", spec.compose_variables())
-
-
-def test_plugin_image_tag_makes_image_references_tag_safe(tmp_path: Path) -> None:
-    _copy_plugin_inputs(tmp_path)
-
-    tag = plugin_image_tag("kong/kong-gateway:3.4.1.0", sim=False, repo_root=tmp_path)
-
-    assert DOCKER_TAG.fullmatch(tag.split(":", 1)[1]), tag
 
 
 def test_sources_digest_sees_renames(tmp_path: Path) -> None:
@@ -448,6 +379,7 @@ def test_images_compose_file_publishes_only_on_loopback(
         tmp_path, "kong-plugin-matrix:config-check", compose_file=DEFAULT_COMPOSE_FILE
     )
     write_env_file(spec.env_file, spec.compose_variables())
+    write_service_env_file(spec.kong_env_file, spec.kong_variables())
     client = compose_client(
         spec.compose_file, spec.project_name, spec.env_file, spec.compose_variables()
     )
@@ -467,7 +399,10 @@ def test_images_compose_file_publishes_only_on_loopback(
     assert not kong.get("privileged")
     assert not kong.get("volumes")
     assert kong["image"] == spec.image_tag
-    assert kong["build"]["args"] == {"GO_IMAGE": "unused", "KONG_IMAGE": "unused"}
+    assert "build" not in kong  # the plugin image is built before the stack (plugins.py)
+    assert kong["environment"]["KONG_PLUGINSERVER_EXAMPLE_PLUGIN_START_CMD"] == (
+        "/usr/local/bin/example-plugin"
+    )
     assert kong["environment"]["KONG_NGINX_WORKER_PROCESSES"] == "1"
     assert kong["environment"]["KONG_PLUGINS"] == "bundled,example-plugin"
     assert kong["healthcheck"]["test"] == ["CMD", "kong", "health"]
@@ -482,6 +417,7 @@ def test_a_license_in_the_shell_reaches_kong_and_no_file_of_ours(
         tmp_path, "kong-plugin-matrix:config-check", compose_file=DEFAULT_COMPOSE_FILE
     )
     write_env_file(spec.env_file, spec.compose_variables())
+    write_service_env_file(spec.kong_env_file, spec.kong_variables())
     client = compose_client(
         spec.compose_file, spec.project_name, spec.env_file, spec.compose_variables()
     )
@@ -490,22 +426,6 @@ def test_a_license_in_the_shell_reaches_kong_and_no_file_of_ours(
 
     assert kong["environment"]["KONG_LICENSE_DATA"] == '{"license":{"payload":"secret-test-value"}}'
     assert "secret-test-value" not in spec.env_file.read_text()
-
-
-def test_a_moved_registry_tag_gets_a_new_plugin_image(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`kong:latest` pulled anew has another id: the plugin image's tag must change with it."""
-    ids = {"kong:latest": "sha256:aaa"}
-    monkeypatch.setattr(stack, "image_identity", lambda image, *_host: f"{image}@{ids[image]}")
-
-    before = plugin_image_tag(
-        "kong-latest", sim=False, repo_root=REPO_ROOT, base_images=["kong:latest"]
-    )
-    ids["kong:latest"] = "sha256:bbb"
-    after = plugin_image_tag(
-        "kong-latest", sim=False, repo_root=REPO_ROOT, base_images=["kong:latest"]
-    )
-
-    assert before != after
 
 
 def test_a_teardown_process_starts_deaf_to_the_terminals_ctrl_c() -> None:
