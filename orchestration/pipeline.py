@@ -176,16 +176,26 @@ def _resource_fields(outcome: Outcome) -> dict[str, Any]:
     }
 
 
-def measure_job(job: Job, config: RunConfig, cancel: Cancel = NEVER_CANCELLED) -> VersionResult:
-    """Run one job. Failures become an error row; interrupts propagate as Interrupted."""
+def measure_job(
+    job: Job,
+    config: RunConfig,
+    cancel: Cancel = NEVER_CANCELLED,
+    on_verdict: Callable[[VersionResult], None] | None = None,
+) -> VersionResult:
+    """Run one job. Failures become an error row; interrupts propagate as Interrupted.
+
+    `on_verdict` gets the row as soon as a scenario knows its verdict, before its teardown, when
+    the scenario says it early (`scenarios.announce_early`): not written anywhere, only shown.
+    """
     version_dir = config.run_dir / job.folder
     version_dir.mkdir(parents=True, exist_ok=True)
     base = _base_row(job, config, version_dir)
     started = time.monotonic()
+    early = None if on_verdict is None else _early_rows(base, on_verdict)
     try:
         cancel.raise_if_set()
         scenario = scenarios.get(job.scenario)
-        outcome = scenario.run(Session(job.target, config, version_dir, cancel))
+        outcome = scenario.run(Session(job.target, config, version_dir, cancel, early))
         row = row_from(base, outcome)
         if outcome.shortfall:
             row = replace(row, status="error", verdict="error", error=outcome.shortfall)
@@ -205,6 +215,22 @@ def measure_job(job: Job, config: RunConfig, cancel: Cancel = NEVER_CANCELLED) -
             error = StackError(f"docker failed: {error}")
         row = replace(base, status="error", error=_error_text(error, version_dir))
     return replace(row, duration_s=round(time.monotonic() - started, 1))
+
+
+def _early_rows(
+    base: VersionResult, on_verdict: Callable[[VersionResult], None]
+) -> Callable[[Outcome], None]:
+    return lambda outcome: on_verdict(row_from(base, outcome))
+
+
+def says_the_same(shown: VersionResult, row: VersionResult) -> bool:
+    """Whether a verdict line shown early already says what the finished row says."""
+    return (shown.status, shown.verdict, shown.new_calls_per_request, shown.error) == (
+        row.status,
+        row.verdict,
+        row.new_calls_per_request,
+        row.error,
+    )
 
 
 def interrupted_row(job: Job, config: RunConfig, signal_number: int) -> VersionResult:
@@ -263,10 +289,17 @@ def run_matrix(
     jobs = jobs_of(config) if jobs is None else jobs
 
     def measure(index: int) -> None:
-        row = measure_job(jobs[index], config, cancel)
+        shown: list[VersionResult] = []  # the verdict line shown before the teardown, if any
+
+        def show_early(row: VersionResult) -> None:
+            shown.append(row)
+            announce(row)
+
+        row = measure_job(jobs[index], config, cancel, show_early)
         with rows_lock:
             rows[index] = row
-        announce(row)
+        if not any(says_the_same(early, row) for early in shown):  # else it is on the screen
+            announce(row)
         publish()
         cancel.raise_if_set()
 
