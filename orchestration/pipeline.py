@@ -272,7 +272,6 @@ def run_matrix(
     ended with its measurement (a web UI session) is kept as it is.
     """
     create_run_dir(config)
-    report.preload_page_drawing()
     report.write_config(config.run_dir, config.to_dict())
     rows: dict[int, VersionResult] = {}
     rows_lock = threading.Lock()  # worker threads publish too
@@ -294,12 +293,14 @@ def run_matrix(
         def show_early(row: VersionResult) -> None:
             shown.append(row)
             announce(row)
+            report.preload_page_drawing()  # now, not sooner: see its docstring
 
         row = measure_job(jobs[index], config, cancel, show_early)
         with rows_lock:
             rows[index] = row
         if not any(says_the_same(early, row) for early in shown):  # else it is on the screen
             announce(row)
+        report.preload_page_drawing()
         publish()
         cancel.raise_if_set()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration import pipeline, scenarios
+from orchestration import pipeline, report, scenarios
 from orchestration.collect import Signals
 from orchestration.config import RunConfig
 from orchestration.errors import Interrupted, StackError, UsageError
@@ -409,3 +409,18 @@ def test_an_early_verdict_needs_locusts_counts_and_every_request(
     if early:
         (load_phase,) = early[0].phases
         assert (load_phase.requests, load_phase.failures, load_phase.new_calls) == (1000, 2, 1500)
+
+
+def test_the_page_import_starts_once_the_verdict_is_on_the_screen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+    monkeypatch.setattr(report, "preload_page_drawing", lambda: events.append("page import"))
+    scenario = _scripted_scenario(events, _churn(1500), _churn(1500))
+    monkeypatch.setattr(scenarios, "get", lambda _name: scenario)
+
+    pipeline.run_matrix(
+        _config(tmp_path, "3.4.1.0"), announce=lambda row: events.append(f"verdict {row.verdict}")
+    )
+
+    assert events[:3] == ["verdict churn", "page import", "teardown"]
