@@ -9,6 +9,7 @@ All run offline (kong-sim images, built in a warm-up step timed apart from every
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
@@ -44,6 +45,10 @@ def warm_up(work_dir: Path) -> float:
     for version in WARM_UP_VERSIONS:
         sim_stack_spec(version, work_dir)  # builds kong-sim and go-builder; writes nothing
     return time.perf_counter() - started
+
+
+def load_average() -> str:
+    return ", ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
 def render(sections: list[Section], machine: dict[str, str], timings: dict[str, float]) -> str:
@@ -87,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("bench: `hey` is missing; install it: apt-get install hey", file=sys.stderr)
         return 2
     run(["docker", "info", "--format", "{{.ServerVersion}}"])  # fail early without Docker
+    load_before = load_average()
     started = time.perf_counter()
     timings = {"warm-up (image builds, not in any ratio)": warm_up(REPO_ROOT)}
     sections = []
@@ -98,8 +104,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         timings[f"benchmark {name} wall time"] = time.perf_counter() - section_started
         print(f"bench {name}: {sections[-1].headline}", file=sys.stderr, flush=True)
     timings["whole run"] = time.perf_counter() - started
+    machine = machine_description()
+    # Other people's builds and tests share these cores: how busy the machine was is part of
+    # every number (the ratios are side by side, so both sides bore the same load).
+    machine["load average (1, 5, 15 min) at start"] = load_before
+    machine["load average (1, 5, 15 min) at end"] = load_average()
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(render(sections, machine_description(), timings))
+    args.output.write_text(render(sections, machine, timings))
     print(f"bench: wrote {args.output}", file=sys.stderr)
     for section in sections:  # a benchmark reports; a missed goal is news, not a failed run
         if section.goal_holds is False:

@@ -21,18 +21,24 @@ STARTED_AT_VARIABLE = "BENCH_STARTED_AT"  # time.time() just before this process
 STAGE_NAMES: tuple[tuple[str, str, str], ...] = (
     # (module or class, attribute, stage label)
     ("orchestration.cli", "_check_prerequisites", "pre-flight checks (docker, --sim tools)"),
+    ("orchestration.report", "preload_page_drawing", "report page preload (background)"),
     ("orchestration.load:HeadlessLocust", "__enter__", "start Locust (it then imports itself)"),
-    ("orchestration.pipeline", "build_sim_images", "sim image lookup"),
+    ("orchestration.world:VersionWorld", "_stack_spec", "sim image lookup"),
     ("orchestration.stack:Stack", "__enter__", "image check + compose up + log follower + ports"),
+    ("orchestration.world:VersionWorld", "_start_sampler", "resource sampler start"),
     ("orchestration.stack:Stack", "wait_ready", "wait until ready"),
-    ("orchestration.pipeline", "_log_before_load", "log counts before the load"),
+    ("orchestration.world:VersionWorld", "warm_up", "warm-up requests (10 per worker)"),
+    ("orchestration.world:VersionWorld", "settle_after", "log counts before the load"),
     ("orchestration.load:HeadlessLocust", "send", "load (Locust, 1000 requests)"),
-    ("orchestration.pipeline", "read_plugin_counter", "plugin counter request"),
-    ("orchestration.pipeline", "_wait_for_the_load_lines", "wait for the load's log lines"),
+    ("orchestration.world:VersionWorld", "probe", "plugin counter request"),
+    ("orchestration.world:VersionWorld", "settle", "wait for the load's log lines"),
+    ("orchestration.world:VersionWorld", "_stop_sampler", "resource sampler stop"),
     ("orchestration.stack:Stack", "save_logs", "save kong.log (only if following it failed)"),
     ("orchestration.stack:Stack", "close", "compose down"),
     ("orchestration.load:HeadlessLocust", "result", "Locust's reports and exit, beyond the down"),
-    ("orchestration.pipeline", "collect_file", "collect kong.log"),
+    ("orchestration.world", "collect_file", "collect kong.log"),
+    ("orchestration.report", "write_run", "results files"),
+    ("orchestration.cli", "_print_run", "table, results and report page"),
 )
 
 
@@ -60,12 +66,28 @@ def _stopwatch(
     return timed_call
 
 
+def _note_verdicts(started_at: float) -> list[float]:
+    """Seconds from the spawn to each `==>` verdict line the CLI prints (filled in as it runs)."""
+    from orchestration import cli
+
+    moments: list[float] = []
+    announce = cli._announce
+
+    def noted(*args: Any, **kwargs: Any) -> None:
+        announce(*args, **kwargs)
+        moments.append(time.time() - started_at)
+
+    cli._announce = noted
+    return moments
+
+
 def main(argv: list[str]) -> int:
     import_started = time.perf_counter()
-    from orchestration import cli, load, pipeline, stack
+    from orchestration import cli, load, pipeline, report, stack, world
 
     imports_s = time.perf_counter() - import_started
-    assert load and pipeline and stack  # imported so that _owner finds them in sys.modules
+    # imported so that _owner finds them in sys.modules
+    assert load and pipeline and report and stack and world
     spent: dict[str, float] = {}
     inside: list[str] = []
     for owner_name, attribute, label in STAGE_NAMES:
@@ -73,13 +95,15 @@ def main(argv: list[str]) -> int:
         if hasattr(owner, attribute):
             setattr(owner, attribute, _stopwatch(getattr(owner, attribute), label, spent, inside))
     started_at = float(os.environ.get(STARTED_AT_VARIABLE, time.time()))
+    verdicts_at = _note_verdicts(started_at)
     interpreter_s = time.time() - started_at - imports_s
     run_started = time.perf_counter()
     exit_code = cli.main(argv)
     run_s = time.perf_counter() - run_started
     stages = {"python start-up": interpreter_s, "imports": imports_s, **spent}
-    stages["other (report, results files)"] = run_s - sum(spent.values())
-    print(json.dumps({"exit_code": exit_code, "stages": stages}))
+    stages["other"] = run_s - sum(spent.values())
+    moments = {"verdict line on the screen": verdicts_at[:1], "exit": [time.time() - started_at]}
+    print(json.dumps({"exit_code": exit_code, "stages": stages, "since_spawn": moments}))
     return exit_code
 
 

@@ -34,6 +34,7 @@ import json
 import logging
 import math
 import os
+import re
 import select
 import signal
 import socket
@@ -154,6 +155,8 @@ class HeadlessLocust:
     Use it as a context manager: entering starts Locust, which imports itself and waits. `send`
     gives it the target and returns once every request is done (Locust then still writes its
     reports and exits); `result` waits for that and returns Locust's final stats. `run` is both.
+    Between the two, `sent` has Locust's request and failure counts as the last request left them
+    (one process only), so a caller can give its verdict before Locust's reports are written.
     Leaving the block, however we leave, stops Locust and its workers.
 
     `timeout_s` becomes Locust's `--run-time`; the process is killed if it outlives that by
@@ -213,6 +216,8 @@ class HeadlessLocust:
         self._deadline = 0.0
         self._host_url = ""
         self._result: LoadResult | None = None
+        self._single_process = processes == 1
+        self.sent: tuple[int, int] | None = None  # (requests, failures) once `send` returned
 
     def __enter__(self) -> HeadlessLocust:
         prepare_out_dir(self.out_dir)
@@ -320,6 +325,8 @@ class HeadlessLocust:
             raise_if_cancelled(cancel)
             readable, _, _ = select.select([self._done], [], [], min(CANCEL_POLL_S, remaining))
             if readable:
+                line = os.read(self._done, 256)
+                self.sent = parse_done_line(line) if self._single_process else None
                 return
         raise self._timed_out()
 
@@ -704,6 +711,13 @@ def sigterm_raises_interrupted() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def parse_done_line(line: bytes) -> tuple[int, int] | None:
+    """(requests, failures) from the child's `done REQUESTS FAILURES` line; None if it has none
+    (an older child's bare `done`, or a closed pipe: Locust ended without saying)."""
+    match = re.fullmatch(rb"done (\d{1,18}) (\d{1,18})\n", line)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
 def read_result(out_dir: Path, exit_status: int) -> LoadResult:
     if exit_status != 0:
         raise LoadError(f"Locust exited with status {exit_status}; {log_tail(out_dir)}")
@@ -764,7 +778,8 @@ def gated_locust_main() -> None:
     Imports Locust, most of its start-up, before the target is known; then reads the target URL
     from stdin and hands over to Locust's own command line with it (an empty stdin means the
     caller gave up first). When the test stops, every request done, it writes a line to file
-    descriptor N, so the caller can go on while Locust writes its reports. Once Locust has run its
+    descriptor N with Locust's request and failure counts then (`done 1000 0`), so the caller can
+    go on, and give its verdict, while Locust writes its reports. Once Locust has run its
     exit handlers (its reports and log are closed by then), the process ends without the
     interpreter's teardown of gevent, Flask and the rest, which takes about 0.07 s.
     """
@@ -777,8 +792,9 @@ def gated_locust_main() -> None:
 
     def tell_requests_done(environment: Any, **_kwargs: Any) -> None:
         if not isinstance(environment.runner, WorkerRunner):  # --processes workers: not yet
+            total = environment.stats.total
             with contextlib.suppress(OSError):
-                os.write(done_fd, b"done\n")
+                os.write(done_fd, f"done {total.num_requests} {total.num_failures}\n".encode())
 
     host_url = sys.stdin.readline().strip()
     if not host_url:

@@ -203,16 +203,26 @@ def _resource_fields(outcome: Outcome) -> dict[str, Any]:
     }
 
 
-def measure_job(job: Job, config: RunConfig, cancel: Cancel = NEVER_CANCELLED) -> VersionResult:
-    """Run one job. Failures become an error row; interrupts propagate as Interrupted."""
+def measure_job(
+    job: Job,
+    config: RunConfig,
+    cancel: Cancel = NEVER_CANCELLED,
+    on_verdict: Callable[[VersionResult], None] | None = None,
+) -> VersionResult:
+    """Run one job. Failures become an error row; interrupts propagate as Interrupted.
+
+    `on_verdict` gets the row as soon as a scenario knows its verdict, before its teardown, when
+    the scenario says it early (`scenarios.announce_early`): not written anywhere, only shown.
+    """
     version_dir = config.run_dir / job.folder
     version_dir.mkdir(parents=True, exist_ok=True)
     base = _base_row(job, config, version_dir)
     started = time.monotonic()
+    early = None if on_verdict is None else _early_rows(base, on_verdict)
     try:
         cancel.raise_if_set()
         scenario = scenarios.get(job.scenario)
-        outcome = scenario.run(Session(job.target, config, version_dir, cancel, job.plugin))
+        outcome = scenario.run(Session(job.target, config, version_dir, cancel, job.plugin, early))
         row = row_from(base, outcome)
         if outcome.shortfall:
             row = replace(row, status="error", verdict="error", error=outcome.shortfall)
@@ -232,6 +242,22 @@ def measure_job(job: Job, config: RunConfig, cancel: Cancel = NEVER_CANCELLED) -
             error = StackError(f"docker failed: {error}")
         row = replace(base, status="error", error=_error_text(error, version_dir))
     return replace(row, duration_s=round(time.monotonic() - started, 1))
+
+
+def _early_rows(
+    base: VersionResult, on_verdict: Callable[[VersionResult], None]
+) -> Callable[[Outcome], None]:
+    return lambda outcome: on_verdict(row_from(base, outcome))
+
+
+def says_the_same(shown: VersionResult, row: VersionResult) -> bool:
+    """Whether a verdict line shown early already says what the finished row says."""
+    return (shown.status, shown.verdict, shown.new_calls_per_request, shown.error) == (
+        row.status,
+        row.verdict,
+        row.new_calls_per_request,
+        row.error,
+    )
 
 
 def interrupted_row(job: Job, config: RunConfig, signal_number: int) -> VersionResult:
@@ -273,7 +299,6 @@ def run_matrix(
     ended with its measurement (a web UI session) is kept as it is.
     """
     create_run_dir(config)
-    report.preload_page_drawing()
     report.write_config(config.run_dir, config.to_dict())
     rows: dict[int, VersionResult] = {}
     rows_lock = threading.Lock()  # worker threads publish too
@@ -291,11 +316,20 @@ def run_matrix(
     engines = EnginePool(config.docker_hosts)
 
     def measure(index: int) -> None:
+        shown: list[VersionResult] = []  # the verdict line shown before the teardown, if any
+
+        def show_early(row: VersionResult) -> None:
+            shown.append(row)
+            announce(row)
+            report.preload_page_drawing()  # now, not sooner: see its docstring
+
         with engines.take() as engine:  # the least-loaded --docker-host engine, or the default
-            row = measure_job(jobs[index], replace(config, docker_host=engine), cancel)
+            row = measure_job(jobs[index], replace(config, docker_host=engine), cancel, show_early)
         with rows_lock:
             rows[index] = row
-        announce(row)
+        if not any(says_the_same(early, row) for early in shown):  # else it is on the screen
+            announce(row)
+        report.preload_page_drawing()
         publish()
         cancel.raise_if_set()
 

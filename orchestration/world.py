@@ -138,6 +138,11 @@ class PendingLoad:
     def out_dir(self) -> Path:
         return self._locust.out_dir
 
+    def sent(self) -> tuple[int, int] | None:
+        """Locust's (requests, failures) as its last request left them, before its reports are
+        written (None when it did not say): enough for a verdict, not for its timings."""
+        return self._locust.sent
+
     def result(self) -> tuple[LoadResult, str | None]:
         """Locust's final stats, and why they fall short of the count asked for (or None)."""
         if self._outcome is None:

@@ -684,3 +684,27 @@ def test_a_locust_never_used_leaves_no_worker_waiting_for_its_master(tmp_path: P
         assert len(processes_mentioning(str(tmp_path))) == 3  # the master and two workers
 
     assert not processes_mentioning(str(tmp_path))
+
+
+@pytest.mark.parametrize(("status", "failures"), [(200, 0), (503, 7)])
+def test_send_tells_locusts_counts_before_its_reports(
+    serve: Callable[..., HelloServer], tmp_path: Path, status: int, failures: int
+) -> None:
+    server = serve(status=status)
+    locust = HeadlessLocust(requests=7, users=3, spawn_rate=100, out_dir=tmp_path, timeout_s=60)
+
+    with locust:
+        locust.send(server.url)
+        sent = locust.sent
+        result = locust.result()
+
+    assert sent == (7, failures)
+    assert (result.requests, result.failures) == sent
+
+
+@pytest.mark.parametrize(
+    ("line", "counts"),
+    [(b"done 1000 3\n", (1000, 3)), (b"done\n", None), (b"", None), (b"done 1000\n", None)],
+)
+def test_a_done_line_without_counts_gives_none(line: bytes, counts: tuple[int, int] | None) -> None:
+    assert load.parse_done_line(line) == counts

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration import pipeline, scenarios
+from orchestration import pipeline, report, scenarios
 from orchestration.collect import Signals
 from orchestration.config import RunConfig
 from orchestration.errors import Interrupted, StackError, UsageError
@@ -381,3 +381,104 @@ def test_a_plugin_other_than_the_default_gets_a_folder_and_a_row_label_of_its_ow
         pipeline.Job(target_for_version("3.4.1.0"), plugin=python), config, tmp_path
     )
     assert row.plugin == "python"
+
+
+def _scripted_scenario(
+    events: list[str], early: Outcome | None, final: Outcome
+) -> scenarios.Scenario:
+    """A scenario that shows `early` (if any) before its teardown, then ends with `final`."""
+
+    def run(session: scenarios.Session) -> Outcome:
+        if early is not None and session.on_verdict is not None:
+            session.on_verdict(early)
+        events.append("teardown")
+        return final
+
+    return scenarios.Scenario("steady", "scripted", run)
+
+
+def _churn(new_calls: int) -> Outcome:
+    load = LoadResult(requests=1000, failures=0, rps=500.0, p50_ms=3.0, p95_ms=9.0, duration_s=2.0)
+    return _outcome(_signals(0), _signals(new_calls), load)
+
+
+def _run_showing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, early: Outcome | None, final: Outcome
+) -> tuple[list[str], list[VersionResult]]:
+    events: list[str] = []
+    shown: list[VersionResult] = []
+
+    def announce(row: VersionResult) -> None:
+        events.append(f"verdict {row.verdict} {row.new_calls_per_request}")
+        shown.append(row)
+
+    scenario = _scripted_scenario(events, early, final)
+    monkeypatch.setattr(scenarios, "get", lambda _name: scenario)
+    pipeline.run_matrix(_config(tmp_path, "3.4.1.0"), announce=announce)
+    return events, shown
+
+
+def test_the_verdict_is_shown_before_the_teardown_and_not_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events, shown = _run_showing(tmp_path, monkeypatch, _churn(1500), _churn(1500))
+
+    assert events == ["verdict churn 1.5", "teardown"]
+    assert shown[0].status == "ok"
+
+
+def test_a_row_that_reads_otherwise_than_its_early_line_is_shown_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events, _ = _run_showing(tmp_path, monkeypatch, _churn(1500), _churn(1600))
+
+    assert events == ["verdict churn 1.5", "teardown", "verdict churn 1.6"]
+
+
+def test_without_an_early_verdict_the_row_is_shown_after_the_teardown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events, _ = _run_showing(tmp_path, monkeypatch, None, _churn(1500))
+
+    assert events == ["teardown", "verdict churn 1.5"]
+
+
+class _SentLoad:
+    def __init__(self, sent: tuple[int, int] | None) -> None:
+        self._sent = sent
+
+    def sent(self) -> tuple[int, int] | None:
+        return self._sent
+
+
+@pytest.mark.parametrize(
+    ("sent", "shown"), [((1000, 2), True), ((999, 0), False), ((1001, 0), False), (None, False)]
+)
+def test_an_early_verdict_needs_locusts_counts_and_every_request(
+    tmp_path: Path, sent: tuple[int, int] | None, shown: bool
+) -> None:
+    config = _config(tmp_path, "3.4.1.0")
+    early: list[Outcome] = []
+    session = scenarios.Session(config.targets[0], config, tmp_path, on_verdict=early.append)
+
+    scenarios.announce_early(session, "the load", _signals(0), _signals(1500), _SentLoad(sent))  # type: ignore[arg-type]
+
+    assert bool(early) is shown
+    if early:
+        (load_phase,) = early[0].phases
+        assert (load_phase.requests, load_phase.failures, load_phase.new_calls) == (1000, 2, 1500)
+
+
+def test_the_page_import_starts_once_the_verdict_is_on_the_screen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+    monkeypatch.setattr(report, "preload_page_drawing", lambda: events.append("page import"))
+    scenario = _scripted_scenario(events, _churn(1500), _churn(1500))
+    monkeypatch.setattr(scenarios, "get", lambda _name: scenario)
+
+    pipeline.run_matrix(
+        _config(tmp_path, "3.4.1.0"), announce=lambda row: events.append(f"verdict {row.verdict}")
+    )
+
+    assert events[:3] == ["verdict churn", "page import", "teardown"]

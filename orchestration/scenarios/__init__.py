@@ -46,6 +46,8 @@ class Session:
     version_dir: Path
     cancel: Cancel = NEVER_CANCELLED
     plugin: PluginSource = field(default_factory=default_plugin)
+    # Takes an outcome whose counts are final but whose stack is still up (`announce_early`)
+    on_verdict: Callable[[Outcome], None] | None = None
 
     def world(self, options: WorldOptions = ONE_WORLD) -> VersionWorld:
         """A world for the target, to use in a `with` block."""
@@ -140,6 +142,24 @@ def load_and_settle(
     load, shortfall = pending.result()
     end = world.settle(answer, lambda: since.counter_lines + load.requests - load.failures + 1)
     return Loaded(load, shortfall, end, answer)
+
+
+def announce_early(
+    session: Session, about: str, before: Signals, settled: Signals, pending: PendingLoad
+) -> None:
+    """Hand the verdict on as soon as the load's log lines are in, before the stack goes down.
+
+    `settled` are the live counts once the log has caught up with the load; Locust's counts come
+    from its last request, its timings only with its reports (after the teardown, in the row).
+    Nothing is handed on when Locust did not say, or sent fewer requests than asked (that row is
+    an error, decided after the teardown).
+    """
+    sent = pending.sent()
+    if session.on_verdict is None or sent is None or sent[0] != session.config.requests:
+        return
+    counts_only = LoadResult(sent[0], sent[1], rps=0.0, p50_ms=0.0, p95_ms=0.0, duration_s=0.0)
+    phases = (phase("load", about, before, settled, counts_only),)
+    session.on_verdict(Outcome(phases=phases, first=before, last=settled))
 
 
 def sampled(*worlds: VersionWorld) -> tuple[Summary, ...]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from orchestration.scenarios import Outcome, Scenario, Session, phase, sampled
+from orchestration.scenarios import Outcome, Scenario, Session, announce_early, phase, sampled
 
 LOGGER = logging.getLogger(__name__)
 ABOUT = "New() calls under steady load, after every worker has its first instance"
@@ -20,7 +20,8 @@ def run(session: Session) -> Outcome:
         pending = world.send(config.requests)
         answer = world.probe("plugin-counter")
         if answer.counter is not None:  # Locust writes its reports while the stack goes down
-            world.settle(answer, lambda: 0)
+            settled = world.settle(answer, lambda: 0)
+            announce_early(session, ABOUT, before, settled, pending)
             after = world.finish()
             load, shortfall = pending.result()
         else:  # one counter line per request served, which Locust's count says
