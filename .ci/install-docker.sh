@@ -48,7 +48,9 @@ start_daemon() {
         return
     fi
     log "starting /usr/sbin/dockerd (log: ${DOCKERD_LOG})"
-    nohup /usr/sbin/dockerd >>"${DOCKERD_LOG}" 2>&1 &
+    # A session of its own: whoever called this may end its process group later (a CI step, a
+    # terminal closing, a tool stopping its job), and the engine must outlive it.
+    setsid nohup /usr/sbin/dockerd >>"${DOCKERD_LOG}" 2>&1 < /dev/null &
     local waited=0
     until daemon_answers; do
         if [ "${waited}" -ge "${DOCKERD_WAIT_SECONDS}" ]; then
