@@ -3,7 +3,7 @@
 The two commands are interleaved and their medians reported (no ratio goal: they are compared with
 `python -c pass`, the floor any Python CLI pays). The no-rebuild check runs 3.4.1.0 --sim twice
 and asserts the second run builds nothing: the plugin image tag (a hash of its sources,
-`orchestration.stack.plugin_image_tag`) is unchanged, the image's creation time is unchanged, and
+`orchestration.plugins.plugin_image_tag`) is unchanged, the image's creation time is unchanged, and
 the harness said it reused it.
 """
 
