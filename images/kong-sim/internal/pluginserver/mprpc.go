@@ -202,20 +202,20 @@ func (c *MsgPackClient) call(method string, params ...any) (any, error) {
 			conn.Close()
 			return nil, ErrNoData
 		}
-		if len(message) > 0 && toInt64(message[0]) == protocol.MsgPackNotification {
+		if len(message) > 0 && protocol.Int(message[0]) == protocol.MsgPackNotification {
 			continue // Kong's only callback (serverPid) is for the old go-pluginserver
 		}
-		if len(message) != 4 || toInt64(message[0]) != protocol.MsgPackResponse {
+		if len(message) != 4 || protocol.Int(message[0]) != protocol.MsgPackResponse {
 			conn.Close()
 			return nil, &ProtocolError{Text: "RPC response expected from Go plugin server"}
 		}
-		if toInt64(message[1]) != msgID {
+		if protocol.Int(message[1]) != msgID {
 			conn.Close()
 			return nil, &ProtocolError{Text: "unexpected RPC response ID from Go plugin server"}
 		}
 		c.release(conn)
 		if message[2] != nil {
-			return nil, &ServerError{Text: errorText(message[2])}
+			return nil, &ServerError{Text: protocol.Text(message[2])}
 		}
 		return message[3], nil
 	}
@@ -265,29 +265,7 @@ func intField(value any, key string) (int64, bool) {
 	}
 	switch v := m[key].(type) {
 	case int64, uint64, float64:
-		return toInt64(v), true
+		return protocol.Int(v), true
 	}
 	return 0, false
-}
-
-func toInt64(value any) int64 {
-	switch v := value.(type) {
-	case int64:
-		return v
-	case uint64:
-		return int64(v)
-	case float64:
-		return int64(v)
-	}
-	return -1
-}
-
-func errorText(value any) string {
-	switch v := value.(type) {
-	case string:
-		return v
-	case []byte:
-		return string(v)
-	}
-	return fmt.Sprint(value)
 }

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/ugorji/go/codec"
+
+	"github.com/kong-plugin-matrix/kong-sim/internal/protocol"
 )
 
 // splitMessages cuts a recorded stream into its msgpack values, raw and decoded.
@@ -139,12 +141,12 @@ func TestMsgPackClientReplaysTheRealServers(t *testing.T) {
 					}
 					ids = append(ids, id)
 				case "plugin.CloseInstance":
-					if err := client.CloseInstance(int32(toInt64(params[0]))); err != nil {
+					if err := client.CloseInstance(int32(protocol.Int(params[0]))); err != nil {
 						t.Fatal(err)
 					}
 				case "plugin.HandleEvent":
 					event := params[0].(map[string]any)
-					if err := client.HandleEvent(int32(toInt64(event["InstanceId"])), event["EventName"].(string), pdk); err != nil {
+					if err := client.HandleEvent(int32(protocol.Int(event["InstanceId"])), event["EventName"].(string), pdk); err != nil {
 						t.Fatal(err)
 					}
 				}
@@ -250,7 +252,7 @@ func TestMsgPackStepMethods(t *testing.T) {
 
 func TestMsgPackAnswerToAnotherCallIsRefused(t *testing.T) {
 	socket := scriptedServer(t, func(_ []byte, request []any) []byte {
-		return encode(t, []any{1, toInt64(request[1]) + 1, nil, nil})
+		return encode(t, []any{1, protocol.Int(request[1]) + 1, nil, nil})
 	})
 	client := NewMsgPackClient(socket)
 	defer client.Close()

@@ -216,7 +216,7 @@ func decodeMsgPack(rep *Reporter, fromKong, fromServer io.Reader) error {
 			rep.Error(name, id, failure)
 			return nil
 		case response[2] != nil:
-			rep.Error(name, id, errorText(response[2]))
+			rep.Error(name, id, protocol.Text(response[2]))
 			continue
 		}
 		switch method {
@@ -241,10 +241,10 @@ func msgpackAnswer(server *codec.Decoder) ([]any, string, error) {
 			failure, err := endedAt(err, serverClosed)
 			return nil, failure, err
 		}
-		if len(response) > 0 && toInt(response[0]) == protocol.MsgPackNotification {
+		if len(response) > 0 && protocol.Int(response[0]) == protocol.MsgPackNotification {
 			continue
 		}
-		if len(response) != 4 || toInt(response[0]) != protocol.MsgPackResponse {
+		if len(response) != 4 || protocol.Int(response[0]) != protocol.MsgPackResponse {
 			return nil, "", fmt.Errorf("not a msgpack-rpc response: %v", response)
 		}
 		return response, "", nil
@@ -252,7 +252,7 @@ func msgpackAnswer(server *codec.Decoder) ([]any, string, error) {
 }
 
 func parseRequest(request []any) (string, []any, error) {
-	if len(request) != 4 || toInt(request[0]) != protocol.MsgPackRequest {
+	if len(request) != 4 || protocol.Int(request[0]) != protocol.MsgPackRequest {
 		return "", nil, fmt.Errorf("not a msgpack-rpc request: %v", request)
 	}
 	method, ok := request[2].(string)
@@ -270,7 +270,7 @@ func describeMethod(method string, params []any) (string, int64) {
 		return "StartInstance", -1
 	case protocol.MsgPackCloseInstance:
 		if len(params) > 0 {
-			return "CloseInstance", toInt(params[0])
+			return "CloseInstance", protocol.Int(params[0])
 		}
 		return "CloseInstance", -1
 	case protocol.MsgPackHandleEvent:
@@ -293,30 +293,5 @@ func field(value any, key string) (int64, bool) {
 	if !ok {
 		return 0, false
 	}
-	return toInt(v), true
-}
-
-// toInt reads a msgpack integer (-1 if it is none).
-func toInt(value any) int64 {
-	switch v := value.(type) {
-	case int64:
-		return v
-	case uint64:
-		return int64(v)
-	case int:
-		return int64(v)
-	case float64:
-		return int64(v)
-	}
-	return -1
-}
-
-func errorText(value any) string {
-	switch v := value.(type) {
-	case string:
-		return v
-	case []byte:
-		return string(v)
-	}
-	return fmt.Sprint(value)
+	return protocol.Int(v), true
 }
