@@ -28,9 +28,32 @@ SCOPE: dict[str, tuple[str, ...]] = {
     "selftest": ("*",),
     "config": ("*",),
     "report": ("*",),
-    "pipeline": ("x_row_from", "x__unmeasured", "x_jobs_of"),  # Job.folder: a property, see below
+    # Job.folder: a property, see below
+    "pipeline": ("x_row_from", "x__unmeasured", "x__disagreement", "x_jobs_of"),
     "cli": ("*",),
     "collect": ("*",),
+    # what the harness tells Kong about a plugin; the rest of the module probes a running Kong
+    "plugin": (
+        "xǁPluginContractǁstart_command",
+        "xǁPluginContractǁkong_environment",
+        "xǁPluginContractǁdeclarative",
+    ),
+    # resolving --plugin, checking --plugin-config and the server's process name; the rest builds
+    # images and asks them for their dump
+    "plugins": (
+        "x_process_name_of",
+        "x_builtin_plugins",
+        "x_resolve_plugins",
+        "x__refuse_duplicates",
+        "x_validate_plugin_config",
+        "x__check_record",
+        "x__is_integer",
+        "x__check_value",
+        "x__check_nested",
+        "x__check_bounds",
+        "x__describe",
+        "x__wrong",
+    ),
 }
 KILLED = {1, 3}  # 3: pytest's internal error, which mutmut counts as a kill
 SURVIVED = 0
