@@ -194,3 +194,215 @@ def test_plugins_and_their_config_reach_the_run_as_given(
     (config,) = stage.configs
     assert config.plugins == ("all", "tests/plugins/rate-tag")
     assert config.plugin_config == '{"limit":5,"tag":"a"}'
+
+
+# --- the options as README documents them: defaults, flags, the environment -----------------
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _readme_defaults() -> dict[str, str]:
+    """README's table of the options of run, matrix, ui and selftest: option -> default cell."""
+    defaults: dict[str, str] = {}
+    for line in README.read_text(encoding="utf-8").splitlines():
+        if line.startswith("| `--"):
+            cells = [cell.strip() for cell in line.strip("|").split(" | ")]
+            options = [option.strip("`").split()[0] for option in cells[0].split(", ")]
+            values = cells[1].split(", ") if len(options) > 1 else [cells[1]]
+            defaults.update(zip(options, values, strict=True))
+    return defaults
+
+
+# option -> (RunConfig field, a value to give, what the field then holds, README's default as held)
+OPTIONS: dict[str, tuple[str, str, object, object]] = {
+    "--requests": ("requests", "1234", 1234, 1000),
+    "--users": ("users", "7", 7, 50),
+    "--spawn-rate": ("spawn_rate", "2.5", 2.5, 1000.0),
+    "--workers": ("workers", "3", 3, 4),
+    "--ready-timeout": ("ready_timeout_s", "31.5", 31.5, 240.0),
+    "--load-timeout": ("load_timeout_s", "61", 61.0, 600.0),
+    "--parallel": ("parallel", "2", 2, 1),
+    "--changes": ("changes", "5", 5, 3),
+    "--idle": ("idle_s", "0.5", 0.5, 75.0),
+    "--duration": ("duration_s", "9", 9.0, 600.0),
+    "--locust-workers": ("locust_workers", "2", 2, 0),
+    "--locust-master-port": ("locust_master_port", "5557", 5557, 0),
+    "--locust-master-bind": ("locust_master_bind", "0.0.0.0", "0.0.0.0", "127.0.0.1"),
+    "--go-image": ("go_image", "golang:1.23", "golang:1.23", "golang:1.22"),
+}
+
+
+def _config(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *args: str, command: str = "run"
+) -> RunConfig:
+    stage = Stage(_written)
+    monkeypatch.setattr(cli, "_check_prerequisites", lambda *_: None)
+    assert _main(monkeypatch, tmp_path, stage, command, *args) == 0
+    (config,) = stage.configs
+    return config
+
+
+def test_every_default_is_the_one_readme_gives(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    documented = _readme_defaults()
+    config = _config(monkeypatch, tmp_path, "3.4.1.0")
+    for option, (field, _, _, default) in OPTIONS.items():
+        assert getattr(config, field) == default, option
+        written = documented[option].strip("`").split()[0]
+        assert written == str(default) or written == f"{default:g}", option
+    assert documented["--locust-remote-workers"] == "0" and config.locust_remote_workers == 0
+    assert (config.keep, config.sim, config.tap, config.docker_hosts) == (False, False, False, ())
+    assert documented["--results"] == "`results`"
+    assert config.results_root == tmp_path.resolve()  # _main passes --results
+
+
+@pytest.mark.parametrize("option", sorted(OPTIONS))
+def test_each_option_reaches_the_run_from_its_flag_and_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, option: str
+) -> None:
+    field, given, held, _ = OPTIONS[option]
+    from_flag = _config(monkeypatch, tmp_path, "3.4.1.0", option, given)
+    assert getattr(from_flag, field) == held
+    monkeypatch.setenv("KPM_" + option[2:].replace("-", "_").upper(), given)
+    from_environment = _config(monkeypatch, tmp_path, "3.4.1.0")
+    assert getattr(from_environment, field) == held
+
+
+def test_the_switches_and_the_repeatable_options_reach_the_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = _config(
+        monkeypatch, tmp_path, "3.4.1.0", "--keep", "--sim", "--tap",
+        "--image", "kong:3.6.1", "--scenario", "idle", "--scenario", "workers",
+        "--docker-host", "unix:///run/a.sock", "--docker-host", "unix:///run/b.sock",
+    )  # fmt: skip
+    assert (config.keep, config.sim, config.tap) == (True, True, True)
+    assert [t.image for t in config.targets] == ["kong/kong-gateway:3.4.1.0", "kong:3.6.1"]
+    assert config.scenarios == ("idle", "workers")
+    assert config.docker_hosts == ("unix:///run/a.sock", "unix:///run/b.sock")
+    assert _config(monkeypatch, tmp_path, "3.4.1.0", "--no-tap").tap is False
+
+
+def test_results_and_docker_hosts_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("KPM_RESULTS", str(tmp_path / "elsewhere"))
+    monkeypatch.setenv("KPM_DOCKER_HOST", "unix:///run/a.sock unix:///run/b.sock")
+    stage = Stage(_written)
+    monkeypatch.setattr(cli, "_check_prerequisites", lambda *_: None)
+    monkeypatch.setattr(pipeline, "run_matrix", stage)
+    assert cli.main(["run", "3.4.1.0"]) == 0  # no --results
+    (config,) = stage.configs
+    assert config.results_root == (tmp_path / "elsewhere").resolve()
+    assert config.docker_hosts == ("unix:///run/a.sock", "unix:///run/b.sock")
+
+
+def test_without_results_or_its_variable_runs_go_under_results_here(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    stage = Stage(_written)
+    monkeypatch.setattr(cli, "_check_prerequisites", lambda *_: None)
+    monkeypatch.setattr(pipeline, "run_matrix", stage)
+    assert cli.main(["run", "3.4.1.0"]) == 0
+    assert stage.configs[0].results_root == tmp_path.resolve() / "results"
+
+
+def test_ui_listens_on_8089_or_its_web_port(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr("orchestration.load.require_free_port", lambda _port: None)
+    assert _config(monkeypatch, tmp_path, "3.4.1.0", command="ui").web_port == 8089
+    assert (
+        _config(monkeypatch, tmp_path, "3.4.1.0", "--web-port", "9000", command="ui").web_port
+        == 9000
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ui", "3.4.1.0", "--locust-workers", "2"], "the web UI runs one Locust process"),
+        (["ui", "3.4.1.0", "--locust-remote-workers", "1"], "the web UI runs one Locust process"),
+        (
+            ["run", "3.4.1.0", "--locust-workers", "2", "--locust-remote-workers", "2"],
+            "choose one",
+        ),
+        (
+            ["run", "3.4.1.0", "--locust-remote-workers", "1", "--parallel", "2"],
+            "--locust-remote-workers serves one version at a time",
+        ),
+        (
+            [
+                "run",
+                "3.4.1.0",
+                "--locust-workers",
+                "2",
+                "--locust-master-port",
+                "5557",
+                "--parallel",
+                "2",
+            ],
+            "--locust-master-port names one port",
+        ),
+        (
+            [
+                "run",
+                "3.4.1.0",
+                "--locust-remote-workers",
+                "2",
+                "--locust-master-port",
+                "5557",
+                "--parallel",
+                "2",
+            ],
+            "--locust-remote-workers serves one version at a time",
+        ),
+        (["run", "3.4.1.0", "--locust-workers", "60", "--users", "50"], "--users"),
+        (["run", "3.4.1.0", "--locust-remote-workers", "60", "--users", "50"], "--users"),
+        (["ui", "3.4.1.0", "--web-port", "0"], "--web-port must be between 1 and 65535"),
+        (["ui", "3.4.1.0", "--web-port", "x"], "--web-port takes a number"),
+        (["run", "3.4.1.0", "--locust-workers", "65"], "--locust-workers must be between 0 and 64"),
+        (["run", "3.4.1.0", "--idle", "-1"], "--idle must be between 0 and"),
+        (["run", "3.4.1.0", "--duration", "0"], "--duration must be between 1 and"),
+        (["run", "3.4.1.0", "--go-image", "golang:1.22;x"], "--go-image: "),
+        (["run", "3.4.1.0", "--docker-host", "ssh://far"], "ssh://far"),
+        (["run", "3.4.1.0", "--scenario", "reload", "--scenario", "nope"], "unknown scenario"),
+        (["run", "--image", "kong:3.6.1", "--image", "kong:3.6.1"], "a version is named twice"),
+        (["ui", "--image", "kong:3.6.1", "--image", "kong:3.7.1"], "ui takes exactly one"),
+        (["ui"], "name at least one version"),
+        (["run", "--expect", "3.4.1.0=churn"], "name at least one version"),
+        (["run", "3.4.1.0", "--expect", "3.4.1.0=churn"], "--expect only shapes the JUnit"),
+    ],
+)
+def test_rules_between_options_exit_2_before_any_docker_work(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool],
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str,
+) -> None:  # fmt: skip
+    monkeypatch.setattr("orchestration.load.require_free_port", lambda _port: None)
+    stage = Stage(_written)
+    assert _main(monkeypatch, tmp_path, stage, *args) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and message in error, error
+    assert prerequisites == [] and stage.configs == []
+
+
+def test_a_flag_or_variable_at_the_edge_of_its_range_is_taken(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = _config(
+        monkeypatch, tmp_path, "3.4.1.0", "--locust-workers", "50", "--users", "50",
+        "--locust-master-port", "5557",
+    )  # fmt: skip
+    assert (config.locust_workers, config.locust_master_port) == (50, 5557)
+    remote = _config(monkeypatch, tmp_path, "3.4.1.0", "--locust-remote-workers", "3")
+    assert (remote.locust_remote_workers, remote.locust_workers) == (3, 0)
+    monkeypatch.setenv("KPM_LOCUST_MASTER_BIND", "10.0.0.1")
+    assert _config(monkeypatch, tmp_path, "3.4.1.0").locust_master_bind == "10.0.0.1"
+    flag = _config(monkeypatch, tmp_path, "3.4.1.0", "--locust-master-bind", "10.0.0.2")
+    assert flag.locust_master_bind == "10.0.0.2"  # the flag over the environment
+    parallel_port = _config(
+        monkeypatch, tmp_path, "3.4.1.0", "--parallel", "2", "--locust-master-port", "5557"
+    )
+    assert parallel_port.parallel == 2  # a port without workers is no conflict
