@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -406,3 +408,226 @@ def test_a_flag_or_variable_at_the_edge_of_its_range_is_taken(
         monkeypatch, tmp_path, "3.4.1.0", "--parallel", "2", "--locust-master-port", "5557"
     )
     assert parallel_port.parallel == 2  # a port without workers is no conflict
+
+
+# --- the reference, --version and the commands that need no Docker, in-process --------------
+
+
+def test_the_cli_reference_in_docs_is_what_help_prints() -> None:
+    """docs/cli.md is every command's --help (python -m tests.cli_reference rewrites it); compared
+    word by word, so another Python's line wrapping is no difference."""
+    from cli_reference import REFERENCE, render
+
+    assert REFERENCE.read_text(encoding="utf-8").split() == render().split()
+
+
+def test_version_prints_the_tools_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from orchestration import __version__
+
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["--version"])
+    assert stopped.value.code == 0
+    assert capsys.readouterr().out == f"kong-plugin-matrix {__version__}\n"
+
+
+@pytest.mark.parametrize("args", [[], ["nope"], ["run", "--nope"], ["run", "--requests"]])
+def test_usage_errors_exit_2_and_say_how_to_get_help(
+    capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(args)
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith("usage: python -m orchestration")
+    assert error.endswith(" (see --help)\n") and ": error: " in error
+
+
+def test_versions_lists_every_known_version_as_text_json_or_the_default_matrix(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli.main(["versions", "--default"]) == 0
+    assert capsys.readouterr().out.split("\n") == [*versions.DEFAULT_MATRIX, ""]
+    assert cli.main(["versions", "--json"]) == 0
+    entries = json.loads(capsys.readouterr().out)
+    assert [e["version"] for e in entries] == [v.version for v in versions.KNOWN_VERSIONS]
+    first = versions.KNOWN_VERSIONS[0]
+    assert entries[0] == {
+        "version": first.version,
+        "edition": first.edition,
+        "image": first.image,
+        "changelog": first.expected,
+        "default_matrix": first.in_default_matrix,
+        "source": first.source,
+    }
+    assert cli.main(["versions"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [cell.strip() for cell in lines[0].split("|")[1:-1]] == [
+        "version", "edition", "changelog", "default", "source",
+    ]  # fmt: skip
+    rows = {line.split("|")[1].strip(): line.split("|") for line in lines[2:]}
+    assert len(rows) == len(versions.KNOWN_VERSIONS)
+    for known in versions.KNOWN_VERSIONS:
+        cells = [cell.strip() for cell in rows[known.version][1:-1]]
+        default = "yes" if known.in_default_matrix else ""
+        assert cells == [known.version, known.edition, known.expected, default, known.source]
+
+
+FACTS_LOG = Path(__file__).resolve().parent / "fixtures" / "facts_excerpt.log"
+
+
+def test_collect_prints_one_logs_signals_as_json_and_several_as_a_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["collect", str(FACTS_LOG), "--json"]) == 0
+    one = json.loads(capsys.readouterr().out)
+    assert (one["instance_starts"], one["rpc_closed_errors"]) == (1, 1)
+    run = tmp_path / "run"
+    for version in ("3.4.0.0", "3.4.1.0"):
+        (run / version).mkdir(parents=True)
+        (run / version / "kong.log").write_text(FACTS_LOG.read_text())
+    assert cli.main(["collect", str(run), "--json"]) == 0
+    several = json.loads(capsys.readouterr().out)
+    assert sorted(several) == [str(run / v / "kong.log") for v in ("3.4.0.0", "3.4.1.0")]
+    assert cli.main(["collect", str(run / "3.4.0.0"), str(FACTS_LOG)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    cells = [[cell.strip() for cell in line.split("|")[1:-1]] for line in table]
+    assert cells[0] == ["log", *one]
+    counts = ["" if value is None else str(value) for value in one.values()]
+    assert cells[2:] == [[str(run / "3.4.0.0" / "kong.log"), *counts], [str(FACTS_LOG), *counts]]
+
+
+def test_collect_counts_the_plugin_it_is_told(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["collect", str(FACTS_LOG), "--json", "--plugin", "other-plugin"]) == 0
+    assert json.loads(capsys.readouterr().out)["instance_starts"] == 0
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda root: root / "nope.log",
+            "does not exist: pass a Kong log file or a results run folder",
+        ),
+        (lambda root: root, "holds no kong.log (expected <run>/<version>/kong.log)"),
+    ],
+)
+def test_collect_without_a_log_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    make: Callable[[Path], Path], message: str,
+) -> None:  # fmt: skip
+    assert cli.main(["collect", str(make(tmp_path))]) == 2
+    assert capsys.readouterr().err == f"error: {make(tmp_path)} {message}\n"
+
+
+def _finished_run(tmp_path: Path, *rows: VersionResult) -> Path:
+    config = RunConfig("r1", (), tmp_path)
+    _written(config, *rows)
+    return config.run_dir
+
+
+def test_report_reprints_a_run_and_exits_as_the_run_did(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = _finished_run(tmp_path / "good", _row("3.4.0.0"))
+    assert cli.main(["report", str(good)]) == 0
+    assert "| 3.4.0.0 " in capsys.readouterr().out
+    assert cli.main(["report", str(good / "results.json")]) == 0
+    bad = _finished_run(tmp_path / "bad", _row("3.4.0.0"), _row("3.4.1.0", "error", "error"))
+    assert cli.main(["report", str(bad)]) == 1
+    assert cli.main(["report", str(tmp_path / "none")]) == 2
+    assert capsys.readouterr().err.endswith(
+        f"error: {tmp_path / 'none'} does not exist: pass a run folder (results/<run-id>) or its "
+        "results.json\n"
+    )
+
+
+def test_report_defaults_to_results_latest(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["report"]) == 2
+    assert "error: results/latest does not exist" in capsys.readouterr().err
+
+
+def test_report_html_draws_the_page_and_open_without_a_browser_says_so(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from orchestration import page
+
+    run_dir = _finished_run(tmp_path, _row("3.4.0.0"))
+    assert not (run_dir / page.PAGE_NAME).exists()
+    assert cli.main(["report", str(run_dir / "results.json"), "--html"]) == 0
+    assert capsys.readouterr().out == f"{run_dir / page.PAGE_NAME}\n"
+    assert (run_dir / page.PAGE_NAME).is_file()
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert cli.main(["report", str(run_dir), "--open"]) == 0
+    shown = capsys.readouterr()
+    assert shown.out == f"{run_dir / page.PAGE_NAME}\n"
+    assert shown.err == (
+        f"no browser here to open it with; open {run_dir / page.PAGE_NAME} yourself\n"
+    )
+
+
+@pytest.mark.parametrize("display", ["DISPLAY", "WAYLAND_DISPLAY"])
+def test_report_open_uses_the_browser_when_there_is_a_display(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    display: str,
+) -> None:  # fmt: skip
+    import webbrowser
+
+    opened: list[str] = []
+
+    class Browser:
+        def open(self, url: str) -> bool:
+            opened.append(url)
+            return True
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setenv(display, ":0")
+    monkeypatch.setattr(webbrowser, "get", Browser)
+    run_dir = _finished_run(tmp_path, _row("3.4.0.0"))
+    assert cli.main(["report", str(run_dir), "--open"]) == 0
+    assert opened == [(run_dir / "report.html").resolve().as_uri()]
+    assert "no browser" not in capsys.readouterr().err
+
+    def no_browser() -> Browser:
+        raise webbrowser.Error("none")
+
+    monkeypatch.setattr(webbrowser, "get", no_browser)
+    assert cli.main(["report", str(run_dir), "--open"]) == 0
+    assert "no browser here" in capsys.readouterr().err
+
+
+def test_report_to_a_folder_it_cannot_write_exits_2(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from orchestration import page
+
+    def refused(_run_dir: Path, _run: RunResult) -> Path:
+        raise PermissionError(13, "Permission denied")
+
+    run_dir = _finished_run(tmp_path, _row("3.4.0.0"))
+    monkeypatch.setattr(page, "write_page", refused)
+    assert cli.main(["report", str(run_dir), "--html"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: cannot write {run_dir / 'report.html'}: Permission denied; pass a folder you "
+        "may write to\n"
+    )
+
+
+def test_report_junit_writes_the_file_and_says_where(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = _finished_run(tmp_path, _row("3.4.0.0"))
+    junit_file = tmp_path / "junit.xml"
+    assert cli.main(["report", str(run_dir), "--junit", str(junit_file)]) == 0
+    assert capsys.readouterr().err == f"JUnit: {junit_file}\n"
+    assert "<testsuite" in junit_file.read_text()
+    assert cli.main(["report", str(run_dir), "--expect", "3.4.0.0=churn"]) == 2
+    assert "--expect only shapes the JUnit report: add --junit FILE" in capsys.readouterr().err
+    expect = ["--junit", str(junit_file), "--expect", "3.4.0.0=churn"]
+    assert cli.main(["report", str(run_dir), *expect]) == 0  # the run's own exit, not JUnit's
+    assert 'failures="1"' in junit_file.read_text()
