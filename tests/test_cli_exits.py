@@ -631,3 +631,192 @@ def test_report_junit_writes_the_file_and_says_where(
     expect = ["--junit", str(junit_file), "--expect", "3.4.0.0=churn"]
     assert cli.main(["report", str(run_dir), *expect]) == 0  # the run's own exit, not JUnit's
     assert 'failures="1"' in junit_file.read_text()
+
+
+# --- compare, merge, clean, bisect, selftest and the ui path, Docker stubbed -----------------
+
+
+def _two_runs(tmp_path: Path, **changes: object) -> tuple[Path, Path]:
+    from dataclasses import replace
+
+    from runs import sim_run, write_folder
+
+    rows = sim_run().versions
+    old = write_folder(tmp_path / "old", "old-run", rows)
+    steady_341 = [
+        replace(row, **changes) if (row.version, row.scenario) == ("3.4.3.1", "steady") else row  # type: ignore[arg-type]
+        for row in rows
+    ]
+    return old, write_folder(tmp_path / "new", "new-run", steady_341)
+
+
+def test_compare_exits_0_when_nothing_got_worse_and_1_on_a_regression(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    same_old, same_new = _two_runs(tmp_path / "same")
+    assert cli.main(["compare", str(same_old), str(same_new)]) == 0
+    assert "| 3.4.3.1 " in capsys.readouterr().out
+    old, new = _two_runs(tmp_path / "worse", verdict="churn", new_calls_per_request=0.9)
+    assert cli.main(["compare", str(old), str(new), "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["regressions"] >= 1
+
+
+def test_compare_thresholds_are_read_from_their_flags(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from runs import sim_run
+
+    row = next(r for r in sim_run().versions if (r.version, r.scenario) == ("3.4.3.1", "steady"))
+    assert row.p95_ms is not None and row.new_calls_per_request is not None
+    slower = row.p95_ms * 1.5
+    old, new = _two_runs(tmp_path, p95_ms=slower)
+    assert cli.main(["compare", str(old), str(new)]) == 1  # default: 20% is a regression
+    capsys.readouterr()
+    assert cli.main(["compare", str(old), str(new), "--threshold-p95", "60%"]) == 0
+    capsys.readouterr()
+    more = row.new_calls_per_request + 0.05
+    old_n, new_n = _two_runs(tmp_path / "n", new_calls_per_request=more)
+    assert cli.main(["compare", str(old_n), str(new_n), "--threshold-new", "0.01"]) == 1
+    capsys.readouterr()
+    assert cli.main(["compare", str(old_n), str(new_n), "--threshold-new", "0.1"]) == 0
+    capsys.readouterr()
+    assert cli.main(["compare", str(old), str(new), "--threshold-rss", "x"]) == 2
+    assert "--threshold-rss" in capsys.readouterr().err
+
+
+def test_compare_html_writes_the_page_or_exits_2_for_a_missing_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old, new = _two_runs(tmp_path)
+    page_file = tmp_path / "compare.html"
+    assert cli.main(["compare", str(old), str(new), "--html", str(page_file)]) == 0
+    assert capsys.readouterr().err == f"Report page: {page_file}\n"
+    assert page_file.read_text().startswith("<!DOCTYPE html>")
+    missing = tmp_path / "no" / "page.html"
+    assert cli.main(["compare", str(old), str(new), "--html", str(missing)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --html {missing}: the folder {missing.parent} does not exist\n"
+    )
+
+
+def test_merge_prints_the_table_and_where_the_merged_run_went(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from runs import sim_run, write_folder
+
+    rows = sim_run().versions
+    one = write_folder(tmp_path / "one", "job-1", [r for r in rows if r.version == "3.4.0.0"])
+    two = write_folder(tmp_path / "two", "job-2", [r for r in rows if r.version != "3.4.0.0"])
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["merge", str(one), str(two)]) == 0
+    shown = capsys.readouterr()
+    assert "| 3.4.0.0 " in shown.out and "| 3.7.1.0 " in shown.out
+    (merged,) = [p for p in (tmp_path / "results").iterdir() if p.name != "latest"]
+    assert shown.err == f"Merged 2 runs, {len(rows)} rows: {merged}\n"
+    monkeypatch.setenv("KPM_RESULTS", str(tmp_path / "env"))
+    assert cli.main(["merge", str(one), str(two)]) == 0
+    assert (tmp_path / "env" / "latest").is_dir()
+    capsys.readouterr()
+    assert cli.main(["merge", str(one), str(two), "--results", str(tmp_path / "flag")]) == 0
+    assert (tmp_path / "flag" / "latest").is_dir()
+
+
+def test_merge_warns_of_conflicts_and_different_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from runs import sim_run, write_folder
+
+    rows = [r for r in sim_run().versions if r.version == "3.4.0.0"]
+    one = write_folder(tmp_path / "one", "job-1", rows)
+    two = tmp_path / "two"
+    write_folder(two, "job-2", rows)
+    data = json.loads((two / "results.json").read_text())
+    data["config"] = {**data["config"], "requests": 5000}
+    (two / "results.json").write_text(json.dumps(data))
+    assert cli.main(["merge", str(one), str(two), "--results", str(tmp_path / "m")]) == 0
+    error = capsys.readouterr().err.splitlines()
+    assert error[0].startswith("warning: measured by more than one source, both rows kept: ")
+    assert "3.4.0.0" in error[0]
+    assert error[1].startswith("warning: the sources ran with different settings: requests ")
+    assert " vs " in error[1]
+
+
+def _survey(*leftovers: object) -> object:
+    from orchestration import clean
+
+    return clean.Survey(tuple(leftovers), alive=1, elsewhere=2, unowned=0, kept=0)  # type: ignore[arg-type]
+
+
+def _leftover(name: str) -> object:
+    from orchestration import clean
+
+    return clean.Leftover("container", name, name, "r1", "host:1:2")
+
+
+@pytest.fixture
+def docker_checked(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """`clean`'s checks of Docker, stubbed: which were asked for what."""
+    from orchestration import engines, stack
+
+    asked: list[object] = []
+    monkeypatch.setattr(stack, "check_docker", lambda: asked.append("docker"))
+    monkeypatch.setattr(engines, "check_engines", lambda hosts: asked.append(tuple(hosts)))
+    return asked
+
+
+def test_clean_with_nothing_left_says_so_and_exits_0(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    docker_checked: list[object],
+) -> None:
+    from orchestration import clean
+
+    surveyed: list[object] = []
+    monkeypatch.setattr(clean, "survey", lambda engines: surveyed.append(engines) or _survey())
+    assert cli.main(["clean"]) == 0
+    assert capsys.readouterr().out == (
+        "nothing to remove (left alone: 1 of running runs, 2 of other hosts)\n"
+    )
+    assert docker_checked == ["docker"] and surveyed == [(None,)]
+    assert cli.main(["clean", "--docker-host", "unix:///run/a.sock"]) == 0
+    assert docker_checked == ["docker", ("unix:///run/a.sock",)]
+    assert surveyed[-1] == ("unix:///run/a.sock",)
+
+
+def test_clean_dry_run_lists_and_removes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    docker_checked: list[object],
+) -> None:
+    from orchestration import clean
+
+    monkeypatch.setattr(clean, "survey", lambda engines: _survey(_leftover("a"), _leftover("b")))
+    monkeypatch.setattr(clean, "remove", lambda _l: pytest.fail("removed on a dry run"))
+    assert cli.main(["clean", "--dry-run"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "would remove container a (run r1)",
+        "would remove container b (run r1)",
+        "2 containers of 1 dead run; left alone: 1 of running runs, 2 of other hosts",
+    ]
+
+
+def test_clean_exits_1_when_something_could_not_be_removed(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    docker_checked: list[object],
+) -> None:
+    from orchestration import clean
+
+    a, b = _leftover("a"), _leftover("b")
+    monkeypatch.setattr(clean, "survey", lambda engines: _survey(a, b))
+    monkeypatch.setattr(clean, "remove", lambda _l: [(a, None), (b, "in use")])
+    assert cli.main(["clean"]) == 1
+    shown = capsys.readouterr()
+    assert shown.out.splitlines() == [
+        "removed container a (run r1)",
+        "2 containers of 1 dead run: 1 removed; left alone: 1 of running runs, 2 of other hosts",
+    ]
+    assert shown.err == "could not remove container b (run r1): in use\n"
+    monkeypatch.setattr(clean, "remove", lambda _l: [(a, None), (b, None)])
+    assert cli.main(["clean"]) == 0
+    assert "2 removed;" in capsys.readouterr().out
