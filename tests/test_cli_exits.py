@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -820,3 +821,162 @@ def test_clean_exits_1_when_something_could_not_be_removed(
     monkeypatch.setattr(clean, "remove", lambda _l: [(a, None), (b, None)])
     assert cli.main(["clean"]) == 0
     assert "2 removed;" in capsys.readouterr().out
+
+
+def test_the_ui_checks_its_port_first_and_runs_the_ui_pipeline(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool]
+) -> None:
+    from orchestration import load
+    from orchestration.owner import OWNER_ENV
+
+    ports: list[int] = []
+    monkeypatch.setattr(load, "require_free_port", ports.append)
+    monkeypatch.setattr(pipeline, "run_matrix", lambda *_a, **_k: pytest.fail("not the ui"))
+    ui = Stage(lambda config: _written(config, _row("3.4.1.0")))
+    monkeypatch.setattr(pipeline, "run_ui", ui)
+    monkeypatch.setenv(OWNER_ENV, "before")  # restored after the test
+    assert cli.main(["ui", "3.4.1.0", "--web-port", "9001", "--results", str(tmp_path)]) == 0
+    assert ports == [9001] and len(ui.configs) == 1 and prerequisites == [False]
+    assert os.environ[OWNER_ENV].count(":") >= 2  # HOST:PID:STARTED, for `clean`
+
+
+def test_a_run_announces_each_row_as_it_comes(capsys: pytest.CaptureFixture[str]) -> None:
+    from dataclasses import replace
+
+    row = replace(_row("3.4.1.0", verdict="churn"), new_calls_per_request=0.91234)
+    cli._announce(row)
+    cli._announce(replace(row, simulated=False, plugin="python", new_calls_per_request=None))
+    cli._announce(_row("3.6.0.0", "error", "error"))
+    assert capsys.readouterr().err.splitlines() == [
+        "==> 3.4.1.0 [simulated]: churn, New()/request 0.912",
+        "==> 3.4.1.0 python: churn, New()/request -",
+        "==> 3.6.0.0 [simulated]: error: boom",
+    ]
+
+
+def test_progress_lines_go_to_stderr_with_the_kpm_prefix(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    logger = logging.getLogger("orchestration")
+    monkeypatch.setattr(logger, "handlers", [])
+    monkeypatch.setattr(logger, "level", logging.NOTSET)
+    cli._show_progress()
+    logging.getLogger("orchestration.stack").info("building %s", "3.4.1.0")
+    logging.getLogger("orchestration.stack").debug("not shown")
+    assert capsys.readouterr().err == "kpm: building 3.4.1.0\n"
+
+
+def test_a_second_signal_says_the_teardown_goes_on(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import signal
+
+    with pytest.raises(Interrupted) as stopped:
+        cli._stop_on_first_signal(signal.SIGTERM, None)
+    assert stopped.value.exit_code == 143
+    for number in (signal.SIGINT, signal.SIGTERM):
+        assert signal.getsignal(number) is cli._already_stopping
+    cli._already_stopping(signal.SIGINT, None)
+    assert capsys.readouterr().err == (
+        "SIGINT again: already stopping, the teardown goes on (a kill -9 would leave "
+        "containers: then run `python -m orchestration clean`)\n"
+    )
+    with pytest.raises(KeyboardInterrupt):
+        cli._stop_on_first_signal(signal.SIGINT, None)
+
+
+def test_main_keeps_an_ignored_signal_ignored(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool]
+) -> None:
+    """nohup and `&` in a non-interactive shell start the process ignoring SIGINT."""
+    import signal
+
+    seen: dict[int, object] = {}
+
+    def stage(config: RunConfig) -> RunResult:
+        seen.update({n: signal.getsignal(n) for n in (signal.SIGINT, signal.SIGTERM)})
+        return _written(config, _row("3.4.0.0"))
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    assert _main(monkeypatch, tmp_path, Stage(stage), "run", "3.4.0.0") == 0
+    assert seen == {signal.SIGINT: signal.SIG_IGN, signal.SIGTERM: cli._stop_on_first_signal}
+
+
+def test_the_prerequisites_are_docker_the_engines_and_offline_the_host_tools(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from orchestration import clean, engines, sim, stack
+
+    asked: list[object] = []
+    monkeypatch.setattr(stack, "check_docker", lambda daemon: asked.append(("docker", daemon)))
+    monkeypatch.setattr(engines, "check_engines", lambda hosts: asked.append(("engines", hosts)))
+    monkeypatch.setattr(sim, "check_host_tools", lambda: asked.append("host tools"))
+    surveyed: list[object] = []
+
+    def survey(**how: object) -> object:
+        surveyed.append(how)
+        return _survey()
+
+    monkeypatch.setattr(clean, "survey", survey)
+    cli._check_prerequisites(False)
+    assert sorted(map(str, asked)) == ["('docker', True)", "('engines', ())"]
+    assert surveyed == [{"with_processes": False, "with_images": False, "engines": (None,)}]
+    asked.clear()
+    cli._check_prerequisites(True, ("unix:///run/a.sock",))
+    assert sorted(map(str, asked)) == [
+        "('docker', False)", "('engines', ('unix:///run/a.sock',))", "host tools",
+    ]  # fmt: skip
+    assert surveyed[-1] == {
+        "with_processes": False, "with_images": False, "engines": ("unix:///run/a.sock",),
+    }  # fmt: skip
+    assert capsys.readouterr().err == ""
+
+
+def test_leftovers_of_killed_runs_are_one_warning_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from orchestration import clean
+    from orchestration.errors import EnvironmentProblem
+
+    monkeypatch.setattr(clean, "survey", lambda **_how: _survey(_leftover("a")))
+    cli._warn_of_leftovers(("unix:///run/a.sock", "unix:///run/b.sock"))
+    assert capsys.readouterr().err == (
+        "warning: 1 container of 1 dead run are still in Docker (a run that was killed); remove "
+        "them with: python -m orchestration clean --docker-host unix:///run/a.sock "
+        "--docker-host unix:///run/b.sock\n"
+    )
+
+    def no_docker(**_how: object) -> object:
+        raise EnvironmentProblem("no docker")
+
+    monkeypatch.setattr(clean, "survey", no_docker)
+    cli._warn_of_leftovers()
+    monkeypatch.setattr(clean, "survey", lambda **_how: _survey())
+    cli._warn_of_leftovers()
+    assert capsys.readouterr().err == ""
+
+
+def test_a_failed_prerequisite_is_exit_2_and_docker_is_named_first(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from orchestration import clean, engines, sim, stack
+    from orchestration.errors import EnvironmentProblem
+
+    def docker_down(daemon: bool) -> None:
+        raise EnvironmentProblem("Docker is not running")
+
+    def no_go() -> None:
+        raise EnvironmentProblem("no Go here")
+
+    monkeypatch.setattr(stack, "check_docker", docker_down)
+    monkeypatch.setattr(engines, "check_engines", lambda hosts: None)
+    monkeypatch.setattr(sim, "check_host_tools", no_go)
+    monkeypatch.setattr(clean, "survey", lambda **_how: _survey())
+    stage = Stage(_written)
+    monkeypatch.setattr(pipeline, "run_matrix", stage)
+    assert cli.main(["run", "3.4.1.0", "--sim", "--results", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == "error: Docker is not running\n"
+    assert stage.configs == []
