@@ -773,7 +773,12 @@ def test_clean_with_nothing_left_says_so_and_exits_0(
     from orchestration import clean
 
     surveyed: list[object] = []
-    monkeypatch.setattr(clean, "survey", lambda engines: surveyed.append(engines) or _survey())
+
+    def survey(engines: object) -> object:
+        surveyed.append(engines)
+        return _survey()
+
+    monkeypatch.setattr(clean, "survey", survey)
     assert cli.main(["clean"]) == 0
     assert capsys.readouterr().out == (
         "nothing to remove (left alone: 1 of running runs, 2 of other hosts)\n"
@@ -980,3 +985,149 @@ def test_a_failed_prerequisite_is_exit_2_and_docker_is_named_first(
     assert cli.main(["run", "3.4.1.0", "--sim", "--results", str(tmp_path)]) == 2
     assert capsys.readouterr().err == "error: Docker is not running\n"
     assert stage.configs == []
+
+
+def _verdict_by_release(config: RunConfig) -> RunResult:
+    """Each version reads churn from 3.4.1.0 on, stable before (as the changelog has it)."""
+    (target,) = config.targets
+    churns = target.label >= "3.4.1.0"
+    return _written(config, _row(target.label, verdict="churn" if churns else "stable"))
+
+
+def test_bisect_names_the_first_version_that_reads_otherwise(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool],
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from orchestration import bisect
+
+    stage = Stage(_verdict_by_release)
+    args = ["bisect", "3.4.0.0", "3.4.2.1", "--sim", "--requests", "200"]
+    assert _main(monkeypatch, tmp_path, stage, *args) == 0
+    candidates = bisect.between("3.4.0.0", "3.4.2.1")
+    shown = capsys.readouterr()
+    around = bisect.changelog_around(candidates[1], candidates)
+    assert shown.out.splitlines()[-1 - len(around) :] == [
+        f"first version whose verdict differs from 3.4.0.0's (stable): 3.4.1.0, found in "
+        f"{len(stage.configs)} runs",
+        *(f"  {line}" for line in around),
+    ]
+    labels = " ".join(t.label for t in candidates)
+    assert f"bisect: {len(candidates)} versions in order: {labels}\n" in shown.err
+    assert "bisect: 3.4.0.0 reads stable (good)\n" in shown.err
+    assert prerequisites == [True]
+    steps = stage.configs
+    assert [c.targets[0].label for c in steps] == ["3.4.0.0", "3.4.1.1", "3.4.1.0"]  # README
+    assert len({c.run_id for c in steps}) == len(steps)  # each step is a run of its own
+    assert all(c.requests == 200 and c.sim for c in steps)
+    for config in steps:
+        assert (config.run_dir / "summary.md").is_file()  # finished like a `run`
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["bisect", "3.4.0.0"], "bisect needs GOOD and BAD, e.g. bisect 3.4.0.0 3.4.2.1"),
+        (["bisect"], "bisect needs GOOD and BAD"),
+        (
+            ["bisect", "3.4.0.0", "--image", "kong:3.6.1"],
+            "bisect takes GOOD BAD versions, or --image tags in order, not both",
+        ),
+        (
+            ["bisect", "3.4.0.0", "3.4.2.1", "--scenario", "steady", "--scenario", "idle"],
+            "bisect compares one scenario's verdict: name at most one --scenario",
+        ),
+    ],
+)
+def test_bisect_arguments_exit_2_before_any_docker_work(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool],
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str,
+) -> None:  # fmt: skip
+    stage = Stage(_written)
+    assert _main(monkeypatch, tmp_path, stage, *args) == 2
+    assert capsys.readouterr().err.startswith(f"error: {message}")
+    assert prerequisites == [] and stage.configs == []
+
+
+def test_bisect_over_image_tags_takes_them_in_the_order_given(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool],
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    def by_image(config: RunConfig) -> RunResult:
+        (target,) = config.targets
+        verdict = "churn" if target.image.endswith("b") else "stable"
+        return _written(config, _row(target.label, verdict=verdict))
+
+    stage = Stage(by_image)
+    images = ["--image", "example/kong:a", "--image", "example/kong:b"]
+    assert _main(monkeypatch, tmp_path, stage, "bisect", *images) == 0
+    assert [c.targets[0].image for c in stage.configs] == ["example/kong:a"]
+    assert "differs from example/kong:a's (stable): example/kong:b, found in 1 runs" in (
+        capsys.readouterr().out
+    )
+
+
+def _selftest_rows(wrong: str | None = None) -> Callable[..., RunResult]:
+    """The selftest's run as the pipeline would write it; `wrong`'s go row reads stable."""
+    from dataclasses import replace
+
+    from test_selftest import _good_rows
+
+    def run(config: RunConfig, **_: object) -> RunResult:
+        rows = [
+            replace(row, verdict="stable") if (row.version, row.plugin) == (wrong, "go") else row
+            for row in _good_rows()
+        ]
+        return _written(config, *rows)
+
+    return run
+
+
+def test_selftest_passes_a_good_run_and_plans_every_built_in(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool],
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from orchestration import selftest
+
+    jobs: list[tuple[str, str]] = []
+    good = _selftest_rows()
+    configs: list[RunConfig] = []
+
+    def run_matrix(config: RunConfig, **kwargs: object) -> RunResult:
+        configs.append(config)
+        jobs.extend((j.target.label, j.plugin.label) for j in kwargs["jobs"])  # type: ignore[attr-defined]
+        return good(config)
+
+    monkeypatch.setattr(pipeline, "run_matrix", run_matrix)
+    assert cli.main(["selftest", "--results", str(tmp_path)]) == 0
+    assert jobs == list(selftest.planned())
+    assert prerequisites == [True]  # offline, always
+    shown = capsys.readouterr()
+    checks = selftest.evaluate(report.load_run(configs[0].run_dir), 1000)
+    table = [[c.strip() for c in line.split("|")[1:-1]] for line in shown.out.splitlines()]
+    assert table[-len(checks) - 2] == ["version", "plugin", "check", "result", "detail"]
+    assert table[-len(checks) :] == [
+        [c.version, c.plugin, c.what, "PASS", c.detail] for c in checks
+    ]
+    assert shown.err.endswith(f"selftest: {len(checks)} passed, 0 failed\n")
+
+
+def test_selftest_fails_a_wrong_verdict(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool],
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    monkeypatch.setattr(pipeline, "run_matrix", _selftest_rows(wrong="3.4.1.0"))
+    assert cli.main(["selftest", "--results", str(tmp_path)]) == 1
+    shown = capsys.readouterr()
+    failed = [line for line in shown.out.splitlines() if "| FAIL " in line]
+    assert failed and all(line.startswith("| 3.4.1.0 ") for line in failed)
+    assert shown.err.endswith(f" passed, {len(failed)} failed\n")
+
+
+def test_bisect_takes_the_scenario_options_of_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool]
+) -> None:
+    """README: every option of `run` applies to bisect; --scenario was refused as unknown."""
+    stage = Stage(_verdict_by_release)
+    args = ["bisect", "3.4.0.0", "3.4.2.1", "--scenario", "idle", "--idle", "5"]
+    assert _main(monkeypatch, tmp_path, stage, *args) == 0
+    assert {(c.scenarios, c.idle_s) for c in stage.configs} == {(("idle",), 5.0)}
