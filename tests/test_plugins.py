@@ -469,3 +469,19 @@ def test_pdk_pins_are_exact() -> None:
 
     assert "kong-pdk==0.36 --hash=sha256:" in requirements
     assert package["dependencies"] == {"kong-pdk": "0.6.0"}
+
+
+@pytest.mark.parametrize(
+    ("kind", "start_command", "name"),
+    [
+        ("go", "/usr/local/bin/my-plugin", "my-plugin"),
+        ("go", "/usr/local/bin/my-plugin -kong-prefix /tmp", "my-plugin"),
+        ("python", "python3 /usr/local/bin/py-hello.py", "python3"),
+        ("js", "/usr/local/bin/kong-js-pluginserver --plugins-directory /p", "node"),
+    ],
+)
+def test_the_servers_process_name_is_what_proc_shows(
+    kind: str, start_command: str, name: str
+) -> None:
+    """kill-server and the memory sampler find the server by it (comm)."""
+    assert plugins.process_name_of(kind, start_command) == name  # type: ignore[arg-type]
