@@ -485,3 +485,71 @@ def test_the_servers_process_name_is_what_proc_shows(
 ) -> None:
     """kill-server and the memory sampler find the server by it (comm)."""
     assert plugins.process_name_of(kind, start_command) == name  # type: ignore[arg-type]
+
+
+NAMED = PluginDump("srv", "rate-tag", "MsgPack:1", ("access",), 1, "1", SCHEMA, "s", "q", "/s")
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"tag": "x", "names": {"a": 1}}, 'config.names of plugin rate-tag must be a JSON array '
+         '(array), got {"a": 1}'),
+        ({"tag": "x", "names": [1]}, "config.names[0] of plugin rate-tag must be a string, got 1"),
+        ({"tag": "x", "headers": ["v"]}, 'config.headers of plugin rate-tag must be a JSON object '
+         '(map), got ["v"]'),
+        ({"tag": "x", "headers": {"h": "v"}}, 'config.headers["h"] of plugin rate-tag must be an '
+         'integer, got "v"'),
+        ({"tag": "x", "inner": [2]}, "config.inner of plugin rate-tag must be a JSON object "
+         "(record), got [2]"),
+        ({"tag": "x", "inner": {"mode": "c"}}, 'config.inner.mode of plugin rate-tag must be one '
+         'of ["a", "b"], got "c"'),
+        ({"tag": "x", "limit": -1}, "config.limit of plugin rate-tag must be between 0 and 100, "
+         "got -1"),
+        ({"tag": "x", "limit": 101}, "config.limit of plugin rate-tag must be between 0 and 100, "
+         "got 101"),
+        ({"tag": "x", "codes": [1, "2"]}, 'config.codes[1] of plugin rate-tag must be an integer, '
+         'got "2"'),
+        ({}, "config.tag is required by plugin rate-tag (a string) but was not given"),
+    ],
+)  # fmt: skip
+def test_each_wrong_config_is_told_in_full(config: dict[str, Any], message: str) -> None:
+    """The field's path, the plugin's name (not its server's), what was expected and the value
+    as JSON."""
+    with pytest.raises(ConfigError) as raised:
+        validate_plugin_config(config, NAMED)
+    assert str(raised.value) == f"--plugin-config: {message}"
+
+
+def test_the_ends_of_a_range_defaults_and_key_schemas_are_kept() -> None:
+    for limit in (0, 100, 0.0):
+        validate_plugin_config({"tag": "x", "limit": limit}, NAMED)
+    schema = {
+        "fields": [
+            {"id": {"type": "string", "required": True, "default": "x"}},  # Kong fills it in
+            {"anything": {"required": True, "default": 3}},
+            {"m": {"type": "map", "keys": {"type": "string", "one_of": ["k"]}}},
+        ]
+    }
+    dump = replace_schema(NAMED, schema)
+    validate_plugin_config({}, dump)
+    validate_plugin_config({"m": {"k": 1}}, dump)
+    with pytest.raises(ConfigError) as raised:
+        validate_plugin_config({"m": {"j": 1}}, dump)
+    assert str(raised.value) == (
+        '--plugin-config: config.m key "j" of plugin rate-tag must be one of ["k"], got "j"'
+    )
+    untyped = replace_schema(NAMED, {"fields": [{"v": {"required": True}}]})
+    with pytest.raises(ConfigError, match=r"config\.v is required by plugin rate-tag \(a value\)"):
+        validate_plugin_config({}, untyped)
+    with pytest.raises(ConfigError) as raised:
+        validate_plugin_config({"x": 1}, replace_schema(NAMED, {"fields": []}))
+    assert str(raised.value).endswith(
+        "config.x is not a field of plugin rate-tag (its fields: none)"
+    )
+
+
+def replace_schema(dump: PluginDump, schema: dict[str, Any]) -> PluginDump:
+    from dataclasses import replace
+
+    return replace(dump, schema=schema)
