@@ -1131,3 +1131,138 @@ def test_bisect_takes_the_scenario_options_of_run(
     args = ["bisect", "3.4.0.0", "3.4.2.1", "--scenario", "idle", "--idle", "5"]
     assert _main(monkeypatch, tmp_path, stage, *args) == 0
     assert {(c.scenarios, c.idle_s) for c in stage.configs} == {(("idle",), 5.0)}
+
+
+# --- what the first mutation run of cli.py found unpinned --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--threshold-new", "5%", "--threshold-new takes a number >= 0 (e.g. 0.05), got '5%'"),
+        ("--threshold-p95", "-1", "--threshold-p95 takes a number >= 0 (e.g. 0.25 or 25%)"),
+        ("--threshold-rss", "x", "--threshold-rss takes a number >= 0 (e.g. 0.25 or 25%)"),
+    ],
+)
+def test_compare_names_the_threshold_it_cannot_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str, message: str
+) -> None:
+    """--threshold-new is absolute (no %); the other two are relative and take 25% too."""
+    old, new = _two_runs(tmp_path)
+    assert cli.main(["compare", str(old), str(new), f"{flag}={value}"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {message}")
+    assert cli.main(["compare", str(old), str(new), "--threshold-rss=30%"]) == 0
+
+
+def test_compare_names_the_side_that_is_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old, new = _two_runs(tmp_path)
+    assert cli.main(["compare", str(tmp_path / "gone"), str(new)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: OLD {tmp_path / 'gone'} does not exist")
+    assert cli.main(["compare", str(old), str(tmp_path / "gone")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: NEW {tmp_path / 'gone'} does not exist")
+
+
+def test_compare_prints_the_markdown_once_and_an_unwritable_page_exits_2(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from orchestration import compare
+
+    old, new = _two_runs(tmp_path)
+    assert cli.main(["compare", str(old), str(new)]) == 0
+    out = capsys.readouterr().out
+    comparison = compare.compare(
+        compare.load_side(old, "OLD"), compare.load_side(new, "NEW"), compare.Thresholds(),
+        old, new,
+    )  # fmt: skip
+    assert out == compare.render_markdown(comparison)  # no blank line added after it
+
+    def refused(_path: Path, _text: str) -> None:
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(report, "write_atomic", refused)
+    page_file = tmp_path / "page.html"
+    assert cli.main(["compare", str(old), str(new), "--html", str(page_file)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: cannot write {page_file}: Read-only file system; pass a folder you may write to\n"
+    )
+
+
+def test_json_output_is_indented_for_people(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["versions", "--json"]) == 0
+    assert capsys.readouterr().out.startswith('[\n  {\n    "version": ')
+    assert cli.main(["collect", str(FACTS_LOG), "--json"]) == 0
+    assert capsys.readouterr().out.startswith('{\n  "')
+
+
+def test_collect_reads_every_run_folder_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for run in ("a", "b"):
+        (tmp_path / run / "3.4.0.0").mkdir(parents=True)
+        (tmp_path / run / "3.4.0.0" / "kong.log").write_text(FACTS_LOG.read_text())
+    assert cli.main(["collect", str(tmp_path / "a"), str(tmp_path / "b"), "--json"]) == 0
+    assert sorted(json.loads(capsys.readouterr().out)) == [
+        str(tmp_path / run / "3.4.0.0" / "kong.log") for run in ("a", "b")
+    ]
+
+
+def test_clean_removes_what_it_surveyed_and_counts_each_failure(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    docker_checked: list[object],
+) -> None:
+    from orchestration import clean
+
+    found = (_leftover("a"), _leftover("b"), _leftover("c"))
+    asked: list[object] = []
+
+    def remove(leftovers: object) -> list[tuple[object, str | None]]:
+        asked.append(leftovers)
+        return [(found[0], "in use"), (found[1], "gone"), (found[2], None)]
+
+    monkeypatch.setattr(clean, "survey", lambda engines: _survey(*found))
+    monkeypatch.setattr(clean, "remove", remove)
+    assert cli.main(["clean"]) == 1
+    assert asked == [found]
+    assert "3 containers of 1 dead run: 1 removed;" in capsys.readouterr().out
+
+
+def test_a_headless_linux_never_starts_a_browser(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import webbrowser
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(webbrowser, "get", lambda: pytest.fail("a console browser would start"))
+    assert cli._open_in_browser(tmp_path / "report.html") is False
+
+
+def test_selftest_announces_rows_and_counts_what_passed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool],
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from orchestration import selftest
+
+    wrong = _selftest_rows(wrong="3.4.1.0")
+
+    def run_matrix(config: RunConfig, **kwargs: object) -> RunResult:
+        run = wrong(config)
+        announce = kwargs["announce"]
+        for row in run.versions:
+            announce(row)  # type: ignore[operator]
+        return run
+
+    monkeypatch.setattr(pipeline, "run_matrix", run_matrix)
+    assert cli.main(["selftest", "--results", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "==> 3.4.1.0 [simulated]: stable, New()/request 1.800\n" in err
+    run = report.load_run(next(p for p in tmp_path.iterdir() if p.name != "latest"))
+    checks = selftest.evaluate(run, 1000)
+    failed = sum(not c.passed for c in checks)
+    assert err.endswith(f"selftest: {len(checks) - failed} passed, {failed} failed\n")
