@@ -1266,3 +1266,65 @@ def test_selftest_announces_rows_and_counts_what_passed(
     checks = selftest.evaluate(run, 1000)
     failed = sum(not c.passed for c in checks)
     assert err.endswith(f"selftest: {len(checks) - failed} passed, {failed} failed\n")
+
+
+def test_a_run_says_where_its_results_are(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool],
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    stage = Stage(lambda config: _written(config, _row("3.4.0.0")))
+    assert _main(monkeypatch, tmp_path, stage, "run", "3.4.0.0") == 0
+    shown = capsys.readouterr()
+    assert f"Results: {stage.configs[0].run_dir}\n" in shown.err
+    assert "Results:" not in shown.out
+
+
+def test_bisect_announces_each_step_and_checks_the_engines_it_was_given(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    engines: list[object] = []
+    monkeypatch.setattr(cli, "_check_prerequisites", lambda sim, hosts=(): engines.append(hosts))
+
+    def announced(config: RunConfig, **kwargs: object) -> RunResult:
+        run = _verdict_by_release(config)
+        kwargs["announce"](run.versions[0])  # type: ignore[operator]
+        return run
+
+    monkeypatch.setattr(pipeline, "run_matrix", announced)
+    args = ["bisect", "3.4.0.0", "3.4.2.1", "--docker-host", "unix:///run/a.sock"]
+    assert cli.main([*args, "--results", str(tmp_path)]) == 0
+    assert engines == [("unix:///run/a.sock",)]
+    assert "==> 3.4.0.0 [simulated]: stable, New()/request -\n" in capsys.readouterr().err
+
+
+def test_bisect_without_bad_says_both_ways_to_call_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool],
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    assert _main(monkeypatch, tmp_path, Stage(_written), "bisect", "3.4.0.0") == 2
+    assert capsys.readouterr().err == (
+        "error: bisect needs GOOD and BAD, e.g. bisect 3.4.0.0 3.4.2.1 (or --image tags in "
+        "order, the first good, the last bad)\n"
+    )
+
+
+def test_merge_warnings_list_every_conflict_and_setting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from runs import sim_run, write_folder
+
+    rows = [r for r in sim_run().versions if r.version in {"3.4.0.0", "3.6.0.0"}]
+    one = write_folder(tmp_path / "one", "job-1", rows)
+    two = write_folder(tmp_path / "two", "job-2", rows)
+    data = json.loads((two / "results.json").read_text())
+    requests, users = data["config"]["requests"], data["config"]["users"]
+    data["config"] = {**data["config"], "requests": 5000, "users": 7}
+    (two / "results.json").write_text(json.dumps(data))
+    assert cli.main(["merge", str(one), str(two), "--results", str(tmp_path / "m")]) == 0
+    error = capsys.readouterr().err.splitlines()
+    conflicts = error[0].removeprefix("warning: measured by more than one source, both rows kept: ")
+    assert len(conflicts.split(", ")) == len(rows)
+    assert error[1] == (
+        f"warning: the sources ran with different settings: requests {requests} vs 5000; "
+        f"users {users} vs 7"
+    )
