@@ -553,3 +553,22 @@ def replace_schema(dump: PluginDump, schema: dict[str, Any]) -> PluginDump:
     from dataclasses import replace
 
     return replace(dump, schema=schema)
+
+
+def test_a_plugin_given_twice_is_told_why_in_full(tmp_path: Path) -> None:
+    def refusal(values: list[str]) -> str:
+        with pytest.raises(ConfigError) as raised:
+            resolve_plugins(values, REPO_ROOT)
+        return str(raised.value)
+
+    assert refusal(["go", "go"]) == "--plugin 'go' is given twice (values: go go)"
+    assert refusal(["all", "js"]) == (
+        "--plugin 'js' is given twice (`all` already holds the built-ins) (values: all js)"
+    )
+    # a folder named like a built-in is another plugin with the same row label, `all` or not
+    folder = _write(tmp_path / "go", {"hello.js": JS_PLUGIN})
+    builtin = plugins.builtin_plugins(REPO_ROOT)["go"].path
+    assert refusal(["all", str(folder)]) == (
+        f"--plugin 'go' is given twice: {builtin} and {folder.resolve()} both give the row label "
+        f"'go'; rename one directory (values: all {folder})"
+    )
