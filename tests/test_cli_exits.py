@@ -1328,3 +1328,74 @@ def test_merge_warnings_list_every_conflict_and_setting(
         f"warning: the sources ran with different settings: requests {requests} vs 5000; "
         f"users {users} vs 7"
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["ui", "3.4.1.0", "--locust-workers", "2"],
+            "the web UI runs one Locust process: --locust-workers and --locust-remote-workers "
+            "are for run and matrix",
+        ),
+        (
+            ["run", "3.4.1.0", "--locust-workers", "2", "--locust-remote-workers", "2"],
+            "--locust-workers starts workers here, --locust-remote-workers waits for workers "
+            "started elsewhere: choose one",
+        ),
+        (
+            ["run", "3.4.1.0", "--locust-remote-workers", "1", "--parallel", "2"],
+            "--locust-remote-workers serves one version at a time (each version has a master "
+            "of its own): leave out --parallel",
+        ),
+        (
+            ["run", "3.4.1.0", "--locust-workers", "2", "--locust-master-port", "5557",
+             "--parallel", "2"],
+            "--locust-master-port names one port: leave out --parallel, or the port",
+        ),
+        (
+            ["run", "3.4.1.0", "--expect", "3.4.1.0=churn"],
+            "--expect only shapes the JUnit report: add --junit FILE",
+        ),
+    ],
+)  # fmt: skip
+def test_the_rules_between_options_say_what_to_do_in_full(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool],
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str,
+) -> None:  # fmt: skip
+    monkeypatch.setattr("orchestration.load.require_free_port", lambda _port: None)
+    assert _main(monkeypatch, tmp_path, Stage(_written), *args) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
+
+
+def test_a_run_announces_rows_checks_its_engines_and_writes_junit_even_when_interrupted(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    engines: list[object] = []
+    monkeypatch.setattr(cli, "_check_prerequisites", lambda sim, hosts=(): engines.append(hosts))
+
+    def announced(config: RunConfig, **kwargs: object) -> RunResult:
+        run = _written(config, _row("3.4.1.0", verdict="churn"))
+        kwargs["announce"](run.versions[0])  # type: ignore[operator]
+        return run
+
+    junit_file = tmp_path / "junit.xml"
+    monkeypatch.setattr(pipeline, "run_matrix", announced)
+    args = ["run", "3.4.1.0", "--docker-host", "unix:///run/a.sock", "--junit", str(junit_file)]
+    assert cli.main([*args, "--expect", "3.4.1.0=stable", "--results", str(tmp_path)]) == 0
+    assert engines == [("unix:///run/a.sock",)]
+    err = capsys.readouterr().err
+    assert "==> 3.4.1.0 [simulated]: churn, New()/request -\n" in err
+    assert f"JUnit: {junit_file}\n" in err
+    assert 'failures="1"' in junit_file.read_text()  # --expect reached the report
+
+    def interrupted(config: RunConfig, **_: object) -> RunResult:
+        _written(config, _row("3.4.1.0", "interrupted", "interrupted"))
+        raise Interrupted(15, "interrupted by SIGTERM")
+
+    junit_file.unlink()
+    monkeypatch.setattr(pipeline, "run_matrix", interrupted)
+    assert cli.main([*args, "--results", str(tmp_path)]) == 143
+    assert "3.4.1.0" in junit_file.read_text()
+    assert cli.main([*args, "--expect", "9.9.9.9=churn", "--results", str(tmp_path)]) == 2
+    assert "(it has: 3.4.1.0)" in capsys.readouterr().err
