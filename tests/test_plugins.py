@@ -572,3 +572,10 @@ def test_a_plugin_given_twice_is_told_why_in_full(tmp_path: Path) -> None:
         f"--plugin 'go' is given twice: {builtin} and {folder.resolve()} both give the row label "
         f"'go'; rename one directory (values: all {folder})"
     )
+
+
+def test_the_go_built_ins_build_the_example_plugins_binary() -> None:
+    """Kong knows the binary's name as the plugin's (KONG_PLUGINS, kong.yml): example-plugin."""
+    builtins = plugins.builtin_plugins(REPO_ROOT)
+    assert builtins["go"].entry == builtins["go-latest"].entry == "example-plugin"
+    assert builtins["js"].entry == ""  # kong-js-pluginserver finds the plugin in its folder
