@@ -1399,3 +1399,28 @@ def test_a_run_announces_rows_checks_its_engines_and_writes_junit_even_when_inte
     assert "3.4.1.0" in junit_file.read_text()
     assert cli.main([*args, "--expect", "9.9.9.9=churn", "--results", str(tmp_path)]) == 2
     assert "(it has: 3.4.1.0)" in capsys.readouterr().err
+
+
+def test_the_built_ins_take_every_scenario_and_workers_are_held_to_the_users_given(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    scenarios = ["--scenario", "reload", "--scenario", "kill-server", "--scenario", "overhead"]
+    go = _config(monkeypatch, tmp_path, "3.4.1.0", "--plugin", "go", *scenarios)
+    assert go.scenarios == ("reload", "kill-server", "overhead")
+    python = _config(monkeypatch, tmp_path, "3.4.1.0", "--plugin", "python", *scenarios[:2])
+    assert python.plugins == ("python",)
+    workers = _config(monkeypatch, tmp_path, "3.4.1.0", "--locust-workers", "60", "--users", "60")
+    assert (workers.locust_workers, workers.users) == (60, 60)
+
+
+def test_a_plugin_config_that_is_not_an_object_says_what_it_got(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool],
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    assert (
+        _main(monkeypatch, tmp_path, Stage(_written), "run", "3.4.1.0", "--plugin-config", "[1]")
+        == 2
+    )
+    assert capsys.readouterr().err == (
+        "error: --plugin-config must be a JSON object (the plugin's config fields), got list: [1]\n"
+    )
