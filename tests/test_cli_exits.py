@@ -1424,3 +1424,31 @@ def test_a_plugin_config_that_is_not_an_object_says_what_it_got(
     assert capsys.readouterr().err == (
         "error: --plugin-config must be a JSON object (the plugin's config fields), got list: [1]\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--scenario", "nope"],
+            "unknown scenario 'nope'; choose from: steady, reload, kill-server, idle, workers, "
+            "overhead, soak (repeat --scenario for several)",
+        ),
+        (
+            ["--scenario", "idle", "--scenario", "soak", "--scenario", "idle"],
+            "a scenario is named twice: idle soak idle",
+        ),
+        (
+            ["--plugin", "js", "--scenario", "kill-server"],
+            "--scenario kill-server cannot measure the plugin 'js': it needs the server's process "
+            "name, which is the plugin's only for Go. Use --scenario steady, idle, workers or "
+            "soak with it (or a built-in Go plugin for this scenario)",
+        ),
+    ],
+)
+def test_scenario_refusals_in_full(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool],
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str,
+) -> None:  # fmt: skip
+    assert _main(monkeypatch, tmp_path, Stage(_written), "run", "3.4.1.0", *args) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
