@@ -1452,3 +1452,21 @@ def test_scenario_refusals_in_full(
 ) -> None:  # fmt: skip
     assert _main(monkeypatch, tmp_path, Stage(_written), "run", "3.4.1.0", *args) == 2
     assert capsys.readouterr().err == f"error: {message}\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["run", "3.4.1.0", "3.6.0.0", "3.4.1.0"],
+            "a version is named twice: 3.4.1.0 3.6.0.0 3.4.1.0",
+        ),
+        (["ui", "3.4.1.0", "3.6.0.0"], "ui takes exactly one version (or one --image)"),
+    ],
+)
+def test_version_refusals_in_full(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool],
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str,
+) -> None:  # fmt: skip
+    assert _main(monkeypatch, tmp_path, Stage(_written), *args) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
