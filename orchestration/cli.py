@@ -65,7 +65,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     number("--load-timeout", "load_timeout_s", "seconds the load may take at most")
     number("--parallel", "parallel", "versions measured at once")
     _add_locust_worker_options(parser, number)
-    if parser.prog.split()[-1] in {"run", "matrix"}:
+    command = parser.prog.split()[-1]
+    if command in {"run", "matrix", "bisect"}:  # bisect: every option of run (README)
         number("--changes", "changes", "reload: configuration changes under load")
         number("--idle", "idle_s", "idle: seconds without load between the two bursts")
         number("--duration", "duration_s", "soak: seconds the load runs")
@@ -75,6 +76,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
             metavar="NAME",
             help=f"what to measure, repeatable: {', '.join(SCENARIOS)} (default {SCENARIOS[0]})",
         )
+    if command in {"run", "matrix"}:
         _add_junit_options(parser)
     parser.add_argument(
         "--image",

@@ -2,6 +2,7 @@
 
     python -m tests.mutants                  every module below, smallest first
     python -m tests.mutants versions config  just those
+    python -m tests.mutants --min-score 90 plugin   exit 1 when a module scores less (CI)
 
 mutmut (configured in pyproject.toml) copies the tree to mutants/, records which tests call
 which function, then runs each mutant against only those tests. Of pipeline.py only the verdict
@@ -28,9 +29,32 @@ SCOPE: dict[str, tuple[str, ...]] = {
     "selftest": ("*",),
     "config": ("*",),
     "report": ("*",),
-    "pipeline": ("x_row_from", "x__unmeasured", "x_jobs_of"),  # Job.folder: a property, see below
+    # Job.folder: a property, see below
+    "pipeline": ("x_row_from", "x__unmeasured", "x__disagreement", "x_jobs_of"),
     "cli": ("*",),
     "collect": ("*",),
+    # what the harness tells Kong about a plugin; the rest of the module probes a running Kong
+    "plugin": (
+        "xǁPluginContractǁstart_command",
+        "xǁPluginContractǁkong_environment",
+        "xǁPluginContractǁdeclarative",
+    ),
+    # resolving --plugin, checking --plugin-config and the server's process name; the rest builds
+    # images and asks them for their dump
+    "plugins": (
+        "x_process_name_of",
+        "x_builtin_plugins",
+        "x_resolve_plugins",
+        "x__refuse_duplicates",
+        "x_validate_plugin_config",
+        "x__check_record",
+        "x__is_integer",
+        "x__check_value",
+        "x__check_nested",
+        "x__check_bounds",
+        "x__describe",
+        "x__wrong",
+    ),
 }
 KILLED = {1, 3}  # 3: pytest's internal error, which mutmut counts as a kill
 SURVIVED = 0
@@ -50,6 +74,16 @@ def results(module: str, root: Path = Path("mutants")) -> dict[str, int | None]:
     return {
         name: code for name, code in codes.items() if any(fnmatch.fnmatch(name, p) for p in wanted)
     }
+
+
+def scores(modules: list[str], root: Path = Path("mutants")) -> dict[str, float]:
+    """Each module's share of mutants killed, in percent (0 when none was found)."""
+    shares: dict[str, float] = {}
+    for module in modules:
+        codes = results(module, root)
+        killed = sum(code in KILLED for code in codes.values())
+        shares[module] = 100 * killed / len(codes) if codes else 0.0
+    return shares
 
 
 def score_lines(modules: list[str], root: Path = Path("mutants")) -> list[str]:
@@ -73,6 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.mutants", description=__doc__)
     parser.add_argument("modules", nargs="*", metavar="MODULE", help=", ".join(SCOPE))
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--min-score",
+        type=float,
+        default=None,
+        metavar="PERCENT",
+        help="exit 1 when a module's score is below PERCENT",
+    )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.modules) - set(SCOPE))
     if unknown:
@@ -85,7 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"\nmutmut ran {time.monotonic() - started:.0f} s\n")
     print("\n".join(score_lines(modules)))
-    return done.returncode
+    if done.returncode or args.min_score is None:
+        return done.returncode
+    low = {m: share for m, share in scores(modules).items() if share < args.min_score}
+    for module, share in low.items():
+        print(
+            f"{module}: {share:.0f}% of mutants killed, below {args.min_score:g}%", file=sys.stderr
+        )
+    return 1 if low else 0
 
 
 if __name__ == "__main__":

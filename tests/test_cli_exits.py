@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -196,3 +199,1276 @@ def test_plugins_and_their_config_reach_the_run_as_given(
     (config,) = stage.configs
     assert config.plugins == ("all", "tests/plugins/rate-tag")
     assert config.plugin_config == '{"limit":5,"tag":"a"}'
+
+
+# --- the options as README documents them: defaults, flags, the environment -----------------
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _readme_defaults() -> dict[str, str]:
+    """README's table of the options of run, matrix, ui and selftest: option -> default cell."""
+    defaults: dict[str, str] = {}
+    for line in README.read_text(encoding="utf-8").splitlines():
+        if line.startswith("| `--"):
+            cells = [cell.strip() for cell in line.strip("|").split(" | ")]
+            options = [option.strip("`").split()[0] for option in cells[0].split(", ")]
+            values = cells[1].split(", ") if len(options) > 1 else [cells[1]]
+            defaults.update(zip(options, values, strict=True))
+    return defaults
+
+
+# option -> (RunConfig field, a value to give, what the field then holds, README's default as held)
+OPTIONS: dict[str, tuple[str, str, object, object]] = {
+    "--requests": ("requests", "1234", 1234, 1000),
+    "--users": ("users", "7", 7, 50),
+    "--spawn-rate": ("spawn_rate", "2.5", 2.5, 1000.0),
+    "--workers": ("workers", "3", 3, 4),
+    "--ready-timeout": ("ready_timeout_s", "31.5", 31.5, 240.0),
+    "--load-timeout": ("load_timeout_s", "61", 61.0, 600.0),
+    "--parallel": ("parallel", "2", 2, 1),
+    "--changes": ("changes", "5", 5, 3),
+    "--idle": ("idle_s", "0.5", 0.5, 75.0),
+    "--duration": ("duration_s", "9", 9.0, 600.0),
+    "--locust-workers": ("locust_workers", "2", 2, 0),
+    "--locust-master-port": ("locust_master_port", "5557", 5557, 0),
+    "--locust-master-bind": ("locust_master_bind", "0.0.0.0", "0.0.0.0", "127.0.0.1"),
+    "--go-image": ("go_image", "golang:1.23", "golang:1.23", "golang:1.22"),
+}
+
+
+def _config(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *args: str, command: str = "run"
+) -> RunConfig:
+    stage = Stage(_written)
+    monkeypatch.setattr(cli, "_check_prerequisites", lambda *_: None)
+    assert _main(monkeypatch, tmp_path, stage, command, *args) == 0
+    (config,) = stage.configs
+    return config
+
+
+def test_every_default_is_the_one_readme_gives(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    documented = _readme_defaults()
+    config = _config(monkeypatch, tmp_path, "3.4.1.0")
+    for option, (field, _, _, default) in OPTIONS.items():
+        assert getattr(config, field) == default, option
+        written = documented[option].strip("`").split()[0]
+        assert written == str(default) or written == f"{default:g}", option
+    assert documented["--locust-remote-workers"] == "0" and config.locust_remote_workers == 0
+    assert (config.keep, config.sim, config.tap, config.docker_hosts) == (False, False, False, ())
+    assert documented["--results"] == "`results`"
+    assert config.results_root == tmp_path.resolve()  # _main passes --results
+
+
+@pytest.mark.parametrize("option", sorted(OPTIONS))
+def test_each_option_reaches_the_run_from_its_flag_and_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, option: str
+) -> None:
+    field, given, held, _ = OPTIONS[option]
+    from_flag = _config(monkeypatch, tmp_path, "3.4.1.0", option, given)
+    assert getattr(from_flag, field) == held
+    monkeypatch.setenv("KPM_" + option[2:].replace("-", "_").upper(), given)
+    from_environment = _config(monkeypatch, tmp_path, "3.4.1.0")
+    assert getattr(from_environment, field) == held
+
+
+def test_the_switches_and_the_repeatable_options_reach_the_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = _config(
+        monkeypatch, tmp_path, "3.4.1.0", "--keep", "--sim", "--tap",
+        "--image", "kong:3.6.1", "--scenario", "idle", "--scenario", "workers",
+        "--docker-host", "unix:///run/a.sock", "--docker-host", "unix:///run/b.sock",
+    )  # fmt: skip
+    assert (config.keep, config.sim, config.tap) == (True, True, True)
+    assert [t.image for t in config.targets] == ["kong/kong-gateway:3.4.1.0", "kong:3.6.1"]
+    assert config.scenarios == ("idle", "workers")
+    assert config.docker_hosts == ("unix:///run/a.sock", "unix:///run/b.sock")
+    assert _config(monkeypatch, tmp_path, "3.4.1.0", "--no-tap").tap is False
+
+
+def test_results_and_docker_hosts_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("KPM_RESULTS", str(tmp_path / "elsewhere"))
+    monkeypatch.setenv("KPM_DOCKER_HOST", "unix:///run/a.sock unix:///run/b.sock")
+    stage = Stage(_written)
+    monkeypatch.setattr(cli, "_check_prerequisites", lambda *_: None)
+    monkeypatch.setattr(pipeline, "run_matrix", stage)
+    assert cli.main(["run", "3.4.1.0"]) == 0  # no --results
+    (config,) = stage.configs
+    assert config.results_root == (tmp_path / "elsewhere").resolve()
+    assert config.docker_hosts == ("unix:///run/a.sock", "unix:///run/b.sock")
+
+
+def test_without_results_or_its_variable_runs_go_under_results_here(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    stage = Stage(_written)
+    monkeypatch.setattr(cli, "_check_prerequisites", lambda *_: None)
+    monkeypatch.setattr(pipeline, "run_matrix", stage)
+    assert cli.main(["run", "3.4.1.0"]) == 0
+    assert stage.configs[0].results_root == tmp_path.resolve() / "results"
+
+
+def test_ui_listens_on_8089_or_its_web_port(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr("orchestration.load.require_free_port", lambda _port: None)
+    assert _config(monkeypatch, tmp_path, "3.4.1.0", command="ui").web_port == 8089
+    assert (
+        _config(monkeypatch, tmp_path, "3.4.1.0", "--web-port", "9000", command="ui").web_port
+        == 9000
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ui", "3.4.1.0", "--locust-workers", "2"], "the web UI runs one Locust process"),
+        (["ui", "3.4.1.0", "--locust-remote-workers", "1"], "the web UI runs one Locust process"),
+        (
+            ["run", "3.4.1.0", "--locust-workers", "2", "--locust-remote-workers", "2"],
+            "choose one",
+        ),
+        (
+            ["run", "3.4.1.0", "--locust-remote-workers", "1", "--parallel", "2"],
+            "--locust-remote-workers serves one version at a time",
+        ),
+        (
+            [
+                "run",
+                "3.4.1.0",
+                "--locust-workers",
+                "2",
+                "--locust-master-port",
+                "5557",
+                "--parallel",
+                "2",
+            ],
+            "--locust-master-port names one port",
+        ),
+        (
+            [
+                "run",
+                "3.4.1.0",
+                "--locust-remote-workers",
+                "2",
+                "--locust-master-port",
+                "5557",
+                "--parallel",
+                "2",
+            ],
+            "--locust-remote-workers serves one version at a time",
+        ),
+        (["run", "3.4.1.0", "--locust-workers", "60", "--users", "50"], "--users"),
+        (["run", "3.4.1.0", "--locust-remote-workers", "60", "--users", "50"], "--users"),
+        (["ui", "3.4.1.0", "--web-port", "0"], "--web-port must be between 1 and 65535"),
+        (["ui", "3.4.1.0", "--web-port", "x"], "--web-port takes a number"),
+        (["run", "3.4.1.0", "--locust-workers", "65"], "--locust-workers must be between 0 and 64"),
+        (["run", "3.4.1.0", "--idle", "-1"], "--idle must be between 0 and"),
+        (["run", "3.4.1.0", "--duration", "0"], "--duration must be between 1 and"),
+        (["run", "3.4.1.0", "--go-image", "golang:1.22;x"], "--go-image: "),
+        (["run", "3.4.1.0", "--docker-host", "ssh://far"], "ssh://far"),
+        (["run", "3.4.1.0", "--scenario", "reload", "--scenario", "nope"], "unknown scenario"),
+        (["run", "--image", "kong:3.6.1", "--image", "kong:3.6.1"], "a version is named twice"),
+        (["ui", "--image", "kong:3.6.1", "--image", "kong:3.7.1"], "ui takes exactly one"),
+        (["ui"], "name at least one version"),
+        (["run", "--expect", "3.4.1.0=churn"], "name at least one version"),
+        (["run", "3.4.1.0", "--expect", "3.4.1.0=churn"], "--expect only shapes the JUnit"),
+    ],
+)
+def test_rules_between_options_exit_2_before_any_docker_work(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool],
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str,
+) -> None:  # fmt: skip
+    monkeypatch.setattr("orchestration.load.require_free_port", lambda _port: None)
+    stage = Stage(_written)
+    assert _main(monkeypatch, tmp_path, stage, *args) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and message in error, error
+    assert prerequisites == [] and stage.configs == []
+
+
+def test_a_flag_or_variable_at_the_edge_of_its_range_is_taken(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = _config(
+        monkeypatch, tmp_path, "3.4.1.0", "--locust-workers", "50", "--users", "50",
+        "--locust-master-port", "5557",
+    )  # fmt: skip
+    assert (config.locust_workers, config.locust_master_port) == (50, 5557)
+    remote = _config(monkeypatch, tmp_path, "3.4.1.0", "--locust-remote-workers", "3")
+    assert (remote.locust_remote_workers, remote.locust_workers) == (3, 0)
+    monkeypatch.setenv("KPM_LOCUST_MASTER_BIND", "10.0.0.1")
+    assert _config(monkeypatch, tmp_path, "3.4.1.0").locust_master_bind == "10.0.0.1"
+    flag = _config(monkeypatch, tmp_path, "3.4.1.0", "--locust-master-bind", "10.0.0.2")
+    assert flag.locust_master_bind == "10.0.0.2"  # the flag over the environment
+    parallel_port = _config(
+        monkeypatch, tmp_path, "3.4.1.0", "--parallel", "2", "--locust-master-port", "5557"
+    )
+    assert parallel_port.parallel == 2  # a port without workers is no conflict
+
+
+# --- the reference, --version and the commands that need no Docker, in-process --------------
+
+
+def test_the_cli_reference_in_docs_is_what_help_prints() -> None:
+    """docs/cli.md is every command's --help (python -m tests.cli_reference rewrites it); compared
+    word by word, so another Python's line wrapping is no difference."""
+    from cli_reference import REFERENCE, render
+
+    assert REFERENCE.read_text(encoding="utf-8").split() == render().split()
+
+
+def test_version_prints_the_tools_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from orchestration import __version__
+
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["--version"])
+    assert stopped.value.code == 0
+    assert capsys.readouterr().out == f"kong-plugin-matrix {__version__}\n"
+
+
+@pytest.mark.parametrize("args", [[], ["nope"], ["run", "--nope"], ["run", "--requests"]])
+def test_usage_errors_exit_2_and_say_how_to_get_help(
+    capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(args)
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith("usage: python -m orchestration")
+    assert error.endswith(" (see --help)\n") and ": error: " in error
+
+
+def test_versions_lists_every_known_version_as_text_json_or_the_default_matrix(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli.main(["versions", "--default"]) == 0
+    assert capsys.readouterr().out.split("\n") == [*versions.DEFAULT_MATRIX, ""]
+    assert cli.main(["versions", "--json"]) == 0
+    entries = json.loads(capsys.readouterr().out)
+    assert [e["version"] for e in entries] == [v.version for v in versions.KNOWN_VERSIONS]
+    first = versions.KNOWN_VERSIONS[0]
+    assert entries[0] == {
+        "version": first.version,
+        "edition": first.edition,
+        "image": first.image,
+        "changelog": first.expected,
+        "default_matrix": first.in_default_matrix,
+        "source": first.source,
+    }
+    assert cli.main(["versions"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [cell.strip() for cell in lines[0].split("|")[1:-1]] == [
+        "version", "edition", "changelog", "default", "source",
+    ]  # fmt: skip
+    rows = {line.split("|")[1].strip(): line.split("|") for line in lines[2:]}
+    assert len(rows) == len(versions.KNOWN_VERSIONS)
+    for known in versions.KNOWN_VERSIONS:
+        cells = [cell.strip() for cell in rows[known.version][1:-1]]
+        default = "yes" if known.in_default_matrix else ""
+        assert cells == [known.version, known.edition, known.expected, default, known.source]
+
+
+FACTS_LOG = Path(__file__).resolve().parent / "fixtures" / "facts_excerpt.log"
+
+
+def test_collect_prints_one_logs_signals_as_json_and_several_as_a_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["collect", str(FACTS_LOG), "--json"]) == 0
+    one = json.loads(capsys.readouterr().out)
+    assert (one["instance_starts"], one["rpc_closed_errors"]) == (1, 1)
+    run = tmp_path / "run"
+    for version in ("3.4.0.0", "3.4.1.0"):
+        (run / version).mkdir(parents=True)
+        (run / version / "kong.log").write_text(FACTS_LOG.read_text())
+    assert cli.main(["collect", str(run), "--json"]) == 0
+    several = json.loads(capsys.readouterr().out)
+    assert sorted(several) == [str(run / v / "kong.log") for v in ("3.4.0.0", "3.4.1.0")]
+    assert cli.main(["collect", str(run / "3.4.0.0"), str(FACTS_LOG)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    cells = [[cell.strip() for cell in line.split("|")[1:-1]] for line in table]
+    assert cells[0] == ["log", *one]
+    counts = ["" if value is None else str(value) for value in one.values()]
+    assert cells[2:] == [[str(run / "3.4.0.0" / "kong.log"), *counts], [str(FACTS_LOG), *counts]]
+
+
+def test_collect_counts_the_plugin_it_is_told(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["collect", str(FACTS_LOG), "--json", "--plugin", "other-plugin"]) == 0
+    assert json.loads(capsys.readouterr().out)["instance_starts"] == 0
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda root: root / "nope.log",
+            "does not exist: pass a Kong log file or a results run folder",
+        ),
+        (lambda root: root, "holds no kong.log (expected <run>/<version>/kong.log)"),
+    ],
+)
+def test_collect_without_a_log_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    make: Callable[[Path], Path], message: str,
+) -> None:  # fmt: skip
+    assert cli.main(["collect", str(make(tmp_path))]) == 2
+    assert capsys.readouterr().err == f"error: {make(tmp_path)} {message}\n"
+
+
+def _finished_run(tmp_path: Path, *rows: VersionResult) -> Path:
+    config = RunConfig("r1", (), tmp_path)
+    _written(config, *rows)
+    return config.run_dir
+
+
+def test_report_reprints_a_run_and_exits_as_the_run_did(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = _finished_run(tmp_path / "good", _row("3.4.0.0"))
+    assert cli.main(["report", str(good)]) == 0
+    assert "| 3.4.0.0 " in capsys.readouterr().out
+    assert cli.main(["report", str(good / "results.json")]) == 0
+    bad = _finished_run(tmp_path / "bad", _row("3.4.0.0"), _row("3.4.1.0", "error", "error"))
+    assert cli.main(["report", str(bad)]) == 1
+    assert cli.main(["report", str(tmp_path / "none")]) == 2
+    assert capsys.readouterr().err.endswith(
+        f"error: {tmp_path / 'none'} does not exist: pass a run folder (results/<run-id>) or its "
+        "results.json\n"
+    )
+
+
+def test_report_defaults_to_results_latest(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["report"]) == 2
+    assert "error: results/latest does not exist" in capsys.readouterr().err
+
+
+def test_report_html_draws_the_page_and_open_without_a_browser_says_so(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from orchestration import page
+
+    run_dir = _finished_run(tmp_path, _row("3.4.0.0"))
+    assert not (run_dir / page.PAGE_NAME).exists()
+    assert cli.main(["report", str(run_dir / "results.json"), "--html"]) == 0
+    assert capsys.readouterr().out == f"{run_dir / page.PAGE_NAME}\n"
+    assert (run_dir / page.PAGE_NAME).is_file()
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert cli.main(["report", str(run_dir), "--open"]) == 0
+    shown = capsys.readouterr()
+    assert shown.out == f"{run_dir / page.PAGE_NAME}\n"
+    assert shown.err == (
+        f"no browser here to open it with; open {run_dir / page.PAGE_NAME} yourself\n"
+    )
+
+
+@pytest.mark.parametrize("display", ["DISPLAY", "WAYLAND_DISPLAY"])
+def test_report_open_uses_the_browser_when_there_is_a_display(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    display: str,
+) -> None:  # fmt: skip
+    import webbrowser
+
+    opened: list[str] = []
+
+    class Browser:
+        def open(self, url: str) -> bool:
+            opened.append(url)
+            return True
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setenv(display, ":0")
+    monkeypatch.setattr(webbrowser, "get", Browser)
+    run_dir = _finished_run(tmp_path, _row("3.4.0.0"))
+    assert cli.main(["report", str(run_dir), "--open"]) == 0
+    assert opened == [(run_dir / "report.html").resolve().as_uri()]
+    assert "no browser" not in capsys.readouterr().err
+
+    def no_browser() -> Browser:
+        raise webbrowser.Error("none")
+
+    monkeypatch.setattr(webbrowser, "get", no_browser)
+    assert cli.main(["report", str(run_dir), "--open"]) == 0
+    assert "no browser here" in capsys.readouterr().err
+
+
+def test_report_to_a_folder_it_cannot_write_exits_2(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from orchestration import page
+
+    def refused(_run_dir: Path, _run: RunResult) -> Path:
+        raise PermissionError(13, "Permission denied")
+
+    run_dir = _finished_run(tmp_path, _row("3.4.0.0"))
+    monkeypatch.setattr(page, "write_page", refused)
+    assert cli.main(["report", str(run_dir), "--html"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: cannot write {run_dir / 'report.html'}: Permission denied; pass a folder you "
+        "may write to\n"
+    )
+
+
+def test_report_junit_writes_the_file_and_says_where(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = _finished_run(tmp_path, _row("3.4.0.0"))
+    junit_file = tmp_path / "junit.xml"
+    assert cli.main(["report", str(run_dir), "--junit", str(junit_file)]) == 0
+    assert capsys.readouterr().err == f"JUnit: {junit_file}\n"
+    assert "<testsuite" in junit_file.read_text()
+    assert cli.main(["report", str(run_dir), "--expect", "3.4.0.0=churn"]) == 2
+    assert "--expect only shapes the JUnit report: add --junit FILE" in capsys.readouterr().err
+    expect = ["--junit", str(junit_file), "--expect", "3.4.0.0=churn"]
+    assert cli.main(["report", str(run_dir), *expect]) == 0  # the run's own exit, not JUnit's
+    assert 'failures="1"' in junit_file.read_text()
+
+
+# --- compare, merge, clean, bisect, selftest and the ui path, Docker stubbed -----------------
+
+
+def _two_runs(tmp_path: Path, **changes: object) -> tuple[Path, Path]:
+    from dataclasses import replace
+
+    from runs import sim_run, write_folder
+
+    rows = sim_run().versions
+    old = write_folder(tmp_path / "old", "old-run", rows)
+    steady_341 = [
+        replace(row, **changes) if (row.version, row.scenario) == ("3.4.3.1", "steady") else row  # type: ignore[arg-type]
+        for row in rows
+    ]
+    return old, write_folder(tmp_path / "new", "new-run", steady_341)
+
+
+def test_compare_exits_0_when_nothing_got_worse_and_1_on_a_regression(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    same_old, same_new = _two_runs(tmp_path / "same")
+    assert cli.main(["compare", str(same_old), str(same_new)]) == 0
+    assert "| 3.4.3.1 " in capsys.readouterr().out
+    old, new = _two_runs(tmp_path / "worse", verdict="churn", new_calls_per_request=0.9)
+    assert cli.main(["compare", str(old), str(new), "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["regressions"] >= 1
+
+
+def test_compare_thresholds_are_read_from_their_flags(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from runs import sim_run
+
+    row = next(r for r in sim_run().versions if (r.version, r.scenario) == ("3.4.3.1", "steady"))
+    assert row.p95_ms is not None and row.new_calls_per_request is not None
+    slower = row.p95_ms * 1.5
+    old, new = _two_runs(tmp_path, p95_ms=slower)
+    assert cli.main(["compare", str(old), str(new)]) == 1  # default: 20% is a regression
+    capsys.readouterr()
+    assert cli.main(["compare", str(old), str(new), "--threshold-p95", "60%"]) == 0
+    capsys.readouterr()
+    more = row.new_calls_per_request + 0.05
+    old_n, new_n = _two_runs(tmp_path / "n", new_calls_per_request=more)
+    assert cli.main(["compare", str(old_n), str(new_n), "--threshold-new", "0.01"]) == 1
+    capsys.readouterr()
+    assert cli.main(["compare", str(old_n), str(new_n), "--threshold-new", "0.1"]) == 0
+    capsys.readouterr()
+    assert cli.main(["compare", str(old), str(new), "--threshold-rss", "x"]) == 2
+    assert "--threshold-rss" in capsys.readouterr().err
+
+
+def test_compare_html_writes_the_page_or_exits_2_for_a_missing_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old, new = _two_runs(tmp_path)
+    page_file = tmp_path / "compare.html"
+    assert cli.main(["compare", str(old), str(new), "--html", str(page_file)]) == 0
+    assert capsys.readouterr().err == f"Report page: {page_file}\n"
+    assert page_file.read_text().startswith("<!DOCTYPE html>")
+    missing = tmp_path / "no" / "page.html"
+    assert cli.main(["compare", str(old), str(new), "--html", str(missing)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --html {missing}: the folder {missing.parent} does not exist\n"
+    )
+
+
+def test_merge_prints_the_table_and_where_the_merged_run_went(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from runs import sim_run, write_folder
+
+    rows = sim_run().versions
+    one = write_folder(tmp_path / "one", "job-1", [r for r in rows if r.version == "3.4.0.0"])
+    two = write_folder(tmp_path / "two", "job-2", [r for r in rows if r.version != "3.4.0.0"])
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["merge", str(one), str(two)]) == 0
+    shown = capsys.readouterr()
+    assert "| 3.4.0.0 " in shown.out and "| 3.7.1.0 " in shown.out
+    (merged,) = [p for p in (tmp_path / "results").iterdir() if p.name != "latest"]
+    assert shown.err == f"Merged 2 runs, {len(rows)} rows: {merged}\n"
+    monkeypatch.setenv("KPM_RESULTS", str(tmp_path / "env"))
+    assert cli.main(["merge", str(one), str(two)]) == 0
+    assert (tmp_path / "env" / "latest").is_dir()
+    capsys.readouterr()
+    assert cli.main(["merge", str(one), str(two), "--results", str(tmp_path / "flag")]) == 0
+    assert (tmp_path / "flag" / "latest").is_dir()
+
+
+def test_merge_warns_of_conflicts_and_different_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from runs import sim_run, write_folder
+
+    rows = [r for r in sim_run().versions if r.version == "3.4.0.0"]
+    one = write_folder(tmp_path / "one", "job-1", rows)
+    two = tmp_path / "two"
+    write_folder(two, "job-2", rows)
+    data = json.loads((two / "results.json").read_text())
+    data["config"] = {**data["config"], "requests": 5000}
+    (two / "results.json").write_text(json.dumps(data))
+    assert cli.main(["merge", str(one), str(two), "--results", str(tmp_path / "m")]) == 0
+    error = capsys.readouterr().err.splitlines()
+    assert error[0].startswith("warning: measured by more than one source, both rows kept: ")
+    assert "3.4.0.0" in error[0]
+    assert error[1].startswith("warning: the sources ran with different settings: requests ")
+    assert " vs " in error[1]
+
+
+def _survey(*leftovers: object) -> object:
+    from orchestration import clean
+
+    return clean.Survey(tuple(leftovers), alive=1, elsewhere=2, unowned=0, kept=0)  # type: ignore[arg-type]
+
+
+def _leftover(name: str) -> object:
+    from orchestration import clean
+
+    return clean.Leftover("container", name, name, "r1", "host:1:2")
+
+
+@pytest.fixture
+def docker_checked(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """`clean`'s checks of Docker, stubbed: which were asked for what."""
+    from orchestration import engines, stack
+
+    asked: list[object] = []
+    monkeypatch.setattr(stack, "check_docker", lambda: asked.append("docker"))
+    monkeypatch.setattr(engines, "check_engines", lambda hosts: asked.append(tuple(hosts)))
+    return asked
+
+
+def test_clean_with_nothing_left_says_so_and_exits_0(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    docker_checked: list[object],
+) -> None:
+    from orchestration import clean
+
+    surveyed: list[object] = []
+
+    def survey(engines: object) -> object:
+        surveyed.append(engines)
+        return _survey()
+
+    monkeypatch.setattr(clean, "survey", survey)
+    assert cli.main(["clean"]) == 0
+    assert capsys.readouterr().out == (
+        "nothing to remove (left alone: 1 of running runs, 2 of other hosts)\n"
+    )
+    assert docker_checked == ["docker"] and surveyed == [(None,)]
+    assert cli.main(["clean", "--docker-host", "unix:///run/a.sock"]) == 0
+    assert docker_checked == ["docker", ("unix:///run/a.sock",)]
+    assert surveyed[-1] == ("unix:///run/a.sock",)
+
+
+def test_clean_dry_run_lists_and_removes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    docker_checked: list[object],
+) -> None:
+    from orchestration import clean
+
+    monkeypatch.setattr(clean, "survey", lambda engines: _survey(_leftover("a"), _leftover("b")))
+    monkeypatch.setattr(clean, "remove", lambda _l: pytest.fail("removed on a dry run"))
+    assert cli.main(["clean", "--dry-run"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "would remove container a (run r1)",
+        "would remove container b (run r1)",
+        "2 containers of 1 dead run; left alone: 1 of running runs, 2 of other hosts",
+    ]
+
+
+def test_clean_exits_1_when_something_could_not_be_removed(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    docker_checked: list[object],
+) -> None:
+    from orchestration import clean
+
+    a, b = _leftover("a"), _leftover("b")
+    monkeypatch.setattr(clean, "survey", lambda engines: _survey(a, b))
+    monkeypatch.setattr(clean, "remove", lambda _l: [(a, None), (b, "in use")])
+    assert cli.main(["clean"]) == 1
+    shown = capsys.readouterr()
+    assert shown.out.splitlines() == [
+        "removed container a (run r1)",
+        "2 containers of 1 dead run: 1 removed; left alone: 1 of running runs, 2 of other hosts",
+    ]
+    assert shown.err == "could not remove container b (run r1): in use\n"
+    monkeypatch.setattr(clean, "remove", lambda _l: [(a, None), (b, None)])
+    assert cli.main(["clean"]) == 0
+    assert "2 removed;" in capsys.readouterr().out
+
+
+def test_the_ui_checks_its_port_first_and_runs_the_ui_pipeline(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool]
+) -> None:
+    from orchestration import load
+    from orchestration.owner import OWNER_ENV
+
+    ports: list[int] = []
+    monkeypatch.setattr(load, "require_free_port", ports.append)
+    monkeypatch.setattr(pipeline, "run_matrix", lambda *_a, **_k: pytest.fail("not the ui"))
+    ui = Stage(lambda config: _written(config, _row("3.4.1.0")))
+    monkeypatch.setattr(pipeline, "run_ui", ui)
+    monkeypatch.setenv(OWNER_ENV, "before")  # restored after the test
+    assert cli.main(["ui", "3.4.1.0", "--web-port", "9001", "--results", str(tmp_path)]) == 0
+    assert ports == [9001] and len(ui.configs) == 1 and prerequisites == [False]
+    assert os.environ[OWNER_ENV].count(":") >= 2  # HOST:PID:STARTED, for `clean`
+
+
+def test_a_run_announces_each_row_as_it_comes(capsys: pytest.CaptureFixture[str]) -> None:
+    from dataclasses import replace
+
+    row = replace(_row("3.4.1.0", verdict="churn"), new_calls_per_request=0.91234)
+    cli._announce(row)
+    cli._announce(replace(row, simulated=False, plugin="python", new_calls_per_request=None))
+    cli._announce(_row("3.6.0.0", "error", "error"))
+    assert capsys.readouterr().err.splitlines() == [
+        "==> 3.4.1.0 [simulated]: churn, New()/request 0.912",
+        "==> 3.4.1.0 python: churn, New()/request -",
+        "==> 3.6.0.0 [simulated]: error: boom",
+    ]
+
+
+def test_progress_lines_go_to_stderr_with_the_kpm_prefix(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    logger = logging.getLogger("orchestration")
+    monkeypatch.setattr(logger, "handlers", [])
+    monkeypatch.setattr(logger, "level", logging.NOTSET)
+    cli._show_progress()
+    logging.getLogger("orchestration.stack").info("building %s", "3.4.1.0")
+    logging.getLogger("orchestration.stack").debug("not shown")
+    assert capsys.readouterr().err == "kpm: building 3.4.1.0\n"
+
+
+def test_a_second_signal_says_the_teardown_goes_on(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import signal
+
+    with pytest.raises(Interrupted) as stopped:
+        cli._stop_on_first_signal(signal.SIGTERM, None)
+    assert stopped.value.exit_code == 143
+    for number in (signal.SIGINT, signal.SIGTERM):
+        assert signal.getsignal(number) is cli._already_stopping
+    cli._already_stopping(signal.SIGINT, None)
+    assert capsys.readouterr().err == (
+        "SIGINT again: already stopping, the teardown goes on (a kill -9 would leave "
+        "containers: then run `python -m orchestration clean`)\n"
+    )
+    with pytest.raises(KeyboardInterrupt):
+        cli._stop_on_first_signal(signal.SIGINT, None)
+
+
+def test_main_keeps_an_ignored_signal_ignored(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool]
+) -> None:
+    """nohup and `&` in a non-interactive shell start the process ignoring SIGINT."""
+    import signal
+
+    seen: dict[int, object] = {}
+
+    def stage(config: RunConfig) -> RunResult:
+        seen.update({n: signal.getsignal(n) for n in (signal.SIGINT, signal.SIGTERM)})
+        return _written(config, _row("3.4.0.0"))
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    assert _main(monkeypatch, tmp_path, Stage(stage), "run", "3.4.0.0") == 0
+    assert seen == {signal.SIGINT: signal.SIG_IGN, signal.SIGTERM: cli._stop_on_first_signal}
+
+
+def test_the_prerequisites_are_docker_the_engines_and_offline_the_host_tools(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from orchestration import clean, engines, sim, stack
+
+    asked: list[object] = []
+    monkeypatch.setattr(stack, "check_docker", lambda daemon: asked.append(("docker", daemon)))
+    monkeypatch.setattr(engines, "check_engines", lambda hosts: asked.append(("engines", hosts)))
+    monkeypatch.setattr(sim, "check_host_tools", lambda: asked.append("host tools"))
+    surveyed: list[object] = []
+
+    def survey(**how: object) -> object:
+        surveyed.append(how)
+        return _survey()
+
+    monkeypatch.setattr(clean, "survey", survey)
+    cli._check_prerequisites(False)
+    assert sorted(map(str, asked)) == ["('docker', True)", "('engines', ())"]
+    assert surveyed == [{"with_processes": False, "with_images": False, "engines": (None,)}]
+    asked.clear()
+    cli._check_prerequisites(True, ("unix:///run/a.sock",))
+    assert sorted(map(str, asked)) == [
+        "('docker', False)", "('engines', ('unix:///run/a.sock',))", "host tools",
+    ]  # fmt: skip
+    assert surveyed[-1] == {
+        "with_processes": False, "with_images": False, "engines": ("unix:///run/a.sock",),
+    }  # fmt: skip
+    assert capsys.readouterr().err == ""
+
+
+def test_leftovers_of_killed_runs_are_one_warning_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from orchestration import clean
+    from orchestration.errors import EnvironmentProblem
+
+    monkeypatch.setattr(clean, "survey", lambda **_how: _survey(_leftover("a")))
+    cli._warn_of_leftovers(("unix:///run/a.sock", "unix:///run/b.sock"))
+    assert capsys.readouterr().err == (
+        "warning: 1 container of 1 dead run are still in Docker (a run that was killed); remove "
+        "them with: python -m orchestration clean --docker-host unix:///run/a.sock "
+        "--docker-host unix:///run/b.sock\n"
+    )
+
+    def no_docker(**_how: object) -> object:
+        raise EnvironmentProblem("no docker")
+
+    monkeypatch.setattr(clean, "survey", no_docker)
+    cli._warn_of_leftovers()
+    monkeypatch.setattr(clean, "survey", lambda **_how: _survey())
+    cli._warn_of_leftovers()
+    assert capsys.readouterr().err == ""
+
+
+def test_a_failed_prerequisite_is_exit_2_and_docker_is_named_first(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from orchestration import clean, engines, sim, stack
+    from orchestration.errors import EnvironmentProblem
+
+    def docker_down(daemon: bool) -> None:
+        raise EnvironmentProblem("Docker is not running")
+
+    def no_go() -> None:
+        raise EnvironmentProblem("no Go here")
+
+    monkeypatch.setattr(stack, "check_docker", docker_down)
+    monkeypatch.setattr(engines, "check_engines", lambda hosts: None)
+    monkeypatch.setattr(sim, "check_host_tools", no_go)
+    monkeypatch.setattr(clean, "survey", lambda **_how: _survey())
+    stage = Stage(_written)
+    monkeypatch.setattr(pipeline, "run_matrix", stage)
+    assert cli.main(["run", "3.4.1.0", "--sim", "--results", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == "error: Docker is not running\n"
+    assert stage.configs == []
+
+
+def _verdict_by_release(config: RunConfig) -> RunResult:
+    """Each version reads churn from 3.4.1.0 on, stable before (as the changelog has it)."""
+    (target,) = config.targets
+    churns = target.label >= "3.4.1.0"
+    return _written(config, _row(target.label, verdict="churn" if churns else "stable"))
+
+
+def test_bisect_names_the_first_version_that_reads_otherwise(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool],
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from orchestration import bisect
+
+    stage = Stage(_verdict_by_release)
+    args = ["bisect", "3.4.0.0", "3.4.2.1", "--sim", "--requests", "200"]
+    assert _main(monkeypatch, tmp_path, stage, *args) == 0
+    candidates = bisect.between("3.4.0.0", "3.4.2.1")
+    shown = capsys.readouterr()
+    around = bisect.changelog_around(candidates[1], candidates)
+    assert shown.out.splitlines()[-1 - len(around) :] == [
+        f"first version whose verdict differs from 3.4.0.0's (stable): 3.4.1.0, found in "
+        f"{len(stage.configs)} runs",
+        *(f"  {line}" for line in around),
+    ]
+    labels = " ".join(t.label for t in candidates)
+    assert f"bisect: {len(candidates)} versions in order: {labels}\n" in shown.err
+    assert "bisect: 3.4.0.0 reads stable (good)\n" in shown.err
+    assert prerequisites == [True]
+    steps = stage.configs
+    assert [c.targets[0].label for c in steps] == ["3.4.0.0", "3.4.1.1", "3.4.1.0"]  # README
+    assert len({c.run_id for c in steps}) == len(steps)  # each step is a run of its own
+    assert all(c.requests == 200 and c.sim for c in steps)
+    for config in steps:
+        assert (config.run_dir / "summary.md").is_file()  # finished like a `run`
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["bisect", "3.4.0.0"], "bisect needs GOOD and BAD, e.g. bisect 3.4.0.0 3.4.2.1"),
+        (["bisect"], "bisect needs GOOD and BAD"),
+        (
+            ["bisect", "3.4.0.0", "--image", "kong:3.6.1"],
+            "bisect takes GOOD BAD versions, or --image tags in order, not both",
+        ),
+        (
+            ["bisect", "3.4.0.0", "3.4.2.1", "--scenario", "steady", "--scenario", "idle"],
+            "bisect compares one scenario's verdict: name at most one --scenario",
+        ),
+    ],
+)
+def test_bisect_arguments_exit_2_before_any_docker_work(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool],
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str,
+) -> None:  # fmt: skip
+    stage = Stage(_written)
+    assert _main(monkeypatch, tmp_path, stage, *args) == 2
+    assert capsys.readouterr().err.startswith(f"error: {message}")
+    assert prerequisites == [] and stage.configs == []
+
+
+def test_bisect_over_image_tags_takes_them_in_the_order_given(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool],
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    def by_image(config: RunConfig) -> RunResult:
+        (target,) = config.targets
+        verdict = "churn" if target.image.endswith("b") else "stable"
+        return _written(config, _row(target.label, verdict=verdict))
+
+    stage = Stage(by_image)
+    images = ["--image", "example/kong:a", "--image", "example/kong:b"]
+    assert _main(monkeypatch, tmp_path, stage, "bisect", *images) == 0
+    assert [c.targets[0].image for c in stage.configs] == ["example/kong:a"]
+    assert "differs from example/kong:a's (stable): example/kong:b, found in 1 runs" in (
+        capsys.readouterr().out
+    )
+
+
+def _selftest_rows(wrong: str | None = None) -> Callable[..., RunResult]:
+    """The selftest's run as the pipeline would write it; `wrong`'s go row reads stable."""
+    from dataclasses import replace
+
+    from test_selftest import _good_rows
+
+    def run(config: RunConfig, **_: object) -> RunResult:
+        rows = [
+            replace(row, verdict="stable") if (row.version, row.plugin) == (wrong, "go") else row
+            for row in _good_rows()
+        ]
+        return _written(config, *rows)
+
+    return run
+
+
+def test_selftest_passes_a_good_run_and_plans_every_built_in(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool],
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from orchestration import selftest
+
+    jobs: list[tuple[str, str]] = []
+    good = _selftest_rows()
+    configs: list[RunConfig] = []
+
+    def run_matrix(config: RunConfig, **kwargs: object) -> RunResult:
+        configs.append(config)
+        jobs.extend((j.target.label, j.plugin.label) for j in kwargs["jobs"])  # type: ignore[attr-defined]
+        return good(config)
+
+    monkeypatch.setattr(pipeline, "run_matrix", run_matrix)
+    assert cli.main(["selftest", "--results", str(tmp_path)]) == 0
+    assert jobs == list(selftest.planned())
+    assert prerequisites == [True]  # offline, always
+    shown = capsys.readouterr()
+    checks = selftest.evaluate(report.load_run(configs[0].run_dir), 1000)
+    table = [[c.strip() for c in line.split("|")[1:-1]] for line in shown.out.splitlines()]
+    assert table[-len(checks) - 2] == ["version", "plugin", "check", "result", "detail"]
+    assert table[-len(checks) :] == [
+        [c.version, c.plugin, c.what, "PASS", c.detail] for c in checks
+    ]
+    assert shown.err.endswith(f"selftest: {len(checks)} passed, 0 failed\n")
+
+
+def test_selftest_fails_a_wrong_verdict(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool],
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    monkeypatch.setattr(pipeline, "run_matrix", _selftest_rows(wrong="3.4.1.0"))
+    assert cli.main(["selftest", "--results", str(tmp_path)]) == 1
+    shown = capsys.readouterr()
+    failed = [line for line in shown.out.splitlines() if "| FAIL " in line]
+    assert failed and all(line.startswith("| 3.4.1.0 ") for line in failed)
+    assert shown.err.endswith(f" passed, {len(failed)} failed\n")
+
+
+def test_bisect_takes_the_scenario_options_of_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool]
+) -> None:
+    """README: every option of `run` applies to bisect; --scenario was refused as unknown."""
+    stage = Stage(_verdict_by_release)
+    args = ["bisect", "3.4.0.0", "3.4.2.1", "--scenario", "idle", "--idle", "5"]
+    assert _main(monkeypatch, tmp_path, stage, *args) == 0
+    assert {(c.scenarios, c.idle_s) for c in stage.configs} == {(("idle",), 5.0)}
+
+
+# --- what the first mutation run of cli.py found unpinned --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--threshold-new", "5%", "--threshold-new takes a number >= 0 (e.g. 0.05), got '5%'"),
+        ("--threshold-p95", "-1", "--threshold-p95 takes a number >= 0 (e.g. 0.25 or 25%)"),
+        ("--threshold-rss", "x", "--threshold-rss takes a number >= 0 (e.g. 0.25 or 25%)"),
+    ],
+)
+def test_compare_names_the_threshold_it_cannot_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str, message: str
+) -> None:
+    """--threshold-new is absolute (no %); the other two are relative and take 25% too."""
+    old, new = _two_runs(tmp_path)
+    assert cli.main(["compare", str(old), str(new), f"{flag}={value}"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {message}")
+    assert cli.main(["compare", str(old), str(new), "--threshold-rss=30%"]) == 0
+
+
+def test_compare_names_the_side_that_is_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old, new = _two_runs(tmp_path)
+    assert cli.main(["compare", str(tmp_path / "gone"), str(new)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: OLD {tmp_path / 'gone'} does not exist")
+    assert cli.main(["compare", str(old), str(tmp_path / "gone")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: NEW {tmp_path / 'gone'} does not exist")
+
+
+def test_compare_prints_the_markdown_once_and_an_unwritable_page_exits_2(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from orchestration import compare
+
+    old, new = _two_runs(tmp_path)
+    assert cli.main(["compare", str(old), str(new)]) == 0
+    out = capsys.readouterr().out
+    comparison = compare.compare(
+        compare.load_side(old, "OLD"), compare.load_side(new, "NEW"), compare.Thresholds(),
+        old, new,
+    )  # fmt: skip
+    assert out == compare.render_markdown(comparison)  # no blank line added after it
+
+    def refused(_path: Path, _text: str) -> None:
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(report, "write_atomic", refused)
+    page_file = tmp_path / "page.html"
+    assert cli.main(["compare", str(old), str(new), "--html", str(page_file)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: cannot write {page_file}: Read-only file system; pass a folder you may write to\n"
+    )
+
+
+def test_json_output_is_indented_for_people(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["versions", "--json"]) == 0
+    assert capsys.readouterr().out.startswith('[\n  {\n    "version": ')
+    assert cli.main(["collect", str(FACTS_LOG), "--json"]) == 0
+    assert capsys.readouterr().out.startswith('{\n  "')
+
+
+def test_collect_reads_every_run_folder_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for run in ("a", "b"):
+        (tmp_path / run / "3.4.0.0").mkdir(parents=True)
+        (tmp_path / run / "3.4.0.0" / "kong.log").write_text(FACTS_LOG.read_text())
+    assert cli.main(["collect", str(tmp_path / "a"), str(tmp_path / "b"), "--json"]) == 0
+    assert sorted(json.loads(capsys.readouterr().out)) == [
+        str(tmp_path / run / "3.4.0.0" / "kong.log") for run in ("a", "b")
+    ]
+
+
+def test_clean_removes_what_it_surveyed_and_counts_each_failure(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    docker_checked: list[object],
+) -> None:
+    from orchestration import clean
+
+    found = (_leftover("a"), _leftover("b"), _leftover("c"))
+    asked: list[object] = []
+
+    def remove(leftovers: object) -> list[tuple[object, str | None]]:
+        asked.append(leftovers)
+        return [(found[0], "in use"), (found[1], "gone"), (found[2], None)]
+
+    monkeypatch.setattr(clean, "survey", lambda engines: _survey(*found))
+    monkeypatch.setattr(clean, "remove", remove)
+    assert cli.main(["clean"]) == 1
+    assert asked == [found]
+    assert "3 containers of 1 dead run: 1 removed;" in capsys.readouterr().out
+
+
+def test_a_headless_linux_never_starts_a_browser(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import webbrowser
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(webbrowser, "get", lambda: pytest.fail("a console browser would start"))
+    assert cli._open_in_browser(tmp_path / "report.html") is False
+
+
+def test_selftest_announces_rows_and_counts_what_passed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool],
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from orchestration import selftest
+
+    wrong = _selftest_rows(wrong="3.4.1.0")
+
+    def run_matrix(config: RunConfig, **kwargs: object) -> RunResult:
+        run = wrong(config)
+        announce = kwargs["announce"]
+        for row in run.versions:
+            announce(row)  # type: ignore[operator]
+        return run
+
+    monkeypatch.setattr(pipeline, "run_matrix", run_matrix)
+    assert cli.main(["selftest", "--results", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "==> 3.4.1.0 [simulated]: stable, New()/request 1.800\n" in err
+    run = report.load_run(next(p for p in tmp_path.iterdir() if p.name != "latest"))
+    checks = selftest.evaluate(run, 1000)
+    failed = sum(not c.passed for c in checks)
+    assert err.endswith(f"selftest: {len(checks) - failed} passed, {failed} failed\n")
+
+
+def test_a_run_says_where_its_results_are(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool],
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    stage = Stage(lambda config: _written(config, _row("3.4.0.0")))
+    assert _main(monkeypatch, tmp_path, stage, "run", "3.4.0.0") == 0
+    shown = capsys.readouterr()
+    assert f"Results: {stage.configs[0].run_dir}\n" in shown.err
+    assert "Results:" not in shown.out
+
+
+def test_bisect_announces_each_step_and_checks_the_engines_it_was_given(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    engines: list[object] = []
+    monkeypatch.setattr(cli, "_check_prerequisites", lambda sim, hosts=(): engines.append(hosts))
+
+    def announced(config: RunConfig, **kwargs: object) -> RunResult:
+        run = _verdict_by_release(config)
+        kwargs["announce"](run.versions[0])  # type: ignore[operator]
+        return run
+
+    monkeypatch.setattr(pipeline, "run_matrix", announced)
+    args = ["bisect", "3.4.0.0", "3.4.2.1", "--docker-host", "unix:///run/a.sock"]
+    assert cli.main([*args, "--results", str(tmp_path)]) == 0
+    assert engines == [("unix:///run/a.sock",)]
+    assert "==> 3.4.0.0 [simulated]: stable, New()/request -\n" in capsys.readouterr().err
+
+
+def test_bisect_without_bad_says_both_ways_to_call_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool],
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    assert _main(monkeypatch, tmp_path, Stage(_written), "bisect", "3.4.0.0") == 2
+    assert capsys.readouterr().err == (
+        "error: bisect needs GOOD and BAD, e.g. bisect 3.4.0.0 3.4.2.1 (or --image tags in "
+        "order, the first good, the last bad)\n"
+    )
+
+
+def test_merge_warnings_list_every_conflict_and_setting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from runs import sim_run, write_folder
+
+    rows = [r for r in sim_run().versions if r.version in {"3.4.0.0", "3.6.0.0"}]
+    one = write_folder(tmp_path / "one", "job-1", rows)
+    two = write_folder(tmp_path / "two", "job-2", rows)
+    data = json.loads((two / "results.json").read_text())
+    requests, users = data["config"]["requests"], data["config"]["users"]
+    data["config"] = {**data["config"], "requests": 5000, "users": 7}
+    (two / "results.json").write_text(json.dumps(data))
+    assert cli.main(["merge", str(one), str(two), "--results", str(tmp_path / "m")]) == 0
+    error = capsys.readouterr().err.splitlines()
+    conflicts = error[0].removeprefix("warning: measured by more than one source, both rows kept: ")
+    assert len(conflicts.split(", ")) == len(rows)
+    assert error[1] == (
+        f"warning: the sources ran with different settings: requests {requests} vs 5000; "
+        f"users {users} vs 7"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["ui", "3.4.1.0", "--locust-workers", "2"],
+            "the web UI runs one Locust process: --locust-workers and --locust-remote-workers "
+            "are for run and matrix",
+        ),
+        (
+            ["run", "3.4.1.0", "--locust-workers", "2", "--locust-remote-workers", "2"],
+            "--locust-workers starts workers here, --locust-remote-workers waits for workers "
+            "started elsewhere: choose one",
+        ),
+        (
+            ["run", "3.4.1.0", "--locust-remote-workers", "1", "--parallel", "2"],
+            "--locust-remote-workers serves one version at a time (each version has a master "
+            "of its own): leave out --parallel",
+        ),
+        (
+            ["run", "3.4.1.0", "--locust-workers", "2", "--locust-master-port", "5557",
+             "--parallel", "2"],
+            "--locust-master-port names one port: leave out --parallel, or the port",
+        ),
+        (
+            ["run", "3.4.1.0", "--expect", "3.4.1.0=churn"],
+            "--expect only shapes the JUnit report: add --junit FILE",
+        ),
+    ],
+)  # fmt: skip
+def test_the_rules_between_options_say_what_to_do_in_full(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool],
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str,
+) -> None:  # fmt: skip
+    monkeypatch.setattr("orchestration.load.require_free_port", lambda _port: None)
+    assert _main(monkeypatch, tmp_path, Stage(_written), *args) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
+
+
+def test_a_run_announces_rows_checks_its_engines_and_writes_junit_even_when_interrupted(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    engines: list[object] = []
+    monkeypatch.setattr(cli, "_check_prerequisites", lambda sim, hosts=(): engines.append(hosts))
+
+    def announced(config: RunConfig, **kwargs: object) -> RunResult:
+        run = _written(config, _row("3.4.1.0", verdict="churn"))
+        kwargs["announce"](run.versions[0])  # type: ignore[operator]
+        return run
+
+    junit_file = tmp_path / "junit.xml"
+    monkeypatch.setattr(pipeline, "run_matrix", announced)
+    args = ["run", "3.4.1.0", "--docker-host", "unix:///run/a.sock", "--junit", str(junit_file)]
+    assert cli.main([*args, "--expect", "3.4.1.0=stable", "--results", str(tmp_path)]) == 0
+    assert engines == [("unix:///run/a.sock",)]
+    err = capsys.readouterr().err
+    assert "==> 3.4.1.0 [simulated]: churn, New()/request -\n" in err
+    assert f"JUnit: {junit_file}\n" in err
+    assert 'failures="1"' in junit_file.read_text()  # --expect reached the report
+
+    def interrupted(config: RunConfig, **_: object) -> RunResult:
+        _written(config, _row("3.4.1.0", "interrupted", "interrupted"))
+        raise Interrupted(15, "interrupted by SIGTERM")
+
+    junit_file.unlink()
+    monkeypatch.setattr(pipeline, "run_matrix", interrupted)
+    assert cli.main([*args, "--results", str(tmp_path)]) == 143
+    assert "3.4.1.0" in junit_file.read_text()
+    assert cli.main([*args, "--expect", "9.9.9.9=churn", "--results", str(tmp_path)]) == 2
+    assert "(it has: 3.4.1.0)" in capsys.readouterr().err
+
+
+def test_the_built_ins_take_every_scenario_and_workers_are_held_to_the_users_given(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    scenarios = ["--scenario", "reload", "--scenario", "kill-server", "--scenario", "overhead"]
+    go = _config(monkeypatch, tmp_path, "3.4.1.0", "--plugin", "go", *scenarios)
+    assert go.scenarios == ("reload", "kill-server", "overhead")
+    python = _config(monkeypatch, tmp_path, "3.4.1.0", "--plugin", "python", *scenarios[:2])
+    assert python.plugins == ("python",)
+    workers = _config(monkeypatch, tmp_path, "3.4.1.0", "--locust-workers", "60", "--users", "60")
+    assert (workers.locust_workers, workers.users) == (60, 60)
+
+
+def test_a_plugin_config_that_is_not_an_object_says_what_it_got(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool],
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    assert (
+        _main(monkeypatch, tmp_path, Stage(_written), "run", "3.4.1.0", "--plugin-config", "[1]")
+        == 2
+    )
+    assert capsys.readouterr().err == (
+        "error: --plugin-config must be a JSON object (the plugin's config fields), got list: [1]\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--scenario", "nope"],
+            "unknown scenario 'nope'; choose from: steady, reload, kill-server, idle, workers, "
+            "overhead, soak (repeat --scenario for several)",
+        ),
+        (
+            ["--scenario", "idle", "--scenario", "soak", "--scenario", "idle"],
+            "a scenario is named twice: idle soak idle",
+        ),
+        (
+            ["--plugin", "js", "--scenario", "kill-server"],
+            "--scenario kill-server cannot measure the plugin 'js': it needs the server's process "
+            "name, which is the plugin's only for Go. Use --scenario steady, idle, workers or "
+            "soak with it (or a built-in Go plugin for this scenario)",
+        ),
+    ],
+)
+def test_scenario_refusals_in_full(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool],
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str,
+) -> None:  # fmt: skip
+    assert _main(monkeypatch, tmp_path, Stage(_written), "run", "3.4.1.0", *args) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["run", "3.4.1.0", "3.6.0.0", "3.4.1.0"],
+            "a version is named twice: 3.4.1.0 3.6.0.0 3.4.1.0",
+        ),
+        (["ui", "3.4.1.0", "3.6.0.0"], "ui takes exactly one version (or one --image)"),
+    ],
+)
+def test_version_refusals_in_full(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool],
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str,
+) -> None:  # fmt: skip
+    assert _main(monkeypatch, tmp_path, Stage(_written), *args) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"

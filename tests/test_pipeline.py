@@ -482,3 +482,18 @@ def test_the_page_import_starts_once_the_verdict_is_on_the_screen(
     )
 
     assert events[:3] == ["verdict churn", "page import", "teardown"]
+
+
+def test_the_tap_and_the_plugin_disagree_only_when_both_counted_a_phase() -> None:
+    from orchestration.report import PhaseResult
+
+    def phase(tap: int | None, own: int | None) -> PhaseResult:
+        figures = {"tap_instance_starts": tap, "plugin_new_calls": own}
+        counted = {name: value for name, value in figures.items() if value is not None}
+        return PhaseResult("load", "the load", figures=counted)
+
+    assert pipeline._disagreement([phase(5, 5), phase(7, 7)]) == ()
+    assert pipeline._disagreement([phase(5, None), phase(None, 9)]) == ()
+    assert pipeline._disagreement([phase(0, 0), phase(3, 4)]) == ("tap-disagrees",)
+    assert pipeline._disagreement([phase(4, 3), phase(2, 2)]) == ("tap-disagrees",)
+    assert pipeline._disagreement([]) == ()

@@ -89,3 +89,18 @@ def test_the_kong_env_file_takes_json_with_a_quote_and_refuses_what_it_cannot_ca
     for bad in ("a'b", "a\nb"):
         with pytest.raises(StackError, match="quote or a line break"):
             write_service_env_file(tmp_path / "x.env", {"KONG_X": bad})
+
+
+def test_a_template_without_services_routes_or_plugins_is_taken_as_it_is() -> None:
+    """A user's kong.yml may leave any of them out; nothing is added and nothing fails."""
+    assert PYTHON.declarative({"_format_version": "3.0"}) == {
+        "_format_version": "3.0",
+        "services": [],
+    }
+    bare = {"services": [{"name": "s"}, {"name": "t", "routes": [{"name": "r"}]}]}
+    assert PYTHON.declarative(bare) == {
+        "services": [
+            {"name": "s", "routes": []},
+            {"name": "t", "routes": [{"name": "r", "plugins": []}]},
+        ]
+    }

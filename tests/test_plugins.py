@@ -487,3 +487,113 @@ def test_pdk_pins_are_exact() -> None:
 
     assert "kong-pdk==0.36 --hash=sha256:" in requirements
     assert package["dependencies"] == {"kong-pdk": "0.6.0"}
+
+
+@pytest.mark.parametrize(
+    ("kind", "start_command", "name"),
+    [
+        ("go", "/usr/local/bin/my-plugin", "my-plugin"),
+        ("go", "/usr/local/bin/my-plugin -kong-prefix /tmp", "my-plugin"),
+        ("python", "python3 /usr/local/bin/py-hello.py", "python3"),
+        ("js", "/usr/local/bin/kong-js-pluginserver --plugins-directory /p", "node"),
+    ],
+)
+def test_the_servers_process_name_is_what_proc_shows(
+    kind: str, start_command: str, name: str
+) -> None:
+    """kill-server and the memory sampler find the server by it (comm)."""
+    assert plugins.process_name_of(kind, start_command) == name  # type: ignore[arg-type]
+
+
+NAMED = PluginDump("srv", "rate-tag", "MsgPack:1", ("access",), 1, "1", SCHEMA, "s", "q", "/s")
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"tag": "x", "names": {"a": 1}}, 'config.names of plugin rate-tag must be a JSON array '
+         '(array), got {"a": 1}'),
+        ({"tag": "x", "names": [1]}, "config.names[0] of plugin rate-tag must be a string, got 1"),
+        ({"tag": "x", "headers": ["v"]}, 'config.headers of plugin rate-tag must be a JSON object '
+         '(map), got ["v"]'),
+        ({"tag": "x", "headers": {"h": "v"}}, 'config.headers["h"] of plugin rate-tag must be an '
+         'integer, got "v"'),
+        ({"tag": "x", "inner": [2]}, "config.inner of plugin rate-tag must be a JSON object "
+         "(record), got [2]"),
+        ({"tag": "x", "inner": {"mode": "c"}}, 'config.inner.mode of plugin rate-tag must be one '
+         'of ["a", "b"], got "c"'),
+        ({"tag": "x", "limit": -1}, "config.limit of plugin rate-tag must be between 0 and 100, "
+         "got -1"),
+        ({"tag": "x", "limit": 101}, "config.limit of plugin rate-tag must be between 0 and 100, "
+         "got 101"),
+        ({"tag": "x", "codes": [1, "2"]}, 'config.codes[1] of plugin rate-tag must be an integer, '
+         'got "2"'),
+        ({}, "config.tag is required by plugin rate-tag (a string) but was not given"),
+    ],
+)  # fmt: skip
+def test_each_wrong_config_is_told_in_full(config: dict[str, Any], message: str) -> None:
+    """The field's path, the plugin's name (not its server's), what was expected and the value
+    as JSON."""
+    with pytest.raises(ConfigError) as raised:
+        validate_plugin_config(config, NAMED)
+    assert str(raised.value) == f"--plugin-config: {message}"
+
+
+def test_the_ends_of_a_range_defaults_and_key_schemas_are_kept() -> None:
+    for limit in (0, 100, 0.0):
+        validate_plugin_config({"tag": "x", "limit": limit}, NAMED)
+    schema = {
+        "fields": [
+            {"id": {"type": "string", "required": True, "default": "x"}},  # Kong fills it in
+            {"anything": {"required": True, "default": 3}},
+            {"m": {"type": "map", "keys": {"type": "string", "one_of": ["k"]}}},
+        ]
+    }
+    dump = replace_schema(NAMED, schema)
+    validate_plugin_config({}, dump)
+    validate_plugin_config({"m": {"k": 1}}, dump)
+    with pytest.raises(ConfigError) as raised:
+        validate_plugin_config({"m": {"j": 1}}, dump)
+    assert str(raised.value) == (
+        '--plugin-config: config.m key "j" of plugin rate-tag must be one of ["k"], got "j"'
+    )
+    untyped = replace_schema(NAMED, {"fields": [{"v": {"required": True}}]})
+    with pytest.raises(ConfigError, match=r"config\.v is required by plugin rate-tag \(a value\)"):
+        validate_plugin_config({}, untyped)
+    with pytest.raises(ConfigError) as raised:
+        validate_plugin_config({"x": 1}, replace_schema(NAMED, {"fields": []}))
+    assert str(raised.value).endswith(
+        "config.x is not a field of plugin rate-tag (its fields: none)"
+    )
+
+
+def replace_schema(dump: PluginDump, schema: dict[str, Any]) -> PluginDump:
+    from dataclasses import replace
+
+    return replace(dump, schema=schema)
+
+
+def test_a_plugin_given_twice_is_told_why_in_full(tmp_path: Path) -> None:
+    def refusal(values: list[str]) -> str:
+        with pytest.raises(ConfigError) as raised:
+            resolve_plugins(values, REPO_ROOT)
+        return str(raised.value)
+
+    assert refusal(["go", "go"]) == "--plugin 'go' is given twice (values: go go)"
+    assert refusal(["all", "js"]) == (
+        "--plugin 'js' is given twice (`all` already holds the built-ins) (values: all js)"
+    )
+    # a folder named like a built-in is another plugin with the same row label, `all` or not
+    folder = _write(tmp_path / "go", {"hello.js": JS_PLUGIN})
+    builtin = plugins.builtin_plugins(REPO_ROOT)["go"].path
+    assert refusal(["all", str(folder)]) == (
+        f"--plugin 'go' is given twice: {builtin} and {folder.resolve()} both give the row label "
+        f"'go'; rename one directory (values: all {folder})"
+    )
+
+
+def test_the_go_built_ins_build_the_example_plugins_binary() -> None:
+    """Kong knows the binary's name as the plugin's (KONG_PLUGINS, kong.yml): example-plugin."""
+    builtins = plugins.builtin_plugins(REPO_ROOT)
+    assert builtins["go"].entry == builtins["go-latest"].entry == "example-plugin"
+    assert builtins["js"].entry == ""  # kong-js-pluginserver finds the plugin in its folder

@@ -108,3 +108,22 @@ def test_unsafe_image_references_are_refused(bad: str) -> None:
     assert "lower-case letters, digits, '.', '_', '-' and '/', e.g. kong/kong-gateway:" in str(
         raised.value
     )
+
+
+def test_the_default_matrix_is_the_enterprise_releases_around_the_bug() -> None:
+    """Before it, every release that has it, and the first fixed one of each line
+    (docs/benchmarks.md lists the verdicts of this matrix)."""
+    assert versions.DEFAULT_MATRIX == (
+        "3.4.0.0", "3.4.1.0", "3.4.1.1", "3.4.2.0", "3.4.2.1", "3.4.3.1",
+        "3.5.0.0", "3.5.0.1", "3.5.0.2", "3.6.0.0",
+    )  # fmt: skip
+
+
+def test_each_affected_release_cites_the_report_and_the_regression() -> None:
+    affected = [v for v in versions.KNOWN_VERSIONS if v.expected == "affected"]
+    assert [v.version for v in affected] == [
+        "3.4.1.0", "3.4.1.1", "3.4.2.0", "3.4.2.1", "3.5.0.0", "3.5.0.1",
+    ]  # fmt: skip
+    for known in affected:
+        assert known.source.startswith(versions._REPORT), known.version
+        assert known.source.endswith(versions._REGRESSION), known.version

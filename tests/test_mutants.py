@@ -1,0 +1,27 @@
+"""The mutation driver's scores (tests/mutants.py), read from a mutmut .meta file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mutants import score_lines, scores
+
+
+def test_scores_count_only_the_mutants_in_scope_and_a_pytest_error_as_a_kill(
+    tmp_path: Path,
+) -> None:
+    meta = tmp_path / "orchestration" / "plugin.py.meta"
+    meta.parent.mkdir()
+    codes = {
+        "orchestration.plugin.xǁPluginContractǁdeclarative__mutmut_1": 1,
+        "orchestration.plugin.xǁPluginContractǁdeclarative__mutmut_2": 3,
+        "orchestration.plugin.xǁPluginContractǁdeclarative__mutmut_3": 0,
+        "orchestration.plugin.xǁPluginContractǁstart_command__mutmut_1": 33,
+        "orchestration.plugin.x_ask__mutmut_1": 0,  # out of scope
+    }
+    meta.write_text(json.dumps({"exit_code_by_key": codes}))
+    assert scores(["plugin", "config"], tmp_path) == {"plugin": 50.0, "config": 0.0}
+    lines = score_lines(["plugin"], tmp_path)
+    assert lines[1].split() == ["plugin", "2", "4", "50%", "exit", "33:", "1"]
+    assert lines[-1] == "orchestration.plugin.xǁPluginContractǁdeclarative__mutmut_3"
