@@ -20,7 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from python_on_whales import DockerException
 
@@ -208,11 +208,13 @@ def measure_job(
     config: RunConfig,
     cancel: Cancel = NEVER_CANCELLED,
     on_verdict: Callable[[VersionResult], None] | None = None,
+    load_turn: Callable[[], None] | None = None,
 ) -> VersionResult:
     """Run one job. Failures become an error row; interrupts propagate as Interrupted.
 
     `on_verdict` gets the row as soon as a scenario knows its verdict, before its teardown, when
     the scenario says it early (`scenarios.announce_early`): not written anywhere, only shown.
+    `load_turn` returns once the job's first load may start (None: at once).
     """
     version_dir = config.run_dir / job.folder
     version_dir.mkdir(parents=True, exist_ok=True)
@@ -222,7 +224,8 @@ def measure_job(
     try:
         cancel.raise_if_set()
         scenario = scenarios.get(job.scenario)
-        outcome = scenario.run(Session(job.target, config, version_dir, cancel, job.plugin, early))
+        session = Session(job.target, config, version_dir, cancel, job.plugin, early, load_turn)
+        outcome = scenario.run(session)
         row = row_from(base, outcome)
         if outcome.shortfall:
             row = replace(row, status="error", verdict="error", error=outcome.shortfall)
@@ -315,16 +318,20 @@ def run_matrix(
     jobs = jobs_of(config) if jobs is None else jobs
     engines = EnginePool(config.docker_hosts)
 
-    def measure(index: int) -> None:
+    def measure(index: int, turn: Turn | None = None) -> None:
         shown: list[VersionResult] = []  # the verdict line shown before the teardown, if any
 
         def show_early(row: VersionResult) -> None:
             shown.append(row)
             announce(row)
+            if turn is not None:  # its load is over: the next version may come up
+                turn.load_over.set()
             report.preload_page_drawing()  # now, not sooner: see its docstring
 
+        job_cancel, load_turn = (cancel, None) if turn is None else (turn.cancel, turn.wait)
         with engines.take() as engine:  # the least-loaded --docker-host engine, or the default
-            row = measure_job(jobs[index], replace(config, docker_host=engine), cancel, show_early)
+            job_config = replace(config, docker_host=engine)
+            row = measure_job(jobs[index], job_config, job_cancel, show_early, load_turn)
         with rows_lock:
             rows[index] = row
         if not any(says_the_same(early, row) for early in shown):  # else it is on the screen
@@ -335,11 +342,7 @@ def run_matrix(
 
     publish()
     try:
-        if config.parallel > 1:
-            _measure_in_parallel(config.parallel, len(jobs), measure, cancel)
-        else:
-            for index in range(len(jobs)):
-                measure(index)
+        _measure_all(config, len(jobs), measure, cancel)
     except (Interrupted, KeyboardInterrupt) as stop:
         signal_number = stop.signal_number if isinstance(stop, Interrupted) else 2
         with signals_held():
@@ -358,6 +361,22 @@ def run_matrix(
             publish()
         raise
     return publish()
+
+
+class _Measure(Protocol):
+    def __call__(self, index: int, turn: Turn | None = None) -> None: ...
+
+
+def _measure_all(config: RunConfig, count: int, measure: _Measure, cancel: Cancel) -> None:
+    """`--parallel K`: K at once; else one after another, pipelined (the next version comes up
+    while the previous goes down); one job, or --keep (nothing goes down): in this thread."""
+    if config.parallel > 1:
+        _measure_in_parallel(config.parallel, count, measure, cancel)
+    elif count > 1 and not config.keep:
+        _measure_pipelined(count, measure, cancel)
+    else:
+        for index in range(count):
+            measure(index)
 
 
 def _unfinished_row(job: Job, config: RunConfig, bug: Exception) -> VersionResult:
@@ -407,6 +426,69 @@ def _cancel_workers(
     running = [future for future in futures if not future.cancelled()]
     LOGGER.warning("stopping: waiting for %d running version(s) to tear down", len(running))
     wait(running)
+
+
+@dataclass
+class Turn:
+    """One job of a pipelined sequential run: its own stop flag, whether its load is over, and
+    the job before it, whose end (its stack down, its row written) its first load waits for."""
+
+    previous: Future[None] | None
+    cancel: Cancel = field(default_factory=Cancel)
+    load_over: threading.Event = field(default_factory=threading.Event)
+
+    def wait(self) -> None:
+        """Return once the previous job has ended; raise `Interrupted` if cancelled meanwhile."""
+        while self.previous is not None and not self.previous.done():
+            self.cancel.raise_if_set()
+            wait([self.previous], timeout=TURN_POLL_S)
+        self.cancel.raise_if_set()
+
+
+TURN_POLL_S = 0.05
+
+
+def _measure_pipelined(count: int, measure: Callable[[int, Turn], None], cancel: Cancel) -> None:
+    """Measure the jobs one after another, but start each job (images, compose up, readiness)
+    as soon as the one before has its verdict, so the next stack comes up while the previous
+    goes down. Loads never overlap, nor a load and a teardown: a job's first load waits until
+    the job before it has ended (`Turn.wait`). At most two jobs, so two stacks, at once.
+
+    On a signal: a job whose load is not over is cancelled (its row is `interrupted`), a job
+    already going down finishes (its row is kept as measured); both stacks are down, and every
+    worker thread ended, before this returns.
+    """
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kpm-version")
+    turns: list[Turn] = []
+    futures: list[Future[None]] = []
+    try:
+        for index in range(count):
+            turn = Turn(futures[-1] if futures else None)
+            turns.append(turn)
+            futures.append(pool.submit(measure, index, turn))
+            # Short waits: the main thread must stay free to take a signal.
+            while not (turn.load_over.is_set() and index < count - 1) and not futures[-1].done():
+                turn.load_over.wait(TURN_POLL_S * 4)
+                _raise_a_failure(futures)
+        while not all(future.done() for future in futures):  # the last teardown, at most two
+            wait(futures, timeout=TURN_POLL_S * 4)
+        _raise_a_failure(futures)
+    except BaseException as stop:
+        signal_number = stop.signal_number if isinstance(stop, Interrupted) else 2
+        with signals_held():
+            for turn in turns:
+                if not turn.load_over.is_set():
+                    turn.cancel.set(signal_number)
+            _cancel_workers(pool, futures, cancel, signal_number)
+        raise
+    finally:
+        pool.shutdown(wait=True)
+
+
+def _raise_a_failure(futures: list[Future[None]]) -> None:
+    for future in futures:
+        if future.done() and future.exception() is not None:
+            future.result()
 
 
 def run_ui(config: RunConfig) -> RunResult:
