@@ -5,10 +5,16 @@ an interrupt an `interrupted` row, and the results files are rewritten after eve
 already measured is lost. What a scenario does with a version lives in orchestration/scenarios/;
 one version's running world (stack, live log counts, plugin probe, Locust) in world.py.
 
+Scheduling: `--parallel K` runs K jobs at once; otherwise one after another, pipelined: a job
+starts (images, compose up, readiness) once the one before has its verdict, while that one's stack
+goes down, and its load waits until the one before has ended. A single job (and `--keep`) runs in
+the main thread.
+
 Interrupts: in the main thread Ctrl-C arrives as KeyboardInterrupt wherever the run is, and every
-world tears itself down on the way out. With `--parallel`, worker threads never see signals: the
-main thread sets the shared `Cancel`, which a running load notices on its own, stops the builds the
-workers wait on, and waits (signals held) until every worker has torn its stack down.
+world tears itself down on the way out. Worker threads (`--parallel`, pipelined) never see
+signals: the main thread sets the `Cancel` of every job not past its load, which a running load or
+readiness wait notices on its own, stops the builds the workers wait on, and waits (signals held)
+until every worker has torn its stack down; a job already going down finishes and keeps its row.
 """
 
 from __future__ import annotations
