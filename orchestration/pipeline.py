@@ -348,7 +348,8 @@ def run_matrix(
 
     publish()
     try:
-        _measure_all(config, len(jobs), measure, cancel)
+        # A cancelled job's row is discarded once every worker has ended: no lock needed then.
+        _measure_all(config, len(jobs), measure, cancel, lambda index: rows.pop(index, None))
     except (Interrupted, KeyboardInterrupt) as stop:
         signal_number = stop.signal_number if isinstance(stop, Interrupted) else 2
         with signals_held():
@@ -373,13 +374,19 @@ class _Measure(Protocol):
     def __call__(self, index: int, turn: Turn | None = None) -> None: ...
 
 
-def _measure_all(config: RunConfig, count: int, measure: _Measure, cancel: Cancel) -> None:
+def _measure_all(
+    config: RunConfig,
+    count: int,
+    measure: _Measure,
+    cancel: Cancel,
+    discard: Callable[[int], object],
+) -> None:
     """`--parallel K`: K at once; else one after another, pipelined (the next version comes up
     while the previous goes down); one job, or --keep (nothing goes down): in this thread."""
     if config.parallel > 1:
         _measure_in_parallel(config.parallel, count, measure, cancel)
     elif count > 1 and not config.keep:
-        _measure_pipelined(count, measure, cancel)
+        _measure_pipelined(count, measure, cancel, discard)
     else:
         for index in range(count):
             measure(index)
@@ -454,7 +461,12 @@ class Turn:
 TURN_POLL_S = 0.05
 
 
-def _measure_pipelined(count: int, measure: Callable[[int, Turn], None], cancel: Cancel) -> None:
+def _measure_pipelined(
+    count: int,
+    measure: Callable[[int, Turn], None],
+    cancel: Cancel,
+    discard: Callable[[int], object],
+) -> None:
     """Measure the jobs one after another, but start each job (images, compose up, readiness)
     as soon as the one before has its verdict, so the next stack comes up while the previous
     goes down. Loads never overlap, nor a load and a teardown: a job's first load waits until
@@ -462,7 +474,9 @@ def _measure_pipelined(count: int, measure: Callable[[int, Turn], None], cancel:
 
     On a signal: a job whose load is not over is cancelled (its row is `interrupted`), a job
     already going down finishes (its row is kept as measured); both stacks are down, and every
-    worker thread ended, before this returns.
+    worker thread ended, before this returns. A cancelled job's row is discarded whatever it
+    says (the run marks it `interrupted`): a Ctrl-C also reaches the docker commands it waits on,
+    and one killed a moment before the job saw its cancel would read as an error row.
     """
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kpm-version")
     turns: list[Turn] = []
@@ -470,8 +484,9 @@ def _measure_pipelined(count: int, measure: Callable[[int, Turn], None], cancel:
     try:
         for index in range(count):
             turn = Turn(futures[-1] if futures else None)
-            turns.append(turn)
-            futures.append(pool.submit(measure, index, turn))
+            with signals_held():  # a signal in between would leave a running job unseen
+                turns.append(turn)
+                futures.append(pool.submit(measure, index, turn))
             # Short waits: the main thread must stay free to take a signal.
             while not (turn.load_over.is_set() and index < count - 1) and not futures[-1].done():
                 turn.load_over.wait(TURN_POLL_S * 4)
@@ -482,10 +497,16 @@ def _measure_pipelined(count: int, measure: Callable[[int, Turn], None], cancel:
     except BaseException as stop:
         signal_number = stop.signal_number if isinstance(stop, Interrupted) else 2
         with signals_held():
-            for turn in turns:
-                if not turn.load_over.is_set():
-                    turn.cancel.set(signal_number)
+            stopped = [
+                index
+                for index, (turn, future) in enumerate(zip(turns, futures, strict=True))
+                if not turn.load_over.is_set() and not future.done()
+            ]
+            for index in stopped:
+                turns[index].cancel.set(signal_number)
             _cancel_workers(pool, futures, cancel, signal_number)
+            for index in stopped:
+                discard(index)
         raise
     finally:
         pool.shutdown(wait=True)
