@@ -5,10 +5,16 @@ an interrupt an `interrupted` row, and the results files are rewritten after eve
 already measured is lost. What a scenario does with a version lives in orchestration/scenarios/;
 one version's running world (stack, live log counts, plugin probe, Locust) in world.py.
 
+Scheduling: `--parallel K` runs K jobs at once; otherwise one after another, pipelined: a job
+starts (images, compose up, readiness) once the one before has its verdict, while that one's stack
+goes down, and its load waits until the one before has ended. A single job (and `--keep`) runs in
+the main thread.
+
 Interrupts: in the main thread Ctrl-C arrives as KeyboardInterrupt wherever the run is, and every
-world tears itself down on the way out. With `--parallel`, worker threads never see signals: the
-main thread sets the shared `Cancel`, which a running load notices on its own, stops the builds the
-workers wait on, and waits (signals held) until every worker has torn its stack down.
+world tears itself down on the way out. Worker threads (`--parallel`, pipelined) never see
+signals: the main thread sets the `Cancel` of every job not past its load, which a running load or
+readiness wait notices on its own, stops the builds the workers wait on, and waits (signals held)
+until every worker has torn its stack down; a job already going down finishes and keeps its row.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from python_on_whales import DockerException
 
@@ -208,11 +214,13 @@ def measure_job(
     config: RunConfig,
     cancel: Cancel = NEVER_CANCELLED,
     on_verdict: Callable[[VersionResult], None] | None = None,
+    load_turn: Callable[[], None] | None = None,
 ) -> VersionResult:
     """Run one job. Failures become an error row; interrupts propagate as Interrupted.
 
     `on_verdict` gets the row as soon as a scenario knows its verdict, before its teardown, when
     the scenario says it early (`scenarios.announce_early`): not written anywhere, only shown.
+    `load_turn` returns once the job's first load may start (None: at once).
     """
     version_dir = config.run_dir / job.folder
     version_dir.mkdir(parents=True, exist_ok=True)
@@ -222,7 +230,8 @@ def measure_job(
     try:
         cancel.raise_if_set()
         scenario = scenarios.get(job.scenario)
-        outcome = scenario.run(Session(job.target, config, version_dir, cancel, job.plugin, early))
+        session = Session(job.target, config, version_dir, cancel, job.plugin, early, load_turn)
+        outcome = scenario.run(session)
         row = row_from(base, outcome)
         if outcome.shortfall:
             row = replace(row, status="error", verdict="error", error=outcome.shortfall)
@@ -315,16 +324,20 @@ def run_matrix(
     jobs = jobs_of(config) if jobs is None else jobs
     engines = EnginePool(config.docker_hosts)
 
-    def measure(index: int) -> None:
+    def measure(index: int, turn: Turn | None = None) -> None:
         shown: list[VersionResult] = []  # the verdict line shown before the teardown, if any
 
         def show_early(row: VersionResult) -> None:
             shown.append(row)
             announce(row)
+            if turn is not None:  # its load is over: the next version may come up
+                turn.load_over.set()
             report.preload_page_drawing()  # now, not sooner: see its docstring
 
+        job_cancel, load_turn = (cancel, None) if turn is None else (turn.cancel, turn.wait)
         with engines.take() as engine:  # the least-loaded --docker-host engine, or the default
-            row = measure_job(jobs[index], replace(config, docker_host=engine), cancel, show_early)
+            job_config = replace(config, docker_host=engine)
+            row = measure_job(jobs[index], job_config, job_cancel, show_early, load_turn)
         with rows_lock:
             rows[index] = row
         if not any(says_the_same(early, row) for early in shown):  # else it is on the screen
@@ -335,11 +348,8 @@ def run_matrix(
 
     publish()
     try:
-        if config.parallel > 1:
-            _measure_in_parallel(config.parallel, len(jobs), measure, cancel)
-        else:
-            for index in range(len(jobs)):
-                measure(index)
+        # A cancelled job's row is discarded once every worker has ended: no lock needed then.
+        _measure_all(config, len(jobs), measure, cancel, lambda index: rows.pop(index, None))
     except (Interrupted, KeyboardInterrupt) as stop:
         signal_number = stop.signal_number if isinstance(stop, Interrupted) else 2
         with signals_held():
@@ -358,6 +368,28 @@ def run_matrix(
             publish()
         raise
     return publish()
+
+
+class _Measure(Protocol):
+    def __call__(self, index: int, turn: Turn | None = None) -> None: ...
+
+
+def _measure_all(
+    config: RunConfig,
+    count: int,
+    measure: _Measure,
+    cancel: Cancel,
+    discard: Callable[[int], object],
+) -> None:
+    """`--parallel K`: K at once; else one after another, pipelined (the next version comes up
+    while the previous goes down); one job, or --keep (nothing goes down): in this thread."""
+    if config.parallel > 1:
+        _measure_in_parallel(config.parallel, count, measure, cancel)
+    elif count > 1 and not config.keep:
+        _measure_pipelined(count, measure, cancel, discard)
+    else:
+        for index in range(count):
+            measure(index)
 
 
 def _unfinished_row(job: Job, config: RunConfig, bug: Exception) -> VersionResult:
@@ -407,6 +439,83 @@ def _cancel_workers(
     running = [future for future in futures if not future.cancelled()]
     LOGGER.warning("stopping: waiting for %d running version(s) to tear down", len(running))
     wait(running)
+
+
+@dataclass
+class Turn:
+    """One job of a pipelined sequential run: its own stop flag, whether its load is over, and
+    the job before it, whose end (its stack down, its row written) its first load waits for."""
+
+    previous: Future[None] | None
+    cancel: Cancel = field(default_factory=Cancel)
+    load_over: threading.Event = field(default_factory=threading.Event)
+
+    def wait(self) -> None:
+        """Return once the previous job has ended; raise `Interrupted` if cancelled meanwhile."""
+        while self.previous is not None and not self.previous.done():
+            self.cancel.raise_if_set()
+            wait([self.previous], timeout=TURN_POLL_S)
+        self.cancel.raise_if_set()
+
+
+TURN_POLL_S = 0.05
+
+
+def _measure_pipelined(
+    count: int,
+    measure: Callable[[int, Turn], None],
+    cancel: Cancel,
+    discard: Callable[[int], object],
+) -> None:
+    """Measure the jobs one after another, but start each job (images, compose up, readiness)
+    as soon as the one before has its verdict, so the next stack comes up while the previous
+    goes down. Loads never overlap, nor a load and a teardown: a job's first load waits until
+    the job before it has ended (`Turn.wait`). At most two jobs, so two stacks, at once.
+
+    On a signal: a job whose load is not over is cancelled (its row is `interrupted`), a job
+    already going down finishes (its row is kept as measured); both stacks are down, and every
+    worker thread ended, before this returns. A cancelled job's row is discarded whatever it
+    says (the run marks it `interrupted`): a Ctrl-C also reaches the docker commands it waits on,
+    and one killed a moment before the job saw its cancel would read as an error row.
+    """
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kpm-version")
+    turns: list[Turn] = []
+    futures: list[Future[None]] = []
+    try:
+        for index in range(count):
+            turn = Turn(futures[-1] if futures else None)
+            with signals_held():  # a signal in between would leave a running job unseen
+                turns.append(turn)
+                futures.append(pool.submit(measure, index, turn))
+            # Short waits: the main thread must stay free to take a signal.
+            while not (turn.load_over.is_set() and index < count - 1) and not futures[-1].done():
+                turn.load_over.wait(TURN_POLL_S * 4)
+                _raise_a_failure(futures)
+        while not all(future.done() for future in futures):  # the last teardown, at most two
+            wait(futures, timeout=TURN_POLL_S * 4)
+        _raise_a_failure(futures)
+    except BaseException as stop:
+        signal_number = stop.signal_number if isinstance(stop, Interrupted) else 2
+        with signals_held():
+            stopped = [
+                index
+                for index, (turn, future) in enumerate(zip(turns, futures, strict=True))
+                if not turn.load_over.is_set() and not future.done()
+            ]
+            for index in stopped:
+                turns[index].cancel.set(signal_number)
+            _cancel_workers(pool, futures, cancel, signal_number)
+            for index in stopped:
+                discard(index)
+        raise
+    finally:
+        pool.shutdown(wait=True)
+
+
+def _raise_a_failure(futures: list[Future[None]]) -> None:
+    for future in futures:
+        if future.done() and future.exception() is not None:
+            future.result()
 
 
 def run_ui(config: RunConfig) -> RunResult:

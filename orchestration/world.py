@@ -177,7 +177,11 @@ class VersionWorld:
         *,
         options: WorldOptions = ONE_WORLD,
         source: PluginSource | None = None,
+        load_turn: Callable[[], None] | None = None,
     ) -> None:
+        """`load_turn`, when given, returns once this world's first load may start (a pipelined
+        matrix: once the previous version's stack is down); it raises `Interrupted` if cancelled.
+        """
         self.target = target
         self.config = config
         self.version_dir = version_dir
@@ -189,6 +193,7 @@ class VersionWorld:
         self.log_path = version_dir / f"kong{options.suffix}.log"
         self.counts = LogCounts(self.contract.name)
         self._options = options
+        self._load_turn = load_turn
         self._exits = contextlib.ExitStack()
         self._prestarted: HeadlessLocust | None = None
         self._locusts = 0  # started so far: each writes its reports to a folder of its own
@@ -275,6 +280,8 @@ class VersionWorld:
         result, later."""
         self.cancel.raise_if_set()
         if self._requests_before_load is None:
+            if self._load_turn is not None:  # no other version's stack goes down meanwhile
+                self._load_turn()
             self._requests_before_load = self._progress(self.counts.signals())
         locust, self._prestarted = self._prestarted, None  # a Locust serves one load
         if for_s is not None:

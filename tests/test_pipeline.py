@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +22,7 @@ from orchestration.report import PhaseResult, VersionResult
 from orchestration.resources import Summary
 from orchestration.scenarios import Outcome, phase
 from orchestration.versions import target_for_image, target_for_version
-from orchestration.world import VersionWorld, folder_name
+from orchestration.world import Cancel, VersionWorld, folder_name
 
 
 def _signals(new_calls: int, counter_lines: int = 0) -> Signals:
@@ -497,3 +502,99 @@ def test_the_tap_and_the_plugin_disagree_only_when_both_counted_a_phase() -> Non
     assert pipeline._disagreement([phase(0, 0), phase(3, 4)]) == ("tap-disagrees",)
     assert pipeline._disagreement([phase(4, 3), phase(2, 2)]) == ("tap-disagrees",)
     assert pipeline._disagreement([]) == ()
+
+
+# --- the pipelined sequential matrix ------------------------------------------------------
+
+
+class _PipelinedJobs:
+    """A fake `measure_job` that records, per version, when it starts, says its verdict, starts
+    its load and is down; `teardown_s` is how long its stack takes to go down."""
+
+    def __init__(self, config: RunConfig, teardown_s: float = 0.3) -> None:
+        self.config = config
+        self.teardown_s = teardown_s
+        self.events: list[str] = []
+        self.cancels: dict[str, Cancel] = {}
+        self.bringing_up = threading.Event()  # the second version is coming up
+
+    def __call__(
+        self,
+        job: pipeline.Job,
+        _config: RunConfig,
+        cancel: Cancel,
+        on_verdict: Callable[[VersionResult], None] | None = None,
+        load_turn: Callable[[], None] | None = None,
+    ) -> VersionResult:
+        label = job.target.label
+        self.cancels[label] = cancel
+        self.events.append(f"start {label}")
+        if label != self.config.targets[0].label:
+            self.bringing_up.set()
+        time.sleep(0.1)  # images, compose up, readiness
+        cancel.raise_if_set()
+        assert load_turn is not None
+        load_turn()
+        self.events.append(f"load {label}")
+        row = replace(
+            pipeline._base_row(job, self.config, self.config.run_dir / job.folder),
+            verdict="stable",
+            new_calls_per_request=0.0,
+        )
+        assert on_verdict is not None
+        on_verdict(row)
+        time.sleep(self.teardown_s)  # compose down and counting the saved log
+        cancel.raise_if_set()  # as Locust's result does once cancelled
+        self.events.append(f"down {label}")
+        return row
+
+
+def test_pipelined_the_next_version_comes_up_while_the_previous_goes_down_and_loads_never_overlap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _config(tmp_path, "3.4.0.0", "3.4.1.0", "3.6.0.0")
+    jobs = _PipelinedJobs(config)
+    monkeypatch.setattr(pipeline, "measure_job", jobs)
+
+    run = pipeline.run_matrix(config)
+
+    assert [row.status for row in run.versions] == ["ok", "ok", "ok"]
+    at = {event: index for index, event in enumerate(jobs.events)}
+    for previous, following in (("3.4.0.0", "3.4.1.0"), ("3.4.1.0", "3.6.0.0")):
+        assert at[f"load {previous}"] < at[f"start {following}"]  # not before its verdict
+        assert at[f"start {following}"] < at[f"down {previous}"]  # overlapped: the point
+        assert at[f"down {previous}"] < at[f"load {following}"]  # one load, no teardown beside
+
+
+def test_a_signal_while_a_stack_goes_down_in_the_background_keeps_its_row_and_stops_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _config(tmp_path, "3.4.0.0", "3.4.1.0", "3.6.0.0")
+    jobs = _PipelinedJobs(config, teardown_s=1.0)
+    monkeypatch.setattr(pipeline, "measure_job", jobs)
+
+    def sigterm_when_the_next_comes_up() -> None:
+        jobs.bringing_up.wait(10)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def raise_interrupted(number: int, _frame: object) -> None:
+        raise Interrupted(number)
+
+    previous = signal.signal(signal.SIGTERM, raise_interrupted)
+    try:
+        threading.Thread(target=sigterm_when_the_next_comes_up, daemon=True).start()
+        with pytest.raises(Interrupted) as raised:
+            pipeline.run_matrix(config)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+    assert raised.value.exit_code == 143
+    assert "down 3.4.0.0" in jobs.events  # its teardown ran to the end before the run returned
+    assert "load 3.4.1.0" not in jobs.events and "start 3.6.0.0" not in jobs.events
+    assert jobs.cancels["3.4.1.0"].is_set() and not jobs.cancels["3.4.0.0"].is_set()
+    saved = json.loads((config.run_dir / "results.json").read_text())
+    assert [(v["status"], v["verdict"]) for v in saved["versions"]] == [
+        ("ok", "stable"),
+        ("interrupted", "interrupted"),
+        ("interrupted", "interrupted"),
+    ]

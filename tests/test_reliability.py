@@ -607,6 +607,28 @@ def test_ctrl_c_during_load_twice_tears_down_and_keeps_finished_rows(
 
 
 @pytest.mark.docker
+def test_ctrl_c_while_a_stack_goes_down_in_the_background_keeps_its_row_and_leaves_nothing(
+    runs: Runs, sim_images: None
+) -> None:
+    # Pipelined: 3.4.1.0 comes up while 3.4.0.0 goes down; the Ctrl-C hits both at once.
+    run = runs.start("matrix", "--sim", "3.4.0.0", "3.4.1.0", "--requests", "300")
+    run.wait_until(
+        "3.4.0.0 going down while 3.4.1.0 comes up",
+        lambda: (
+            "3.4.1.0: preparing images" in run.stderr
+            and any("tearing down" in line and "Kong 3.4.0.0" in line for line in run.lines)
+        ),
+    )
+    run.signal_group(signal.SIGINT)
+
+    assert run.finish() == 130, run.stderr
+    _assert_interrupted_run(run, finished=["3.4.0.0"], interrupted=["3.4.1.0"])
+    kept = _saved_rows(run.run_dir())["3.4.0.0"]
+    assert (kept["verdict"], kept["requests"]) == ("stable", 300)  # as measured, not cut short
+    assert_nothing_left(runs.results)
+
+
+@pytest.mark.docker
 def test_sigterm_while_waiting_for_kong(runs: Runs, sim_images: None) -> None:
     run = runs.start("run", "--sim", "3.4.1.0", "3.4.0.0", "--requests", "200")
     run.wait_for_line("3.4.1.0: waiting for Kong")

@@ -240,3 +240,26 @@ def _processes_mentioning(marker: str) -> list[int]:
     from test_load import processes_mentioning
 
     return processes_mentioning(marker)
+
+
+def test_a_pipelined_worlds_first_load_waits_its_turn_and_a_cancelled_wait_sends_nothing(
+    tmp_path: Path,
+) -> None:
+    config = _config(tmp_path, "3.4.1.0")
+    turns: list[str] = []
+
+    def cancelled_while_waiting() -> None:
+        turns.append("waited")
+        raise Interrupted(signal.SIGINT)
+
+    version = VersionWorld(
+        config.targets[0],
+        config,
+        tmp_path,
+        options=world.WorldOptions(prestart_locust=False),
+        load_turn=cancelled_while_waiting,
+    )
+    with pytest.raises(Interrupted):
+        version.send(10)  # no stack: anything past the turn would fail otherwise
+
+    assert turns == ["waited"]

@@ -48,6 +48,8 @@ class Session:
     plugin: PluginSource = field(default_factory=default_plugin)
     # Takes an outcome whose counts are final but whose stack is still up (`announce_early`)
     on_verdict: Callable[[Outcome], None] | None = None
+    # Returns once the first load may start (see `VersionWorld`); None: at once
+    load_turn: Callable[[], None] | None = None
 
     def world(self, options: WorldOptions = ONE_WORLD) -> VersionWorld:
         """A world for the target, to use in a `with` block."""
@@ -58,6 +60,7 @@ class Session:
             self.cancel,
             options=options,
             source=self.plugin,
+            load_turn=self.load_turn,
         )
 
 
