@@ -116,6 +116,10 @@ def test_processes_mentioning_finds_a_live_process(tmp_path: Path) -> None:
     marker = str(tmp_path / "marker")
     with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", marker]) as sleeper:
         try:
+            # Right after fork the child still shows the parent's command line until it execs.
+            deadline = time.monotonic() + 10
+            while not processes_mentioning(marker) and time.monotonic() < deadline:
+                time.sleep(0.01)
             assert processes_mentioning(marker) == [sleeper.pid]
         finally:
             sleeper.kill()
