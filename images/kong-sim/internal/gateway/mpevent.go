@@ -1,55 +1,34 @@
 package gateway
 
 import (
-	"errors"
 	"strings"
 
 	"github.com/kong-plugin-matrix/kong-sim/internal/konglog"
-	"github.com/kong-plugin-matrix/kong-sim/internal/protocol"
 	"github.com/kong-plugin-matrix/kong-sim/internal/release"
 )
 
-// handleMsgPackEvent is mp_rpc.lua's Rpc:handle_event. Unlike pb_rpc.lua it
-// retries only when the server's error text holds "no plugin instance" (a
-// Python or JavaScript server answers `no plugin instance #N`); "closed",
-// a failed read ("no data") and any other error are logged at [error] and
-// the plugin is skipped for this request. What a retry resets depends on
-// the release (release.MsgPackRecovery).
-func (w *worker) handleMsgPackEvent(ev event) error {
-	client := w.clients[ev.ext.server.def.Name]
+// recoverMsgPack is mp_rpc.lua's Rpc:handle_event reaction to a failed
+// event. Unlike pb_rpc.lua it retries (true) only when the server's error
+// text holds "no plugin instance" (a Python or JavaScript server answers `no
+// plugin instance #N`); "closed", a failed read ("no data") and any other
+// error are logged at [error] and the plugin is skipped for this request.
+// What a retry resets depends on the release (release.MsgPackRecovery).
+func (w *worker) recoverMsgPack() func(ev event, text string) bool {
 	recovery := w.g.env.Release.MsgPack
 	warnLine, errLine := w.mpHandleEventLines()
-	for {
-		if err := ev.req.ctx.Err(); err != nil {
-			return err
-		}
-		id, err := w.instanceID(ev)
-		if errors.Is(err, errStartFailed) {
-			return err // get_instance_id raises: the request answers 500
-		}
-		if err == nil {
-			err = client.HandleEvent(id, ev.phase, ev.req.pdk(w, ev.plugin, protocol.MsgPack))
-			if err == nil || ev.req.exited() {
-				return nil
-			}
-		}
-		if errors.Is(err, errNotReady) {
-			w.warnNotReady(ev)
-			return nil
-		}
-		w.logConnectError(ev, err)
-		text := err.Error()
+	return func(ev event, text string) bool {
 		if recovery == release.MsgPackPostEvent { // posted on every error, before the text is read
 			w.g.postResetInstances(ev.plugin.Name)
 		}
 		if !strings.Contains(strings.ToLower(text), "no plugin instance") {
 			w.log(konglog.Error, ev.req.logContext(), ev.kongMessage("mp_rpc.lua", errLine, text))
-			return nil
+			return false
 		}
 		if recovery != release.MsgPackPostEvent {
 			w.resetInstance(ev.plugin)
 		}
 		w.log(konglog.Warn, ev.req.logContext(), ev.kongMessage("mp_rpc.lua", warnLine, text))
+		return true
 	}
 }
 

@@ -190,8 +190,10 @@ func (ev event) kongMessage(file string, line int, msg string) string {
 // context (the client went away, or the node stops), which is what keeps a
 // dead plugin server from holding a request for ever.
 func (w *worker) handleEvent(ev event) error {
-	if ev.ext.server.wire() == protocol.MsgPack {
-		return w.handleMsgPackEvent(ev)
+	wire := ev.ext.server.wire()
+	recoverFrom := w.recoverProtoBuf
+	if wire == protocol.MsgPack {
+		recoverFrom = w.recoverMsgPack()
 	}
 	client := w.clients[ev.ext.server.def.Name]
 	for {
@@ -200,10 +202,10 @@ func (w *worker) handleEvent(ev event) error {
 		}
 		id, err := w.instanceID(ev)
 		if errors.Is(err, errStartFailed) {
-			return err
+			return err // get_instance_id raises: the request answers 500
 		}
 		if err == nil {
-			err = client.HandleEvent(id, ev.phase, ev.req.pdk(w, ev.plugin, protocol.ProtoBuf))
+			err = client.HandleEvent(id, ev.phase, ev.req.pdk(w, ev.plugin, wire))
 			if err == nil || ev.req.exited() {
 				return nil
 			}
@@ -213,11 +215,20 @@ func (w *worker) handleEvent(ev event) error {
 			return nil
 		}
 		w.logConnectError(ev, err)
-		if !w.logRecovery(ev, err.Error()) {
+		if !recoverFrom(ev, err.Error()) {
 			return nil
 		}
-		w.resetInstance(ev.plugin)
 	}
+}
+
+// recoverProtoBuf is pb_rpc.lua's reaction to a failed event: on "no plugin
+// instance" / "closed", log it the release's way, reset and retry (true).
+func (w *worker) recoverProtoBuf(ev event, text string) bool {
+	if !w.logRecovery(ev, text) {
+		return false
+	}
+	w.resetInstance(ev.plugin)
+	return true
 }
 
 // logRecovery logs a failed event the way the release does and reports
