@@ -105,6 +105,12 @@ def clean(session: nox.Session) -> None:
 
 
 @nox.session(venv_backend="none")
+def pull(session: nox.Session) -> None:
+    """Pull the registry images a real run builds on, before it (-- 3.4.1.0 --plugin js)."""
+    _harness(session, "pull")
+
+
+@nox.session(venv_backend="none")
 def versions(session: nox.Session) -> None:
     """List the known Kong versions and what their changelogs say."""
     _harness(session, "versions")

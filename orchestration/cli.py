@@ -25,6 +25,7 @@ from orchestration.collect import collect_file
 from orchestration.config import (
     BOUNDS,
     DEFAULT_GO_IMAGE,
+    PULLS_AT_ONCE,
     REPO_ROOT,
     SCENARIOS,
     RunConfig,
@@ -212,6 +213,14 @@ def build_parser() -> argparse.ArgumentParser:
     finder.add_argument("bad", nargs="?", help="a later version of the same edition that does not")
     _add_run_options(finder)
 
+    fetching = commands.add_parser(
+        "pull",
+        help="pull the registry images a run of these versions and plugins builds on, "
+        f"{PULLS_AT_ONCE} at a time (before a first real matrix)",
+    )
+    fetching.add_argument("versions", nargs="*", help="defaults to the default matrix")
+    _add_run_options(fetching)
+
     control = commands.add_parser(
         "selftest",
         help="offline control: 3.4.0.0, 3.4.1.0, 3.6.0.0, 3.9.0.0 on kong-sim read stable, churn,"
@@ -326,7 +335,7 @@ def _targets(args: argparse.Namespace) -> tuple[Target, ...]:
     if args.command == "bisect":
         return _bisect_candidates(args)
     chosen = list(args.versions)
-    if args.command == "matrix" and not chosen and not args.image:
+    if args.command in {"matrix", "pull"} and not chosen and not args.image:
         chosen = list(versions.DEFAULT_MATRIX)
     targets = [versions.target_for_version(v) for v in chosen]
     targets += [versions.target_for_image(image) for image in args.image]
@@ -887,6 +896,37 @@ def _cmd_versions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pull(args: argparse.Namespace) -> int:
+    from orchestration import pipeline, pulls
+    from orchestration.engines import describe
+    from orchestration.plugins import registry_bases
+
+    config = config_from(args)
+    if config.sim:
+        raise UsageError("--sim builds its images on this machine: there is nothing to pull")
+    _check_prerequisites(False, config.docker_hosts)
+    images = [
+        image
+        for job in pipeline.jobs_of(config)
+        for image in registry_bases(job.plugin, job.target.image, config.go_image)
+    ]
+    rows, failed = [], 0
+    for engine in config.docker_hosts or (None,):
+        outcomes = pulls.pull_now(images, engine, _never_cancelled)
+        there = [image for image, outcome in outcomes.items() if not outcome.startswith("failed")]
+        sizes = pulls.sizes(engine, *there)
+        for image, outcome in outcomes.items():
+            failed += image not in there
+            size = f"{sizes[image] / 1e6:.0f} MB" if image in sizes else "-"
+            rows.append([describe(engine), image, outcome, size])
+    print(tabulate(rows, headers=["engine", "image", "result", "size"], tablefmt="github"))
+    return 1 if failed else 0
+
+
+def _never_cancelled() -> None:
+    """A pull is stopped by the signal itself (KeyboardInterrupt, Interrupted), not a flag."""
+
+
 _COMMANDS = {
     "run": _cmd_run,
     "matrix": _cmd_run,
@@ -899,6 +939,7 @@ _COMMANDS = {
     "merge": _cmd_merge,
     "clean": _cmd_clean,
     "versions": _cmd_versions,
+    "pull": _cmd_pull,
 }
 
 

@@ -19,6 +19,8 @@ from orchestration.versions import Target
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_GO_IMAGE = "golang:1.22"
+# Registry images pulled at once, before a run needs them (orchestration/pulls.py, `pull`).
+PULLS_AT_ONCE = 3
 ENV_PREFIX = "KPM_"
 
 N = TypeVar("N", int, float)

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from python_on_whales import DockerException
 
-from orchestration import report, scenarios
+from orchestration import pulls, report, scenarios
 from orchestration.config import RunConfig
 from orchestration.engines import EnginePool
 from orchestration.errors import (
@@ -42,7 +42,13 @@ from orchestration.errors import (
     UsageError,
     signal_name,
 )
-from orchestration.plugins import DEFAULT_PLUGIN, PluginSource, default_plugin, resolve_plugins
+from orchestration.plugins import (
+    DEFAULT_PLUGIN,
+    PluginSource,
+    default_plugin,
+    registry_bases,
+    resolve_plugins,
+)
 from orchestration.report import PhaseResult, RunResult, VersionResult
 from orchestration.scenarios import Outcome, Session
 from orchestration.stack import signals_held, stop_descendants
@@ -348,8 +354,9 @@ def run_matrix(
 
     publish()
     try:
-        # A cancelled job's row is discarded once every worker has ended: no lock needed then.
-        _measure_all(config, len(jobs), measure, cancel, lambda index: rows.pop(index, None))
+        with pulls.ahead(*_pull_ahead(config, jobs)):
+            # A cancelled job's row is discarded once every worker has ended: no lock needed.
+            _measure_all(config, len(jobs), measure, cancel, lambda index: rows.pop(index, None))
     except (Interrupted, KeyboardInterrupt) as stop:
         signal_number = stop.signal_number if isinstance(stop, Interrupted) else 2
         with signals_held():
@@ -368,6 +375,16 @@ def run_matrix(
             publish()
         raise
     return publish()
+
+
+def _pull_ahead(config: RunConfig, jobs: tuple[Job, ...]) -> tuple[list[str], str | None]:
+    """The registry images the whole run builds on, and the engine to pull them to: none with
+    --sim (built here) or several engines (each version's engine is chosen when it starts)."""
+    engines = config.docker_hosts or (config.docker_host,)
+    if config.sim or len(engines) > 1:
+        return [], None
+    bases = [registry_bases(job.plugin, job.target.image, config.go_image) for job in jobs]
+    return [image for images in bases for image in images], engines[0]
 
 
 class _Measure(Protocol):

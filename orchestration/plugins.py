@@ -77,6 +77,8 @@ TAP_INPUTS = (
 )
 KONG_SIM_DIR = Path("images/kong-sim")
 PDK_CACHE_DIR = Path(".cache/pdk")
+# What a plugin image's query command printed, by image ID: the dump is a function of the image.
+DUMP_CACHE_DIR = Path(".cache/dumps")
 PLUGIN_IMAGE_REPOSITORY = "kong-plugin-matrix"
 NODE_IMAGE = "node:20-bookworm-slim"
 
@@ -169,7 +171,7 @@ def prepared(
         repo_root=repo_root,
         docker_host=docker_host,
     )
-    dump = dump_plugin(image, source, docker_host=docker_host)
+    dump = cached_dump(image, source, cache=repo_root / DUMP_CACHE_DIR, docker_host=docker_host)
     validate_plugin_config(json.loads(config_json), dump)
     return image, contract_for(source, dump, config_json)
 
@@ -511,7 +513,7 @@ def build_plugin_image(
         docker_host=docker_host,
     )
     tag = plan.tag
-    if not _image_missing(tag, docker_host):
+    if _image_id(tag, docker_host) is not None:
         LOGGER.info("reusing %s for plugin %s", tag, source.label)
         return tag
     variables = {
@@ -536,8 +538,18 @@ def build_plugin_image(
     return tag
 
 
-def _image_missing(tag: str, docker_host: str | None = None) -> bool:
-    return bool(sim_images._missing_images(docker_host, tag))
+def _image_id(tag: str, docker_host: str | None = None) -> str | None:
+    """The image's ID on the engine, or None when it has no image of that name."""
+    return sim_images.image_ids(docker_host, tag).get(tag)
+
+
+def registry_bases(source: PluginSource, kong_image: str, go_image: str) -> tuple[str, ...]:
+    """The registry images a real (not --sim) build of `source` on `kong_image` starts from."""
+    if source.kind == "go":
+        return kong_image, go_image_for(source, go_image)
+    if source.kind == "js":
+        return kong_image, NODE_IMAGE
+    return (kong_image,)
 
 
 def _node_image(source: PluginSource, kong_image: str, *, sim: bool) -> str:
@@ -737,6 +749,42 @@ def dump_plugin(image: str, source: PluginSource, docker_host: str | None = None
     what = f"the query command of plugin {source.label}"
     output = run_in_image(image, query.split(), what=what, docker_host=docker_host)
     return parse_dump(output, source, start_command=start, query_command=query)
+
+
+def cached_dump(
+    image: str, source: PluginSource, *, cache: Path, docker_host: str | None = None
+) -> PluginDump:
+    """`dump_plugin`, asked once per image: the output is kept under `cache`, named by the
+    image's ID and the query command, and read back (one `docker image inspect` instead of a
+    `docker run`) while that image exists. Only output that parses as a dump is kept."""
+    start, query = commands_for(source)
+    image_id = _image_id(image, docker_host)
+    if image_id is None:  # not on the engine: let the run say so as it always has
+        return dump_plugin(image, source, docker_host=docker_host)
+    key = hashlib.sha256(f"{image_id}\0{query}".encode()).hexdigest()[:32]
+    kept = cache / f"{key}.json"
+    try:
+        return parse_dump(kept.read_text(), source, start_command=start, query_command=query)
+    except (OSError, StackError):  # not kept yet, unreadable, or not a dump: ask the image
+        pass
+    what = f"the query command of plugin {source.label}"
+    output = run_in_image(image, query.split(), what=what, docker_host=docker_host)
+    dump = parse_dump(output, source, start_command=start, query_command=query)
+    _keep(kept, output)
+    return dump
+
+
+def _keep(path: Path, text: str) -> None:
+    """Write `text` to `path` whole or not at all (a concurrent run may write the same file)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(
+            "w", dir=path.parent, prefix=".dump-", suffix=".tmp", delete=False
+        ) as partial:
+            partial.write(text)
+        Path(partial.name).replace(path)
+    except OSError as error:  # a read-only checkout still runs, asking the image every time
+        LOGGER.info("could not keep the plugin dump in %s: %s", path, error)
 
 
 def parse_dump(

@@ -129,15 +129,21 @@ def build_sim_images(version: str, *, repo_root: Path, docker_host: str | None =
 
 def _missing_images(docker_host: str | None, *tags: str) -> set[str]:
     """Which of `tags` the engine lacks; one docker call when all are there (the usual case)."""
+    return set(tags) - image_ids(docker_host, *tags).keys()
+
+
+def image_ids(docker_host: str | None, *tags: str) -> dict[str, str]:
+    """The ID of each of `tags` the engine has (the ones it lacks are left out); one docker call
+    when all are there."""
     docker = DockerClient(host=docker_host)
     try:
         try:
-            docker.image.inspect(list(tags))
+            images = docker.image.inspect(list(tags))
+            return {tag: image.id for tag, image in zip(tags, images, strict=True)}
         except NoSuchImage:
-            return {tag for tag in tags if not docker.image.exists(tag)}
+            return {tag: docker.image.inspect(tag).id for tag in tags if docker.image.exists(tag)}
     except DockerException as error:
-        raise StackError(f"could not look up the --sim images: {error.stderr or error}") from error
-    return set()
+        raise StackError(f"could not look up {', '.join(tags)}: {error.stderr or error}") from error
 
 
 def _tags(version: str, repo_root: Path, tools: _HostTools) -> SimImages:

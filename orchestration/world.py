@@ -33,13 +33,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from orchestration import plugin, resources
+from orchestration import plugin, pulls, resources
 from orchestration.collect import Collector, Signals, collect_file
 from orchestration.config import RunConfig
 from orchestration.errors import Interrupted, MatrixError, StackError
 from orchestration.load import HeadlessLocust, LoadResult, LoadShortfall, LocustWorkers
 from orchestration.plugin import EXAMPLE, Answer, PluginContract, declarative_template
-from orchestration.plugins import PluginSource, default_plugin, prepared
+from orchestration.plugins import PluginSource, default_plugin, prepared, registry_bases
 from orchestration.sim import build_sim_images
 from orchestration.stack import Stack, StackSpec, project_name_for
 from orchestration.versions import Target
@@ -515,6 +515,9 @@ class VersionWorld:
                 target.version, repo_root=config.repo_root, docker_host=config.docker_host
             )
             kong_image, go_image = images.kong_image, images.go_image
+        else:  # its base images may be on their way already (pulls.ahead)
+            bases = registry_bases(self.source, kong_image, go_image)
+            pulls.wait_for(bases, config.docker_host, self.cancel.raise_if_set)
         image, self.contract = prepared(
             self.source,
             kong_image=kong_image,

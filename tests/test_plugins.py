@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from python_on_whales import DockerClient
 
 from orchestration import plugins, sim
 from orchestration.errors import ConfigError, StackError
@@ -15,6 +16,7 @@ from orchestration.plugins import (
     PluginDump,
     PluginSource,
     build_plugin_image,
+    cached_dump,
     check_server_listens,
     dump_plugin,
     go_image_for,
@@ -304,6 +306,83 @@ def test_a_bad_dump_is_a_clear_error(output: str, message: str) -> None:
         _parse(output, "js")
 
 
+# --- cached_dump ---------------------------------------------------------------------------
+
+
+class _Engine:
+    """Stands in for Docker in cached_dump: which image ID a tag has, what the query prints."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, output: str) -> None:
+        self.ids = {"img": "sha256:aaa"}
+        self.output, self.runs = output, 0
+        monkeypatch.setattr(plugins, "_image_id", lambda tag, host=None: self.ids.get(tag))
+        monkeypatch.setattr(plugins, "run_in_image", self.run)
+
+    def run(self, image: str, command: list[str], **_: object) -> str:
+        self.runs += 1
+        return self.output
+
+
+def _rate_tag() -> PluginSource:
+    return {s.label: s for s in resolve_plugins([str(FIXTURE)], REPO_ROOT)}["rate-tag"]
+
+
+def test_a_dump_is_asked_once_per_image_id(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    engine = _Engine(monkeypatch, json.dumps(GO_DUMP))
+    first = cached_dump("img", _rate_tag(), cache=tmp_path)
+    again = cached_dump("img", _rate_tag(), cache=tmp_path)
+    assert (engine.runs, again) == (1, first)
+    assert first.schema["fields"][1] == {"limit": {"type": "integer"}}
+
+    engine.ids["img"] = "sha256:bbb"  # rebuilt under the same tag: asked again
+    engine.output = json.dumps(dict(GO_DUMP, SocketPath="/other.socket"))
+    assert cached_dump("img", _rate_tag(), cache=tmp_path).socket == "/other.socket"
+    assert engine.runs == 2
+    assert len(list(tmp_path.glob("*.json"))) == 2
+
+
+def test_a_kept_dump_that_is_not_a_dump_is_asked_again(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    engine = _Engine(monkeypatch, json.dumps(GO_DUMP))
+    cached_dump("img", _rate_tag(), cache=tmp_path)
+    (kept,) = tmp_path.glob("*.json")
+    kept.write_text('{"Plugins": ')  # cut short
+
+    assert cached_dump("img", _rate_tag(), cache=tmp_path).plugin_name == "rate-tag"
+    assert engine.runs == 2
+    assert json.loads(kept.read_text()) == GO_DUMP
+
+
+@pytest.mark.parametrize(
+    ("image", "output"),
+    [("img", "panic: boom"), ("gone", json.dumps(GO_DUMP))],
+    ids=["output-that-is-not-a-dump", "an-image-the-engine-lacks"],
+)
+def test_nothing_is_kept_and_the_image_is_asked_every_time(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, image: str, output: str
+) -> None:
+    engine = _Engine(monkeypatch, output)
+    for _ in range(2):
+        try:
+            cached_dump(image, _rate_tag(), cache=tmp_path)
+        except StackError as error:
+            assert output == "panic: boom" and "did not print JSON" in str(error)
+    assert engine.runs == 2
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_cache_that_cannot_be_written_still_gives_the_dump(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    engine = _Engine(monkeypatch, json.dumps(GO_DUMP))
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    for _ in range(2):
+        assert cached_dump("img", _rate_tag(), cache=blocked / "dumps").protocol == "ProtoBuf:1"
+    assert engine.runs == 2
+
+
 # --- validate_plugin_config ---------------------------------------------------------------
 
 SCHEMA: dict[str, Any] = {
@@ -423,17 +502,21 @@ def sim_images() -> Iterator[sim.SimImages]:
     yield sim.build_sim_images(SIM_VERSION, repo_root=REPO_ROOT)
 
 
-@pytest.mark.docker
-@pytest.mark.parametrize("label", list(EXPECTED))
-def test_each_plugin_image_dumps_what_kong_needs(label: str, sim_images: sim.SimImages) -> None:
-    source = {s.label: s for s in resolve_plugins(["all", str(FIXTURE)], REPO_ROOT)}[label]
-    image = build_plugin_image(
+def _built(source: PluginSource, sim_images: sim.SimImages) -> str:
+    return build_plugin_image(
         source,
         kong_image=sim_images.kong_image,
         go_image=sim_images.go_image,
         sim=True,
         repo_root=REPO_ROOT,
     )
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("label", list(EXPECTED))
+def test_each_plugin_image_dumps_what_kong_needs(label: str, sim_images: sim.SimImages) -> None:
+    source = {s.label: s for s in resolve_plugins(["all", str(FIXTURE)], REPO_ROOT)}[label]
+    image = _built(source, sim_images)
     dump = dump_plugin(image, source)
 
     assert (
@@ -453,27 +536,34 @@ def test_each_plugin_image_dumps_what_kong_needs(label: str, sim_images: sim.Sim
     if source.kind != "go":
         check_server_listens(image, source, dump)
     assert (
-        build_plugin_image(  # the same sources: the same tag, nothing rebuilt
-            source,
-            kong_image=sim_images.kong_image,
-            go_image=sim_images.go_image,
-            sim=True,
-            repo_root=REPO_ROOT,
-        )
+        _built(source, sim_images)  # the same sources: the same tag, nothing rebuilt
         == image
     )
 
 
 @pytest.mark.docker
+def test_a_built_image_is_dumped_once(
+    sim_images: sim.SimImages, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    source = _rate_tag()
+    image = _built(source, sim_images)
+    asked = cached_dump(image, source, cache=tmp_path)
+    assert len(list(tmp_path.glob("*.json"))) == 1
+    assert asked == dump_plugin(image, source)
+
+    def no_docker_run(*args: object, **kwargs: object) -> str:
+        raise AssertionError("the image was asked again")
+
+    monkeypatch.setattr(plugins, "run_in_image", no_docker_run)
+    assert cached_dump(image, source, cache=tmp_path) == asked
+    assert plugins._image_id(image) == DockerClient().image.inspect(image).id
+    assert plugins._image_id("kong-plugin-matrix:no-such-image") is None
+
+
+@pytest.mark.docker
 def test_a_server_that_never_listens_fails_the_check(sim_images: sim.SimImages) -> None:
     (source,) = resolve_plugins(["python"], REPO_ROOT)
-    image = build_plugin_image(
-        source,
-        kong_image=sim_images.kong_image,
-        go_image=sim_images.go_image,
-        sim=True,
-        repo_root=REPO_ROOT,
-    )
+    image = _built(source, sim_images)
     dump = dump_plugin(image, source)
     elsewhere = PluginDump(**{**dump.__dict__, "socket": "/usr/local/kong/elsewhere.sock"})
 
