@@ -45,6 +45,7 @@ from orchestration.stack import (
     build_service_image,
     compose_client,
     image_identity,
+    run_host_command,
     signals_blocked,
     tag_safe,
     write_env_file,
@@ -713,19 +714,14 @@ def _cached(
 
 
 def _fetch(command: list[str], *, what: str) -> None:
-    try:
-        completed = subprocess.run(
-            command, capture_output=True, text=True, timeout=FETCH_TIMEOUT_S, check=False
-        )
-    except subprocess.TimeoutExpired:
-        raise ImageUnavailable(
-            f"fetching {what} took over {FETCH_TIMEOUT_S:.0f}s: check this machine's network"
-        ) from None
-    if completed.returncode != 0:
-        detail = (completed.stderr or completed.stdout).strip().splitlines()[-3:]
-        raise ImageUnavailable(
-            f"could not fetch {what} (`{' '.join(command[:4])} ...`): {' '.join(detail)}"
-        )
+    """A PDK download on this machine; a failure is that plugin's error row (ImageUnavailable)."""
+    run_host_command(
+        command,
+        problem=f"could not fetch {what}",
+        remedy="check this machine's network",
+        timeout_s=FETCH_TIMEOUT_S,
+        error=ImageUnavailable,
+    )
 
 
 # --- asking the image: the dump and the server ---------------------------------------------------

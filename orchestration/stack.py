@@ -36,7 +36,13 @@ from python_on_whales.utils import run as run_docker
 
 from orchestration import plugin
 from orchestration.engines import docker_command
-from orchestration.errors import EnvironmentProblem, ImageUnavailable, ReadyTimeout, StackError
+from orchestration.errors import (
+    EnvironmentProblem,
+    ImageUnavailable,
+    MatrixError,
+    ReadyTimeout,
+    StackError,
+)
 from orchestration.load import signal_group
 from orchestration.owner import Owner
 from orchestration.plugin import EXAMPLE, PluginContract
@@ -199,9 +205,15 @@ def check_docker(*, daemon: bool = True) -> None:
 
 
 def run_host_command(
-    command: list[str], *, problem: str, remedy: str = "", timeout_s: float | None = None
+    command: list[str],
+    *,
+    problem: str,
+    remedy: str = "",
+    timeout_s: float | None = None,
+    error: type[MatrixError] = EnvironmentProblem,
 ) -> str:
-    """Run a host tool and return its output; EnvironmentProblem, saying what to do, if it fails."""
+    """Run a host tool and return its output; `error` (by default EnvironmentProblem, which
+    stops the run), saying what to do, if it fails."""
     timeout_s = CHECK_TIMEOUT_S if timeout_s is None else timeout_s
     shown = " ".join(command)
     advice = f"; {remedy}" if remedy else ""
@@ -210,12 +222,12 @@ def run_host_command(
             command, capture_output=True, text=True, timeout=timeout_s, check=False
         )
     except subprocess.TimeoutExpired:
-        raise EnvironmentProblem(
-            f"{problem}: `{shown}` gave no answer in {timeout_s:.0f}s{advice}"
-        ) from None
+        raise error(f"{problem}: `{shown}` gave no answer in {timeout_s:.0f}s{advice}") from None
     if completed.returncode != 0:
-        detail = _last_lines(completed.stderr, 3) or f"exit code {completed.returncode}"
-        raise EnvironmentProblem(f"{problem} (`{shown}`: {detail}){advice}")
+        detail = _last_lines(completed.stderr or completed.stdout, 3)
+        raise error(
+            f"{problem} (`{shown}`: {detail or f'exit code {completed.returncode}'}){advice}"
+        )
     return completed.stdout
 
 

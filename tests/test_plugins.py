@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 from python_on_whales import DockerClient
 
 from orchestration import plugins, sim
-from orchestration.errors import ConfigError, StackError
+from orchestration.errors import ConfigError, ImageUnavailable, StackError
 from orchestration.plugins import (
     PluginDump,
     PluginSource,
@@ -687,3 +688,13 @@ def test_the_go_built_ins_build_the_example_plugins_binary() -> None:
     builtins = plugins.builtin_plugins(REPO_ROOT)
     assert builtins["go"].entry == builtins["go-latest"].entry == "example-plugin"
     assert builtins["js"].entry == ""  # kong-js-pluginserver finds the plugin in its folder
+
+
+def test_a_pdk_that_cannot_be_fetched_is_that_plugins_error(tmp_path: Path) -> None:
+    failing = [sys.executable, "-c", "import sys; sys.exit('ERROR: No matching distribution')"]
+    with pytest.raises(ImageUnavailable) as caught:
+        plugins._fetch(failing, what="the Python PDK (kong-pdk) from PyPI")
+    assert str(caught.value) == (
+        f"could not fetch the Python PDK (kong-pdk) from PyPI (`{' '.join(failing)}`: ERROR: No "
+        "matching distribution); check this machine's network"
+    )
