@@ -142,7 +142,10 @@ def _section(
             "Pipelined (issue 13, goal 2): each version's images, compose up and readiness run "
             "while the previous version's stack goes down and its saved log is counted; its "
             "load waits until that stack is down, so no load shares the machine with another "
-            "version's load or teardown. Builds are not started at once for the whole matrix: "
-            "with cached images (every round here) there is nothing to build.",
+            "version's load or teardown. Each version's plugin dump is read from .cache/dumps by "
+            "the image's ID (one `docker image inspect`, not a `docker run`); the unpipelined "
+            "side, older, runs the dump every time. Registry images are pulled at once for the "
+            "whole matrix (three at a time) on real runs; with --sim there is nothing to pull, "
+            "and with cached images (every round here) nothing to build.",
         ],
     )
