@@ -31,6 +31,7 @@ COMMANDS = (
     "compare",
     "merge",
     "versions",
+    "pull",
 )
 HEADER = (
     "# Command-line reference\n\n"

@@ -424,6 +424,19 @@ def test_the_cli_reference_in_docs_is_what_help_prints() -> None:
     assert REFERENCE.read_text(encoding="utf-8").split() == render().split()
 
 
+def test_the_cli_reference_has_every_command() -> None:
+    import argparse
+
+    from cli_reference import COMMANDS
+
+    (commands,) = [
+        action
+        for action in cli.build_parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
+    ]
+    assert sorted(COMMANDS) == sorted(commands.choices)
+
+
 def test_version_prints_the_tools_version(capsys: pytest.CaptureFixture[str]) -> None:
     from orchestration import __version__
 
