@@ -10,11 +10,12 @@ it goes; a step that errors ends the search with what it knew (a verdict is need
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from orchestration import versions
-from orchestration.errors import MatrixError, UsageError
+from orchestration.errors import Interrupted, MatrixError, UsageError
 from orchestration.report import VersionResult
 from orchestration.versions import Target
 
@@ -75,13 +76,31 @@ def search(
     steps: list[Step] = []
     while high - low > 1:
         middle = (low + high) // 2
-        step = _step(candidates[middle], measure, say, f"{high - low - 1} left between")
+        try:
+            step = _step(candidates[middle], measure, say, f"{high - low - 1} left between")
+        except (Interrupted, KeyboardInterrupt):
+            say(_where_it_stopped(good, candidates[low : high + 1]))
+            raise
         steps.append(step)
         if step.verdict == good.verdict:
             low = middle
         else:
             high = middle
     return Outcome(good, tuple(steps), candidates[high])
+
+
+def _where_it_stopped(good: Step, left: Sequence[Target]) -> str:
+    """What an interrupted search knew: the range still open, and the command that goes on."""
+    first, last = left[0], left[-1]
+    again = " ".join(f"--image {t.image}" for t in left)
+    with contextlib.suppress(UsageError):  # not versions of our table: images they stay
+        if between(first.label, last.label) == list(left):
+            again = f"{first.label} {last.label}"
+    return (
+        f"bisect interrupted: the first version whose verdict differs from {good.target.label}'s "
+        f"({good.verdict}) comes after {first.label}, at {last.label} at the latest; to go on: "
+        f"bisect {again}"
+    )
 
 
 def _step(

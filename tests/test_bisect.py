@@ -11,7 +11,7 @@ import pytest
 from test_reliability import REPO, _cli_env
 
 from orchestration import bisect
-from orchestration.errors import MatrixError, UsageError
+from orchestration.errors import Interrupted, MatrixError, UsageError
 from orchestration.report import VersionResult
 from orchestration.versions import Target, target_for_image
 
@@ -62,6 +62,64 @@ def test_the_fix_is_found_too_and_images_keep_the_order_given() -> None:
 def test_a_step_without_a_verdict_stops_the_search() -> None:
     with pytest.raises(MatrixError, match=r"3\.4\.1\.1 gave no verdict"):
         bisect.search(bisect.between("3.4.0.0", "3.4.2.1"), _measured([], frozenset({"3.4.1.1"})))
+
+
+def _stopped_at(stop: str, stopped_by: BaseException) -> Callable[[Target], VersionResult]:
+    measured = _measured([])
+
+    def measure(target: Target) -> VersionResult:
+        if target.label == stop:
+            raise stopped_by
+        return measured(target)
+
+    return measure
+
+
+def test_an_interrupted_bisect_says_what_is_left_and_how_to_go_on() -> None:
+    # 3.4.0.0 .. 3.5.0.1: 3.4.2.0 reads churn, 3.4.1.0 is next: the range is 3.4.0.0 .. 3.4.2.0
+    said: list[str] = []
+    with pytest.raises(Interrupted):
+        bisect.search(
+            bisect.between("3.4.0.0", "3.5.0.1"),
+            _stopped_at("3.4.1.0", Interrupted(15)),
+            said.append,
+        )
+    assert said[-1] == (
+        "bisect interrupted: the first version whose verdict differs from 3.4.0.0's (stable) "
+        "comes after 3.4.0.0, at 3.4.2.0 at the latest; to go on: bisect 3.4.0.0 3.4.2.0"
+    )
+
+
+@pytest.mark.parametrize(
+    ("images", "stopped_on", "left"),
+    [
+        # a reads stable, so does every other: stopped on the first middle, all five are left
+        ([f"example/kong:{n}" for n in "abcde"], 2, 5),
+        # known versions, but not every one between: going on by version would add the rest;
+        # 3.4.2.1 reads churn, stopped on 3.4.1.0: 3.4.0.0 .. 3.4.2.1 are left
+        ([f"kong/kong-gateway:{v}" for v in ("3.4.0.0", "3.4.1.0", "3.4.2.1", "3.4.3.1", "3.5.0.1")
+          ], 1, 3),
+    ],
+)  # fmt: skip
+def test_an_interrupted_bisect_over_images_lists_the_images_left(
+    images: list[str], stopped_on: int, left: int
+) -> None:
+    said: list[str] = []
+    stop = _stopped_at(target_for_image(images[stopped_on]).label, KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        bisect.search([target_for_image(i) for i in images], stop, said.append)
+    assert said[-1].endswith("to go on: bisect " + " ".join(f"--image {i}" for i in images[:left]))
+
+
+def test_a_bisect_interrupted_on_good_has_nothing_to_say() -> None:
+    said: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        bisect.search(
+            bisect.between("3.4.0.0", "3.4.2.1"),
+            _stopped_at("3.4.0.0", KeyboardInterrupt()),
+            said.append,
+        )
+    assert said == []
 
 
 @pytest.mark.docker
