@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import itertools
 import json
+import os
 import random
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from orchestration.collect import (
+    CLOSED_PAIRING_CONNECTIONS,
     MAX_LINE_BYTES,
     Collector,
     Signals,
@@ -181,6 +185,15 @@ def _one_by_one_and_in_tiny_chunks(data: bytes, plugin: str) -> tuple[Signals, S
     return one_by_one, tiny_chunks.signals(), whole.signals()
 
 
+def collect_every_way(lines: list[str], plugin: str = "example-plugin") -> Signals:
+    """The counts of `lines`, after checking that line by line, 7-byte chunks and one block
+    agree (the fast paths for whole blocks must give what the lines one at a time give)."""
+    data = "".join(line + "\n" for line in lines).encode()
+    one_by_one, tiny_chunks, whole = _one_by_one_and_in_tiny_chunks(data, plugin)
+    assert one_by_one == tiny_chunks == whole
+    return whole
+
+
 def test_str_lines_as_the_pipeline_passes_them() -> None:
     text = (FIXTURES / "restart_counter_reset.log").read_text()
     assert collect_lines(text.splitlines()) == FIXTURE_SIGNALS["restart_counter_reset.log"]
@@ -235,11 +248,18 @@ def closed_line(
         (["warn", "error"], 2),  # a [warn] pairs only with an [error] before it
         (["error", "error", "warn"], 2),  # the second [error]'s twin
         (["warn", "warn"], 2),
+        (["error", "warn", "warn", "warn"], 3),  # only the first [warn] is the twin
+        (["error", "warn", "error", "error"], 3),
     ],
 )
 def test_closed_error_and_its_warn_twin_are_one_recovery(levels: list[str], events: int) -> None:
     lines = [closed_line(level) for level in levels]
-    assert collect_lines(lines).rpc_closed_errors == events
+    assert collect_every_way(lines).rpc_closed_errors == events
+    for cut in range(1, len(lines)):  # two blocks, cut anywhere
+        collector = Collector()
+        for block in (lines[:cut], lines[cut:]):
+            collector.feed_block("".join(line + "\n" for line in block).encode())
+        assert collector.signals().rpc_closed_errors == events, cut
     assert collect_lines(line + "\r\n" for line in lines).rpc_closed_errors == events
 
 
@@ -252,6 +272,68 @@ def test_a_warn_twin_is_of_the_same_worker_connection_and_tag() -> None:
         closed_line("warn"),
     ]
     assert collect_lines(lines).rpc_closed_errors == 4
+    # a tagged [error] then an untagged [warn] of the same connection: two events
+    assert collect_every_way([closed_line("error"), closed_line("warn", tag="")]) == expected(
+        rpc_closed_errors=2, lines=2
+    )
+    pair = [closed_line("error"), closed_line("warn")]
+    other_connection = closed_line("warn", connection="2347#0: *655")
+    for not_its_twin in (other_connection, closed_line("warn", tag="")):
+        lines = [*pair, closed_line("error"), not_its_twin]
+        assert collect_every_way(lines).rpc_closed_errors == 3, not_its_twin
+
+
+@pytest.mark.parametrize(
+    ("others", "events"),
+    [
+        ([], 3),
+        ([starting_line()], 3),  # this server's own process line names no other
+        ([starting_line("go-hello")], 0),  # then nobody's: which timer wrote them is unknown
+    ],
+)
+def test_untagged_closed_lines_of_several_timers_each_count(others: list[str], events: int) -> None:
+    timers = [
+        closed_line("error", "2346#0: *151", tag=""),
+        closed_line("warn", "2346#0: *152", tag=""),
+        closed_line("warn", "2346#0: *153", tag=""),
+    ]
+    for lines in ([*others, *timers], [*timers, *others]):
+        assert collect_every_way(lines).rpc_closed_errors == events, lines
+
+
+def _closed_lines(level: str, connection: int) -> str:
+    return closed_line(level, f"2347#0: *{connection}")
+
+
+def _kong_no_instance(level: str, connection: int) -> str:
+    return (
+        f"2023/07/05 09:31:51 [{level}] 1267#0: *{connection} [kong] mp_rpc.lua:343 "
+        "[example-plugin] no plugin instance #7, client: 127.0.0.1"
+    )
+
+
+LAST = CLOSED_PAIRING_CONNECTIONS  # connections 0..LAST-1 fill the memory of unpaired [error]s
+
+
+@pytest.mark.parametrize("line", [_closed_lines, _kong_no_instance])
+@pytest.mark.parametrize(
+    ("connections_and_levels", "twins"),
+    [
+        # every connection's [error] is remembered: the first one's [warn] is still its twin
+        ([*((n, "error") for n in range(LAST)), (0, "warn")], 1),
+        # one more connection: the oldest is forgotten, its [warn] is an event of its own
+        ([*((n, "error") for n in range(LAST + 1)), (0, "warn")], 0),
+        # a connection's new [error] makes it the newest: the next one forgets connection 1
+        ([*((n, "error") for n in range(LAST)), (0, "error"), (LAST, "error"), (0, "warn")], 1),
+        ([*((n, "error") for n in range(LAST)), (0, "error"), (LAST, "error"), (1, "warn")], 0),
+    ],
+)
+def test_error_warn_pairing_remembers_the_last_connections(
+    line: Callable[[str, int], str], connections_and_levels: list[tuple[int, str]], twins: int
+) -> None:
+    lines = [line(level, connection) for connection, level in connections_and_levels]
+    signals = collect_lines(lines)
+    assert signals.rpc_closed_errors + signals.no_instance_errors == len(lines) - twins
 
 
 def test_closed_pairs_split_across_blocks_anywhere() -> None:
@@ -355,6 +437,7 @@ def test_not_respawned_is_an_exit_unless_terminated_said_so(not_respawned: str) 
     assert collect_lines([starting_line(), not_respawned]).plugin_server_exits == 1
     assert collect_lines([starting_line(), terminated, not_respawned]).plugin_server_exits == 1
     assert collect_lines([not_respawned], plugin="go-hello").plugin_server_exits == 0
+    assert collect_lines([not_respawned]).plugin_server_exits == 1  # a log cut before the start
 
 
 @pytest.mark.parametrize(
@@ -399,13 +482,23 @@ def test_kong_side_no_plugin_instance_pairs_with_the_relayed_line_either_way() -
         (kong.format(5), kong.format(5)): 2,  # two of Kong's lines are two events
         (relayed.format(5), relayed.format(5), kong.format(5)): 2,
     }
+    error = kong.replace("[warn]", "[error]")
+    other_connection = kong.replace("*7106", "*7107")
+    cases |= {
+        (error.format(7), kong.format(7)): 1,  # Kong's [error] and its [warn] twin
+        (relayed.format(7), error.format(7), kong.format(7)): 1,
+        (error.format(7), kong.format(7), relayed.format(9)): 2,  # counting goes on after twins
+        (error.format(7), other_connection.format(7)): 2,  # another connection's [warn]
+        # a [warn] is the twin of its connection's last [error] only
+        (error.format(7), error.format(5), kong.format(7)): 3,
+    }
     for lines, events in cases.items():
-        assert collect_lines(lines, plugin="py-hello").no_instance_errors == events, lines
-    error_then_warn = (kong.format(7).replace("[warn]", "[error]"), kong.format(7))
-    for twins in (error_then_warn, (relayed.format(7), *error_then_warn)):
-        assert collect_lines(twins, plugin="py-hello").no_instance_errors == 1, twins
+        signals = collect_every_way(list(lines), plugin="py-hello")
+        assert signals.no_instance_errors == events, lines
     farther = [relayed.format(5)] + [relayed.format(n) for n in range(100, 400)] + [kong.format(5)]
     assert collect_lines(farther, plugin="py-hello").no_instance_errors == 302  # out of reach
+    farther = [kong.format(5)] + [kong.format(n) for n in range(100, 400)] + [relayed.format(5)]
+    assert collect_lines(farther, plugin="py-hello").no_instance_errors == 302  # likewise
 
 
 def test_closed_must_be_the_whole_message() -> None:
@@ -414,7 +507,7 @@ def test_closed_must_be_the_whole_message() -> None:
         "2023/11/21 22:33:08 [error] 1#0: [kong] init.lua:1 [example-plugin] closed",
         "2023/11/21 22:33:08 [error] 1#0: [kong] init.lua:1 [example-plugin-2] closed, client: x",
     ]
-    assert collect_lines(lines).rpc_closed_errors == 1
+    assert collect_every_way(lines).rpc_closed_errors == 1
 
 
 def test_starting_names_exactly_this_server() -> None:
@@ -435,8 +528,27 @@ def test_counter_attribution_by_the_tag_before_the_message() -> None:
         "[other-plugin] New() has been called 500 times",
         relay_line("New() has been called 600 times", 2351, "other-plugin"),
     ]
-    signals = collect_lines(lines)
+    signals = collect_every_way(lines)
     assert (signals.counter_lines, signals.new_calls_total) == (3, 7)
+    # untagged beside namespaced, with no relayed line: both this plugin's
+    signals = collect_every_way([counter_line(3), "New() has been called 5 times"])
+    assert (signals.counter_lines, signals.new_calls_total) == (2, 5)
+
+
+@pytest.mark.parametrize(
+    "after",
+    [
+        b"2023/11/21 22:33:08 [debug] 2347#0: *655 [kong] pb_rpc.lua:344 [example-plugin] ",
+        b"\x00\x13\xff garbage\n",
+    ],
+    ids=["last line cut after this plugin's tag", "binary garbage"],
+)
+def test_another_plugins_counter_stays_its_own_whatever_follows(after: bytes) -> None:
+    data = counter_line(500, "other-plugin").encode() + b"\n" + after
+    collector = Collector()
+    collector.feed_block(data)
+    signals = collector.signals()
+    assert (signals.counter_lines, signals.new_calls_total) == (0, 0)
 
 
 def test_restart_line_opens_a_new_lifetime() -> None:
@@ -479,6 +591,157 @@ def test_sharp_drop_without_restart_line_is_a_restart() -> None:
 def test_single_sharp_straggler_is_not_a_restart() -> None:
     lines = [counter_line(value) for value in [880, 900, 2, 905, 3, 4, 910]]
     assert collect_lines(lines).new_calls_total == 910
+
+
+@pytest.mark.parametrize(
+    ("values", "new_calls_total"),
+    [
+        ([880, 900, 2, 905, 3, 4, 910], 910),  # stragglers, however the log is cut into blocks
+        ([900, 2, 9, 5], 900 + 9),  # three sharp drops: the new server's highest is 9
+        ([900, 150, 905, 2, 3, 4], 905 + 4),  # a straggler run ended by 905 is forgotten
+        ([4000, 900, 950, 980, 2, 3, 4], 4000 + 980 + 4),  # two unseen restarts in a row
+        ([1000, 250, 250, 250], 1000 + 250),  # a quarter of the highest is still a sharp drop
+        ([260, 60, 60, 60], 260 + 60),  # exactly SHARP_DROP_MIN below is still a sharp drop
+        ([240, 40, 45, 50], 240),  # less than SHARP_DROP_MIN below: stragglers, never a restart
+        ([1000, 251, 251, 251], 1000),  # more than a quarter: stragglers
+    ],
+)
+def test_unseen_restarts_by_sharp_drops(values: list[int], new_calls_total: int) -> None:
+    lines = [counter_line(value) for value in values]
+    assert collect_every_way(lines).new_calls_total == new_calls_total
+
+
+@pytest.mark.parametrize("values", [[5, 7], [900, 2], [900, 2, 3, 4, 1], [3, 900]])
+def test_latest_counter_is_the_last_value_logged(values: list[int]) -> None:
+    lines = [counter_line(value) for value in values]
+    one_by_one, block = Collector(), Collector()
+    assert one_by_one.latest_counter() is None
+    for line in lines:
+        one_by_one.feed(line)
+    block.feed_block("".join(line + "\n" for line in lines).encode())
+    assert one_by_one.latest_counter() == block.latest_counter() == values[-1]
+
+
+def test_new_pid_without_counter_lines_adds_nothing() -> None:
+    lines = [
+        relay_line("closed instance 1", 2350),
+        counter_line(900),
+        relay_line("Listening on socket: /usr/local/kong/example-plugin.socket", 2399),
+    ]
+    assert collect_every_way(lines).new_calls_total == 900
+
+
+def test_new_pid_after_a_forgotten_straggler_starts_from_zero() -> None:
+    lines = [relay_line("closed instance 1", 2350)]
+    lines += [counter_line(value) for value in [900, 150, 905]]  # 150: a lone straggler
+    lines += [relay_line("Listening on socket: /usr/local/kong/example-plugin.socket", 2399)]
+    lines += [counter_line(3)]
+    assert collect_every_way(lines).new_calls_total == 905 + 3
+
+
+def test_killing_the_speaking_server_cuts_its_lifetime_once() -> None:
+    killed = "2022/04/26 22:18:35 [alert] 1#0: unknown process {} exited on signal 9"
+    lines = [
+        relay_line("closed instance 1", 2350),
+        counter_line(50),
+        relay_line("Listening on socket: /usr/local/kong/example-plugin.socket", 2351),
+        counter_line(2),
+        killed.format(2351),  # `kong reload` killed the server speaking now
+        counter_line(1),  # the next server, before it relays a line of its own
+        relay_line("closed instance 1", 2352),
+        counter_line(3),
+    ]
+    signals = collect_every_way(lines)
+    assert (signals.new_calls_total, signals.plugin_server_exits) == (50 + 2 + 3, 1)
+
+
+def test_a_late_counter_line_after_terminated_is_of_the_server_that_ended() -> None:
+    terminated = (
+        "[notice] 1#0: *1 [kong] process.lua:278 external pluginserver 'example-plugin' "
+        "terminated: signal 15, context: ngx.timer"
+    )
+    # 39: a worker's line overtaken by the `terminated` line; then the server starts again
+    lines = [counter_line(38), counter_line(40), terminated, counter_line(39)]
+    lines += [starting_line(), counter_line(1), counter_line(3)]
+    signals = collect_every_way(lines)
+    assert (signals.new_calls_total, signals.plugin_server_exits) == (40 + 3, 1)
+
+
+SPAWNING = (
+    "[notice] 1#0: [kong] process.lua:152 [pluginserver] starting pluginserver process for {}, "
+    "context: ngx.timer"
+)
+SPAWNED = "[notice] 1#0: [kong] process.lua:158 [pluginserver] started, pid {}"
+KILLED = "[alert] 1#0: unknown process {} exited on signal 9"
+
+
+def test_3_9_pid_of_a_server_killed_before_it_spoke_cuts_its_lifetime() -> None:
+    lines = [SPAWNING.format("example-plugin"), SPAWNED.format(2590), counter_line(700)]
+    lines += [KILLED.format(2590), counter_line(1), counter_line(3)]
+    signals = collect_every_way(lines)
+    assert (signals.new_calls_total, signals.plugin_server_exits) == (700 + 3, 1)
+
+
+@pytest.mark.parametrize(
+    ("lines", "starts_and_exits"),
+    [
+        # our start failed (no `started, pid`); the pid after go-hello's start is go-hello's
+        (
+            [
+                SPAWNING.format("example-plugin"),
+                SPAWNING.format("go-hello"),
+                SPAWNED.format(2591),
+                KILLED.format(2591),
+            ],
+            (1, 0),
+        ),
+        # another server's exit between our start's two lines: the pid is still ours
+        (
+            [
+                SPAWNING.format("example-plugin"),
+                "[notice] 1#0: *1 [kong] process.lua:278 external pluginserver 'go-hello' "
+                "terminated: signal 15, context: ngx.timer",
+                SPAWNED.format(2590),
+                KILLED.format(2590),
+            ],
+            (1, 1),
+        ),
+    ],
+)
+def test_3_9_started_pid_belongs_to_the_last_starting_line(
+    lines: list[str], starts_and_exits: tuple[int, int]
+) -> None:
+    signals = collect_every_way(lines)
+    assert (signals.plugin_server_starts, signals.plugin_server_exits) == starts_and_exits
+
+
+def test_3_9_started_pid_without_its_starting_line_names_no_server() -> None:
+    lines = [SPAWNED.format(2591), KILLED.format(2591)]  # a log cut between the two lines
+    signals = collect_every_way(lines)
+    assert (signals.plugin_server_starts, signals.plugin_server_exits) == (0, 0)
+
+
+@pytest.mark.parametrize("level", ["error", "warn", "notice", "alert"])
+def test_process_lines_are_read_at_each_kong_level(level: str) -> None:
+    lines = [
+        starting_line().replace("[notice]", f"[{level}]"),
+        counter_line(700),
+        starting_line().replace("[notice]", f"[{level}]"),
+        counter_line(3),
+    ]
+    signals = collect_every_way(lines)
+    assert (signals.plugin_server_starts, signals.new_calls_total) == (2, 703)
+
+
+def test_legacy_not_respawned_alone_is_an_exit() -> None:
+    lines = [
+        "2020/06/01 10:00:00 [notice] 25#0: *2 [kong] go.lua:189 Starting go-pluginserver, "
+        "context: ngx.timer",
+        "2020/06/01 10:00:09 [notice] 25#0: *2 [kong] go.lua:213 Exiting: go-pluginserver not "
+        "respawned., context: ngx.timer",
+    ]
+    signals = collect_every_way(lines, plugin="go-pluginserver")
+    assert (signals.plugin_server_starts, signals.plugin_server_exits) == (1, 1)
 
 
 def test_low_run_before_a_new_pid_belongs_to_the_new_server() -> None:
@@ -597,8 +860,17 @@ def test_line_blocks_cut_over_long_lines_exactly() -> None:
 
 
 def test_line_blocks_refuse_chunks_longer_than_a_line() -> None:
-    with pytest.raises(ValueError, match="chunk_bytes"):
+    with pytest.raises(ValueError, match=r"^chunk_bytes must not exceed max_line_bytes$"):
         list(line_blocks(io.BytesIO(b""), chunk_bytes=10, max_line_bytes=5))
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 2, 3, 4, 5, 8])
+def test_line_blocks_give_back_short_lines_unchanged_in_whole_lines(chunk_bytes: int) -> None:
+    data = b"\nab\n\n\na\nb\nabcd\nbc\n\nabcdefgh\nabc\nd\ne\nabcdefgh\na"
+    blocks = list(line_blocks(io.BytesIO(data), chunk_bytes=chunk_bytes, max_line_bytes=8))
+    assert b"".join(blocks) == data
+    assert all(block.endswith(b"\n") for block in blocks[:-1])
+    assert all(blocks)
 
 
 def test_empty_log() -> None:
@@ -629,13 +901,35 @@ def test_to_dict_names_every_count() -> None:
 
 def test_missing_file_says_which(tmp_path: Path) -> None:
     missing = tmp_path / "nope.log"
-    with pytest.raises(UsageError, match=r"nope\.log"):
+    with pytest.raises(UsageError, match=r"nope\.log") as raised:
         collect_file(missing)
+    # the OS's reason, then what to do about it
+    assert str(raised.value).endswith(
+        f"'{missing}': {os.strerror(errno.ENOENT)}; pass a readable log file (e.g. saved from "
+        "`docker compose logs kong`)"
+    )
+
+
+def test_str_lines_that_cannot_be_utf_8_are_still_counted() -> None:
+    # e.g. lines read with errors="surrogateescape" from a log with invalid UTF-8
+    signals = collect_lines(["\udcff" + counter_line(5), counter_line(6)])
+    assert (signals.lines, signals.counter_lines, signals.new_calls_total) == (2, 2, 6)
+
+
+def test_over_long_str_line_is_matched_on_its_head_only() -> None:
+    head = counter_line(11)
+    line = head + "x" * (MAX_LINE_BYTES - len(head)) + counter_line(999)
+    signals = collect_lines([line])
+    assert (signals.lines, signals.counter_lines, signals.new_calls_total) == (1, 1, 11)
 
 
 def test_bad_plugin_name_is_refused() -> None:
-    with pytest.raises(UsageError, match="plugin server name"):
+    with pytest.raises(UsageError, match="plugin server name") as raised:
         collect_lines([], plugin="bad name]")
+    assert str(raised.value).endswith(
+        "use the plugin's name as Kong knows it (letters, digits, '-', '_' and '.'), "
+        "e.g. example-plugin"
+    )
 
 
 # --- real Kong logs users committed to public bug reproductions (see its README) ---
