@@ -60,8 +60,9 @@ Pairs: one event is never counted twice.
   server that serves plugins of other names (e.g. a Python server `python` running `plugin_1`),
   that line is not NAME's and only the server's own line counts.
 - process lines: `terminated` then `not respawned` is one exit; `starting pluginserver process`
-  then `started, pid` is one start (`started, pid` belongs to the server the last `starting`
-  line named).
+  then `started, pid` is one start (Kong logs the pair once per spawn: a `started, pid` belongs
+  to the server that the `starting` line right before it named, and a second one without a
+  `starting` line of its own names no server).
 
 Untagged lines. In a log-phase timer there is no request and Kong writes `started plugin server`
 and `closed` without the `[NAME]` tag. They are NAME's when the log names no other plugin or
@@ -374,7 +375,7 @@ class Collector:
         self._no_instance = _NoInstancePairs()
         self._server_pid: bytes | None = None  # None: the next PID belongs to the current lifetime
         self._seen_pids: set[bytes] = set()  # every PID this server ran as
-        self._spawn_is_ours = False  # the last 3.9 `starting pluginserver process` named NAME
+        self._spawn_is_ours = False  # the 3.9 `starting` line right before named NAME
         self._exit_logged = False  # `terminated` came since NAME's last start
         self._other_plugin_named = False  # untagged lines are then nobody's
         self._open_closed_errors: dict[bytes, bytes] = {}  # connection -> tag of its [error]
