@@ -53,8 +53,7 @@ class KongVersion:
         return f"{repository}:{self.version}"
 
 
-def _affected(version: str) -> KongVersion:
-    return KongVersion(version, "affected", f"{_REPORT}; {_REGRESSION}", in_default_matrix=True)
+_AFFECTED = f"{_REPORT}; {_REGRESSION}"  # the source of every affected row after 3.4.1.0
 
 
 KNOWN_VERSIONS: tuple[KongVersion, ...] = (
@@ -65,17 +64,17 @@ KNOWN_VERSIONS: tuple[KongVersion, ...] = (
         f"{_REPORT}: New() counter 1855; {_REGRESSION}",
         in_default_matrix=True,
     ),
-    _affected("3.4.1.1"),
-    _affected("3.4.2.0"),
-    _affected("3.4.2.1"),
+    KongVersion("3.4.1.1", "affected", _AFFECTED, in_default_matrix=True),
+    KongVersion("3.4.2.0", "affected", _AFFECTED, in_default_matrix=True),
+    KongVersion("3.4.2.1", "affected", _AFFECTED, in_default_matrix=True),
     KongVersion(
         "3.4.3.1",
         "fixed",
         _FIX_CHANGELOG.format(release="3.4.3.1 (2023-12-15)"),
         in_default_matrix=True,
     ),
-    _affected("3.5.0.0"),
-    _affected("3.5.0.1"),
+    KongVersion("3.5.0.0", "affected", _AFFECTED, in_default_matrix=True),
+    KongVersion("3.5.0.1", "affected", _AFFECTED, in_default_matrix=True),
     KongVersion(
         "3.5.0.2",
         "fixed",
