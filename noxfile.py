@@ -31,8 +31,8 @@ def _harness(session: nox.Session, *args: str) -> None:
 
 
 def _run_module(session: nox.Session, module: str, *args: str) -> None:
-    """`python -m MODULE ARGS` in a session of its own, with nox passing Ctrl-C and SIGTERM on
-    and waiting, however long the teardown takes (see orchestration/under_nox.py)."""
+    """`python -m MODULE ARGS` in a session of its own, with nox passing Ctrl-C, SIGTERM and
+    SIGHUP on and waiting, however long the teardown takes (see orchestration/under_nox.py)."""
     if any(importlib.util.find_spec(m) is None for m in ("locust", "python_on_whales", "tabulate")):
         session.error(
             "kong-plugin-matrix is not installed next to nox. Run the set-up once: "
@@ -44,8 +44,8 @@ def _run_module(session: nox.Session, module: str, *args: str) -> None:
         except CommandFailed:
             if received.first is None:
                 raise
-    if received.first == signal.SIGTERM:
-        raise SystemExit(128 + signal.SIGTERM)
+    if received.first in (signal.SIGTERM, signal.SIGHUP):  # the terminal closed: 129
+        raise SystemExit(128 + received.first)
     if received.first is not None:
         raise KeyboardInterrupt  # nox reports the session interrupted and exits 130
 

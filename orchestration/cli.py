@@ -2,12 +2,13 @@
 
 This is the only place exceptions become exit codes: 0 every version ran, 1 some version
 errored, 2 bad usage or a missing prerequisite (checked before any Docker work), 128+N on
-signal N (130 for Ctrl-C, 143 for SIGTERM).
+signal N (130 for Ctrl-C, 143 for SIGTERM, 129 when the terminal closed: SIGHUP).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -943,11 +944,48 @@ _COMMANDS = {
 }
 
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# SIGHUP: the terminal the run was started in closed (its window, an ssh session that dropped).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class _OutputThatMayGo:
+    """stdout or stderr, whose reader may go while the run goes on: a closed terminal (EIO), a
+    pipe whose reader quit (EPIPE). The first write that fails sends the descriptor to
+    /dev/null; the run then tears down and writes its results files as it would have."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._gone = False
+
+    def write(self, text: str) -> int:
+        if not self._gone:
+            try:
+                return int(self._stream.write(text))
+            except OSError:
+                self._went()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._gone:
+            try:
+                self._stream.flush()
+            except OSError:
+                self._went()
+
+    def _went(self) -> None:
+        self._gone = True
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            nowhere = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(nowhere, self._stream.fileno())  # what is still buffered goes there too
+            os.close(nowhere)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def _stop_on_first_signal(signal_number: int, _frame: FrameType | None) -> None:
-    """The first Ctrl-C or SIGTERM stops the run; later ones must not cut its teardown short."""
+    """The first Ctrl-C, SIGTERM or SIGHUP stops the run; later ones must not cut its teardown
+    short."""
     for number in STOP_SIGNALS:
         signal.signal(number, _already_stopping)
     if signal_number == signal.SIGINT:
@@ -975,6 +1013,10 @@ def _show_progress() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if not isinstance(stream, _OutputThatMayGo):
+            setattr(sys, name, _OutputThatMayGo(stream))
     for number in STOP_SIGNALS:
         if signal.getsignal(number) is not signal.SIG_IGN:  # started to ignore it: keep that
             signal.signal(number, _stop_on_first_signal)

@@ -53,7 +53,7 @@ class LoadError(MatrixError):
 
 
 class Interrupted(MatrixError):
-    """The run was stopped by SIGINT or SIGTERM; `signal_number` says which."""
+    """The run was stopped by SIGINT, SIGTERM or SIGHUP; `signal_number` says which."""
 
     def __init__(self, signal_number: int, message: str | None = None) -> None:
         super().__init__(message or f"interrupted by {signal_name(signal_number)}")
@@ -62,6 +62,6 @@ class Interrupted(MatrixError):
 
 
 def signal_name(signal_number: int) -> str:
-    """`SIGINT (Ctrl-C)`, `SIGTERM`, or `signal N`."""
-    names = {2: "SIGINT (Ctrl-C)", 15: "SIGTERM"}
+    """`SIGINT (Ctrl-C)`, `SIGTERM`, `SIGHUP (the terminal closed)`, or `signal N`."""
+    names = {1: "SIGHUP (the terminal closed)", 2: "SIGINT (Ctrl-C)", 15: "SIGTERM"}
     return names.get(signal_number, f"signal {signal_number}")

@@ -72,7 +72,7 @@ CHECK_TIMEOUT_S = 15.0
 DIGEST_LENGTH = 12
 SKIPPED_NAMES = frozenset({"__pycache__", ".DS_Store"})
 BUILD_OUTPUT_LINES = 5000  # kept for build.log; a plugin build prints a few hundred
-HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 BAKED_DECLARATIVE_CONFIG = "/etc/kong/kong.yml"  # images/kong.yml, in every plugin image
 BUILD_STOP_GRACE_S = 5.0  # how long a cancelled build may take to exit before SIGKILL
 
@@ -267,7 +267,7 @@ def compose_client(
 
 @contextlib.contextmanager
 def signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM during the block, then deliver the first that came.
+    """Hold SIGINT, SIGTERM and SIGHUP during the block, then deliver the first that came.
 
     Teardown runs inside this: a second Ctrl-C must not leave a stack running. Only the
     main thread receives signals, so elsewhere this does nothing.
@@ -295,7 +295,7 @@ def signals_held() -> Iterator[None]:
 
 @contextlib.contextmanager
 def signals_blocked() -> Iterator[None]:
-    """Block SIGINT and SIGTERM in this thread for the block, so processes it starts begin with
+    """Block SIGINT, SIGTERM, SIGHUP in this thread for the block, so processes it starts begin with
     them blocked: `setsid` moves a teardown into a session of its own, but a Ctrl-C that reaches
     it between its start and that call would kill it (seen once in CI, a stack left behind). A
     signal that comes meanwhile waits, and is handled when the block ends."""

@@ -3,10 +3,11 @@
 Nox answers Ctrl-C by giving its child 0.3 s, then SIGTERM, then SIGKILL 0.2 s later, while a
 Kong stack takes seconds to come down. So a harness session runs its command in two halves:
 
-- in nox's own process, `signals_passed_on()` replaces nox's reaction to SIGINT and SIGTERM for
-  the length of the command: each signal is passed on, once, to the child, and nox keeps waiting
-  until the child has finished; afterwards the session ends the way the child did (Ctrl-C: nox
-  reports the session interrupted and exits 130; SIGTERM: exit 143);
+- in nox's own process, `signals_passed_on()` replaces nox's reaction to SIGINT, SIGTERM and
+  SIGHUP (the terminal closed) for the length of the command: each signal is passed on, once,
+  to the child, and nox keeps waiting until the child has finished; afterwards the session ends
+  the way the child did (Ctrl-C: nox reports the session interrupted and exits 130; SIGTERM:
+  exit 143; SIGHUP: 129);
 - the child, `python -m orchestration.under_nox MODULE ARGS...`, first leaves nox's session
   (`setsid`), so a terminal's Ctrl-C reaches it only through nox, exactly once per key press, then
   runs `python -m MODULE ARGS...`.
@@ -24,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import FrameType
 
-PASSED_ON = (signal.SIGINT, signal.SIGTERM)
+PASSED_ON = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGHUP: the terminal closed
 ENTRY = "orchestration.under_nox"
 
 

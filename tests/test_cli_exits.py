@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import sys
@@ -78,7 +80,7 @@ def test_a_version_that_errored_exits_1(
     assert _main(monkeypatch, tmp_path, stage, "run", "3.4.0.0", "3.4.1.0") == 1
 
 
-@pytest.mark.parametrize(("signal_number", "code"), [(2, 130), (15, 143)])
+@pytest.mark.parametrize(("signal_number", "code"), [(2, 130), (15, 143), (1, 129)])
 def test_an_interrupt_exits_128_plus_the_signal_with_the_table_and_no_error_prefix(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool],
     capsys: pytest.CaptureFixture[str], signal_number: int, code: int,
@@ -905,6 +907,59 @@ def test_a_second_signal_says_the_teardown_goes_on(
     )
     with pytest.raises(KeyboardInterrupt):
         cli._stop_on_first_signal(signal.SIGINT, None)
+
+
+def test_closing_the_terminal_stops_the_run_like_sigterm() -> None:
+    import signal
+
+    with pytest.raises(Interrupted) as stopped:
+        cli._stop_on_first_signal(signal.SIGHUP, None)
+    assert (stopped.value.exit_code, str(stopped.value)) == (
+        129,
+        "interrupted by SIGHUP (the terminal closed)",
+    )
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        assert signal.getsignal(number) is cli._already_stopping
+
+
+class _GoneTerminal:
+    """What stdout and stderr are once the terminal window closed: every write fails (EIO)."""
+
+    writes = 0
+
+    def write(self, text: str) -> int:
+        _GoneTerminal.writes += 1
+        raise OSError(errno.EIO, "Input/output error")
+
+    def flush(self) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    def fileno(self) -> int:
+        raise io.UnsupportedOperation("fileno")
+
+
+def test_a_terminal_that_went_away_changes_nothing_in_the_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool]
+) -> None:
+    """Found by closing a terminal during a run: the next print raised EIO in a worker thread,
+    which made every row an error row (and, with SIGHUP unhandled, left the stack up)."""
+    stage = Stage(lambda c: _written(c, _row("3.4.0.0")))
+    monkeypatch.setattr(sys, "stdout", _GoneTerminal())
+    monkeypatch.setattr(sys, "stderr", _GoneTerminal())
+    _GoneTerminal.writes = 0
+    assert _main(monkeypatch, tmp_path, stage, "run", "3.4.0.0") == 0
+    assert len(stage.configs) == 1
+    assert _GoneTerminal.writes == 2  # one on each: after that, nothing is written to either
+
+
+def test_output_to_a_reader_that_quit_goes_to_dev_null_from_then_on() -> None:
+    reader, writer = os.pipe()
+    os.close(reader)
+    stream = cli._OutputThatMayGo(os.fdopen(writer, "w", buffering=1))
+    assert stream.write("lost\n") == 5  # EPIPE (SIGPIPE is ignored by Python)
+    stream.flush()
+    assert os.write(writer, b"x") == 1  # the descriptor now leads to /dev/null
+    os.close(writer)
 
 
 def test_main_keeps_an_ignored_signal_ignored(

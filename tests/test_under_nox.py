@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -57,11 +58,16 @@ class Terminal:
         )
         os.close(replica)
         self._chunks: list[bytes] = []
+        self._open = True
+        self._reading = threading.Event()
+        self._reading.set()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
-        while True:
+        while self._reading.is_set():
+            if not select.select([self._master], [], [], 0.1)[0]:
+                continue
             try:
                 chunk = os.read(self._master, 4096)
             except OSError:  # EIO: every process holding the replica has gone
@@ -89,11 +95,20 @@ class Terminal:
         self._reader.join(timeout=10)
         return code
 
+    def hang_up(self) -> None:
+        """Close the terminal, as closing its window does: the kernel sends SIGHUP to its
+        foreground job, and what the job writes to it from then on fails (EIO)."""
+        self._reading.clear()
+        self._reader.join(timeout=10)  # a read in progress would keep the terminal open
+        os.close(self._master)
+        self._open = False
+
     def close(self) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=30)
-        os.close(self._master)
+        if self._open:
+            os.close(self._master)
 
 
 @pytest.fixture
@@ -212,6 +227,35 @@ def test_ctrl_c_in_a_version_session_keeps_the_results_and_leaks_nothing(results
         terminal.close()
     assert_interrupted_and_clean(terminal, results, code)
     assert "| version " in terminal.screen  # the table is printed on the way out
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("through_nox", [False, True], ids=["cli", "nox"])
+def test_closing_the_terminal_tears_down_and_keeps_the_row(
+    results: Path, through_nox: bool
+) -> None:
+    """Before SIGHUP was a stop signal, closing the window killed the CLI mid-load (its stack
+    left up, no row); under nox, the CLI ran on and its first print to the gone terminal (EIO)
+    made an error of the run."""
+    args = ["run", "3.4.1.0", "--sim", "--requests", "500000", "--results", str(results)]
+    if through_nox:
+        command = nox_session(results, "kong-3.4.1.0", "--sim", "--requests", "500000")
+    else:
+        command = [sys.executable, "-m", "orchestration", *args]
+    terminal = Terminal(command, cwd=REPO)
+    try:
+        terminal.wait_for("3.4.1.0: sending 500000 requests")
+        terminal.hang_up()
+        code = terminal.finish()
+    finally:
+        terminal.close()
+    assert code == 129
+    (row,) = json.loads((_run_folder(results) / "results.json").read_text())["versions"]
+    assert (row["status"], row["error"]) == (
+        "interrupted",
+        "interrupted by SIGHUP (the terminal closed); its stack was torn down",
+    )
+    assert_nothing_left(results)
 
 
 @pytest.mark.docker
