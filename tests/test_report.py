@@ -211,6 +211,64 @@ def test_a_complete_run_draws_its_page_and_a_failure_to_draw_only_warns(
     ]
     assert report.load_run(tmp_path / "results.json") == run  # the run itself is safe
 
+    def interrupted(run_dir: Path, run: RunResult) -> Path:
+        raise KeyboardInterrupt
+
+    caplog.clear()
+    monkeypatch.setattr(page, "write_page_if_changed", interrupted)
+    report.finish_run(tmp_path, run)  # a Ctrl-C while drawing costs the page only
+    assert caplog.messages == [
+        f"could not draw {tmp_path / 'report.html'}: stopped; "
+        f"`python -m orchestration report {tmp_path} --html` draws it"
+    ]
+
+
+def test_the_optional_columns_take_their_places() -> None:
+    row = _row(plugin="python", scenario="reload", counted_by="tap")
+    headers, _ = report.table_cells([_row(), row])
+    plain, _ = report.table_cells([_row()])
+    assert headers[:3] == ["version", "plugin", "scenario"]
+    assert headers[headers.index("New()/req") - 1] == "counted by"
+    assert [h for h in headers if h not in ("plugin", "scenario", "counted by")] == plain
+
+
+def test_the_summary_names_the_engines_a_run_spread_over() -> None:
+    engines = ["unix:///run/a.sock", "unix:///run/b.sock"]
+    run = RunResult("r", "0", {"docker_hosts": engines}, (_row(),))
+    assert (
+        "\nEngines: each version went to the least-loaded of unix:///run/a.sock, "
+        "unix:///run/b.sock when it started (the `engine` column).\n\nVerdict:"
+    ) in report.render_summary(run)
+    assert "Engines:" not in report.render_summary(RunResult("r", "0", {}, (_row(),)))
+
+
+def test_the_page_module_is_imported_once_in_a_background_daemon_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+    import threading
+
+    import orchestration
+    from orchestration import page
+
+    started: list[threading.Thread] = []
+
+    class Recorded(threading.Thread):
+        def start(self) -> None:
+            started.append(self)
+            super().start()
+
+    monkeypatch.setattr(threading, "Thread", Recorded)
+    report.preload_page_drawing()  # already imported: nothing to do
+    assert started == []
+    monkeypatch.delitem(sys.modules, "orchestration.page")
+    monkeypatch.delattr(orchestration, "page")
+    report.preload_page_drawing()
+    (importer,) = started
+    assert (importer.name, importer.daemon) == ("kpm-page-import", True)  # never holds an exit
+    importer.join(timeout=60)
+    assert sys.modules["orchestration.page"] is not page  # imported again, in that thread
+
 
 def test_version_folder_next_to_the_results_first_then_where_recorded(tmp_path: Path) -> None:
     recorded = tmp_path / "old" / "3.4.1.0"
