@@ -698,3 +698,11 @@ def test_a_pdk_that_cannot_be_fetched_is_that_plugins_error(tmp_path: Path) -> N
         f"could not fetch the Python PDK (kong-pdk) from PyPI (`{' '.join(failing)}`: ERROR: No "
         "matching distribution); check this machine's network"
     )
+
+
+def test_each_built_in_is_the_plugin_folder_of_its_kind() -> None:
+    """What `plugin_from_directory` tells from each built-in's folder is what the table says."""
+    for label, source in plugins.builtin_plugins(REPO_ROOT).items():
+        found = plugins.plugin_from_directory(source.path)
+        assert source.path.parent == REPO_ROOT / "plugins", label
+        assert (found.kind, found.entry) == (source.kind, source.entry), label
