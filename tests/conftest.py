@@ -18,10 +18,19 @@ def _no_kpm_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """A suite started as a background job of a non-interactive shell (`.ci/run ... &`) inherits
+    SIGINT ignored, and Python then leaves it so: the tests that send themselves a Ctrl-C would
+    wait for it forever. Give SIGINT Python's own handler back."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @pytest.fixture(autouse=True)
 def _signal_handlers_restored() -> Iterator[None]:
     """A test that runs `cli.main` in-process installs its handlers; the next test starts clean."""
-    saved = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    stop_signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    saved = {number: signal.getsignal(number) for number in stop_signals}
     yield
     for number, handler in saved.items():
         signal.signal(number, handler)
