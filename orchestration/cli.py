@@ -900,21 +900,16 @@ def _cmd_versions(args: argparse.Namespace) -> int:
 def _cmd_pull(args: argparse.Namespace) -> int:
     from orchestration import pipeline, pulls
     from orchestration.engines import describe
-    from orchestration.plugins import registry_bases
 
     config = config_from(args)
     if config.sim:
         raise UsageError("--sim builds its images on this machine: there is nothing to pull")
     _check_prerequisites(False, config.docker_hosts)
-    images = [
-        image
-        for job in pipeline.jobs_of(config)
-        for image in registry_bases(job.plugin, job.target.image, config.go_image)
-    ]
+    images = pipeline.registry_images(config, pipeline.jobs_of(config))
     rows, failed = [], 0
     for engine in config.docker_hosts or (None,):
         outcomes = pulls.pull_now(images, engine, _never_cancelled)
-        there = [image for image, outcome in outcomes.items() if not outcome.startswith("failed")]
+        there = [i for i, outcome in outcomes.items() if not outcome.startswith(pulls.FAILED)]
         sizes = pulls.sizes(engine, *there)
         for image, outcome in outcomes.items():
             failed += image not in there

@@ -377,14 +377,22 @@ def run_matrix(
     return publish()
 
 
+def registry_images(config: RunConfig, jobs: tuple[Job, ...]) -> list[str]:
+    """The registry images a real (not --sim) run of `jobs` builds on, in job order."""
+    return [
+        image
+        for job in jobs
+        for image in registry_bases(job.plugin, job.target.image, config.go_image)
+    ]
+
+
 def _pull_ahead(config: RunConfig, jobs: tuple[Job, ...]) -> tuple[list[str], str | None]:
     """The registry images the whole run builds on, and the engine to pull them to: none with
     --sim (built here) or several engines (each version's engine is chosen when it starts)."""
     engines = config.docker_hosts or (config.docker_host,)
     if config.sim or len(engines) > 1:
         return [], None
-    bases = [registry_bases(job.plugin, job.target.image, config.go_image) for job in jobs]
-    return [image for images in bases for image in images], engines[0]
+    return registry_images(config, jobs), engines[0]
 
 
 class _Measure(Protocol):

@@ -26,14 +26,14 @@ from python_on_whales import DockerClient, DockerException
 from orchestration.config import PULLS_AT_ONCE
 from orchestration.engines import docker_command
 from orchestration.errors import StackError
-from orchestration.sim import GO_BUILDER_REPOSITORY, KONG_SIM_REPOSITORY, image_ids
+from orchestration.plugins import PLUGIN_IMAGE_REPOSITORY  # kong-sim, go-builder under it too
+from orchestration.sim import image_ids
 
 LOGGER = logging.getLogger(__name__)
 
 STOP_GRACE_S = 5.0
 WAIT_POLL_S = 0.2
 PULLED, ALREADY_HERE, FAILED = "pulled", "already here", "failed: "
-OUR_REPOSITORIES = (GO_BUILDER_REPOSITORY, KONG_SIM_REPOSITORY, "kong-plugin-matrix")
 
 
 class _Pulls:
@@ -154,7 +154,8 @@ def pull_now(
 
 
 def _registry_images(images: Iterable[str]) -> list[str]:
-    return sorted({image for image in images if not image.startswith(OUR_REPOSITORIES)})
+    """Registry images only: ours (`kong-plugin-matrix...`) are built here, never pulled."""
+    return sorted({image for image in images if not image.startswith(PLUGIN_IMAGE_REPOSITORY)})
 
 
 def sizes(docker_host: str | None, *images: str) -> dict[str, int]:
