@@ -4,7 +4,10 @@ Load logic only; every knob is a flag: `--requests`, `--path`, and Locust's `-u`
 A response counts as a success only if it is 2xx and carries `--marker-header` (default
 `X-Example-Message`, the header our built-in plugins set): without it the request never went
 through the plugin and measures nothing. `--marker-header ""` (a user's plugin, which sets no
-header of ours): any 2xx answer counts.
+header of ours): any answer below 500 counts, as the plugin may answer for itself (an auth
+plugin's 401, a rate limiter's 429, a redirect); those non-2xx answers are counted apart, under
+the entry `PATH [STATUS]`. A failure is then a 5xx (Kong's answer when the plugin call failed, or
+the upstream's), a transport error or a time-out.
 
 Exact count: a user claims a slot before each request, so no more than `--requests` are ever sent
 (gevent is cooperative, so a plain counter is exact within one process). With `--processes` (or
@@ -178,12 +181,27 @@ class HelloUser(FastHttpUser):
         path = getattr(options, "path", "/hello")
         marker = getattr(options, "marker_header", MESSAGE_HEADER)
         with self.client.get(path, catch_response=True) as response:
-            if not 200 <= (response.status_code or 0) < 300:
-                response.failure(f"status {response.status_code}, want 2xx")
-            elif marker and not (response.headers or {}).get(marker):
-                response.failure(f"no {marker} header: the plugin did not run")
-            else:
+            status = response.status_code or 0
+            if marker:  # a built-in: a 2xx with its header, or it did not run
+                if not 200 <= status < 300:
+                    response.failure(f"status {status}, want 2xx")
+                elif not (response.headers or {}).get(marker):
+                    response.failure(f"no {marker} header: the plugin did not run")
+                else:
+                    response.success()
+            elif 0 < status < 500:
                 response.success()
+                if not 200 <= status < 300:  # the plugin's own answer (401, 429, a redirect...)
+                    response.request_meta["name"] = answer_name(path, status)
+            elif status:
+                response.failure(f"status {status}: Kong or the upstream failed")
+            # no status: Locust has recorded the transport error or time-out as the failure
+
+
+def answer_name(path: str, status: int) -> str:
+    """The stats entry of the plugin's own non-2xx answers: `/hello [401]` (read back by
+    orchestration/evidence.py as what the plugin answered)."""
+    return f"{path} [{status}]"
 
 
 def listen(hook: EventHook, handler: Callable[..., None]) -> None:

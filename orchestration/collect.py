@@ -95,8 +95,10 @@ most a few hundred calls.
 The tap. kpm-tap (images/kong-sim/internal/tap) sits between Kong and any plugin server and
 writes its own lines, relayed like the server's: `listening ...` (`tap_starts`: one per tap
 process), `instance started` / `instance closed` / `error` (one line per event), and at most once a
-second `totals ... events=E ... dropped=D`. Events and dropped bytes are counted per tap process
-(its PID) and summed: each totals line replaces that process's previous one. None of its lines is
+second `totals ... events=E ... dropped=D phases=access:A,log:L`. Events, dropped bytes and the
+requests the plugin ran on (`tap_ran_on`: the events of its busiest phase, as Kong sends each of a
+plugin's phases once per request) are counted per tap process (its PID) and summed: each totals
+line replaces that process's previous one. None of its lines is
 a server line of another kind: `kpm-tap: error ... reason="no plugin instance 5"` is a tap error,
 never a `no plugin instance` event (the server's own line, when it writes one, is).
 
@@ -195,6 +197,8 @@ class Signals:
     tap_errors: int = 0
     tap_events: int = 0
     tap_dropped_bytes: int = 0
+    # requests the plugin ran on, by the tap: its busiest phase's events (see "The tap")
+    tap_ran_on: int = 0
 
     @property
     def tapped(self) -> bool:
@@ -216,11 +220,15 @@ class _PluginPatterns:
                 "(letters, digits, '-', '_' and '.'), e.g. example-plugin"
             )
         name = plugin.encode()
-        quoted = re.escape(name)
-        self.name = name
-        self.namespace_tag = b"[" + name + b"] "
+        # Kong lowercases plugin-server names (process.lua 3.4.0, conf_loader 3.9.0): relayed
+        # output is `[lowercased:PID]`, process lines say `Starting lowercased`, while the
+        # plugin's own namespace keeps its name as written. A name with capitals is matched
+        # either way (case-insensitively); one without is matched as it is, on the fast paths.
+        quoted = re.escape(name) if name == name.lower() else rb"(?i:" + re.escape(name) + rb")"
+        self.name = name.lower()
+        self.namespace_tags = tuple({b"[" + name + b"] ", b"[" + name.lower() + b"] "})
         self.own_tag = re.compile(quoted + rb"(?::\d{1,10})?")  # [NAME] or [NAME:PID]
-        self.instance_start = self.namespace_tag + _ANY_INSTANCE_START
+        self.instance_starts = tuple(tag + _ANY_INSTANCE_START for tag in self.namespace_tags)
         # groups: the server's PID; "c" for go-pdk's closed instance or "i" for an instance
         # the Python or JS server started; the id of a missing instance (go-pdk, Python, JS)
         relay_kinds = (
@@ -253,7 +261,8 @@ class _PluginPatterns:
             + rb":(\d{1,10})\] "
             + _TAP_PREFIX
             + rb"(?:(l)istening |instance (s)tarted |instance (c)losed |(e)rror "
-            rb"|totals started=\d+ closed=\d+ events=(\d{1,18}) errors=\d+ dropped=(\d{1,18}))"
+            rb"|totals started=\d+ closed=\d+ events=(\d{1,18}) errors=\d+ dropped=(\d{1,18})"
+            rb"(?: phases=([a-z_]{1,40}:\d{1,18}(?:,[a-z_]{1,40}:\d{1,18}){0,15}))?)"
         )
         self.process = re.compile(
             _kong_line_head(capture=False)
@@ -380,7 +389,8 @@ class Collector:
         self._other_plugin_named = False  # untagged lines are then nobody's
         self._open_closed_errors: dict[bytes, bytes] = {}  # connection -> tag of its [error]
         self._open_no_instance_errors: dict[bytes, bytes] = {}  # connection -> id, likewise
-        self._tap_totals: dict[bytes, tuple[int, int]] = {}  # tap PID -> (events, dropped bytes)
+        # tap PID -> (events, dropped bytes, requests it saw the plugin run on)
+        self._tap_totals: dict[bytes, tuple[int, int, int]] = {}
         self._counts = dict.fromkeys(
             (
                 "counter_lines",
@@ -441,8 +451,9 @@ class Collector:
             tap_instance_starts=counts["tap_instance_starts"],
             tap_instance_closes=counts["tap_instance_closes"],
             tap_errors=counts["tap_errors"],
-            tap_events=sum(events for events, _ in self._tap_totals.values()),
-            tap_dropped_bytes=sum(dropped for _, dropped in self._tap_totals.values()),
+            tap_events=sum(events for events, _, _ in self._tap_totals.values()),
+            tap_dropped_bytes=sum(dropped for _, dropped, _ in self._tap_totals.values()),
+            tap_ran_on=sum(ran_on for _, _, ran_on in self._tap_totals.values()),
         )
 
     def _scan(self, buf: bytes) -> None:
@@ -470,7 +481,7 @@ class Collector:
         every = buf.count(_ANY_INSTANCE_START)
         if not every:
             return
-        own = buf.count(self._patterns.instance_start)
+        own = sum(map(buf.count, self._patterns.instance_starts))
         self._counts["instance_starts"] += own
         if every != own:
             tagged = buf.count(_TAGGED_INSTANCE_START)
@@ -482,15 +493,18 @@ class Collector:
         found = self._patterns.tap_line.findall(buf)
         if not found:
             return
-        pids, listening, started, closed, errors, events, dropped = zip(*found, strict=True)
+        pids, listening, started, closed, errors, events, dropped, phases = zip(*found, strict=True)
         counts = self._counts
         counts["tap_starts"] += len(listening) - listening.count(b"")
         counts["tap_instance_starts"] += len(started) - started.count(b"")
         counts["tap_instance_closes"] += len(closed) - closed.count(b"")
         counts["tap_errors"] += len(errors) - errors.count(b"")
-        for pid, events_so_far, dropped_so_far in zip(pids, events, dropped, strict=True):
+        for pid, events_so_far, dropped_so_far, by_phase in zip(
+            pids, events, dropped, phases, strict=True
+        ):
             if events_so_far:
-                self._tap_totals[pid] = (int(events_so_far), int(dropped_so_far))
+                ran_on = _most_events_of_a_phase(by_phase)
+                self._tap_totals[pid] = (int(events_so_far), int(dropped_so_far), ran_on)
 
     def _count_kong_lines(self, buf: bytes) -> tuple[bool, list[re.Match[bytes]]]:
         """Count `closed` recoveries; say whether Kong logged `no plugin instance`; find
@@ -649,7 +663,7 @@ class Collector:
 
     def _is_own_counter(self, buf: bytes, message_at: int) -> bool:
         """Whether the tag right before the message (if any) leaves it to this plugin."""
-        if buf.endswith(self._patterns.namespace_tag, 0, message_at):
+        if buf.endswith(self._patterns.namespace_tags, 0, message_at):
             return True
         line_start = buf.rfind(b"\n", 0, message_at) + 1
         lookback_from = max(line_start, message_at - _TAG_LOOKBACK_BYTES)
@@ -678,7 +692,7 @@ class Collector:
 
     def _process_line(self, line: re.Match[bytes]) -> None:
         kind, name = line.lastgroup, line.group(line.lastgroup or 0)
-        ours = name == self._patterns.name
+        ours = name.lower() == self._patterns.name
         if kind == "spawned":  # 3.9's second line of a start: learn the PID, count nothing
             if self._spawn_is_ours:
                 self._server_pid = name
@@ -721,6 +735,16 @@ class Collector:
             self._lifetimes.new_server_seen()
             self._server_pid = pid
         self._seen_pids.add(pid)
+
+
+def _most_events_of_a_phase(by_phase: bytes) -> int:
+    """From a totals line's `phases=access:1000,log:998`: the requests the plugin ran on.
+
+    Kong sends each phase a plugin has once per request (retrying a call that failed), so the
+    phase with the most events answered counts the requests that reached the plugin. A tap too
+    old to count phases (empty) says nothing: 0.
+    """
+    return max((int(pair.rpartition(b":")[2]) for pair in by_phase.split(b",") if pair), default=0)
 
 
 def collect_lines(lines: Iterable[str | bytes], plugin: str = DEFAULT_PLUGIN) -> Signals:

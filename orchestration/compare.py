@@ -24,7 +24,15 @@ DEFAULT_NEW_ABSOLUTE = 0.05  # New() per request
 DEFAULT_P95_RELATIVE = 0.25
 DEFAULT_RSS_RELATIVE = 0.25
 # How bad a verdict is: a move to a higher rank is a worsening.
-_VERDICT_RANK = {"stable": 0, "inconclusive": 1, "churn": 2, "error": 3, "interrupted": 3}
+_VERDICT_RANK = {
+    "stable": 0,
+    "inconclusive": 1,
+    "churn": 2,
+    "partial": 3,
+    "did-not-run": 3,
+    "error": 3,
+    "interrupted": 3,
+}
 
 Key = tuple[str, str, str]  # (version, plugin, scenario)
 

@@ -120,6 +120,7 @@ def _testcase(case: Case) -> ET.Element:
     per_request = "-" if row.new_calls_per_request is None else f"{row.new_calls_per_request:.3f}"
     ET.SubElement(element, "system-out").text = (
         f"verdict {row.verdict}; changelog {row.expected}; New()/request {per_request}; "
+        f"ran on {_count(row.ran_on)} of {_count(row.requests)} requests; "
         f"simulated {'yes' if row.simulated else 'no'}; image {row.image}"
     )
     return element
@@ -138,3 +139,7 @@ def check_writable(path: Path) -> None:
             f"--junit {path}: the folder {path.parent} does not exist; create it or pass "
             "another file"
         )
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)

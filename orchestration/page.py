@@ -288,7 +288,9 @@ table { border-collapse: collapse; font-size: 0.75rem; margin: 0.5rem 0; }
 th, td { border: 1px solid #ccc; padding: 0.15rem 0.35rem; text-align: right; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
 tr.churn td { background: #fde8e8; } tr.stable td { background: #eaf6ea; }
-tr.error td, tr.interrupted td, tr.inconclusive td { background: #fff4d6; }
+tr.error td, tr.interrupted td, tr.inconclusive td, tr.did-not-run td, tr.partial td {
+  background: #fff4d6;
+}
 .simulated { background: #fff4d6; border: 1px solid #e0b84c; padding: 0.4rem 0.6rem; }
 .chart svg { max-width: 100%; height: auto; }
 .wide { overflow-x: auto; }

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from python_on_whales import DockerException
 
-from orchestration import pulls, report, scenarios
+from orchestration import evidence, pulls, report, scenarios
 from orchestration.config import RunConfig
 from orchestration.engines import EnginePool
 from orchestration.errors import (
@@ -120,16 +120,24 @@ def row_from(base: VersionResult, outcome: Outcome) -> VersionResult:
     served = requests - failures  # requests that came back through the plugin
     during = sum(phase.new_calls or 0 for phase in counted)
     per_request = during / served if served > 0 else 0.0
-    # No request through the plugin, no measurement: never call that "stable".
-    unmeasured = _unmeasured(requests, failures)
-    verdict = "error" if unmeasured else report.verdict_for(per_request)
     first, last = outcome.first, outcome.last
+    tapped = last.tapped
+    ran_on = _ran_on(counted)
+    # No request through the plugin, no measurement: never call that "stable"; nor when the
+    # plugin did not run on every request, or started no instance (evidence.py).
+    unmeasured = _unmeasured(requests, failures)
+    instances = last.tap_instance_starts if tapped else last.new_calls_total
+    unproven = None if unmeasured else evidence.missing_proof(requests, ran_on, instances)
+    verdict, error = report.verdict_for(per_request), unmeasured
+    if unmeasured:
+        verdict = "error"
+    elif unproven is not None:
+        verdict, error = unproven
 
     def worst(values: list[float | None], pick: Callable[[list[float]], float]) -> float | None:
         known = [value for value in values if value is not None]
         return pick(known) if known else None
 
-    tapped = outcome.last.tapped
     row = replace(
         base,
         counted_by="tap" if tapped else "plugin",
@@ -137,6 +145,7 @@ def row_from(base: VersionResult, outcome: Outcome) -> VersionResult:
         matches_changelog=report.matches_changelog(base.expected, verdict),
         requests=requests,
         failures=failures,
+        ran_on=ran_on,
         new_calls_total=last.new_calls_total,
         new_calls_before_load=first.new_calls_total,
         new_calls_during_load=during,
@@ -155,9 +164,25 @@ def row_from(base: VersionResult, outcome: Outcome) -> VersionResult:
         findings=outcome.findings + _disagreement(counted),
         **_resource_fields(outcome),
     )
-    if unmeasured:
-        return replace(row, status="error", error=unmeasured)
+    if error:
+        return replace(row, status="error", error=error)
     return row
+
+
+def _ran_on(counted: list[PhaseResult]) -> int | None:
+    """The requests of the counted phases that the plugin ran on; None if a phase has no count."""
+    counts = [phase.ran_on for phase in counted]
+    if not counts or None in counts:
+        return None
+    return sum(count or 0 for count in counts)
+
+
+def _with_hints(row: VersionResult, version_dir: Path) -> VersionResult:
+    """A row without a verdict gets what its folder says about why: the plugin's phases and
+    priority as Kong read them, the first crash of its server."""
+    if row.status != "error" or not row.error:
+        return row
+    return replace(row, error="; ".join([row.error, *evidence.hints(version_dir)]))
 
 
 def _disagreement(counted: list[PhaseResult]) -> tuple[str, ...]:
@@ -238,7 +263,12 @@ def measure_job(
         scenario = scenarios.get(job.scenario)
         session = Session(job.target, config, version_dir, cancel, job.plugin, early, load_turn)
         outcome = scenario.run(session)
-        row = row_from(base, outcome)
+        row = _with_hints(row_from(base, outcome), version_dir)
+        row = replace(
+            row,
+            plugin_answers=evidence.plugin_answers(version_dir),
+            failure_causes=evidence.failure_causes(version_dir) if row.failures else None,
+        )
         if outcome.shortfall:
             row = replace(row, status="error", verdict="error", error=outcome.shortfall)
         if outcome.stopped_by is not None:

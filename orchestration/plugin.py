@@ -55,12 +55,34 @@ class PluginContract:
     plugin_name: str = "example-plugin"  # the plugin's name for Kong (KONG_PLUGINS, kong.yml)
     query_command: str = "/usr/local/bin/example-plugin -dump"
     phases: tuple[str, ...] = ("access",)
+    priority: int | None = None  # its dump's; None where not known (the template)
     label: str = "go"  # the row's name for it: a built-in's name, or the user's folder
     config_json: str = "{}"  # its `config` in the declarative config (JSON, so it stays frozen)
     # `id` in the declarative config: fixed, so POST /config can send the same plugin back
     plugin_id: str = field(default="ddc8f06e-572c-4b25-ab9b-23c5d3950cc2")
     # the server's process name in /proc (comm): a Go binary's own, Python's and Node's otherwise
     process_name: str = "example-plugin"
+
+    @property
+    def log_name(self) -> str:
+        """The name to find its lines under in Kong's log: the plugin's name as written when Kong's
+        lowercased server name is that (the collector then finds both spellings), else the
+        server's name."""
+        if self.plugin_name.lower() == self.name.lower():
+            return self.plugin_name
+        return self.name
+
+    def facts(self) -> dict[str, Any]:
+        """What Kong learned from the plugin's dump and how it runs it: plugin.json."""
+        return {
+            "server_name": self.name,
+            "plugin_name": self.plugin_name,
+            "priority": self.priority,
+            "phases": list(self.phases),
+            "protocol": self.protocol,
+            "label": self.label,
+            "reports_new_calls": self.reports_new_calls,
+        }
 
     @property
     def reports_new_calls(self) -> bool:

@@ -189,6 +189,7 @@ def contract_for(source: PluginSource, dump: PluginDump, config_json: str) -> Pl
         protocol=dump.protocol,
         socket=dump.socket,
         phases=tuple(dump.phases),
+        priority=dump.priority,
         label=source.label,
         config_json=config_json,
         process_name=process_name_of(source.kind, dump.start_command),

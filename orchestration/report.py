@@ -26,7 +26,9 @@ from tabulate import tabulate
 from orchestration.errors import Interrupted, UsageError
 
 Status = Literal["ok", "error", "interrupted"]
-Verdict = Literal["churn", "stable", "inconclusive", "error", "interrupted"]
+Verdict = Literal[
+    "churn", "stable", "inconclusive", "did-not-run", "partial", "error", "interrupted"
+]
 
 CHURN_AT = 0.5  # New() calls per request at or above which a version churns
 STABLE_AT = 0.01  # ... at or below which it reuses its instances
@@ -56,6 +58,7 @@ class PhaseResult:
     p95_ms: float | None = None
     counted: bool = True
     figures: dict[str, Any] = field(default_factory=dict)
+    ran_on: int | None = None  # requests the plugin ran on (orchestration/evidence.py)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PhaseResult:
@@ -77,6 +80,9 @@ class VersionResult:
     matches_changelog: bool | None
     requests: int | None = None
     failures: int | None = None
+    ran_on: int | None = None  # of the requests, those the plugin ran on (evidence.py)
+    plugin_answers: str | None = None  # its own non-2xx answers, e.g. "401 x1000"
+    failure_causes: str | None = None  # what the failures were, e.g. "5xx x3, transport x2"
     new_calls_total: int | None = None
     new_calls_before_load: int | None = None
     new_calls_during_load: int | None = None
@@ -175,6 +181,7 @@ TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("agrees", "matches_changelog"),
     ("requests", "requests"),
     ("failures", "failures"),
+    ("ran on", "ran_on"),
     ("New() in load", "new_calls_during_load"),
     ("New()/req", "new_calls_per_request"),
     ("instances started", "instance_starts"),
@@ -191,6 +198,8 @@ SCENARIO_COLUMN = ("scenario", "scenario")
 PLUGIN_COLUMN = ("plugin", "plugin")
 COUNTED_BY_COLUMN = ("counted by", "counted_by")  # "tap": New()/req is kpm-tap's instance starts
 OPTIONAL_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("plugin answered", "plugin_answers"),
+    ("failed as", "failure_causes"),
     ("server MB", "server_peak_rss_mb"),
     ("MB/10k req", "server_rss_growth_per_10k_mb"),
     ("leak", "leak"),
@@ -202,6 +211,7 @@ PHASE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("counted", "counted"),
     ("requests", "requests"),
     ("failures", "failures"),
+    ("ran on", "ran_on"),
     ("New()", "new_calls"),
     ("New()/req", "new_calls_per_request"),
     ("req/s", "rps"),

@@ -37,6 +37,7 @@ from orchestration import plugin, pulls, resources
 from orchestration.collect import Collector, Signals, collect_file
 from orchestration.config import RunConfig
 from orchestration.errors import Interrupted, MatrixError, StackError
+from orchestration.evidence import write_plugin_facts
 from orchestration.load import HeadlessLocust, LoadResult, LoadShortfall, LocustWorkers
 from orchestration.plugin import EXAMPLE, Answer, PluginContract, declarative_template
 from orchestration.plugins import PluginSource, default_plugin, prepared, registry_bases
@@ -112,8 +113,9 @@ class LogCounts:
             )
 
 
-def _tap_counts(signals: Signals) -> tuple[int, int, int, int]:
+def _tap_counts(signals: Signals) -> tuple[int, int, int, int, int]:
     return (
+        signals.tap_ran_on,
         signals.tap_instance_starts,
         signals.tap_instance_closes,
         signals.tap_errors,
@@ -191,7 +193,7 @@ class VersionWorld:
         self.contract: PluginContract = EXAMPLE
         self.workers = options.workers or config.workers
         self.log_path = version_dir / f"kong{options.suffix}.log"
-        self.counts = LogCounts(self.contract.name)
+        self.counts = LogCounts(self.contract.log_name)
         self._options = options
         self._load_turn = load_turn
         self._exits = contextlib.ExitStack()
@@ -209,7 +211,8 @@ class VersionWorld:
             if self._options.prestart_locust:  # imports itself while the stack comes up
                 self._prestarted = self._exits.enter_context(self._new_locust(self.config.requests))
             spec = self._stack_spec()
-            self.counts = LogCounts(spec.plugin.name)
+            self.counts = LogCounts(spec.plugin.log_name)
+            write_plugin_facts(self.version_dir, spec.plugin.facts())
             self.cancel.raise_if_set()
             # The stack saves its whole log on the way down, however and whenever it ends.
             self.stack = self._exits.enter_context(
@@ -443,7 +446,7 @@ class VersionWorld:
             raise StackError(
                 f"Kong's log could not be saved to {self.log_path}; see the warning above"
             )
-        return collect_file(self.log_path, self.contract.name)
+        return collect_file(self.log_path, self.contract.log_name)
 
     # --- pieces -----------------------------------------------------------------------------
 
@@ -468,10 +471,10 @@ class VersionWorld:
 
     def _progress(self, signals: Signals) -> int:
         """Requests served so far, as the log tells: one counter line each, or for a plugin that
-        reports nothing, kpm-tap's events over the plugin's phases (one event per phase)."""
+        reports nothing, the requests kpm-tap saw it run on."""
         if self.contract.reports_new_calls:
             return signals.counter_lines
-        return signals.tap_events // max(1, len(self.contract.phases))
+        return signals.tap_ran_on
 
     def _stop_sampler(self) -> None:
         sampler, self._sampler = self._sampler, None

@@ -904,6 +904,7 @@ def test_to_dict_names_every_count() -> None:
         "tap_errors": 0,
         "tap_events": 0,
         "tap_dropped_bytes": 0,
+        "tap_ran_on": 0,
     }
 
 
@@ -1060,6 +1061,54 @@ def test_tap_lines_are_counted_per_kind_and_totals_per_tap_process() -> None:
     collector = Collector()
     collector.feed_block("\n".join(lines).encode() + b"\n")
     assert collector.signals() == signals
+
+
+def test_the_tap_counts_the_requests_the_plugin_ran_on_by_its_busiest_phase() -> None:
+    lines = [
+        tap_line("totals started=4 closed=0 events=1800 errors=0 dropped=0 phases=access:900,log:898"),
+        # the latest totals of a process replace its earlier ones
+        tap_line(
+            "totals started=4 closed=0 events=2002 errors=0 dropped=0 "
+            "phases=access:1000,header_filter:1001,log:1"
+        ),
+        # a second tap process (a restart) adds its own
+        tap_line("totals started=1 closed=0 events=7 errors=0 dropped=0 phases=log:7", pid=2400),
+        # a tap too old to count phases says nothing about them
+        tap_line("totals started=1 closed=0 events=9 errors=0 dropped=0", pid=2500),
+        tap_line(
+            "totals started=1 closed=0 events=5 errors=0 dropped=0 phases=access:5",
+            name="other-plugin",
+        ),
+    ]
+    signals = collect_lines(lines)
+    assert (signals.tap_events, signals.tap_ran_on) == (2018, 1008)
+    collector = Collector()
+    collector.feed_block("\n".join(lines).encode() + b"\n")
+    assert collector.signals() == signals
+
+
+def test_a_plugin_named_with_capitals_is_found_where_kong_lowercases_it() -> None:
+    """Kong relays a server's output as `[lowercased:PID]` and writes `Starting lowercased`;
+    the plugin's own namespace (`[RateTag] closed`) keeps the name as written."""
+    lines = [
+        "2023/11/21 22:33:00 [notice] 2346#0: *1 [kong] process.lua:252 Starting ratetag, context: init_worker_by_lua*",
+        tap_line("instance started id=1 total=1", name="ratetag"),
+        tap_line("totals started=1 closed=0 events=6 errors=0 dropped=0 phases=access:3,log:3", name="ratetag"),
+        "2023/11/21 22:33:08 [info] 2346#0: *1 [ratetag:2350] 2023/11/21 22:33:08 closed instance 1, context: ngx.timer",
+        "2023/11/21 22:33:08 [warn] 2347#0: *654 [kong] pb_rpc.lua:417 [RateTag] closed, client: 127.0.0.1",
+    ]
+    for name in ("RateTag", "ratetag"):
+        signals = collect_lines(lines, plugin=name)
+        assert (signals.plugin_server_starts, signals.tap_instance_starts, signals.tap_ran_on) == (
+            1,
+            1,
+            3,
+        ), name
+        assert signals.instance_closes == 1, name
+    # Kong's own line carries the plugin's name as written: given as written, it is found
+    assert collect_lines(lines, plugin="RateTag").rpc_closed_errors == 1
+    # a name without capitals is matched as written: another plugin's lines stay apart
+    assert collect_lines(lines, plugin="ratetags").tap_instance_starts == 0
 
 
 def test_a_tap_error_naming_a_missing_instance_is_no_server_event() -> None:

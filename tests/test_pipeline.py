@@ -330,8 +330,13 @@ def test_the_row_carries_the_plugin_servers_memory() -> None:
     assert (row.server_peak_rss_mb, row.server_rss_growth_per_10k_mb, row.leak) == (55.0, 0.5, True)
 
 
-def _tapped(new_calls: int, tap_starts: int, counter_lines: int) -> Signals:
-    return replace(_signals(new_calls, counter_lines), tap_starts=1, tap_instance_starts=tap_starts)
+def _tapped(new_calls: int, tap_starts: int, counter_lines: int, ran_on: int = 0) -> Signals:
+    return replace(
+        _signals(new_calls, counter_lines),
+        tap_starts=1,
+        tap_instance_starts=tap_starts,
+        tap_ran_on=ran_on,
+    )
 
 
 LOAD_1000 = LoadResult(requests=1000, failures=0, rps=500.0, p50_ms=3.0, p95_ms=9.0, duration_s=2)
@@ -341,13 +346,13 @@ def test_the_tap_counts_the_verdict_and_the_plugin_cross_checks_it() -> None:
     base = pipeline._base_row(
         pipeline.Job(target_for_version("3.4.1.0")), _config(Path("/n")), Path("/x")
     )
-    agreeing = _outcome(_tapped(5, 4, 9), _tapped(1805, 1804, 1009), LOAD_1000)
+    agreeing = _outcome(_tapped(5, 4, 9, 9), _tapped(1805, 1804, 1009, 1009), LOAD_1000)
     row = pipeline.row_from(base, agreeing)
     assert (row.counted_by, row.new_calls_per_request, row.findings) == ("tap", 1.8, ())
     (load,) = row.phases
     assert load.figures == {"tap_instance_starts": 1800, "plugin_new_calls": 1800}
     # the tap saw 10 starts the plugin's counter did not: the row says so
-    disagreeing = _outcome(_tapped(5, 4, 9), _tapped(1805, 1814, 1009), LOAD_1000)
+    disagreeing = _outcome(_tapped(5, 4, 9, 9), _tapped(1805, 1814, 1009, 1009), LOAD_1000)
     row = pipeline.row_from(base, disagreeing)
     assert (row.new_calls_per_request, row.findings) == (1.81, ("tap-disagrees",))
 
@@ -356,11 +361,12 @@ def test_a_plugin_that_reports_nothing_is_counted_by_the_tap_alone() -> None:
     base = pipeline._base_row(
         pipeline.Job(target_for_version("3.6.0.0")), _config(Path("/n")), Path("/x")
     )
-    outcome = _outcome(_tapped(0, 4, 0), _tapped(0, 4, 0), LOAD_1000)
+    outcome = _outcome(_tapped(0, 4, 0, 9), _tapped(0, 4, 0, 1010), LOAD_1000)
     row = pipeline.row_from(base, outcome)
     assert (row.counted_by, row.verdict, row.findings) == ("tap", "stable", ())
     assert row.phases[0].figures == {"tap_instance_starts": 0}  # no counter: no cross-check
-    churning = _outcome(_tapped(0, 4, 0), _tapped(0, 3670, 0), LOAD_1000)
+    assert (row.ran_on, row.phases[0].ran_on) == (1001, 1001)
+    churning = _outcome(_tapped(0, 4, 0, 9), _tapped(0, 3670, 0, 1009), LOAD_1000)
     assert pipeline.row_from(base, churning).verdict == "churn"
     untapped = pipeline.row_from(base, _outcome(_signals(5), _signals(5), LOAD_1000))
     assert untapped.counted_by == "plugin"
@@ -598,3 +604,42 @@ def test_a_signal_while_a_stack_goes_down_in_the_background_keeps_its_row_and_st
         ("interrupted", "interrupted"),
         ("interrupted", "interrupted"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("ran_on_after", "tap_starts_after", "verdict", "error"),
+    [
+        # a plugin Kong never called: no events, no instance; not "stable"
+        (9, 4, "did-not-run", "the plugin ran on none of the 1000 requests"),
+        # it ran on some requests only: no verdict either way
+        (508, 4, "partial", "the plugin ran on 499 of the 1000 requests only"),
+        (1008, 3000, "partial", "the plugin ran on 999 of the 1000 requests only"),
+        # every request, but not one instance start in the log
+        (1009, 0, "did-not-run", "the plugin ran on 1000 of 1000 requests but no instance start "
+         "was seen in Kong's log"),
+    ],
+)  # fmt: skip
+def test_no_verdict_without_proof_that_the_plugin_ran(
+    ran_on_after: int, tap_starts_after: int, verdict: str, error: str
+) -> None:
+    base = pipeline._base_row(
+        pipeline.Job(target_for_version("3.4.1.0")), _config(Path("/n")), Path("/x")
+    )
+    before = _tapped(0, 4 if tap_starts_after else 0, 0, 9)
+    outcome = _outcome(before, _tapped(0, tap_starts_after, 0, ran_on_after), LOAD_1000)
+    row = pipeline.row_from(base, outcome)
+    assert (row.verdict, row.status, row.error) == (verdict, "error", error)
+    assert row.matches_changelog is None
+    assert row.ran_on == ran_on_after - 9
+
+
+def test_a_built_in_ran_on_every_request_that_came_back_with_its_header() -> None:
+    base = pipeline._base_row(
+        pipeline.Job(target_for_version("3.4.1.0")), _config(Path("/n")), Path("/x")
+    )
+    load = LoadResult(requests=1000, failures=3, rps=500.0, p50_ms=3.0, p95_ms=9.0, duration_s=2)
+    row = pipeline.row_from(base, _outcome(_signals(5, 9), _signals(1805, 1006), load))
+    assert (row.ran_on, row.verdict, row.status) == (997, "partial", "error")
+    clean = replace(load, failures=0)
+    row = pipeline.row_from(base, _outcome(_signals(5, 9), _signals(1805, 1009), clean))
+    assert (row.ran_on, row.verdict, row.status) == (1000, "churn", "ok")

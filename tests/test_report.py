@@ -119,7 +119,9 @@ def test_matches_changelog_counts_inconclusive_as_a_disagreement() -> None:
 
 def test_summary_shows_each_scenarios_phases_as_a_table() -> None:
     phases = (
-        report.PhaseResult("warm", "before the change", 1000, 0, 0, 0.0, 500.0, 2.0, 4.5),
+        report.PhaseResult(
+            "warm", "before the change", 1000, 0, 0, 0.0, 500.0, 2.0, 4.5, ran_on=1000
+        ),
         report.PhaseResult(
             "change", "three changes", 300, 2, 150, 0.5, 90.0, 3.0, 12.0, False, {"new_calls": 7}
         ),
@@ -128,14 +130,14 @@ def test_summary_shows_each_scenarios_phases_as_a_table() -> None:
     summary = report.render_summary(run)
     section = summary.split("## 3.4.1.0, reload: before the change\n\n", 1)[1]
     assert section.split("\n\n", 1)[0].splitlines() == [
-        "| phase   | counted   | requests   | failures   | New()   | New()/req   | req/s   "
-        "| p50 ms   | p95 ms   | new calls   |",
-        "|---------|-----------|------------|------------|---------|-------------|---------"
-        "|----------|----------|-------------|",
-        "| warm    | yes       | 1000       | 0          | 0       | 0.000       | 500     "
-        "| 2.000    | 4.500    | -           |",
-        "| change  | no        | 300        | 2          | 150     | 0.500       | 90      "
-        "| 3.000    | 12       | 7           |",
+        "| phase   | counted   | requests   | failures   | ran on   | New()   | New()/req   "
+        "| req/s   | p50 ms   | p95 ms   | new calls   |",
+        "|---------|-----------|------------|------------|----------|---------|-------------"
+        "|---------|----------|----------|-------------|",
+        "| warm    | yes       | 1000       | 0          | 1000     | 0       | 0.000       "
+        "| 500     | 2.000    | 4.500    | -           |",
+        "| change  | no        | 300        | 2          | -        | 150     | 0.500       "
+        "| 90      | 3.000    | 12       | 7           |",
     ]
 
 

@@ -104,18 +104,22 @@ def phase(
     """
     counted_by_plugin = after.new_calls_total - before.new_calls_total
     new_calls = counted_by_plugin
+    served = load.requests - load.failures if load is not None else 0  # through the plugin
+    # The requests the plugin ran on: kpm-tap's, else the built-in's header on every success.
+    ran_on = served if load is not None and after.counter_lines else None
     if after.tapped:
+        ran_on = after.tap_ran_on - before.tap_ran_on
         new_calls = after.tap_instance_starts - before.tap_instance_starts
         figures = {"tap_instance_starts": new_calls, **figures}
         if after.counter_lines:
             figures["plugin_new_calls"] = counted_by_plugin
     requests = load.requests if load is not None else None
-    served = load.requests - load.failures if load is not None else 0  # through the plugin
     return PhaseResult(
         name=name,
         about=about,
         requests=requests,
         failures=load.failures if load is not None else None,
+        ran_on=ran_on,
         new_calls=new_calls,
         new_calls_per_request=round(new_calls / served, 4) if served > 0 else None,
         rps=round(load.rps, 1) if load is not None else None,
