@@ -21,8 +21,9 @@ from typing import Any, TypeVar
 
 from tabulate import tabulate
 
-from orchestration import __version__, report, selftest, versions
-from orchestration.collect import collect_file
+from orchestration import __version__, evidence, report, selftest, versions
+from orchestration.collect import DEFAULT_PLUGIN as DEFAULT_PLUGIN_SERVER
+from orchestration.collect import collect_file, plugin_servers_in
 from orchestration.config import (
     BOUNDS,
     DEFAULT_GO_IMAGE,
@@ -234,7 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument(
         "--json", action="store_true", help="print JSON (results.json field names)"
     )
-    collect.add_argument("--plugin", default="example-plugin", help="plugin server name to count")
+    collect.add_argument(
+        "--plugin",
+        help="plugin server name to count (default: the one a run folder recorded, else every "
+        "plugin server the log names)",
+    )
 
     tidy = commands.add_parser(
         "clean",
@@ -695,18 +700,36 @@ def _log_paths(paths: Sequence[Path]) -> list[Path]:
 
 
 def _cmd_collect(args: argparse.Namespace) -> int:
-    results = {
-        str(path): collect_file(path, plugin=args.plugin).to_dict()
+    counted = [
+        (path, plugin, collect_file(path, plugin=plugin).to_dict())
         for path in _log_paths(args.paths)
-    }
+        for plugin in _plugins_in(path, args.plugin)
+    ]
     if args.json:
-        only = next(iter(results.values())) if len(results) == 1 else results
+        several = {str(path) for path, _, _ in counted}
+        keyed = {
+            str(path) if len(several) == len(counted) else f"{path} [{plugin}]": counts
+            for path, plugin, counts in counted
+        }
+        only = next(iter(keyed.values())) if len(keyed) == 1 else keyed
         print(json.dumps(only, indent=2))
         return 0
-    names = list(next(iter(results.values())))
-    rows = [[path, *(counts[n] for n in names)] for path, counts in results.items()]
-    print(tabulate(rows, headers=["log", *names], tablefmt="github", disable_numparse=True))
+    names = list(counted[0][2])
+    rows = [[str(path), plugin, *(counts[n] for n in names)] for path, plugin, counts in counted]
+    headers = ["log", "plugin", *names]
+    print(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
     return 0
+
+
+def _plugins_in(log: Path, asked: str | None) -> list[str]:
+    """The plugin servers to count in `log`: the one asked for; else the one its run recorded
+    (plugin.json beside it); else every one the log names (the example plugin if none)."""
+    if asked:
+        return [asked]
+    facts = evidence.read_plugin_facts(log.parent)
+    if facts and facts.get("log_name"):
+        return [str(facts["log_name"])]
+    return plugin_servers_in(log) or [DEFAULT_PLUGIN_SERVER]
 
 
 def _cmd_clean(args: argparse.Namespace) -> int:

@@ -747,6 +747,28 @@ def _most_events_of_a_phase(by_phase: bytes) -> int:
     return max((int(pair.rpartition(b":")[2]) for pair in by_phase.split(b",") if pair), default=0)
 
 
+# Where a log names a plugin server: its process lines, its relayed output, Kong's instance starts.
+_SERVER_NAMED = re.compile(
+    _kong_line_head(capture=False)
+    + rb"(?:Starting |\[pluginserver\] (?:starting pluginserver process for |loading protocol "
+    rb"\S{1,40} for plugin ))(" + _NAME_IN_LINE + rb")"
+    rb"|\[(" + _NAME_IN_LINE + rb"):\d{1,10}\] "
+    rb"|\[(" + _NAME_IN_LINE + rb")\] " + _ANY_INSTANCE_START
+)
+
+
+def plugin_servers_in(path: Path) -> list[str]:
+    """The plugin servers a Kong log names (started, relaying output, loading a protocol for it
+    (3.9+) or starting instances), by the lowercased name Kong gives them, in the order they
+    first appear."""
+    names: dict[str, None] = {}
+    for block in _log_blocks(path):
+        for groups in _SERVER_NAMED.findall(block):
+            name = next(group for group in groups if group).decode().lower()
+            names.setdefault(name)
+    return list(names)
+
+
 def collect_lines(lines: Iterable[str | bytes], plugin: str = DEFAULT_PLUGIN) -> Signals:
     """Count the signals in `lines`, one log line per item (line endings optional)."""
     collector = Collector(plugin)
@@ -758,16 +780,21 @@ def collect_lines(lines: Iterable[str | bytes], plugin: str = DEFAULT_PLUGIN) ->
 def collect_file(path: Path, plugin: str = DEFAULT_PLUGIN) -> Signals:
     """Count the signals in the log file at `path`, streaming it in constant memory."""
     collector = Collector(plugin)
+    for block in _log_blocks(path):
+        collector.feed_block(block)
+    return collector.signals()
+
+
+def _log_blocks(path: Path) -> Iterator[bytes]:
+    """The log at `path` in blocks of whole lines; a UsageError saying so when it is unreadable."""
     try:
         with path.open("rb") as stream:
-            for block in line_blocks(stream):
-                collector.feed_block(block)
+            yield from line_blocks(stream)
     except OSError as error:
         raise UsageError(
             f"cannot read the Kong log {str(path)!r}: {error.strerror or error}; "
             "pass a readable log file (e.g. saved from `docker compose logs kong`)"
         ) from error
-    return collector.signals()
 
 
 def line_blocks(

@@ -77,6 +77,7 @@ class PluginContract:
         return {
             "server_name": self.name,
             "plugin_name": self.plugin_name,
+            "log_name": self.log_name,
             "priority": self.priority,
             "phases": list(self.phases),
             "protocol": self.protocol,

@@ -511,9 +511,50 @@ def test_collect_prints_one_logs_signals_as_json_and_several_as_a_table(
     assert cli.main(["collect", str(run / "3.4.0.0"), str(FACTS_LOG)]) == 0
     table = capsys.readouterr().out.splitlines()
     cells = [[cell.strip() for cell in line.split("|")[1:-1]] for line in table]
-    assert cells[0] == ["log", *one]
+    assert cells[0] == ["log", "plugin", *one]
     counts = ["" if value is None else str(value) for value in one.values()]
-    assert cells[2:] == [[str(run / "3.4.0.0" / "kong.log"), *counts], [str(FACTS_LOG), *counts]]
+    assert cells[2:] == [
+        [str(run / "3.4.0.0" / "kong.log"), "example-plugin", *counts],
+        [str(FACTS_LOG), "example-plugin", *counts],
+    ]
+
+
+def test_collect_counts_every_plugin_server_a_bare_log_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "kong.log"
+    lines = FACTS_LOG.read_text().splitlines()
+    relayed = (
+        "2023/11/21 22:33:08 [info] 2346#0: *1 [{name}:77] kpm-tap: instance started id=1 total=1"
+    )
+    log.write_text("\n".join([*lines, relayed.format(name="rate-tag")]) + "\n")
+    assert cli.main(["collect", str(log), "--json"]) == 0
+    both = json.loads(capsys.readouterr().out)
+    assert list(both) == [f"{log} [example-plugin]", f"{log} [rate-tag]"]
+    assert both[f"{log} [example-plugin]"]["instance_starts"] == 1
+    assert both[f"{log} [rate-tag]"]["tap_instance_starts"] == 1
+    # --plugin narrows it to one
+    assert cli.main(["collect", str(log), "--json", "--plugin", "rate-tag"]) == 0
+    assert json.loads(capsys.readouterr().out)["tap_instance_starts"] == 1
+
+
+def test_collect_counts_the_plugin_a_run_folder_recorded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A user plugin's run folder: plugin.json names the plugin (its capitals as written)."""
+    folder = tmp_path / "run" / "3.4.1.0-RateTag"
+    folder.mkdir(parents=True)
+    relayed = (
+        "2023/11/21 22:33:08 [info] 2346#0: *1 [ratetag:77] kpm-tap: "
+        "instance started id={n} total={n}"
+    )
+    other = (
+        "2023/11/21 22:33:08 [info] 2346#0: *1 [other:78] kpm-tap: instance started id=9 total=1"
+    )
+    (folder / "kong.log").write_text("\n".join([relayed.format(n=1), relayed.format(n=2), other]))
+    (folder / "plugin.json").write_text(json.dumps({"log_name": "RateTag"}))
+    assert cli.main(["collect", str(tmp_path / "run"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["tap_instance_starts"] == 2
 
 
 def test_collect_counts_the_plugin_it_is_told(capsys: pytest.CaptureFixture[str]) -> None:

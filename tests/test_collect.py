@@ -22,6 +22,7 @@ from orchestration.collect import (
     collect_file,
     collect_lines,
     line_blocks,
+    plugin_servers_in,
 )
 from orchestration.errors import UsageError
 
@@ -1065,7 +1066,9 @@ def test_tap_lines_are_counted_per_kind_and_totals_per_tap_process() -> None:
 
 def test_the_tap_counts_the_requests_the_plugin_ran_on_by_its_busiest_phase() -> None:
     lines = [
-        tap_line("totals started=4 closed=0 events=1800 errors=0 dropped=0 phases=access:900,log:898"),
+        tap_line(
+            "totals started=4 closed=0 events=1800 errors=0 dropped=0 phases=access:900,log:898"
+        ),
         # the latest totals of a process replace its earlier ones
         tap_line(
             "totals started=4 closed=0 events=2002 errors=0 dropped=0 "
@@ -1091,11 +1094,17 @@ def test_a_plugin_named_with_capitals_is_found_where_kong_lowercases_it() -> Non
     """Kong relays a server's output as `[lowercased:PID]` and writes `Starting lowercased`;
     the plugin's own namespace (`[RateTag] closed`) keeps the name as written."""
     lines = [
-        "2023/11/21 22:33:00 [notice] 2346#0: *1 [kong] process.lua:252 Starting ratetag, context: init_worker_by_lua*",
+        "2023/11/21 22:33:00 [notice] 2346#0: *1 [kong] "
+        "process.lua:252 Starting ratetag, context: init_worker_by_lua*",
         tap_line("instance started id=1 total=1", name="ratetag"),
-        tap_line("totals started=1 closed=0 events=6 errors=0 dropped=0 phases=access:3,log:3", name="ratetag"),
-        "2023/11/21 22:33:08 [info] 2346#0: *1 [ratetag:2350] 2023/11/21 22:33:08 closed instance 1, context: ngx.timer",
-        "2023/11/21 22:33:08 [warn] 2347#0: *654 [kong] pb_rpc.lua:417 [RateTag] closed, client: 127.0.0.1",
+        tap_line(
+            "totals started=1 closed=0 events=6 errors=0 dropped=0 phases=access:3,log:3",
+            name="ratetag",
+        ),
+        "2023/11/21 22:33:08 [info] 2346#0: *1 [ratetag:2350] "
+        "2023/11/21 22:33:08 closed instance 1, context: ngx.timer",
+        "2023/11/21 22:33:08 [warn] 2347#0: *654 [kong] "
+        "pb_rpc.lua:417 [RateTag] closed, client: 127.0.0.1",
     ]
     for name in ("RateTag", "ratetag"):
         signals = collect_lines(lines, plugin=name)
@@ -1119,3 +1128,27 @@ def test_a_tap_error_naming_a_missing_instance_is_no_server_event() -> None:
     signals = collect_lines(lines, plugin="py")
     assert (signals.no_instance_errors, signals.tap_errors) == (0, 2)
     assert not collect_lines([counter_line(3)]).tapped
+
+
+def test_plugin_servers_in_a_log_are_named_by_every_kind_of_line(tmp_path: Path) -> None:
+    log = tmp_path / "kong.log"
+    log.write_text(
+        "\n".join(
+            [
+                "2023/11/21 22:33:00 [notice] 1#0: [kong] process.lua:97 [pluginserver] loading "
+                "protocol ProtoBuf:1 for plugin go-hello",
+                "2023/11/21 22:33:00 [notice] 1#0: [kong] process.lua:252 Starting GoPlugin, "
+                "context: init_worker_by_lua*",
+                "2023/11/21 22:33:00 [notice] 1#0: [kong] process.lua:252 [pluginserver] starting "
+                "pluginserver process for py",
+                "2023/11/21 22:33:00 [info] 1#0: *1 [js-one:40] hello",
+                "2023/11/21 22:33:00 [debug] 1#0: *1 [kong] pb_rpc.lua:1 [rate] started plugin "
+                "server: seq 1, worker 0, instance id 1",
+                "2023/11/21 22:33:00 [info] 1#0: *1 [go-hello:41] again",
+                "2023/11/21 22:33:00 [info] 1#0: *1 [kong] init.lua:1 [lua] nothing here",
+            ]
+        )
+    )
+    assert plugin_servers_in(log) == ["go-hello", "goplugin", "py", "js-one", "rate"]
+    with pytest.raises(UsageError, match="cannot read the Kong log"):
+        plugin_servers_in(tmp_path / "missing.log")
