@@ -48,6 +48,15 @@ class ReadyTimeout(StackError):
         self.last_log_lines = last_log_lines
 
 
+class KongDied(StackError):
+    """Kong's container stopped while a load ran (killed, crashed, out of memory): no verdict,
+    and nothing to blame on the plugin. `last_log_lines` are Kong's own last words."""
+
+    def __init__(self, message: str, last_log_lines: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.last_log_lines = last_log_lines
+
+
 class LoadError(MatrixError):
     """Locust could not run or its output could not be read."""
 

@@ -44,7 +44,7 @@ import threading
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -250,15 +250,24 @@ class HeadlessLocust:
         self.send(host_url, cancel=cancel)
         return self.result(cancel=cancel)
 
-    def send(self, host_url: str, *, cancel: threading.Event | None = None) -> None:
-        """Start the load on `host_url`; return once Locust's requests are done (or it ended)."""
+    def send(
+        self,
+        host_url: str,
+        *,
+        cancel: threading.Event | None = None,
+        watch: Callable[[], None] | None = None,
+    ) -> None:
+        """Start the load on `host_url`; return once Locust's requests are done (or it ended).
+
+        `watch` is called while the load runs (every `CANCEL_POLL_S`): an exception it raises
+        (the target died) stops Locust at once and reaches the caller."""
         require_loopback(host_url)
         process = self._require_started()
         self._host_url = host_url
         self._deadline = time.monotonic() + self.hard_timeout_s
         try:
             self._let_go(process, host_url)
-            self._wait_until_done(cancel)
+            self._wait_until_done(cancel, watch)
         except BaseException:
             self._stop()  # also on Ctrl-C: Locust is stopped before the caller tears down
             raise
@@ -318,11 +327,15 @@ class HeadlessLocust:
                 f"{log_tail(self.out_dir)}"
             ) from None
 
-    def _wait_until_done(self, cancel: threading.Event | None) -> None:
+    def _wait_until_done(
+        self, cancel: threading.Event | None, watch: Callable[[], None] | None
+    ) -> None:
         """Until the child writes to, or closes, its end of the done pipe (bounded)."""
         assert self._done is not None
         while (remaining := self._deadline - time.monotonic()) > 0:
             raise_if_cancelled(cancel)
+            if watch is not None:
+                watch()
             readable, _, _ = select.select([self._done], [], [], min(CANCEL_POLL_S, remaining))
             if readable:
                 line = os.read(self._done, 256)

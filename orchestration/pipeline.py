@@ -36,6 +36,7 @@ from orchestration.engines import EnginePool
 from orchestration.errors import (
     ImageUnavailable,
     Interrupted,
+    KongDied,
     MatrixError,
     ReadyTimeout,
     StackError,
@@ -216,7 +217,7 @@ def _unmeasured(requests: int, failures: int) -> str | None:
 def _error_text(error: BaseException, version_dir: Path) -> str:
     """The row's one-line error; a failed build's own output is written to build.log beside it."""
     text = str(error) or type(error).__name__
-    if isinstance(error, ReadyTimeout) and error.last_log_lines:
+    if isinstance(error, (ReadyTimeout, KongDied)) and error.last_log_lines:
         lines = [line.strip() for line in error.last_log_lines if line.strip()]
         text += " | last log lines: " + " / ".join(lines)
     if isinstance(error, ImageUnavailable) and error.build_output:

@@ -39,6 +39,7 @@ from orchestration.engines import docker_command
 from orchestration.errors import (
     EnvironmentProblem,
     ImageUnavailable,
+    KongDied,
     MatrixError,
     ReadyTimeout,
     StackError,
@@ -722,6 +723,34 @@ class Stack:
             urls.append(f"http://{LOOPBACK}:{host_port}")
         return tuple(urls)
 
+    def death(self) -> KongDied | None:
+        """Why Kong's container stopped while the stack is up (killed, crashed, out of memory),
+        or None while it runs. Following its log ends when the container stops, so this costs a
+        process poll until then, and one look at the container after."""
+        follower = self._follower
+        if self._closed or follower is None or follower.running:
+            return None
+        try:
+            state = self._service_state()
+            container = self._docker.container.inspect(str(state["Name"])) if state else None
+        except (DockerException, ValueError, KeyError) as error:
+            return KongDied(
+                f"Kong's container of {self._describe()} stopped answering, and its state "
+                f"cannot be read: {error}",
+                last_log_lines=self._log_tail(),
+            )
+        if container is None:
+            return KongDied(
+                f"Kong's container of {self._describe()} is gone (removed from outside)",
+                last_log_lines=self._log_tail(),
+            )
+        if container.state.running:  # only the log follower stopped: Kong runs on
+            return None
+        return KongDied(
+            _death_text(self._describe(), container.state.exit_code, container.state.oom_killed),
+            last_log_lines=self._log_tail(),
+        )
+
     def _fail_if_exited(self) -> str:
         """Raise if the container is gone or exited; else return its health status."""
         try:
@@ -830,6 +859,24 @@ class Stack:
     def _describe(self) -> str:
         engine = f" on {self.spec.docker_host}" if self.spec.docker_host else ""
         return f"stack {self.spec.project_name} (Kong {self.spec.version}){engine}"
+
+
+def _death_text(described: str, exit_code: int | None, oom_killed: bool | None) -> str:
+    """Kong's container stopped: its exit code, what that means, and that no verdict follows."""
+    why = ""
+    if oom_killed:
+        why = " (OOMKilled: the kernel killed it for want of memory)"
+    elif exit_code is not None and exit_code > 128:
+        try:
+            name = signal.Signals(exit_code - 128).name
+        except ValueError:
+            name = f"signal {exit_code - 128}"
+        why = f" ({name}: killed from outside, as `docker kill` or an OOM kill does)"
+    return (
+        f"Kong died during the load: the container of {described} exited with code "
+        f"{exit_code}{why}; the load was stopped and no verdict is given (Kong's fault, not the "
+        "plugin's). Its last log lines say why"
+    )
 
 
 def _json_lines(text: str) -> list[dict[str, Any]]:

@@ -51,6 +51,7 @@ T = TypeVar("T")
 
 LOG_SETTLE_S = 15.0  # the most to wait for Docker to deliver a phase's last log lines
 WARM_UP_PER_WORKER = 10
+DEATH_GRACE_S = 2.0  # after a load with failures: how long Docker may take to report Kong's exit
 TAP_QUIET_S = 2.0  # kpm-tap writes its totals at most once a second: this long unchanged is all
 
 
@@ -293,9 +294,20 @@ class VersionWorld:
             locust = self._exits.enter_context(self._new_locust(requests, path, for_s))
         amount = f"requests for {for_s:.0f}s" if for_s else f"{requests} requests"
         LOGGER.info("%s: sending %s with %d users", self.label, amount, self.config.users)
-        locust.send(self.proxy_url, cancel=self.cancel)
+        locust.send(self.proxy_url, cancel=self.cancel, watch=self._kong_alive)
         self.cancel.raise_if_set()  # a cancelled Locust ends early: that is no measurement
+        if locust.sent is None or locust.sent[1]:  # failures: Kong may have died at the end
+            self._kong_alive(grace_s=DEATH_GRACE_S)
         return PendingLoad(locust, self.cancel)
+
+    def _kong_alive(self, grace_s: float = 0.0) -> None:
+        """Raise KongDied if Kong's container stopped (within `grace_s`, as Docker tells the
+        log follower a moment after the port went dead): the load ends with that cause."""
+        deadline = time.monotonic() + grace_s
+        while (death := self._stack().death()) is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if death is not None:
+            raise death
 
     def send_and_meanwhile(
         self, requests: int, after_fraction: float, action: Callable[[], T]
