@@ -129,7 +129,9 @@ def test_build_sim_images_builds_both_tags_offline(
     assert "go-pdk@v0.10.0" in cached
 
 
-TOTALS = re.compile(r"kpm-tap: totals started=\d+ closed=\d+ events=(\d+) errors=\d+ dropped=\d+(?: phases=(\S+))?,")
+TOTALS = re.compile(
+    r"kpm-tap: totals started=\d+ closed=\d+ events=(\d+) errors=\d+ dropped=\d+(?: phases=(\S+))?,"
+)
 
 
 @pytest.mark.docker
@@ -138,7 +140,8 @@ def test_a_low_priority_plugin_runs_every_phase_it_has_on_every_request(tmp_path
     runs on every request the route served (kpm-tap's per-phase count equals the access log's
     /hello lines), which needs the route proxied, not answered by request-termination (2)."""
     plugins = {"go-hello-priority1": "access", "go-response": "response"}
-    command = [sys.executable, "-m", "orchestration", "run", "3.6.0.0", "--sim", "--requests", "200"]
+    command = [sys.executable, "-m", "orchestration", "run", "3.6.0.0", "--sim"]
+    command += ["--requests", "200"]
     for name in plugins:
         command += ["--plugin", str(REPO_ROOT / "tests" / "plugins" / name)]
     command += ["--results", str(tmp_path)]
