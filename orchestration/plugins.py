@@ -62,7 +62,7 @@ ALL = "all"
 
 PLUGIN_IMAGES_DIR = Path("images/plugins")
 PLUGIN_COMPOSE_FILE = PLUGIN_IMAGES_DIR / "compose.yaml"
-PLUGIN_DOCKERFILE_FILES = ("Dockerfile", "install-runtime.sh")
+PLUGIN_DOCKERFILE_FILES = ("Dockerfile", "install-runtime.sh", "upstream.conf")
 PYTHON_PDK_REQUIREMENTS = PLUGIN_IMAGES_DIR / "pdk-python" / "requirements.txt"
 JS_PDK_FILES = (
     PLUGIN_IMAGES_DIR / "pdk-js" / "package.json",

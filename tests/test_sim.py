@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -125,3 +127,32 @@ def test_build_sim_images_builds_both_tags_offline(
     )
     assert isinstance(cached, str)
     assert "go-pdk@v0.10.0" in cached
+
+
+TOTALS = re.compile(
+    r"kpm-tap: totals started=\d+ closed=\d+ events=(\d+) errors=\d+ dropped=\d+(?: phases=(\S+))?,"
+)
+
+
+@pytest.mark.docker
+def test_a_low_priority_plugin_runs_every_phase_it_has_on_every_request(tmp_path: Path) -> None:
+    """Priority 1 with Access (go-pdk's go-hello shape) and priority 0 with only Response: each
+    runs on every request the route served (kpm-tap's per-phase count equals the access log's
+    /hello lines), which needs the route proxied, not answered by request-termination (2)."""
+    plugins = {"go-hello-priority1": "access", "go-response": "response"}
+    command = [sys.executable, "-m", "orchestration", "run", "3.6.0.0", "--sim"]
+    command += ["--requests", "200"]
+    for name in plugins:
+        command += ["--plugin", str(REPO_ROOT / "tests" / "plugins" / name)]
+    command += ["--results", str(tmp_path)]
+    finished = subprocess.run(
+        command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900, check=False
+    )
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    (run,) = [path for path in tmp_path.iterdir() if path.is_dir() and path.name != "latest"]
+    for name, phase in plugins.items():
+        log = (run / f"3.6.0.0-{name}" / "kong.log").read_text()
+        served = log.count('"GET /hello')
+        events, phases = TOTALS.findall(log)[-1]
+        assert served >= 200
+        assert phases == f"{phase}:{served}", f"{name}: events={events} phases={phases}"

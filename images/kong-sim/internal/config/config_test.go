@@ -133,40 +133,51 @@ func TestParseDeclarative(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(decl.Services) != 1 || len(decl.Routes) != 2 || len(decl.Plugins) != 4 {
+	if len(decl.Services) != 1 || len(decl.Routes) != 2 || len(decl.Plugins) != 2 {
 		t.Fatalf("entities: %+v", decl)
 	}
+	if got := decl.Services[0].URL.String(); got != "http://127.0.0.1:18000" {
+		t.Errorf("service url %q, want the upstream of images/plugins/upstream.conf", got)
+	}
 	hello, lua := decl.Routes[0], decl.Routes[1]
-	if hello.Name != "hello" || hello.Paths[0] != "/hello" || hello.ServiceID != decl.Services[0].ID {
+	if hello.Name != "hello" || hello.Paths[0] != "/hello" || hello.ServiceID != decl.Services[0].ID || !hello.StripPath {
 		t.Errorf("route %+v", hello)
 	}
 	if lua.Name != "hello-lua" || lua.Paths[0] != "/hello-lua" || lua.ServiceID != decl.Services[0].ID {
 		t.Errorf("route %+v", lua)
 	}
-	plugin, termination := decl.Plugins[0], decl.Plugins[1]
+	plugin, transformer := decl.Plugins[0], decl.Plugins[1]
 	// A fixed id, so a reload (POST /config) sends the same plugin back.
 	if plugin.Name != "example-plugin" || plugin.ID != "ddc8f06e-572c-4b25-ab9b-23c5d3950cc2" ||
-		plugin.RouteID != hello.ID || plugin.ServiceID != "" {
+		plugin.RouteID != hello.ID || plugin.ServiceID != "" || !strings.HasPrefix(plugin.Key, "plugins:example-plugin:") {
 		t.Errorf("example-plugin must be scoped to route hello with its fixed id: %+v", plugin)
 	}
-	if termination.RouteID != hello.ID || termination.Config["status_code"] != 200 {
-		t.Errorf("route plugin %+v", termination)
-	}
-	if plugin.ID == termination.ID || len(termination.ID) != 36 || !strings.HasPrefix(plugin.Key, "plugins:example-plugin:") {
-		t.Errorf("ids %q %q key %q", plugin.ID, termination.ID, plugin.Key)
-	}
-	transformer, luaTermination := decl.Plugins[2], decl.Plugins[3]
 	headers := transformer.Config["add"].(map[string]any)["headers"].([]any)
 	if transformer.Name != "response-transformer" || transformer.RouteID != lua.ID ||
-		len(headers) != 1 || headers[0] != "X-Example-Message:lua" {
+		len(headers) != 1 || headers[0] != "X-Example-Message:lua" || len(transformer.ID) != 36 {
 		t.Errorf("hello-lua's response-transformer %+v", transformer)
 	}
-	if luaTermination.Name != "request-termination" || luaTermination.RouteID != lua.ID {
-		t.Errorf("hello-lua's request-termination %+v", luaTermination)
-	}
 	again, _ := ParseDeclarative(kongYML(t), imagesPlugins)
-	if again.Plugins[1].ID != termination.ID {
+	if again.Plugins[1].ID != transformer.ID {
 		t.Error("plugin ids must be stable across loads")
+	}
+}
+
+func TestServicesNeedAnHTTPURL(t *testing.T) {
+	for url, want := range map[string]string{
+		"":                    "kong-sim needs each service's url",
+		"https://example.com": "kong-sim proxies http:// only",
+		"http://":             "is not http://HOST[:PORT][/PATH]",
+		"http://a:1/p?q=1":    "is not http://HOST[:PORT][/PATH]",
+	} {
+		text := "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: \"" + url + "\"\n"
+		if _, err := ParseDeclarative([]byte(text), imagesPlugins); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("url %q: %v, want %q", url, err, want)
+		}
+	}
+	decl, err := ParseDeclarative([]byte("_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://up/base\n"), imagesPlugins)
+	if err != nil || decl.Services[0].URL.Host != "up:80" || decl.Services[0].URL.Path != "/base" {
+		t.Errorf("%v %+v", err, decl)
 	}
 }
 
@@ -230,5 +241,37 @@ func TestDeclarativeConfigStringIsReadWhenNoFileIsSet(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "kong.yml")
 	if _, err := LoadConfigured(missing, text, all); err == nil || !strings.Contains(err.Error(), missing) {
 		t.Errorf("with both set the file must be read: %v", err)
+	}
+}
+
+// Kong lowercases plugin-server names (process.lua get_server_defs, 3.4.0;
+// conf_loader, 3.9.0) before it derives anything from them: the settings'
+// names, the default socket and start command, and every process line and
+// relayed output tag, which take the server's Name.
+func TestPluginServerNamesAreLowercasedAsKongDoes(t *testing.T) {
+	vars := composeEnv()
+	vars["KONG_PLUGINSERVER_NAMES"] = "My-Plugin"
+	vars["KONG_PLUGINSERVER_MY_PLUGIN_QUERY_CMD"] = "/usr/local/bin/My-Plugin -dump"
+	env, err := FromEnv(lookup(vars), func(p string) bool { return p == "/usr/local/bin/my-plugin" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := PluginServer{
+		Name:         "my-plugin",
+		Socket:       "/usr/local/kong/my-plugin.socket",
+		StartCommand: "/usr/local/bin/my-plugin",
+		QueryCommand: "/usr/local/bin/My-Plugin -dump",
+	}
+	if len(env.PluginServers) != 1 || env.PluginServers[0] != want {
+		t.Fatalf("servers %+v, want [%+v]", env.PluginServers, want)
+	}
+}
+
+func TestTheNginxIncludeIsRead(t *testing.T) {
+	vars := composeEnv()
+	vars["KONG_NGINX_HTTP_INCLUDE"] = "/usr/local/kpm/upstream.conf"
+	env, err := FromEnv(lookup(vars), noFiles)
+	if err != nil || env.NginxHTTPInclude != "/usr/local/kpm/upstream.conf" {
+		t.Fatalf("%v %q", err, env.NginxHTTPInclude)
 	}
 }

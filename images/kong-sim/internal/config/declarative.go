@@ -3,6 +3,8 @@ package config
 import (
 	"crypto/sha1"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"strings"
 
@@ -24,13 +26,15 @@ type Route struct {
 	ID        string
 	Name      string
 	Paths     []string
-	ServiceID string
+	ServiceID string // "" for a route without a service (Kong answers 503)
+	StripPath bool   // strip_path: the matched prefix is left out upstream (Kong's default)
 }
 
-// Service is a service entity (kong-sim never proxies to it).
+// Service is a service entity: where its routes' requests are proxied.
 type Service struct {
 	ID   string
 	Name string
+	URL  *url.URL // http://host:port[/path]
 }
 
 // Declarative is a loaded declarative config: the entities kong-sim uses.
@@ -50,6 +54,7 @@ type rawFile struct {
 type rawService struct {
 	ID      string      `yaml:"id"`
 	Name    string      `yaml:"name"`
+	URL     string      `yaml:"url"`
 	Routes  []rawRoute  `yaml:"routes"`
 	Plugins []rawPlugin `yaml:"plugins"`
 }
@@ -60,6 +65,8 @@ type rawRoute struct {
 	Paths   []string    `yaml:"paths"`
 	Service string      `yaml:"service"`
 	Plugins []rawPlugin `yaml:"plugins"`
+
+	StripPath *bool `yaml:"strip_path"`
 }
 
 type rawPlugin struct {
@@ -154,7 +161,11 @@ func (b *builder) add(raw rawFile) error {
 
 func (b *builder) addService(s rawService) error {
 	id := orDefault(s.ID, stableUUID("service:"+s.Name))
-	b.decl.Services = append(b.decl.Services, Service{ID: id, Name: s.Name})
+	target, err := serviceURL(s.URL)
+	if err != nil {
+		return err
+	}
+	b.decl.Services = append(b.decl.Services, Service{ID: id, Name: s.Name, URL: target})
 	b.services[id] = id
 	if s.Name != "" {
 		b.services[s.Name] = id
@@ -183,7 +194,8 @@ func (b *builder) addRoute(r rawRoute, serviceID string) error {
 		}
 	}
 	id := orDefault(r.ID, stableUUID(fmt.Sprintf("route:%s:%s:%v", serviceID, r.Name, r.Paths)))
-	b.decl.Routes = append(b.decl.Routes, Route{ID: id, Name: r.Name, Paths: r.Paths, ServiceID: serviceID})
+	strip := r.StripPath == nil || *r.StripPath
+	b.decl.Routes = append(b.decl.Routes, Route{ID: id, Name: r.Name, Paths: r.Paths, ServiceID: serviceID, StripPath: strip})
 	return b.addPlugins("plugins", r.Plugins, id, serviceID)
 }
 
@@ -217,6 +229,27 @@ func (b *builder) addPlugins(field string, plugins []rawPlugin, routeID, service
 	return nil
 }
 
+// serviceURL reads a service's url: kong-sim proxies plain HTTP to a host
+// and port (the service's host, port, path fields are not read).
+func serviceURL(text string) (*url.URL, error) {
+	if text == "" {
+		return nil, fmt.Errorf("in 'url': kong-sim needs each service's url (http://HOST:PORT[/PATH])")
+	}
+	target, err := url.Parse(text)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("in 'url': %w", err)
+	case target.Scheme != "http":
+		return nil, fmt.Errorf("in 'url': %q: kong-sim proxies http:// only", text)
+	case target.Hostname() == "" || target.User != nil || target.RawQuery != "" || target.Fragment != "":
+		return nil, fmt.Errorf("in 'url': %q is not http://HOST[:PORT][/PATH]", text)
+	}
+	if target.Port() == "" {
+		target.Host = net.JoinHostPort(target.Hostname(), "80")
+	}
+	return target, nil
+}
+
 func entryError(field string, index int, err error) error {
 	return fmt.Errorf("in '%s': in entry %d of '%s': %w", field, index+1, field, err)
 }
@@ -235,4 +268,14 @@ func stableUUID(name string) string {
 	sum[6] = (sum[6] & 0x0f) | 0x50
 	sum[8] = (sum[8] & 0x3f) | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", sum[0:4], sum[4:6], sum[6:8], sum[8:10], sum[10:16])
+}
+
+// Service is the service with id, if the config has it.
+func (d *Declarative) Service(id string) (Service, bool) {
+	for _, s := range d.Services {
+		if s.ID == id && id != "" {
+			return s, true
+		}
+	}
+	return Service{}, false
 }

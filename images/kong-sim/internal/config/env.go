@@ -45,6 +45,9 @@ type Env struct {
 	StatusListen            string
 	ProxyAccessLog          string
 	ProxyErrorLog           string
+	// NginxHTTPInclude is KONG_NGINX_HTTP_INCLUDE (nginx_http_include): a
+	// file of nginx `server` blocks, the upstreams kong-sim serves.
+	NginxHTTPInclude string
 }
 
 // Lookup reads one environment variable; os.Getenv in production.
@@ -60,6 +63,7 @@ func FromEnv(getenv Lookup, fileExists func(string) bool) (Env, error) {
 		DeclarativeConfigString: getenv("KONG_DECLARATIVE_CONFIG_STRING"),
 		ProxyAccessLog:          orDefault(getenv("KONG_PROXY_ACCESS_LOG"), "logs/access.log"),
 		ProxyErrorLog:           orDefault(getenv("KONG_PROXY_ERROR_LOG"), "logs/error.log"),
+		NginxHTTPInclude:        getenv("KONG_NGINX_HTTP_INCLUDE"),
 	}
 	var err error
 	if env.Release, err = releaseFamily(getenv); err != nil {

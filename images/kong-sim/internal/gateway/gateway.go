@@ -2,7 +2,26 @@
 // emulated nginx workers that routes requests, runs external plugins through
 // their plugin server exactly as Kong's runloop does, applies the bundled
 // request-termination plugin and a model of response-transformer's add.headers,
-// and serves the admin and status APIs.
+// proxies to the route's service, and serves the admin and status APIs and
+// the upstream server blocks of nginx_http_include (package upstream).
+//
+// A request runs as in kong/init.lua: rewrite (global plugins only), access
+// in priority order until a plugin answers (a delayed response: the rest of
+// access, the proxying and the response phase are skipped), the upstream
+// request (pooled keep-alive HTTP; 502 with Kong's message when it fails, 503
+// for a route without a service), the response phase of every plugin that
+// has it (Kong's buffered proxying, on an HTTP/1.x request), the response
+// with Kong's X-Kong-Upstream-Latency, X-Kong-Proxy-Latency and Via (or, for
+// an answer Kong made, X-Kong-Response-Latency and Server), and log in a
+// timer. An external plugin gets exactly the phases its dump lists, each sent
+// as init.lua's build_phases sends it (handle_event; log from a timer).
+//
+// Where kong-sim does not follow Kong: it refuses a plugin listing
+// header_filter or body_filter (no PDK does; Kong's cosocket RPC cannot run
+// there, see checkPhases); it reads the whole upstream body before answering
+// whether or not a plugin has a response phase (Kong streams unless one
+// does); services are plain http:// urls and only strip_path of the route's
+// settings is read; the PDK answers only the methods pdk.go lists.
 package gateway
 
 import (
@@ -23,6 +42,7 @@ import (
 	"github.com/kong-plugin-matrix/kong-sim/internal/pluginserver"
 	"github.com/kong-plugin-matrix/kong-sim/internal/protocol"
 	"github.com/kong-plugin-matrix/kong-sim/internal/release"
+	"github.com/kong-plugin-matrix/kong-sim/internal/upstream"
 )
 
 // readyTimeout is how long Kong's connection_check_timer waits for a socket.
@@ -85,15 +105,27 @@ type Gateway struct {
 	tasks     sync.WaitGroup
 	httpSrvs  []*http.Server
 	listeners map[string]net.Listener
+
+	upstreams         []upstream.Server // nginx_http_include's server blocks
+	upstreamListeners []upstreamListener
+	upstream          *http.Transport // the pool proxied requests go through
 }
 
 // New prepares a node the way `kong start` does before nginx runs: it opens
 // the logs, queries the plugin servers and loads the declarative config.
 // Any error means the node must not start.
 func New(ctx context.Context, env config.Env, opts Options) (*Gateway, error) {
-	g := &Gateway{env: env, masterPID: os.Getpid(), external: map[string]externalPlugin{}, listeners: map[string]net.Listener{}}
+	g := &Gateway{env: env, masterPID: os.Getpid(), external: map[string]externalPlugin{}, listeners: map[string]net.Listener{}, upstream: newUpstreamTransport()}
 	if err := g.openLogs(opts); err != nil {
 		return nil, err
+	}
+	if env.NginxHTTPInclude != "" {
+		servers, err := upstream.Load(env.NginxHTTPInclude)
+		if err != nil {
+			g.closeLogs()
+			return nil, err
+		}
+		g.upstreams = servers
 	}
 	g.nodeID = stableNodeID(env)
 	if err := g.queryPluginServers(ctx); err != nil {
@@ -192,12 +224,32 @@ func (g *Gateway) queryPluginServers(ctx context.Context) error {
 		}
 		server.protocol = info.Protocol
 		for _, p := range info.Plugins {
+			if err := checkPhases(p); err != nil {
+				return err
+			}
 			if existing, dup := g.external[p.Name]; dup {
 				g.masterLog(konglog.Error, konglog.KongMessage("process.lua", 117, "", fmt.Sprintf(
 					"Duplicate plugin name [%s] by %s and %s", p.Name, existing.server.def.Name, def.Name)))
 				continue
 			}
 			g.external[p.Name] = externalPlugin{info: p, server: server}
+		}
+	}
+	return nil
+}
+
+// checkPhases refuses a plugin whose dump lists header_filter or
+// body_filter. Kong would take them (build_phases sends every listed phase
+// but log through handle_event), but its RPC needs a cosocket, which nginx
+// forbids in those phases, so they could only fail on every request. No PDK
+// lists them: go-pdk, the Python and the JavaScript PDKs offer certificate,
+// rewrite, access, response, preread and log; `response` is theirs.
+func checkPhases(p pluginserver.PluginInfo) error {
+	for _, phase := range p.Phases {
+		if phase == "header_filter" || phase == "body_filter" {
+			return fmt.Errorf("plugin %q lists phase %q: Kong calls external plugins through a cosocket, which nginx "+
+				"does not allow in header_filter or body_filter, so no PDK offers it and kong-sim does not pretend to run it; "+
+				"use the response phase (go-pdk's Response method)", p.Name, phase)
 		}
 	}
 	return nil
@@ -268,6 +320,10 @@ func (g *Gateway) Start(ctx context.Context) error {
 	if err := g.listen(); err != nil {
 		return err
 	}
+	if err := g.listenUpstreams(); err != nil {
+		g.closeListeners()
+		return err
+	}
 	if err := writeRunFiles(g.env, g.masterPID); err != nil {
 		g.closeListeners()
 		return err
@@ -301,6 +357,9 @@ func (g *Gateway) closeListeners() {
 	for _, l := range g.listeners {
 		l.Close()
 	}
+	for _, l := range g.upstreamListeners {
+		l.Close()
+	}
 }
 
 // Addr returns the bound address of the "proxy", "admin" or "status"
@@ -318,6 +377,9 @@ func (g *Gateway) serve() {
 		"admin":  g.adminHandler(),
 		"status": g.statusHandler(),
 	}
+	for _, l := range g.upstreamListeners {
+		g.serveOn(l, &http.Server{Handler: l.server.Handler(), ReadHeaderTimeout: 60 * time.Second})
+	}
 	for name, l := range g.listeners {
 		srv := &http.Server{Handler: handlers[name], ReadHeaderTimeout: 60 * time.Second}
 		if name == "proxy" {
@@ -326,13 +388,18 @@ func (g *Gateway) serve() {
 			srv.ConnContext = g.assignWorker
 			srv.ConnState = g.stats.track
 		}
-		g.httpSrvs = append(g.httpSrvs, srv)
-		g.tasks.Add(1)
-		go func(l net.Listener) {
-			defer g.tasks.Done()
-			_ = srv.Serve(l)
-		}(l)
+		g.serveOn(l, srv)
 	}
+}
+
+// serveOn serves srv on l until Stop shuts it down.
+func (g *Gateway) serveOn(l net.Listener, srv *http.Server) {
+	g.httpSrvs = append(g.httpSrvs, srv)
+	g.tasks.Add(1)
+	go func() {
+		defer g.tasks.Done()
+		_ = srv.Serve(l)
+	}()
 }
 
 func (g *Gateway) startPluginServers(ctx context.Context) {
@@ -386,6 +453,7 @@ func (g *Gateway) stop() {
 	for _, w := range g.workers {
 		w.closeClients()
 	}
+	g.upstream.CloseIdleConnections()
 	removeRunFiles(g.env)
 	g.masterLog(konglog.Notice, "exit")
 	g.closeLogs()

@@ -151,7 +151,11 @@ var pdkAnswers = map[string]func(req *request, w *worker, args []any) (any, erro
 	"kong.nginx.get_subsystem": stringAnswer(func(*request, *worker) string { return "http" }),
 	"kong.node.get_id":         stringAnswer(func(_ *request, w *worker) string { return w.g.nodeID }),
 	"kong.request.get_header": func(req *request, _ *worker, args []any) (any, error) {
-		return headerOrNil(req.http.Header, luaString(arg(args, 0))), nil
+		name := luaString(arg(args, 0))
+		if strings.EqualFold(name, "host") { // Go keeps the Host header apart from the others
+			return req.http.Host, nil
+		}
+		return headerOrNil(req.http.Header, name), nil
 	},
 }
 

@@ -39,9 +39,10 @@ type request struct {
 	inTimer bool // a log-phase timer: no request to log, no plugin namespace
 	gen     *generation
 
-	mu      sync.Mutex
-	headers http.Header // response headers set by plugins
-	exit    *exitResponse
+	mu       sync.Mutex
+	headers  http.Header // response headers: set by plugins, and the upstream's once it answered
+	exit     *exitResponse
+	upstream *upstreamResponse // the service's answer, when the request was proxied
 }
 
 // exitResponse is a response produced by Kong itself (kong.response.exit).
@@ -60,14 +61,18 @@ func (g *Gateway) serveProxy(rw http.ResponseWriter, r *http.Request) {
 	// The config this request runs with, whatever a reload does meanwhile.
 	gen := g.current.Load()
 	req := &request{conn: conn, http: r, ctx: r.Context(), started: time.Now(), headers: http.Header{}, gen: gen}
-	route, ok := match(gen.decl, r.URL.Path)
+	route, prefix, ok := match(gen.decl, r.URL.Path)
 	if !ok {
 		req.exitJSON(http.StatusNotFound, "no Route matched with those values")
 		g.respond(rw, req, nil)
 		return
 	}
 	plugins := g.pluginsFor(gen.decl, route)
-	g.runPlugins(req, route, plugins)
+	g.runPlugins(req, plugins)
+	if !req.exited() {
+		g.proxy(req, gen.decl, route, prefix)
+		g.runPhase(req, plugins, "response")
+	}
 	g.respond(rw, req, plugins)
 	g.startLogTimers(req, plugins)
 }
@@ -94,18 +99,19 @@ func (g *Gateway) startLogTimers(req *request, plugins []config.Plugin) {
 	}
 }
 
-// match finds the route of decl with the longest prefix path matching path.
-func match(decl *config.Declarative, path string) (config.Route, bool) {
+// match finds the route of decl with the longest prefix path matching path,
+// and that prefix.
+func match(decl *config.Declarative, path string) (config.Route, string, bool) {
 	var best config.Route
-	bestLen := -1
+	bestPrefix, found := "", false
 	for _, route := range decl.Routes {
 		for _, prefix := range route.Paths {
-			if strings.HasPrefix(path, prefix) && len(prefix) > bestLen {
-				best, bestLen = route, len(prefix)
+			if strings.HasPrefix(path, prefix) && (!found || len(prefix) > len(bestPrefix)) {
+				best, bestPrefix, found = route, prefix, true
 			}
 		}
 	}
-	return best, bestLen >= 0
+	return best, bestPrefix, found
 }
 
 // pluginsFor lists the plugins that apply to a route, the most specific
@@ -163,8 +169,10 @@ func (g *Gateway) priority(name string) int {
 }
 
 // runPlugins runs the rewrite phase (global plugins only, as in Kong) and
-// the access phase; a plugin that ends the request stops its phase.
-func (g *Gateway) runPlugins(req *request, route config.Route, plugins []config.Plugin) {
+// the access phase; a plugin that ends the request (a delayed response in
+// Kong) stops its phase and the rest: kong/init.lua runs no further access
+// handler once ctx.delayed_response is set, and does not proxy.
+func (g *Gateway) runPlugins(req *request, plugins []config.Plugin) {
 	for _, phase := range []string{"rewrite", "access"} {
 		for _, p := range plugins {
 			if req.exited() {
@@ -176,10 +184,15 @@ func (g *Gateway) runPlugins(req *request, route config.Route, plugins []config.
 			g.runPlugin(req, p, phase)
 		}
 	}
-	if !req.exited() {
-		req.conn.worker.log(konglog.Error, req.logContext(), fmt.Sprintf(
-			"kong-sim does not proxy upstreams: route %s (%s) has no request-termination plugin", route.Name, route.ID))
-		req.exitJSON(http.StatusBadGateway, "An invalid response was received from the upstream server")
+}
+
+// runPhase runs one phase of every plugin that has it, whatever the others
+// did: "response", which Kong runs (Kong.response, buffered proxying) once
+// the service has answered, or failed with its 502, for each plugin whose
+// handler has it, in priority order.
+func (g *Gateway) runPhase(req *request, plugins []config.Plugin, phase string) {
+	for _, p := range plugins {
+		g.runPlugin(req, p, phase)
 	}
 }
 
@@ -214,18 +227,25 @@ func contains(list []string, want string) bool {
 	return false
 }
 
-// respond writes the response Kong produced, after the header_filter phase
-// of the request's plugins, and the access-log line.
+// respond writes the response, the service's or one Kong produced
+// (kong.response.exit, a 502), after the header_filter phase of the
+// request's bundled plugins, and the access-log line.
 func (g *Gateway) respond(rw http.ResponseWriter, req *request, plugins []config.Plugin) {
 	req.mu.Lock()
-	exit := req.exit
+	exit, answer := req.exit, req.upstream
 	out := rw.Header()
 	for name, values := range req.headers {
 		out[name] = values
 	}
 	req.mu.Unlock()
-	for name, values := range exit.headers {
-		out[name] = values
+	status, body := 0, []byte(nil)
+	if exit != nil {
+		status, body = exit.status, exit.body
+		for name, values := range exit.headers {
+			out[name] = values
+		}
+	} else {
+		status, body = answer.status, answer.body
 	}
 	for _, p := range plugins {
 		if p.Name == responseTransformer {
@@ -233,14 +253,18 @@ func (g *Gateway) respond(rw http.ResponseWriter, req *request, plugins []config
 			t.headerFilter(out)
 		}
 	}
-	out.Set("Content-Length", strconv.Itoa(len(exit.body)))
-	out.Set("X-Kong-Response-Latency", strconv.FormatInt(time.Since(req.started).Milliseconds(), 10))
-	out.Set("Server", g.env.ServerHeader())
-	rw.WriteHeader(exit.status)
-	_, _ = rw.Write(exit.body)
+	out.Set("Content-Length", strconv.Itoa(len(body)))
+	if answer != nil {
+		g.proxiedHeaders(out, answer)
+	} else {
+		out.Set("X-Kong-Response-Latency", strconv.FormatInt(time.Since(req.started).Milliseconds(), 10))
+		out.Set("Server", g.env.ServerHeader())
+	}
+	rw.WriteHeader(status)
+	_, _ = rw.Write(body)
 	g.accessLog.Log(konglog.Access{
 		Client: req.clientIP(), At: req.started, RequestLine: req.requestLine(),
-		Status: exit.status, BodyBytes: len(exit.body),
+		Status: status, BodyBytes: len(body),
 		Referer: req.http.Referer(), UserAgent: req.http.UserAgent(),
 	})
 }

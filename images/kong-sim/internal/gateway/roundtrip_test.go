@@ -17,6 +17,7 @@ import (
 
 	"github.com/kong-plugin-matrix/kong-sim/internal/config"
 	"github.com/kong-plugin-matrix/kong-sim/internal/konglog"
+	"github.com/kong-plugin-matrix/kong-sim/internal/pluginserver"
 	"github.com/kong-plugin-matrix/kong-sim/internal/protocol"
 	"github.com/kong-plugin-matrix/kong-sim/internal/release"
 )
@@ -42,6 +43,7 @@ services:
               status_code: 200
               message: hello from kong-sim
   - name: no-termination
+    url: http://127.0.0.1:9
     routes:
       - name: upstream
         paths: [/upstream]
@@ -68,9 +70,15 @@ func (b *syncBuffer) String() string {
 // buildPlugin compiles the example plugin; its file name is the plugin name.
 func buildPlugin(t *testing.T, dir string) string {
 	t.Helper()
-	binary := filepath.Join(dir, "example-plugin")
+	return buildPluginFrom(t, dir, pluginSource)
+}
+
+// buildPluginFrom compiles the Go plugin in folder source, named after it.
+func buildPluginFrom(t *testing.T, dir, source string) string {
+	t.Helper()
+	binary := filepath.Join(dir, filepath.Base(source))
 	build := exec.Command("go", "build", "-o", binary, ".")
-	build.Dir = pluginSource
+	build.Dir = source
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building the example plugin: %v\n%s", err, out)
@@ -94,12 +102,21 @@ func startNode(t *testing.T, version string, workers int) *node {
 // startNodeWith starts a node on the declarative config kongYML.
 func startNodeWith(t *testing.T, version string, workers int, kongYML string) *node {
 	t.Helper()
+	return startPluginNode(t, version, workers, kongYML, pluginSource, "")
+}
+
+// startPluginNode starts a node running the Go plugin in folder source as
+// example-plugin's stand-in (kongYML names it), serving the upstreams of
+// the nginx include file when one is given.
+func startPluginNode(t *testing.T, version string, workers int, kongYML, source, include string) *node {
+	t.Helper()
 	family, err := release.ForVersion(version)
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	binary := buildPlugin(t, dir)
+	binary := buildPluginFrom(t, dir, source)
+	name := filepath.Base(source)
 	configPath := filepath.Join(dir, "kong.yml")
 	if err := os.WriteFile(configPath, []byte(kongYML), 0o600); err != nil {
 		t.Fatal(err)
@@ -108,14 +125,15 @@ func startNodeWith(t *testing.T, version string, workers int, kongYML string) *n
 		Version: version,
 		Release: family,
 		Prefix:  dir,
-		Plugins: []string{"request-termination", "response-transformer", "example-plugin"},
+		Plugins: []string{"request-termination", "response-transformer", name},
 		PluginServers: []config.PluginServer{{
-			Name:         "example-plugin",
-			Socket:       filepath.Join(dir, "example-plugin.socket"),
+			Name:         name,
+			Socket:       filepath.Join(dir, name+".socket"),
 			StartCommand: binary + " -kong-prefix " + dir,
 			QueryCommand: binary + " -dump",
 		}},
 		DeclarativeConfig: configPath,
+		NginxHTTPInclude:  include,
 		LogLevel:          konglog.Debug,
 		Workers:           workers,
 		ProxyListen:       "127.0.0.1:0",
@@ -131,7 +149,11 @@ func startNodeWith(t *testing.T, version string, workers int, kongYML string) *n
 	}
 	t.Cleanup(g.Stop)
 	n.g, n.proxy, n.admin = g, "http://"+g.Addr("proxy"), "http://"+g.Addr("admin")
-	n.waitForPlugin(t)
+	if source == pluginSource {
+		n.waitForPlugin(t)
+	} else if err := pluginserver.WaitReady(context.Background(), env.PluginServers[0].Socket, 10*time.Second); err != nil {
+		t.Fatalf("the plugin server never listened: %v\n%s", err, n.log.String())
+	}
 	return n
 }
 
@@ -282,9 +304,10 @@ func TestRoutingAndAdmin(t *testing.T) {
 	if resp.StatusCode != http.StatusNotFound || body != `{"message":"no Route matched with those values"}` {
 		t.Errorf("unmatched: %d %s", resp.StatusCode, body)
 	}
-	resp, _ = n.get(t, "/upstream")
-	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(n.log.String(), "kong-sim does not proxy upstreams") {
-		t.Errorf("route without termination: %d", resp.StatusCode)
+	resp, body = n.get(t, "/upstream")
+	if resp.StatusCode != http.StatusBadGateway || body != `{"message":"An invalid response was received from the upstream server"}` ||
+		!strings.Contains(n.log.String(), `connect() failed (111: Connection refused) while connecting to upstream, upstream: "http://127.0.0.1:9/"`) {
+		t.Errorf("route to a closed port: %d %s", resp.StatusCode, body)
 	}
 	if resp.Header.Get("X-Example-Message") == "" || resp.Header.Get("Server") != "kong/3.4.1.0-enterprise-edition" {
 		t.Errorf("headers: %v", resp.Header)
@@ -376,28 +399,3 @@ func TestNode39LogsTheNewPluginServerLines(t *testing.T) {
 
 // imagesKongYML is the declarative config the images bake in.
 const imagesKongYML = "../../../kong.yml"
-
-func TestTheImagesConfigRunsBothRoutes(t *testing.T) {
-	data, err := os.ReadFile(imagesKongYML)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := startNodeWith(t, "3.6.0.0", 2, string(data))
-	resp, body := n.get(t, "/hello-lua")
-	if resp.StatusCode != http.StatusOK || body != `{"message":"hello from kong-plugin-matrix"}` {
-		t.Fatalf("/hello-lua: %d %s", resp.StatusCode, body)
-	}
-	if got := resp.Header.Get("X-Example-Message"); got != "lua" {
-		t.Errorf("/hello-lua: X-Example-Message = %q, want the Lua plugin's %q", got, "lua")
-	}
-	if _, set := resp.Header["X-Example-Config"]; set {
-		t.Error("/hello-lua ran the Go plugin: it must be scoped to /hello")
-	}
-	resp, _ = n.get(t, "/hello")
-	if !strings.HasPrefix(resp.Header.Get("X-Example-Message"), "New() calls: ") {
-		t.Errorf("/hello: X-Example-Message = %q", resp.Header.Get("X-Example-Message"))
-	}
-	if values, set := resp.Header["X-Example-Config"]; !set || values[0] != "" {
-		t.Errorf("/hello: X-Example-Config = %q (set: %v), want empty", values, set)
-	}
-}

@@ -380,3 +380,18 @@ func compare(a, b []int) int {
 func IsEnterprise(version string) bool {
 	return strings.Count(version, ".") == 3
 }
+
+// AtLeast reports whether version is min or later, comparing the parts both
+// have (3.8.0.0 is at least 3.8.0); a version that does not parse is not.
+func AtLeast(version, min string) bool {
+	v, errV := parseVersion(version)
+	m, errM := parseVersion(min)
+	if errV != nil || errM != nil {
+		return false
+	}
+	n := len(m)
+	if len(v) < n {
+		n = len(v)
+	}
+	return compare(v[:n], m[:n]) >= 0
+}

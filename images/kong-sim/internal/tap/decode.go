@@ -123,7 +123,7 @@ func decodeProtoBuf(rep *Reporter, fromKong, fromServer io.Reader) error {
 		case *pb.RpcCall_CmdCloseInstance:
 			rep.InstanceClosed(id)
 		case *pb.RpcCall_CmdHandleEvent:
-			rep.Event()
+			rep.Event(call.GetCmdHandleEvent().GetEventName())
 		}
 	}
 }
@@ -229,7 +229,7 @@ func decodeMsgPack(rep *Reporter, fromKong, fromServer io.Reader) error {
 		case protocol.MsgPackCloseInstance:
 			rep.InstanceClosed(id)
 		case protocol.MsgPackHandleEvent:
-			rep.Event()
+			rep.Event(eventName(params))
 		}
 	}
 }
@@ -282,6 +282,16 @@ func describeMethod(method string, params []any) (string, int64) {
 		return "HandleEvent", -1
 	}
 	return method, -1
+}
+
+// eventName is plugin.HandleEvent's EventName ("" when it has none).
+func eventName(params []any) string {
+	if len(params) == 0 {
+		return ""
+	}
+	m, _ := params[0].(map[string]any)
+	name, _ := m["EventName"].(string)
+	return name
 }
 
 func field(value any, key string) (int64, bool) {

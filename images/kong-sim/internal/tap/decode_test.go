@@ -214,14 +214,44 @@ func TestReportWritesTotalsOnlyWhenTheyChange(t *testing.T) {
 	rep := NewReporter(&out)
 	var summary Summary
 	rep.Report(&summary, false)
-	rep.Event()
+	rep.Event("access")
 	rep.Report(&summary, false)
 	rep.Report(&summary, false)
 	rep.Report(&summary, true)
-	want := "kpm-tap: totals started=0 closed=0 events=1 errors=0 dropped=0\n" +
-		"kpm-tap: totals started=0 closed=0 events=1 errors=0 dropped=0\n"
+	want := "kpm-tap: totals started=0 closed=0 events=1 errors=0 dropped=0 phases=access:1\n" +
+		"kpm-tap: totals started=0 closed=0 events=1 errors=0 dropped=0 phases=access:1\n"
 	if out.String() != want {
 		t.Fatalf("got %q", out.String())
+	}
+}
+
+// phases= counts events by the name on the wire, sorted, and is left out
+// while there is none, so the line reads as before.
+func TestTotalsCountEventsByPhase(t *testing.T) {
+	var out bytes.Buffer
+	rep := NewReporter(&out)
+	var summary Summary
+	rep.Report(&summary, true)
+	for _, phase := range []string{"response", "access", "log", "access", "weird name,:x", ""} {
+		rep.Event(phase)
+	}
+	rep.Report(&summary, false)
+	want := "kpm-tap: totals started=0 closed=0 events=0 errors=0 dropped=0\n" +
+		"kpm-tap: totals started=0 closed=0 events=6 errors=0 dropped=0 phases=_:1,access:2,log:1,response:1,weird_name__x:1\n"
+	if out.String() != want {
+		t.Fatalf("got %q\nwant %q", out.String(), want)
+	}
+}
+
+// The event names come from the wire in either protocol.
+func TestDecodeCountsEventsByTheirNameOnTheWire(t *testing.T) {
+	for name, rec := range map[string]*recording{"ProtoBuf:1": protoBufRecording(t), "MsgPack:1": msgPackRecording(t)} {
+		var out bytes.Buffer
+		rep := NewReporter(&out)
+		Decode(rep, ProtocolAuto, bytes.NewReader(rec.kong.Bytes()), bytes.NewReader(rec.server.Bytes()))
+		if got := rep.Phases(); len(got) != 1 || got["access"] != 1 {
+			t.Errorf("%s: phases %v, want access:1", name, got)
+		}
 	}
 }
 

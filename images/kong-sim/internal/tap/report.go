@@ -13,7 +13,7 @@
 //	kpm-tap: instance closed id=%d total=%d
 //	kpm-tap: error call=%s id=%d total=%d reason=%q
 //	kpm-tap: error call=StartInstance total=%d reason=%q
-//	kpm-tap: totals started=%d closed=%d events=%d errors=%d dropped=%d
+//	kpm-tap: totals started=%d closed=%d events=%d errors=%d dropped=%d phases=%s
 //	kpm-tap: decoder dropped %d bytes total=%d
 //	kpm-tap: decoder gave up protocol=%s reason=%q
 //	kpm-tap: server exited status=%q
@@ -29,7 +29,12 @@
 // other call, the method's name. total= counts the same kind of line so far.
 // Events (HandleEvent calls answered without error, one or more per request)
 // appear only in the totals line, at most once a second and when something
-// changed, and once more at exit. "decoder dropped" says the decoder fell
+// changed, and once more at exit. phases= splits them by the event name on
+// the wire (ProtoBuf CmdHandleEvent.event_name, MsgPack plugin.HandleEvent's
+// EventName: access, response, log, ...) as NAME:N pairs joined by commas,
+// names sorted (a name is kept to [A-Za-z0-9_-], anything else becoming _);
+// the field is left out until there is an event, so the line then reads as
+// it did before the field existed. "decoder dropped" says the decoder fell
 // behind the relay and missed N bytes (since the previous such line; total=
 // since start): the relay never waits for it, so counts are then low.
 package tap
@@ -37,6 +42,8 @@ package tap
 import (
 	"fmt"
 	"io"
+	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,6 +65,9 @@ type Reporter struct {
 	out io.Writer
 
 	started, closed, events, errors, dropped atomic.Int64
+
+	phaseMu sync.Mutex
+	phases  map[string]int64 // events by phase name
 }
 
 // NewReporter writes to out (the tap's stdout).
@@ -93,9 +103,57 @@ func (r *Reporter) InstanceClosed(id int64) {
 	r.printf("instance closed id=%d total=%d", id, r.closed.Add(1))
 }
 
-// Event records a HandleEvent answered without error.
-func (r *Reporter) Event() {
+// Event records a HandleEvent of phase answered without error.
+func (r *Reporter) Event(phase string) {
+	r.phaseMu.Lock()
+	if r.phases == nil {
+		r.phases = map[string]int64{}
+	}
+	r.phases[phaseName(phase)]++
+	r.phaseMu.Unlock()
 	r.events.Add(1)
+}
+
+// Phases returns the events so far by phase name.
+func (r *Reporter) Phases() map[string]int64 {
+	r.phaseMu.Lock()
+	defer r.phaseMu.Unlock()
+	phases := make(map[string]int64, len(r.phases))
+	for name, n := range r.phases {
+		phases[name] = n
+	}
+	return phases
+}
+
+// phaseName keeps a name from the wire to characters that cannot break the
+// totals line.
+func phaseName(phase string) string {
+	if phase == "" {
+		return "_"
+	}
+	return strings.Map(func(c rune) rune {
+		if c == '-' || c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' {
+			return c
+		}
+		return '_'
+	}, phase)
+}
+
+// phasesField is the totals line's ` phases=NAME:N,...`, "" without events.
+func phasesField(phases map[string]int64) string {
+	if len(phases) == 0 {
+		return ""
+	}
+	names := make([]string, 0, len(phases))
+	for name := range phases {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	pairs := make([]string, len(names))
+	for i, name := range names {
+		pairs[i] = fmt.Sprintf("%s:%d", name, phases[name])
+	}
+	return " phases=" + strings.Join(pairs, ",")
 }
 
 // Error records a failed call; id < 0 when the call names no instance.
@@ -135,7 +193,10 @@ func (r *Reporter) Failed(reason string) {
 
 // Summary is what the last totals line said, so that Report writes only
 // what changed.
-type Summary struct{ last Stats }
+type Summary struct {
+	last       Stats
+	lastPhases string
+}
 
 // Report writes the dropped-bytes line if more bytes were dropped, and the
 // totals line if anything changed (or always, with force).
@@ -144,11 +205,12 @@ func (r *Reporter) Report(s *Summary, force bool) {
 	if now.Dropped > s.last.Dropped {
 		r.printf("decoder dropped %d bytes total=%d", now.Dropped-s.last.Dropped, now.Dropped)
 	}
-	if force || now != s.last {
-		r.printf("totals started=%d closed=%d events=%d errors=%d dropped=%d",
-			now.Started, now.Closed, now.Events, now.Errors, now.Dropped)
+	phases := phasesField(r.Phases())
+	if force || now != s.last || phases != s.lastPhases {
+		r.printf("totals started=%d closed=%d events=%d errors=%d dropped=%d%s",
+			now.Started, now.Closed, now.Events, now.Errors, now.Dropped, phases)
 	}
-	s.last = now
+	s.last, s.lastPhases = now, phases
 }
 
 // ReportEvery calls Report every interval until stop is closed.
