@@ -28,8 +28,10 @@ from orchestration.report import Verdict
 
 PLUGIN_FACTS = "plugin.json"
 KONG_LOG = "kong.log"
-# The phases Kong runs for an external plugin configured on a route (rewrite: global only).
-ROUTE_PHASES = frozenset({"access", "header_filter", "body_filter", "log", "response"})
+# The phases Kong runs for an external plugin configured on a route: rewrite runs for global
+# plugins only, certificate and preread are not HTTP request phases, and no PDK (go-pdk, Python,
+# JavaScript) has header_filter or body_filter (Kong's plugin server could not call them there).
+ROUTE_PHASES = frozenset({"access", "response", "log"})
 
 DID_NOT_RUN: Verdict = "did-not-run"
 PARTIAL: Verdict = "partial"
@@ -92,7 +94,8 @@ def _phases_hint(facts: dict[str, Any]) -> str:
     if not ROUTE_PHASES.intersection(phases):
         return (
             f"{about}; Kong runs none of these for a plugin on a route (rewrite runs for global "
-            "plugins only): give it an access, header_filter, body_filter or log handler"
+            "plugins only; no PDK has header_filter or body_filter): give it an Access, "
+            "Response or Log handler"
         )
     return about
 

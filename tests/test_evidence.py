@@ -63,8 +63,8 @@ def test_hints_name_phases_priority_and_what_kong_does_not_run(tmp_path: Path) -
     _facts(tmp_path, phases=["rewrite"])
     assert evidence.hints(tmp_path) == [
         "go-hello: priority 1, phases rewrite; Kong runs none of these for a plugin on a route "
-        "(rewrite runs for global plugins only): give it an access, header_filter, body_filter "
-        "or log handler"
+        "(rewrite runs for global plugins only; no PDK has header_filter or body_filter): give it "
+        "an Access, Response or Log handler"
     ]
 
 
