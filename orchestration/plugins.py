@@ -99,6 +99,20 @@ PLUGIN_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 GO_PDK_IMPORT_RE = re.compile(r'"github\.com/Kong/go-pdk(/[^"]*)?"')
 GO_PACKAGE_MAIN_RE = re.compile(r"^package\s+main\b", re.MULTILINE)
 GO_DIRECTIVE_RE = re.compile(r"^go\s+(\d+)\.(\d+)", re.MULTILINE)
+GO_PDK_MODULE = "github.com/Kong/go-pdk"
+CODEC_MODULE = "github.com/ugorji/go/codec"
+SEMVER_RE = re.compile(r"v(\d+)\.(\d+)\.(\d+)")
+# go-pdk's eras (its tags' server/ package): before v0.6.0 a plugin was a Go plugin (.so) that
+# Kong's go-pluginserver loaded, which Kong 3.0 removed (`go_pluginserver_exe`, `go_plugins_dir`);
+# v0.6.x embeds a MessagePack server (`-dump` prints a bare list, no Protocol); v0.7.0 on speak
+# ProtoBuf:1 and dump {Protocol, SocketPath, Plugins}. Every embedded server listens on
+# <-kong-prefix>/<binary name>.socket.
+FIRST_EMBEDDED_GO_PDK = (0, 6, 0)
+FIRST_PROTOBUF_GO_PDK = (0, 7, 0)
+# ugorji/go/codec before v1.2.3 links runtime internals that Go 1.23+ refuses ("invalid reference
+# to runtime.typedmemclr"); its `safe` build tag uses reflection only, on every Go.
+FIRST_CODEC_LINKING_ON_NEW_GO = (1, 2, 3)
+CODEC_SAFE_TAG = "safe"
 GOLANG_IMAGE_RE = re.compile(r"^(?:docker\.io/)?(?:library/)?golang:(\d+)\.(\d+)")
 PYTHON_PDK_IMPORT_RE = re.compile(r"^\s*(?:from|import)\s+kong_pdk\b", re.MULTILINE)
 JS_PDK_RE = re.compile(r"""require\(\s*['"]kong-pdk|module\.exports\s*=\s*\{[^}]*\bPlugin\b""")
@@ -126,12 +140,39 @@ class PluginSource:
         match = GO_DIRECTIVE_RE.search((self.path / self.go_modfile).read_text())
         return (int(match[1]), int(match[2])) if match else None
 
+    @property
+    def go_pdk_version(self) -> str | None:
+        """go: the go-pdk version the module file requires (after a `replace`), if it says."""
+        if self.kind != "go":
+            return None
+        return module_version(_text(self.path / self.go_modfile), GO_PDK_MODULE)
+
+    @property
+    def go_build_tags(self) -> str:
+        """go: the build tags the plugin needs (`safe` for an ugorji codec older than v1.2.3,
+        which no Go from 1.23 on links otherwise); empty for most plugins."""
+        if self.kind != "go":
+            return ""
+        sums = self.path / (self.go_modfile.removesuffix(".mod") + ".sum")
+        codec = _newest(
+            [
+                *re.findall(rf"^{re.escape(CODEC_MODULE)} (v\S+) h1:", _text(sums), re.MULTILINE),
+                *filter(None, [module_version(_text(self.path / self.go_modfile), CODEC_MODULE)]),
+            ]
+        )
+        pdk = semver(self.go_pdk_version)
+        if codec is None:  # no pin of its own: go-pdk's MessagePack era brings v1.2.1
+            old_codec = pdk is not None and pdk < FIRST_PROTOBUF_GO_PDK
+        else:
+            old_codec = codec < FIRST_CODEC_LINKING_ON_NEW_GO
+        return CODEC_SAFE_TAG if old_codec else ""
+
 
 @dataclass(frozen=True)
 class PluginDump:
     """What Kong learns from the plugin's query command, and how Kong must run it."""
 
-    server_name: str  # the KONG_PLUGINSERVER_NAMES entry
+    server_name: str  # the KONG_PLUGINSERVER_NAMES entry, lowercased as Kong does
     plugin_name: str  # the KONG_PLUGINS entry and kong.yml's plugin name
     protocol: str  # ProtoBuf:1 (go-pdk) or MsgPack:1 (Python, JavaScript)
     phases: tuple[str, ...]
@@ -303,7 +344,9 @@ def plugin_from_directory(directory: Path) -> PluginSource:
         )
     kind = next(iter(found))
     if kind == "go":
-        return PluginSource(label, "go", path, entry=label)
+        source = PluginSource(label, "go", path, entry=label)
+        _refuse_pluginserver_era(source, directory)
+        return source
     if kind == "python":
         return PluginSource(label, "python", path, entry=_python_server_script(path, directory))
     return PluginSource(label, "js", path)
@@ -345,6 +388,49 @@ def _text(path: Path) -> str:
         return path.read_text(errors="replace")
     except OSError:
         return ""
+
+
+def module_version(go_mod: str, module: str) -> str | None:
+    """The version of `module` that a go.mod's text selects: a `replace` by a version wins over
+    the `require` (a replace by a directory: None, the version cannot be told)."""
+    name = re.escape(module)
+    replaced = re.search(
+        rf"^\s*(?:replace\s+)?{name}(?:\s+v\S+)?\s+=>\s+(\S+)(?:\s+(v\S+))?",
+        go_mod,
+        re.MULTILINE,
+    )
+    if replaced:
+        return replaced[2] if replaced[2] and replaced[1] == module else None
+    required = re.search(rf"^\s*(?:require\s+)?{name}\s+(v\S+)", go_mod, re.MULTILINE)
+    return required[1] if required else None
+
+
+def semver(version: str | None) -> tuple[int, int, int] | None:
+    """(major, minor, patch) of a Go module version (`v0.6.1`, `v0.11.1-0.2024...`)."""
+    match = SEMVER_RE.match(version or "")
+    return (int(match[1]), int(match[2]), int(match[3])) if match else None
+
+
+def _newest(versions: Iterable[str]) -> tuple[int, int, int] | None:
+    return max(filter(None, map(semver, versions)), default=None)
+
+
+def _refuse_pluginserver_era(source: PluginSource, shown: Path) -> None:
+    """A go-pdk from before the embedded server cannot run in Kong 3.x at all: say so now."""
+    version = source.go_pdk_version
+    found = semver(version)
+    if found is None or found >= FIRST_EMBEDDED_GO_PDK:
+        return
+    oldest = "v{}.{}.{}".format(*FIRST_EMBEDDED_GO_PDK)
+    raise ConfigError(
+        f"--plugin {shown}: {source.go_modfile} requires go-pdk {version}, from before go-pdk "
+        "had its own server: such a plugin is a Go plugin (.so) for Kong's go-pluginserver, "
+        "which Kong 3.0 removed (go_pluginserver_exe, go_plugins_dir), so no Kong this tool "
+        f"measures can run it. The oldest go-pdk that runs is {oldest} (MessagePack); v0.7.0 "
+        "and later speak ProtoBuf. Move the plugin to a newer go-pdk (`go get "
+        f"{GO_PDK_MODULE}@latest`) and start its server in main: "
+        "`server.StartServer(New, Version, Priority)`"
+    )
 
 
 def _python_server_script(path: Path, shown: Path) -> str:
@@ -426,6 +512,7 @@ def plugin_image_tag(
         source.kind,
         source.go_modfile,
         source.entry,
+        source.go_build_tags,
         *_identities(bases, sim, docker_host),
     ]:
         digest.update(text.encode() + b"\0")
@@ -525,6 +612,7 @@ def build_plugin_image(
         "KPM_NODE_IMAGE": plan.node_image,
         "KPM_PLUGIN_NAME": source.entry or source.label,
         "KPM_GO_MODFILE": source.go_modfile,
+        "KPM_GO_TAGS": source.go_build_tags,
     }
     with tempfile.TemporaryDirectory(prefix="kpm-plugin-build-") as scratch:
         context = Path(scratch) / "context"
@@ -786,8 +874,9 @@ def _keep(path: Path, text: str) -> None:
 def parse_dump(
     output: str, source: PluginSource, *, start_command: str, query_command: str
 ) -> PluginDump:
-    """The dump of one plugin: go-pdk's object (Protocol, SocketPath, Plugins) or the Python and
-    JavaScript servers' list of plugin infos."""
+    """The dump of one plugin: go-pdk's object (Protocol, SocketPath, Plugins), or a list of
+    plugin infos, which Kong takes for MsgPack:1 (the Python and JavaScript servers, go-pdk
+    v0.6)."""
     try:
         parsed = json.loads(output)
     except ValueError:
@@ -813,10 +902,10 @@ def parse_dump(
         )
     info = _plugin_info(infos[0], source)
     name = info["Name"]
-    if not socket:
-        socket = f"{KONG_PREFIX}/{name}.sock" if source.kind == "python" else JS_SOCKET
     return PluginDump(
-        server_name=name,
+        # Kong lowercases plugin-server names (process.lua 3.4, conf_loader 3.9) and tags the
+        # server's relayed lines with that; KONG_PLUGINS and the dump's Name keep their case.
+        server_name=name.lower(),
         plugin_name=name,
         protocol=protocol,
         phases=tuple(info["Phases"]),
@@ -825,8 +914,20 @@ def parse_dump(
         schema=_config_schema(info, source),
         start_command=start_command,
         query_command=query_command,
-        socket=socket,
+        socket=socket or _server_socket(source, name, start_command),
     )
+
+
+def _server_socket(source: PluginSource, name: str, start_command: str) -> str:
+    """Where a server that dumps no SocketPath listens: go-pdk v0.6 at <prefix>/<binary>.socket
+    as every go-pdk does, the Python PDK's dedicated server at <prefix>/<name>.sock,
+    kong-js-pluginserver at its one socket."""
+    if source.kind == "go":
+        binary = PurePosixPath(start_command.split(maxsplit=1)[0]).name
+        return f"{KONG_PREFIX}/{binary}.socket"
+    if source.kind == "python":
+        return f"{KONG_PREFIX}/{name}.sock"
+    return JS_SOCKET
 
 
 def _plugin_info(info: object, source: PluginSource) -> dict[str, Any]:

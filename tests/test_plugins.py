@@ -30,6 +30,7 @@ from orchestration.plugins import (
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = REPO_ROOT / "tests" / "plugins" / "rate-tag"
+GO_PDK_06 = REPO_ROOT / "tests" / "plugins" / "go-pdk-06"
 PYTHON_SERVER = """\
 import kong_pdk.pdk.kong as kong
 
@@ -289,6 +290,98 @@ def test_python_and_js_dumps_are_lists_spoken_in_msgpack() -> None:
 
     assert (python.protocol, python.socket) == ("MsgPack:1", "/usr/local/kong/python-plugin.sock")
     assert (js.plugin_name, js.socket) == ("js-plugin", "/usr/local/kong/js_pluginserver.sock")
+
+
+def _go_plugin(directory: Path, go_mod: str, go_sum: str = "") -> PluginSource:
+    files = {"go.mod": go_mod, "main.go": 'package main\nimport "github.com/Kong/go-pdk/server"\n'}
+    (source,) = resolve_plugins([str(_write(directory, {**files, "go.sum": go_sum}))], REPO_ROOT)
+    return source
+
+
+def test_go_pdk_06_dumps_a_bare_list_and_listens_on_its_own_socket() -> None:
+    # go-pdk v0.6.1's -dump, as its server/server.go prints it: no Protocol, no SocketPath.
+    info = dict(GO_DUMP["Plugins"][0], Name="go-pdk-06")
+    (source,) = resolve_plugins([str(GO_PDK_06)], REPO_ROOT)
+    start, query = plugins.commands_for(source)
+
+    dump = parse_dump(json.dumps([info]), source, start_command=start, query_command=query)
+
+    assert dump.protocol == "MsgPack:1"
+    assert dump.socket == "/usr/local/kong/go-pdk-06.socket"  # go-pdk's <prefix>/<binary>.socket
+
+
+@pytest.mark.parametrize(
+    ("go_mod", "version"),
+    [
+        ("module x\n\nrequire github.com/Kong/go-pdk v0.6.1\n", "v0.6.1"),
+        ("module x\n\nrequire (\n\tgithub.com/Kong/go-pdk v0.11.2 // indirect\n)\n", "v0.11.2"),
+        (
+            "module x\nrequire github.com/Kong/go-pdk v0.5.0\n"
+            "replace github.com/Kong/go-pdk => github.com/Kong/go-pdk v0.10.0\n",
+            "v0.10.0",
+        ),
+        (
+            "module x\nrequire github.com/Kong/go-pdk v0.5.0\n"
+            "replace github.com/Kong/go-pdk v0.5.0 => ../go-pdk\n",
+            None,
+        ),
+        ("module x\n", None),
+    ],
+    ids=["require", "block", "replaced-by-version", "replaced-by-directory", "none"],
+)
+def test_the_go_pdk_version_is_what_go_mod_selects(
+    tmp_path: Path, go_mod: str, version: str | None
+) -> None:
+    assert _go_plugin(tmp_path / "p", go_mod).go_pdk_version == version
+
+
+def test_a_go_pluginserver_era_go_pdk_is_refused_before_any_work(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as refused:
+        _go_plugin(tmp_path / "old", "module x\ngo 1.13\nrequire github.com/Kong/go-pdk v0.5.0\n")
+
+    message = str(refused.value)
+    assert "go.mod requires go-pdk v0.5.0" in message
+    assert "go-pluginserver, which Kong 3.0 removed" in message
+    assert "The oldest go-pdk that runs is v0.6.0" in message
+    _go_plugin(tmp_path / "first", "module x\nrequire github.com/Kong/go-pdk v0.6.0\n")  # runs
+
+
+@pytest.mark.parametrize(
+    ("go_mod", "go_sum", "tags"),
+    [
+        ("require github.com/Kong/go-pdk v0.6.1\n", "", "safe"),  # go-pdk v0.6 brings codec v1.2.1
+        (
+            "require github.com/Kong/go-pdk v0.6.1\n",
+            "github.com/ugorji/go/codec v1.2.1/go.mod h1:x=\n"
+            "github.com/ugorji/go/codec v1.2.2 h1:x=\n",
+            "safe",
+        ),
+        (
+            "require github.com/Kong/go-pdk v0.6.1\n",
+            "github.com/ugorji/go/codec v1.2.1 h1:x=\ngithub.com/ugorji/go/codec v1.2.3 h1:x=\n",
+            "",
+        ),
+        ("require github.com/Kong/go-pdk v0.10.0\n", "", ""),
+    ],
+    ids=["msgpack-era", "old-codec-summed", "new-codec-summed", "protobuf-era"],
+)
+def test_an_old_ugorji_codec_builds_with_its_safe_tag(
+    tmp_path: Path, go_mod: str, go_sum: str, tags: str
+) -> None:
+    assert _go_plugin(tmp_path / "p", "module x\n" + go_mod, go_sum).go_build_tags == tags
+
+
+def test_the_fixtures_build_tags() -> None:
+    (old, new) = resolve_plugins([str(GO_PDK_06), str(FIXTURE)], REPO_ROOT)
+    (example,) = resolve_plugins(["go"], REPO_ROOT)
+
+    assert (old.go_build_tags, new.go_build_tags, example.go_build_tags) == ("safe", "", "")
+
+
+def test_kong_lowercases_the_server_name_and_keeps_the_plugins() -> None:
+    dump = _parse(json.dumps(dict(GO_DUMP, Plugins=[dict(GO_DUMP["Plugins"][0], Name="RateTag")])))
+
+    assert (dump.server_name, dump.plugin_name) == ("ratetag", "RateTag")
 
 
 @pytest.mark.parametrize(
