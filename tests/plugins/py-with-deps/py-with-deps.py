@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# mypy: ignore-errors
+# (a user's plugin, type-checked by no one: kong_pdk lives in the plugin image, not here)
 """A test fixture shaped like a user's Python plugin with a dependency of its own: it imports
 `six` (requirements.txt), which the plugin image must carry, and sets a header with it."""
 
