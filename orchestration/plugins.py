@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import importlib
 import json
 import logging
 import math
@@ -99,9 +100,48 @@ PLUGIN_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 GO_PDK_IMPORT_RE = re.compile(r'"github\.com/Kong/go-pdk(/[^"]*)?"')
 GO_PACKAGE_MAIN_RE = re.compile(r"^package\s+main\b", re.MULTILINE)
 GO_DIRECTIVE_RE = re.compile(r"^go\s+(\d+)\.(\d+)", re.MULTILINE)
+GO_PDK_MODULE = "github.com/Kong/go-pdk"
+CODEC_MODULE = "github.com/ugorji/go/codec"
+SEMVER_RE = re.compile(r"v(\d+)\.(\d+)\.(\d+)")
+# go-pdk's eras (its tags' server/ package): before v0.6.0 a plugin was a Go plugin (.so) that
+# Kong's go-pluginserver loaded, which Kong 3.0 removed (`go_pluginserver_exe`, `go_plugins_dir`);
+# v0.6.x embeds a MessagePack server (`-dump` prints a bare list, no Protocol); v0.7.0 on speak
+# ProtoBuf:1 and dump {Protocol, SocketPath, Plugins}. Every embedded server listens on
+# <-kong-prefix>/<binary name>.socket.
+FIRST_EMBEDDED_GO_PDK = (0, 6, 0)
+FIRST_PROTOBUF_GO_PDK = (0, 7, 0)
+# ugorji/go/codec before v1.2.3 links runtime internals that Go 1.23+ refuses ("invalid reference
+# to runtime.typedmemclr"); its `safe` build tag uses reflection only, on every Go.
+FIRST_CODEC_LINKING_ON_NEW_GO = (1, 2, 3)
+CODEC_SAFE_TAG = "safe"
 GOLANG_IMAGE_RE = re.compile(r"^(?:docker\.io/)?(?:library/)?golang:(\d+)\.(\d+)")
 PYTHON_PDK_IMPORT_RE = re.compile(r"^\s*(?:from|import)\s+kong_pdk\b", re.MULTILINE)
 JS_PDK_RE = re.compile(r"""require\(\s*['"]kong-pdk|module\.exports\s*=\s*\{[^}]*\bPlugin\b""")
+# A plugin's own dependencies: what declares them, what the images carry already.
+PYTHON_DEPENDENCY_FILES = ("requirements.txt", "pyproject.toml")
+# kong-pdk from its pinned wheel; msgpack, gevent and gevent's own from the distribution (apt).
+PYTHON_IMAGE_PACKAGES = frozenset(
+    {"kong-pdk", "msgpack", "gevent", "greenlet", "zope-event", "zope-interface"}
+)
+JS_IMAGE_PACKAGES = frozenset({"kong-pdk"})  # kong-js-pluginserver's own
+JS_LOCK_FILES = ("package-lock.json", "npm-shrinkwrap.json")
+NPM_QUIET_FLAGS = ("--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund")
+DEPENDENCY_CACHE_DIR = Path(".cache/deps")
+ANSI_ESCAPE_RE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07]*\x07|[@-Z\\-_])")
+EXCEPTION_LINE_RE = re.compile(r"^(?:[A-Za-z_][\w.]*(?:Error|Exception)|Error)\b:?")
+ERROR_WORD_RE = re.compile(r"\berror\b", re.IGNORECASE)
+UNREACHABLE_RE = re.compile(
+    r"NewConnectionError|Failed to establish a new connection|Temporary failure in name "
+    r"resolution|\b(?:ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ETIMEDOUT|ENETUNREACH)\b"
+)
+MISSING_PACKAGE_RE = {
+    "pip": re.compile(r"No matching distribution found for (?P<package>[^\s;]+)"),
+    "npm": re.compile(
+        r"'(?P<package>[^'\s]+?)' is not in (?:this|the npm) registry"
+        r"|No matching version found for (\S+?)\.?$",
+        re.MULTILINE,
+    ),
+}
 DUMP_TIMEOUT_S = 120.0
 LISTEN_TIMEOUT_S = 30.0
 FETCH_TIMEOUT_S = 600.0
@@ -126,12 +166,39 @@ class PluginSource:
         match = GO_DIRECTIVE_RE.search((self.path / self.go_modfile).read_text())
         return (int(match[1]), int(match[2])) if match else None
 
+    @property
+    def go_pdk_version(self) -> str | None:
+        """go: the go-pdk version the module file requires (after a `replace`), if it says."""
+        if self.kind != "go":
+            return None
+        return module_version(_text(self.path / self.go_modfile), GO_PDK_MODULE)
+
+    @property
+    def go_build_tags(self) -> str:
+        """go: the build tags the plugin needs (`safe` for an ugorji codec older than v1.2.3,
+        which no Go from 1.23 on links otherwise); empty for most plugins."""
+        if self.kind != "go":
+            return ""
+        sums = self.path / (self.go_modfile.removesuffix(".mod") + ".sum")
+        codec = _newest(
+            [
+                *re.findall(rf"^{re.escape(CODEC_MODULE)} (v\S+) h1:", _text(sums), re.MULTILINE),
+                *filter(None, [module_version(_text(self.path / self.go_modfile), CODEC_MODULE)]),
+            ]
+        )
+        pdk = semver(self.go_pdk_version)
+        if codec is None:  # no pin of its own: go-pdk's MessagePack era brings v1.2.1
+            old_codec = pdk is not None and pdk < FIRST_PROTOBUF_GO_PDK
+        else:
+            old_codec = codec < FIRST_CODEC_LINKING_ON_NEW_GO
+        return CODEC_SAFE_TAG if old_codec else ""
+
 
 @dataclass(frozen=True)
 class PluginDump:
     """What Kong learns from the plugin's query command, and how Kong must run it."""
 
-    server_name: str  # the KONG_PLUGINSERVER_NAMES entry
+    server_name: str  # the KONG_PLUGINSERVER_NAMES entry, lowercased as Kong does
     plugin_name: str  # the KONG_PLUGINS entry and kong.yml's plugin name
     protocol: str  # ProtoBuf:1 (go-pdk) or MsgPack:1 (Python, JavaScript)
     phases: tuple[str, ...]
@@ -245,6 +312,8 @@ def resolve_plugins(values: Sequence[str], repo_root: Path) -> tuple[PluginSourc
         else:
             resolved.append(plugin_from_directory(Path(value)))
     _refuse_duplicates(resolved, values)
+    for source in resolved:  # a dependency that cannot be had is refused now, before any build
+        plugin_dependencies(source, repo_root)
     return tuple(resolved)
 
 
@@ -304,7 +373,9 @@ def plugin_from_directory(directory: Path) -> PluginSource:
         )
     kind = next(iter(found))
     if kind == "go":
-        return PluginSource(label, "go", path, entry=label)
+        source = PluginSource(label, "go", path, entry=label)
+        _refuse_pluginserver_era(source, directory)
+        return source
     if kind == "python":
         return PluginSource(label, "python", path, entry=_python_server_script(path, directory))
     return PluginSource(label, "js", path)
@@ -346,6 +417,49 @@ def _text(path: Path) -> str:
         return path.read_text(errors="replace")
     except OSError:
         return ""
+
+
+def module_version(go_mod: str, module: str) -> str | None:
+    """The version of `module` that a go.mod's text selects: a `replace` by a version wins over
+    the `require` (a replace by a directory: None, the version cannot be told)."""
+    name = re.escape(module)
+    replaced = re.search(
+        rf"^\s*(?:replace\s+)?{name}(?:\s+v\S+)?\s+=>\s+(\S+)(?:\s+(v\S+))?",
+        go_mod,
+        re.MULTILINE,
+    )
+    if replaced:
+        return replaced[2] if replaced[2] and replaced[1] == module else None
+    required = re.search(rf"^\s*(?:require\s+)?{name}\s+(v\S+)", go_mod, re.MULTILINE)
+    return required[1] if required else None
+
+
+def semver(version: str | None) -> tuple[int, int, int] | None:
+    """(major, minor, patch) of a Go module version (`v0.6.1`, `v0.11.1-0.2024...`)."""
+    match = SEMVER_RE.match(version or "")
+    return (int(match[1]), int(match[2]), int(match[3])) if match else None
+
+
+def _newest(versions: Iterable[str]) -> tuple[int, int, int] | None:
+    return max(filter(None, map(semver, versions)), default=None)
+
+
+def _refuse_pluginserver_era(source: PluginSource, shown: Path) -> None:
+    """A go-pdk from before the embedded server cannot run in Kong 3.x at all: say so now."""
+    version = source.go_pdk_version
+    found = semver(version)
+    if found is None or found >= FIRST_EMBEDDED_GO_PDK:
+        return
+    oldest = "v{}.{}.{}".format(*FIRST_EMBEDDED_GO_PDK)
+    raise ConfigError(
+        f"--plugin {shown}: {source.go_modfile} requires go-pdk {version}, from before go-pdk "
+        "had its own server: such a plugin is a Go plugin (.so) for Kong's go-pluginserver, "
+        "which Kong 3.0 removed (go_pluginserver_exe, go_plugins_dir), so no Kong this tool "
+        f"measures can run it. The oldest go-pdk that runs is {oldest} (MessagePack); v0.7.0 "
+        "and later speak ProtoBuf. Move the plugin to a newer go-pdk (`go get "
+        f"{GO_PDK_MODULE}@latest`) and start its server in main: "
+        "`server.StartServer(New, Version, Priority)`"
+    )
 
 
 def _python_server_script(path: Path, shown: Path) -> str:
@@ -407,9 +521,9 @@ def plugin_image_tag(
     repo_root: Path,
     docker_host: str | None = None,
 ) -> str:
-    """`kong-plugin-matrix:plugin-<label>[-sim]-<hash>`: the hash covers the plugin's files,
-    the Dockerfile family, kpm-tap's sources, the PDK pins and the base images (by id when a
-    registry tag is present locally)."""
+    """`kong-plugin-matrix:plugin-<label>[-sim]-<hash>`: the hash covers the plugin's files and
+    fetched dependencies, the Dockerfile family, kpm-tap's sources, the PDK pins and the base
+    images (by id when a registry tag is present locally)."""
     digest = hashlib.sha256()
     for name, data in _plugin_files(source):
         digest.update(b"plugin/" + name.encode() + b"\0" + hashlib.sha256(data).digest())
@@ -423,10 +537,13 @@ def plugin_image_tag(
             digest.update(file.relative_to(repo_root).as_posix().encode() + b"\0")
             digest.update(hashlib.sha256(file.read_bytes()).digest())
     bases = [kong_image, go_image, node_image]
+    dependencies = plugin_dependencies(source, repo_root)  # its folder is named by their hash
     for text in [
+        dependencies.name if dependencies else "",
         source.kind,
         source.go_modfile,
         source.entry,
+        source.go_build_tags,
         *_identities(bases, sim, docker_host),
     ]:
         digest.update(text.encode() + b"\0")
@@ -526,6 +643,7 @@ def build_plugin_image(
         "KPM_NODE_IMAGE": plan.node_image,
         "KPM_PLUGIN_NAME": source.entry or source.label,
         "KPM_GO_MODFILE": source.go_modfile,
+        "KPM_GO_TAGS": source.go_build_tags,
     }
     with tempfile.TemporaryDirectory(prefix="kpm-plugin-build-") as scratch:
         context = Path(scratch) / "context"
@@ -600,14 +718,27 @@ def stage_context(
     if source.kind == "go" and offline_modules:
         sim_images.download_modules(source.path, context / "gomodcache", modfile=source.go_modfile)
     pdk = context / "pdk"
+    dependencies = plugin_dependencies(source, repo_root)
     if source.kind == "python":
         shutil.copytree(python_pdk(repo_root), pdk)
+        if dependencies is not None:  # wheels beside kong-pdk's: the image unpacks every one
+            shutil.copytree(dependencies, pdk, dirs_exist_ok=True)
     elif source.kind == "js":
-        shutil.copytree(
-            js_pdk(repo_root), pdk, symlinks=True, copy_function=sim_images._link_or_copy
-        )
+        _copy_tree(js_pdk(repo_root), pdk)
+        if dependencies is not None:  # the plugin's own node_modules, where require looks first
+            _copy_tree(dependencies / "node_modules", plugin_dir / "node_modules")
     else:
         pdk.mkdir()
+
+
+def _copy_tree(origin: Path, target: Path) -> None:
+    shutil.copytree(
+        origin,
+        target,
+        symlinks=True,
+        copy_function=sim_images._link_or_copy,
+        dirs_exist_ok=True,
+    )
 
 
 def _is_js_package(directory: Path) -> bool:
@@ -644,7 +775,7 @@ def python_pdk(repo_root: Path) -> Path:
     return _cached(
         repo_root,
         "python",
-        [requirements],
+        _pins_key([requirements]),
         lambda folder: _fetch(
             [
                 sys.executable,
@@ -691,15 +822,23 @@ def js_pdk(repo_root: Path) -> Path:
         for pin in JS_PDK_FILES:
             (folder / pin.name).unlink()
 
-    return _cached(repo_root, "js", [repo_root / pin for pin in JS_PDK_FILES], fetch)
+    return _cached(repo_root, "js", _pins_key([repo_root / pin for pin in JS_PDK_FILES]), fetch)
+
+
+def _pins_key(pins: Sequence[Path]) -> bytes:
+    return b"".join(hashlib.sha256(p.read_bytes()).digest() for p in pins)
 
 
 def _cached(
-    repo_root: Path, kind: str, pins: Sequence[Path], fetch: Callable[[Path], None]
+    repo_root: Path,
+    kind: str,
+    key: bytes,
+    fetch: Callable[[Path], None],
+    cache_dir: Path = PDK_CACHE_DIR,
 ) -> Path:
-    """`.cache/pdk/<kind>-<hash of the pins>/`, filled by `fetch(folder)` once (atomically)."""
-    digest = hashlib.sha256(b"".join(hashlib.sha256(p.read_bytes()).digest() for p in pins))
-    folder = repo_root / PDK_CACHE_DIR / f"{kind}-{digest.hexdigest()[:12]}"
+    """`<cache_dir>/<kind>-<hash of key>/`, filled by `fetch(folder)` once (atomically)."""
+    digest = hashlib.sha256(key)
+    folder = repo_root / cache_dir / f"{kind}-{digest.hexdigest()[:12]}"
     if folder.is_dir():
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -708,7 +847,7 @@ def _cached(
         started = time.monotonic()
         fetch(partial)
         partial.rename(folder)
-        LOGGER.info("fetched the %s PDK into %s in %.1fs", kind, folder, time.monotonic() - started)
+        LOGGER.info("fetched %s into %s in %.1fs", kind, folder, time.monotonic() - started)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return folder
@@ -723,6 +862,205 @@ def _fetch(command: list[str], *, what: str) -> None:
         timeout_s=FETCH_TIMEOUT_S,
         error=ImageUnavailable,
     )
+
+
+# --- a plugin's own dependencies, fetched on this machine ----------------------------------------
+
+
+def plugin_dependencies(source: PluginSource, repo_root: Path) -> Path | None:
+    """The plugin's own dependencies, fetched on this machine (builds reach no PyPI or npm) into
+    `.cache/deps/`, keyed by a hash of what declares them: a folder of wheels (Python:
+    requirements.txt, pyproject.toml's [project] dependencies) or holding `node_modules/`
+    (JavaScript: package.json's dependencies). None when it declares none beyond the PDK.
+
+    Raises ConfigError naming the file and the package when a package cannot be had."""
+    if source.builtin:
+        return None
+    if source.kind == "python":
+        return _python_dependencies(source, repo_root)
+    if source.kind == "js":
+        return _js_dependencies(source, repo_root)
+    return None
+
+
+def _python_dependencies(source: PluginSource, repo_root: Path) -> Path | None:
+    declared = python_requirements(source.path)
+    if not declared:
+        return None
+    files = " and ".join(name for name in PYTHON_DEPENDENCY_FILES if (source.path / name).is_file())
+    text = "\n".join(declared) + "\n"
+    key = f"{text}\0{sys.version_info[:2]}".encode()
+
+    def fetch(folder: Path) -> None:
+        requirements = folder / "requirements.txt"
+        requirements.write_text(text)
+        command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check"]
+        command += ["--wheel-dir", str(folder), "-r", str(requirements)]
+        _fetch_dependencies(command, cwd=source.path, declared_in=source.path / files, kind="pip")
+        requirements.unlink()
+        _keep_pure_wheels(folder, source.path / files)
+
+    return _cached(repo_root, f"python-deps-{source.label}", key, fetch, DEPENDENCY_CACHE_DIR)
+
+
+def python_requirements(directory: Path) -> list[str]:
+    """The requirement lines of requirements.txt and pyproject.toml's [project] dependencies,
+    without what the python image carries already (kong-pdk, msgpack, gevent and gevent's own)."""
+    lines: list[str] = []
+    requirements = directory / "requirements.txt"
+    if requirements.is_file():
+        joined = requirements.read_text(errors="replace").replace("\\\n", " ")
+        for raw in joined.splitlines():
+            line = re.sub(r"(^|\s)#.*", "", raw).strip()
+            if line:
+                lines.append(_absolute_requirement(line, directory))
+    lines.extend(_pyproject_dependencies(directory / "pyproject.toml"))
+    return [line for line in lines if _requirement_name(line) not in PYTHON_IMAGE_PACKAGES]
+
+
+def _absolute_requirement(line: str, directory: Path) -> str:
+    """`-r other.txt`, `-c c.txt`, `-e ./x`, `./x`: paths from the plugin's folder, so pip finds
+    them from the filtered copy it is given."""
+    option = re.match(r"(-[rce]|--requirement|--constraint|--editable)(\s+|=)(\S+)$", line)
+    if option and not re.match(r"\w+://", option[3]):
+        return f"{option[1]} {(directory / option[3]).resolve()}"
+    if line.startswith((".", "/")):
+        return str((directory / line).resolve())
+    return line
+
+
+def _pyproject_dependencies(pyproject: Path) -> list[str]:
+    if not pyproject.is_file():
+        return []
+    try:  # the standard library's from Python 3.11 (mypy checks this package as 3.10)
+        toml = importlib.import_module("tomllib")
+    except ImportError:
+        raise EnvironmentProblem(
+            f"{pyproject}: reading its [project] dependencies needs Python 3.11 or newer "
+            "(tomllib); list them in a requirements.txt beside it instead"
+        ) from None
+    try:
+        project = toml.loads(pyproject.read_text()).get("project") or {}
+    except (OSError, ValueError) as error:  # tomllib.TOMLDecodeError is a ValueError
+        raise ConfigError(f"{pyproject} is not valid TOML: {error}") from None
+    dependencies = project.get("dependencies") or []
+    if not isinstance(dependencies, list) or not all(isinstance(d, str) for d in dependencies):
+        raise ConfigError(f"{pyproject}: [project] dependencies must be a list of strings")
+    return list(dependencies)
+
+
+def _requirement_name(line: str) -> str | None:
+    """A requirement line's normalized project name (PEP 503), None for an option or a path."""
+    match = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)", line)
+    return re.sub(r"[-_.]+", "-", match[1]).lower() if match else None
+
+
+def _keep_pure_wheels(folder: Path, declared_in: Path) -> None:
+    """Drop wheels of what the image has; refuse a compiled one (the image's python3 is the
+    distribution's, not this machine's, so only pure-Python wheels fit it)."""
+    for wheel in sorted(folder.glob("*.whl")):
+        project, version, *_, abi, platform = wheel.stem.split("-")
+        if _requirement_name(project) in PYTHON_IMAGE_PACKAGES:
+            wheel.unlink()
+        elif (abi, platform) != ("none", "any"):
+            raise ConfigError(
+                f"{declared_in} needs {project} {version}, which comes only as a compiled wheel "
+                f"({wheel.name}): the plugin image runs the distribution's python3, so only "
+                "pure-Python packages can be installed into it. Drop it, or use a pure-Python "
+                "alternative"
+            )
+
+
+def _js_dependencies(source: PluginSource, repo_root: Path) -> Path | None:
+    package_file = source.path / "package.json"
+    if not package_file.is_file():
+        return None
+    try:
+        package = json.loads(package_file.read_text())
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{package_file} is not valid JSON: {error}") from None
+    dependencies = package.get("dependencies") if isinstance(package, dict) else None
+    if not isinstance(dependencies, dict):
+        return None
+    # The image's kong-js-pluginserver brings its own kong-pdk; the plugin's others come here.
+    wanted = {name: v for name, v in dependencies.items() if name not in JS_IMAGE_PACKAGES}
+    if not wanted:
+        return None
+    locks = [source.path / name for name in JS_LOCK_FILES if (source.path / name).is_file()]
+    manifest = json.dumps({**package, "dependencies": wanted}, indent=2, sort_keys=True)
+    key = manifest.encode() + b"".join(lock.read_bytes() for lock in locks)
+
+    def fetch(folder: Path) -> None:
+        if shutil.which("npm") is None:
+            raise EnvironmentProblem(
+                f"{package_file} has dependencies, fetched on this machine with npm, but npm "
+                "is not on PATH: apt-get install npm (or install Node.js)"
+            )
+        (folder / "package.json").write_text(manifest)
+        for lock in locks:
+            shutil.copy2(lock, folder / lock.name)
+        command = ["npm", "install", *NPM_QUIET_FLAGS, "--prefix", str(folder)]
+        _fetch_dependencies(command, cwd=folder, declared_in=package_file, kind="npm")
+        for name in ("package.json", *JS_LOCK_FILES):
+            (folder / name).unlink(missing_ok=True)
+
+    return _cached(repo_root, f"js-deps-{source.label}", key, fetch, DEPENDENCY_CACHE_DIR)
+
+
+def _fetch_dependencies(command: list[str], *, cwd: Path, declared_in: Path, kind: str) -> None:
+    """Run pip or npm on this machine: a package it cannot find is the plugin's ConfigError
+    (naming the file and the package), an unreachable registry this machine's problem."""
+    registry = "PyPI" if kind == "pip" else "npm's registry"
+    try:
+        completed = subprocess.run(
+            command, cwd=cwd, capture_output=True, text=True, timeout=FETCH_TIMEOUT_S, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise EnvironmentProblem(
+            f"fetching the dependencies of {declared_in} from {registry} took over "
+            f"{FETCH_TIMEOUT_S:.0f}s (`{' '.join(command)}`): check this machine's network"
+        ) from None
+    if completed.returncode == 0:
+        return
+    output = strip_terminal_codes(completed.stderr + "\n" + completed.stdout)
+    if UNREACHABLE_RE.search(output):
+        raise EnvironmentProblem(
+            f"could not reach {registry} from this machine to fetch the dependencies of "
+            f"{declared_in}: {first_error_line(output)}"
+        )
+    missing = MISSING_PACKAGE_RE[kind].search(output)
+    package = next(filter(None, missing.groups()), None) if missing else None
+    what = f"package {package}" if package else "a package"
+    raise ConfigError(
+        f"{declared_in} asks for {what} that {registry} cannot give this machine: "
+        f"{first_error_line(output)}. Fix the name or version there"
+    )
+
+
+def strip_terminal_codes(text: str) -> str:
+    """`text` without terminal escape sequences (colours, cursor moves: Node's loggers)."""
+    return ANSI_ESCAPE_RE.sub("", text)
+
+
+def first_error_line(text: str) -> str:
+    """The line that says what went wrong: the first that starts with an exception's name
+    (Python's traceback ends in one), else the first that mentions an error, else the last."""
+    lines = [line.strip() for line in strip_terminal_codes(text).splitlines() if line.strip()]
+    for pattern in (EXCEPTION_LINE_RE, ERROR_WORD_RE):
+        for line in lines:
+            if pattern.search(line):
+                return line
+    return lines[-1] if lines else "(no output)"
+
+
+def describe_output(output: str) -> str:
+    """A failed command's output in one line a person can act on: its first real error line
+    and, when another, its last line; terminal codes removed, nothing cut in the middle."""
+    lines = [line.strip() for line in strip_terminal_codes(output).splitlines() if line.strip()]
+    if not lines:
+        return "(no output)"
+    first = first_error_line(output)
+    return first if first == lines[-1] else f"{first} (its last line: {lines[-1]})"
 
 
 # --- asking the image: the dump and the server ---------------------------------------------------
@@ -787,14 +1125,15 @@ def _keep(path: Path, text: str) -> None:
 def parse_dump(
     output: str, source: PluginSource, *, start_command: str, query_command: str
 ) -> PluginDump:
-    """The dump of one plugin: go-pdk's object (Protocol, SocketPath, Plugins) or the Python and
-    JavaScript servers' list of plugin infos."""
+    """The dump of one plugin: go-pdk's object (Protocol, SocketPath, Plugins), or a list of
+    plugin infos, which Kong takes for MsgPack:1 (the Python and JavaScript servers, go-pdk
+    v0.6)."""
     try:
         parsed = json.loads(output)
     except ValueError:
         raise StackError(
             f"the query command of plugin {source.label} (`{query_command}`) did not print JSON: "
-            f"{output.strip()[:300]!r}"
+            f"{describe_output(output)}"
         ) from None
     if isinstance(parsed, dict) and isinstance(parsed.get("Plugins"), list):
         protocol = str(parsed.get("Protocol") or PROTOBUF)
@@ -814,10 +1153,10 @@ def parse_dump(
         )
     info = _plugin_info(infos[0], source)
     name = info["Name"]
-    if not socket:
-        socket = f"{KONG_PREFIX}/{name}.sock" if source.kind == "python" else JS_SOCKET
     return PluginDump(
-        server_name=name,
+        # Kong lowercases plugin-server names (process.lua 3.4, conf_loader 3.9) and tags the
+        # server's relayed lines with that; KONG_PLUGINS and the dump's Name keep their case.
+        server_name=name.lower(),
         plugin_name=name,
         protocol=protocol,
         phases=tuple(info["Phases"]),
@@ -826,8 +1165,20 @@ def parse_dump(
         schema=_config_schema(info, source),
         start_command=start_command,
         query_command=query_command,
-        socket=socket,
+        socket=socket or _server_socket(source, name, start_command),
     )
+
+
+def _server_socket(source: PluginSource, name: str, start_command: str) -> str:
+    """Where a server that dumps no SocketPath listens: go-pdk v0.6 at <prefix>/<binary>.socket
+    as every go-pdk does, the Python PDK's dedicated server at <prefix>/<name>.sock,
+    kong-js-pluginserver at its one socket."""
+    if source.kind == "go":
+        binary = PurePosixPath(start_command.split(maxsplit=1)[0]).name
+        return f"{KONG_PREFIX}/{binary}.socket"
+    if source.kind == "python":
+        return f"{KONG_PREFIX}/{name}.sock"
+    return JS_SOCKET
 
 
 def _plugin_info(info: object, source: PluginSource) -> dict[str, Any]:
@@ -918,7 +1269,7 @@ def run_in_image(
             raise StackError(f"{what} gave no answer within {timeout_s:.0f}s in {image}") from None
         raise
     if completed.returncode != 0:
-        detail = (completed.stderr.strip() or completed.stdout.strip())[-600:]
+        detail = describe_output(f"{completed.stderr}\n{completed.stdout}")
         raise StackError(
             f"{what} failed in {image} (`{' '.join(command)}`, exit code "
             f"{completed.returncode}): {detail}"

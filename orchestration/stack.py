@@ -24,7 +24,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -587,7 +587,7 @@ class Stack:
         started = time.monotonic()
         deadline = started + timeout_s
         max_attempts = max(1, math.ceil(timeout_s / POLL_INTERVAL_S))
-        problem, health = "no probe ran", "not read yet"
+        problem, health, kong_answered = "no probe ran", "not read yet", False
         next_state_check = started + STATE_CHECK_INTERVAL_S  # a fresh container gets a moment
         for _attempt in range(max_attempts):
             check()
@@ -599,16 +599,28 @@ class Stack:
                 health = self._fail_if_exited()
                 next_state_check = time.monotonic() + STATE_CHECK_INTERVAL_S
             problem = f"{probe.problem}; container health: {health}"
+            kong_answered = probe.kong_answered
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             time.sleep(min(POLL_INTERVAL_S, remaining))
+        if kong_answered:  # Kong is up: what never answered is the plugin
+            cause = plugin_not_answering(
+                self.spec.plugin, plugin_server_lines(self._log_text_or_empty(), self.spec.plugin)
+            )
+        else:
+            cause = "Kong itself never answered admin GET /status: its last log lines say why"
         raise ReadyTimeout(
             f"Kong {self.spec.version} (image {self.spec.image_tag}) was not ready within "
-            f"{timeout_s:.0f}s: {problem}. Look at the log lines below; raise the readiness "
-            "timeout if the machine is just slow.",
+            f"{timeout_s:.0f}s: {problem}. {cause}",
             last_log_lines=self._log_tail(),
         )
+
+    def _log_text_or_empty(self) -> str:
+        try:
+            return self.log_text()
+        except StackError:
+            return ""
 
     def log_text(self) -> str:
         """The service's whole log so far, without Compose's `kong-1 |` prefix."""
@@ -774,7 +786,9 @@ class Stack:
     def _readiness_probe(self) -> _Readiness:
         admin = _probe(f"{self.admin_url}/status")
         if admin.status != 200:
-            return _Readiness(f"admin GET /status answered {admin.error or admin.status}")
+            return _Readiness(
+                f"admin GET /status answered {admin.error or admin.status}", kong_answered=False
+            )
         contract = self.spec.plugin
         hello = plugin.ask(self.proxy_url, contract.route, contract, PROBE_TIMEOUT_S)
         if hello.error is not None:
@@ -892,6 +906,44 @@ def _state_problem(error: DockerException | ValueError) -> str:
 class _Readiness(NamedTuple):
     problem: str | None  # None: ready
     plugin_counter: int | None = None  # the New() count the plugin's header reported
+    kong_answered: bool = True  # False: admin /status did not answer (Kong is not up)
+
+
+PLUGIN_LINES_SHOWN = 3
+
+
+def plugin_server_lines(log: str, contract: PluginContract) -> list[str]:
+    """What `log` says about the plugin's server: its own last lines (relayed `[name:PID]`),
+    then Kong's last distinct lines naming it (`[name]`, `Starting name`, `pluginserver 'name'`),
+    each without nginx's request context."""
+    name = re.escape(contract.name)
+    own = re.compile(rf"\[{name}:\d+\]")
+    kongs = re.compile(rf"\[{name}\]|Starting {name}\b|pluginserver '{name}'")
+    lines = [re.sub(r", client: .*$", "", line.strip()) for line in log.splitlines()]
+    distinct: dict[str, str] = {}  # message (no time, pid, file:line) -> its last line
+    for line in (line for line in lines if kongs.search(line)):
+        message = re.sub(r"^.*?\] \d+#\d+: (?:\*\d+ )?(?:\[kong\] \S+:\d+ )?", "", line)
+        distinct.pop(message, None)
+        distinct[message] = line
+    server = [line for line in lines if own.search(line)][-PLUGIN_LINES_SHOWN:]
+    return server + list(distinct.values())[-2:]
+
+
+def plugin_not_answering(contract: PluginContract, server_lines: Sequence[str]) -> str:
+    """Why a route that Kong serves never answered through the plugin, told about the plugin:
+    where Kong looks for its server, and what the server last said."""
+    said = (
+        f"what Kong's log says of it: {' / '.join(server_lines)}"
+        if server_lines
+        else f"Kong's log has no line from it (`[{contract.name}:PID] ...`), so it may never "
+        "have started"
+    )
+    return (
+        f"Kong is up, but plugin {contract.label} never answered on {contract.route}: Kong talks "
+        f"to its plugin server {contract.name!r} over {contract.socket} ({contract.protocol}), "
+        f"started as `{contract.server_command}`. Check that the server starts and listens on "
+        f"that socket; {said}"
+    )
 
 
 def _docker_problem(error: DockerException) -> str:

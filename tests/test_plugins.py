@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,8 +13,9 @@ from typing import Any
 import pytest
 from python_on_whales import DockerClient
 
-from orchestration import plugins, sim
-from orchestration.errors import ConfigError, ImageUnavailable, StackError
+from orchestration import pipeline, plugins, sim
+from orchestration.config import RunConfig
+from orchestration.errors import ConfigError, EnvironmentProblem, ImageUnavailable, StackError
 from orchestration.plugins import (
     PluginDump,
     PluginSource,
@@ -27,9 +30,11 @@ from orchestration.plugins import (
     run_in_image,
     validate_plugin_config,
 )
+from orchestration.versions import target_for_version
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = REPO_ROOT / "tests" / "plugins" / "rate-tag"
+GO_PDK_06 = REPO_ROOT / "tests" / "plugins" / "go-pdk-06"
 PYTHON_SERVER = """\
 import kong_pdk.pdk.kong as kong
 
@@ -291,6 +296,98 @@ def test_python_and_js_dumps_are_lists_spoken_in_msgpack() -> None:
     assert (js.plugin_name, js.socket) == ("js-plugin", "/usr/local/kong/js_pluginserver.sock")
 
 
+def _go_plugin(directory: Path, go_mod: str, go_sum: str = "") -> PluginSource:
+    files = {"go.mod": go_mod, "main.go": 'package main\nimport "github.com/Kong/go-pdk/server"\n'}
+    (source,) = resolve_plugins([str(_write(directory, {**files, "go.sum": go_sum}))], REPO_ROOT)
+    return source
+
+
+def test_go_pdk_06_dumps_a_bare_list_and_listens_on_its_own_socket() -> None:
+    # go-pdk v0.6.1's -dump, as its server/server.go prints it: no Protocol, no SocketPath.
+    info = dict(GO_DUMP["Plugins"][0], Name="go-pdk-06")
+    (source,) = resolve_plugins([str(GO_PDK_06)], REPO_ROOT)
+    start, query = plugins.commands_for(source)
+
+    dump = parse_dump(json.dumps([info]), source, start_command=start, query_command=query)
+
+    assert dump.protocol == "MsgPack:1"
+    assert dump.socket == "/usr/local/kong/go-pdk-06.socket"  # go-pdk's <prefix>/<binary>.socket
+
+
+@pytest.mark.parametrize(
+    ("go_mod", "version"),
+    [
+        ("module x\n\nrequire github.com/Kong/go-pdk v0.6.1\n", "v0.6.1"),
+        ("module x\n\nrequire (\n\tgithub.com/Kong/go-pdk v0.11.2 // indirect\n)\n", "v0.11.2"),
+        (
+            "module x\nrequire github.com/Kong/go-pdk v0.5.0\n"
+            "replace github.com/Kong/go-pdk => github.com/Kong/go-pdk v0.10.0\n",
+            "v0.10.0",
+        ),
+        (
+            "module x\nrequire github.com/Kong/go-pdk v0.5.0\n"
+            "replace github.com/Kong/go-pdk v0.5.0 => ../go-pdk\n",
+            None,
+        ),
+        ("module x\n", None),
+    ],
+    ids=["require", "block", "replaced-by-version", "replaced-by-directory", "none"],
+)
+def test_the_go_pdk_version_is_what_go_mod_selects(
+    tmp_path: Path, go_mod: str, version: str | None
+) -> None:
+    assert _go_plugin(tmp_path / "p", go_mod).go_pdk_version == version
+
+
+def test_a_go_pluginserver_era_go_pdk_is_refused_before_any_work(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as refused:
+        _go_plugin(tmp_path / "old", "module x\ngo 1.13\nrequire github.com/Kong/go-pdk v0.5.0\n")
+
+    message = str(refused.value)
+    assert "go.mod requires go-pdk v0.5.0" in message
+    assert "go-pluginserver, which Kong 3.0 removed" in message
+    assert "The oldest go-pdk that runs is v0.6.0" in message
+    _go_plugin(tmp_path / "first", "module x\nrequire github.com/Kong/go-pdk v0.6.0\n")  # runs
+
+
+@pytest.mark.parametrize(
+    ("go_mod", "go_sum", "tags"),
+    [
+        ("require github.com/Kong/go-pdk v0.6.1\n", "", "safe"),  # go-pdk v0.6 brings codec v1.2.1
+        (
+            "require github.com/Kong/go-pdk v0.6.1\n",
+            "github.com/ugorji/go/codec v1.2.1/go.mod h1:x=\n"
+            "github.com/ugorji/go/codec v1.2.2 h1:x=\n",
+            "safe",
+        ),
+        (
+            "require github.com/Kong/go-pdk v0.6.1\n",
+            "github.com/ugorji/go/codec v1.2.1 h1:x=\ngithub.com/ugorji/go/codec v1.2.3 h1:x=\n",
+            "",
+        ),
+        ("require github.com/Kong/go-pdk v0.10.0\n", "", ""),
+    ],
+    ids=["msgpack-era", "old-codec-summed", "new-codec-summed", "protobuf-era"],
+)
+def test_an_old_ugorji_codec_builds_with_its_safe_tag(
+    tmp_path: Path, go_mod: str, go_sum: str, tags: str
+) -> None:
+    assert _go_plugin(tmp_path / "p", "module x\n" + go_mod, go_sum).go_build_tags == tags
+
+
+def test_the_fixtures_build_tags() -> None:
+    (old, new) = resolve_plugins([str(GO_PDK_06), str(FIXTURE)], REPO_ROOT)
+    (example,) = resolve_plugins(["go"], REPO_ROOT)
+
+    assert (old.go_build_tags, new.go_build_tags, example.go_build_tags) == ("safe", "", "")
+
+
+def test_kong_lowercases_the_server_name_and_keeps_the_plugins() -> None:
+    dump = _parse(json.dumps(dict(GO_DUMP, Plugins=[dict(GO_DUMP["Plugins"][0], Name="RateTag")])))
+
+    assert (dump.server_name, dump.plugin_name) == ("ratetag", "RateTag")
+
+
 @pytest.mark.parametrize(
     ("output", "message"),
     [
@@ -495,7 +592,37 @@ EXPECTED = {  # label: (server name, plugin name, protocol, phases, priority, so
         900,
         "/usr/local/kong/rate-tag.socket",
     ),
+    # go-pdk v0.6.1: MessagePack, on go-pdk's own socket (never the JS server's)
+    "go-pdk-06": (
+        "go-pdk-06",
+        "go-pdk-06",
+        "MsgPack:1",
+        ("access",),
+        10,
+        "/usr/local/kong/go-pdk-06.socket",
+    ),
+    # their dependencies (six, ms) installed: the query command imports them
+    "py-with-deps": (
+        "py-with-deps",
+        "py-with-deps",
+        "MsgPack:1",
+        ("access",),
+        10,
+        "/usr/local/kong/py-with-deps.sock",
+    ),
+    "js-with-deps": (
+        "js-with-deps",
+        "js-with-deps",
+        "MsgPack:1",
+        ("access",),
+        10,
+        "/usr/local/kong/js_pluginserver.sock",
+    ),
 }
+USER_FIXTURES = [
+    str(REPO_ROOT / "tests" / "plugins" / name)
+    for name in ("rate-tag", "go-pdk-06", "py-with-deps", "js-with-deps")
+]
 
 
 @pytest.fixture(scope="module")
@@ -516,7 +643,7 @@ def _built(source: PluginSource, sim_images: sim.SimImages) -> str:
 @pytest.mark.docker
 @pytest.mark.parametrize("label", list(EXPECTED))
 def test_each_plugin_image_dumps_what_kong_needs(label: str, sim_images: sim.SimImages) -> None:
-    source = {s.label: s for s in resolve_plugins(["all", str(FIXTURE)], REPO_ROOT)}[label]
+    source = {s.label: s for s in resolve_plugins(["all", *USER_FIXTURES], REPO_ROOT)}[label]
     image = _built(source, sim_images)
     dump = dump_plugin(image, source)
 
@@ -706,3 +833,229 @@ def test_each_built_in_is_the_plugin_folder_of_its_kind() -> None:
         found = plugins.plugin_from_directory(source.path)
         assert source.path.parent == REPO_ROOT / "plugins", label
         assert (found.kind, found.entry) == (source.kind, source.entry), label
+
+
+# --- a plugin's own dependencies ---------------------------------------------------------------
+
+PY_WITH_DEPS = REPO_ROOT / "tests" / "plugins" / "py-with-deps"
+JS_WITH_DEPS = REPO_ROOT / "tests" / "plugins" / "js-with-deps"
+# What kong-js-pluginserver printed for js-with-deps before its dependency was installed.
+JS_DUMP_WITHOUT_MS = (
+    "2026-12-07T21:01:56.757Z \x1b[0m\n\x1b[1A\x1b[K\n\x1b[1A2026-12-07T21:01:56.757Z \x1b[0m"
+    '\x1b[43m\x1b[30m[WARN]\x1b[0m \x1b[0m\x1b[33merror loading plugin "index" from '
+    "/usr/local/lib/kpm-plugins/js-with-deps/index.js: Error: Cannot find module 'ms'\n"
+    "Require stack:\n- /usr/local/lib/kpm-plugins/js-with-deps/index.js\n"
+    "    at Function.Module._resolveFilename (node:internal/modules/cjs/loader:1140:15)"
+    "\x1b[0m\n[]\n"
+)
+PY_TRACEBACK = (
+    "Traceback (most recent call last):\n"
+    '  File "/usr/local/lib/kpm-plugin/py-with-deps.py", line 5, in <module>\n'
+    "    import six\nModuleNotFoundError: No module named 'six'\n"
+)
+
+
+def test_requirements_are_read_without_what_the_image_carries(tmp_path: Path) -> None:
+    directory = _write(
+        tmp_path / "p",
+        {
+            "requirements.txt": "# ours\nkong-pdk==0.36 \\\n    --hash=sha256:abc\n"
+            "six==1.16.0  # pinned\nGevent>=22\nzope.interface\n-r more.txt\n./vendored\n",
+            "pyproject.toml": '[project]\nname = "p"\ndependencies = ["attrs>=23", "msgpack"]\n',
+        },
+    )
+
+    assert plugins.python_requirements(directory) == [
+        "six==1.16.0",
+        f"-r {directory / 'more.txt'}",
+        str(directory / "vendored"),
+        "attrs>=23",
+    ]
+    assert plugins.python_requirements(_write(tmp_path / "none", {"p.py": "x"})) == []
+
+
+def test_a_python_plugin_with_only_the_pdk_fetches_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_fetch(*args: object, **kwargs: object) -> None:
+        raise AssertionError("fetched")
+
+    monkeypatch.setattr(plugins, "_fetch_dependencies", no_fetch)
+    for name in ("python", "js"):
+        (source,) = resolve_plugins([name], REPO_ROOT)
+        assert plugins.plugin_dependencies(source, REPO_ROOT) is None
+    (js,) = resolve_plugins([str(REPO_ROOT / "plugins" / "js-plugin")], REPO_ROOT)
+    assert plugins.plugin_dependencies(js, REPO_ROOT) is None  # package.json, no dependencies
+
+
+def _fail_with(monkeypatch: pytest.MonkeyPatch, stderr: str) -> list[list[str]]:
+    commands: list[list[str]] = []
+
+    def run(command: list[str], **kwargs: Any) -> Any:
+        commands.append(command)
+        return subprocess.CompletedProcess(command, 1, "", stderr)
+
+    monkeypatch.setattr(subprocess, "run", run)
+    return commands
+
+
+@pytest.mark.parametrize(
+    ("files", "stderr", "message"),
+    [
+        (
+            {"requirements.txt": "six==1.16.0\nno-such-thing==9\n"},
+            "ERROR: Could not find a version that satisfies the requirement no-such-thing==9 "
+            "(from versions: none)\nERROR: No matching distribution found for no-such-thing==9\n",
+            r"requirements.txt asks for package no-such-thing==9 that PyPI cannot give this "
+            r"machine: ERROR: Could not find a version that satisfies the requirement "
+            r"no-such-thing==9 \(from versions: none\)\. Fix the name or version there",
+        ),
+        (
+            {"package.json": '{"dependencies": {"no-such-thing": "1.0.0"}}', "index.js": JS_PLUGIN},
+            "npm error code E404\nnpm error 404 Not Found - GET https://registry.npmjs.org/"
+            "no-such-thing - Not found\nnpm error 404\nnpm error 404  'no-such-thing@1.0.0' is "
+            "not in this registry.\n",
+            r"package.json asks for package no-such-thing@1.0.0 that npm's registry cannot",
+        ),
+        (
+            {"package.json": '{"dependencies": {"ms": "99.0.0"}}', "index.js": JS_PLUGIN},
+            "npm error code ETARGET\nnpm error notarget No matching version found for ms@99.0.0.\n",
+            r"package.json asks for package ms@99.0.0 that npm's registry cannot give this "
+            r"machine: npm error code ETARGET",
+        ),
+    ],
+    ids=["pip", "npm-404", "npm-no-version"],
+)
+def test_a_dependency_that_cannot_be_had_is_refused_naming_file_and_package(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    files: dict[str, str],
+    stderr: str,
+    message: str,
+) -> None:
+    if "package.json" in files:
+        monkeypatch.setattr(shutil, "which", lambda _name: "/usr/bin/npm")
+    else:
+        files = {**files, "server.py": PYTHON_SERVER}
+    directory = _write(tmp_path / "p", files)
+    commands = _fail_with(monkeypatch, stderr)
+
+    with pytest.raises(ConfigError, match=message):
+        resolve_plugins([str(directory)], tmp_path)  # resolving the plugin: before any build
+    assert len(commands) == 1
+    assert not list((tmp_path / ".cache" / "deps").iterdir())  # nothing half-fetched is kept
+
+
+def test_an_unreachable_registry_is_this_machines_problem(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    directory = _write(tmp_path / "p", {"requirements.txt": "six\n", "server.py": PYTHON_SERVER})
+    _fail_with(
+        monkeypatch,
+        "WARNING: Retrying ... NewConnectionError: Failed to establish a new connection\n"
+        "ERROR: No matching distribution found for six\n",
+    )
+
+    with pytest.raises(EnvironmentProblem, match="could not reach PyPI from this machine"):
+        resolve_plugins([str(directory)], tmp_path)
+
+
+def test_a_compiled_wheel_is_refused_and_the_images_own_are_dropped(tmp_path: Path) -> None:
+    for wheel in ("six-1.16.0-py2.py3-none-any.whl", "greenlet-3.0.3-cp311-cp311-linux.whl"):
+        (tmp_path / wheel).write_text("")
+    plugins._keep_pure_wheels(tmp_path, tmp_path / "requirements.txt")  # greenlet: the image's
+    assert [p.name for p in tmp_path.iterdir()] == ["six-1.16.0-py2.py3-none-any.whl"]
+
+    (tmp_path / "ujson-5.9.0-cp311-cp311-manylinux_2_17_x86_64.whl").write_text("")
+    with pytest.raises(ConfigError, match=r"requirements.txt needs ujson 5.9.0, which comes only"):
+        plugins._keep_pure_wheels(tmp_path, tmp_path / "requirements.txt")
+
+
+def test_the_fixtures_dependencies_are_declared_as_users_write_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    fetched: list[tuple[list[str], dict[str, str]]] = []
+
+    def fetch(command: list[str], *, cwd: Path, declared_in: Path, kind: str) -> None:
+        folder = Path(command[command.index("--prefix") + 1]) if kind == "npm" else cwd
+        seen = {p.name: p.read_text() for p in Path(command[-1]).parent.glob("*") if p.is_file()}
+        if kind == "npm":
+            seen = {p.name: p.read_text() for p in folder.glob("*.json")}
+        fetched.append((command, seen))
+
+    monkeypatch.setattr(plugins, "_fetch_dependencies", fetch)
+    monkeypatch.setattr(plugins, "_keep_pure_wheels", lambda *args: None)
+    monkeypatch.setattr(shutil, "which", lambda _name: "/usr/bin/npm")
+    resolve_plugins([str(PY_WITH_DEPS), str(JS_WITH_DEPS)], tmp_path)
+
+    (pip, pip_files), (npm, npm_files) = fetched
+    assert pip[1:4] == ["-m", "pip", "wheel"] and pip_files == {"requirements.txt": "six==1.16.0\n"}
+    assert npm[:2] == ["npm", "install"] and "--ignore-scripts" in npm
+    assert json.loads(npm_files["package.json"])["dependencies"] == {"ms": "2.1.3"}
+    cached = sorted(p.name.rsplit("-", 1)[0] for p in (tmp_path / ".cache" / "deps").iterdir())
+    assert cached == ["js-deps-js-with-deps", "python-deps-py-with-deps"]
+
+
+@pytest.mark.parametrize(
+    ("output", "line"),
+    [
+        (
+            JS_DUMP_WITHOUT_MS,
+            '2026-12-07T21:01:56.757Z [WARN] error loading plugin "index" from '
+            "/usr/local/lib/kpm-plugins/js-with-deps/index.js: Error: Cannot find module 'ms' "
+            "(its last line: [])",
+        ),
+        (PY_TRACEBACK, "ModuleNotFoundError: No module named 'six'"),
+        ("\x1b[31mpanic: boom\x1b[0m\n", "panic: boom"),
+        ("", "(no output)"),
+    ],
+    ids=["js-ansi", "python-traceback", "no-error-word", "empty"],
+)
+def test_a_failed_commands_output_is_told_by_its_first_real_error_line(
+    output: str, line: str
+) -> None:
+    assert plugins.describe_output(output) == line
+
+
+def test_a_query_that_prints_no_json_is_told_without_terminal_codes() -> None:
+    with pytest.raises(StackError) as caught:
+        _parse(JS_DUMP_WITHOUT_MS, "js")
+
+    assert "\x1b" not in str(caught.value)
+    assert str(caught.value).endswith("Error: Cannot find module 'ms' (its last line: [])")
+
+
+def test_the_image_tag_follows_the_fetched_dependencies(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (source,) = resolve_plugins(["python"], REPO_ROOT)
+    bases = {"kong_image": "k", "go_image": "g", "node_image": "n", "sim": True}
+    without = plugin_image_tag(source, repo_root=REPO_ROOT, **bases)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(plugins, "plugin_dependencies", lambda *args: tmp_path / "deps-1")
+    first = plugin_image_tag(source, repo_root=REPO_ROOT, **bases)  # type: ignore[arg-type]
+    monkeypatch.setattr(plugins, "plugin_dependencies", lambda *args: tmp_path / "deps-2")
+    second = plugin_image_tag(source, repo_root=REPO_ROOT, **bases)  # type: ignore[arg-type]
+
+    assert len({without, first, second}) == 3
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize(("version", "verdict"), [("3.4.1.0", "churn"), ("3.6.0.0", "stable")])
+@pytest.mark.parametrize("fixture", ["go-pdk-06", "py-with-deps", "js-with-deps"])
+def test_an_old_go_pdk_and_plugins_with_dependencies_read_true_under_sim(
+    tmp_path: Path, fixture: str, version: str, verdict: str
+) -> None:
+    (source,) = resolve_plugins([str(REPO_ROOT / "tests" / "plugins" / fixture)], REPO_ROOT)
+    target = target_for_version(version)
+    config = RunConfig(
+        run_id=f"deps-{fixture}-{version}",
+        targets=(target,),
+        results_root=tmp_path,
+        sim=True,
+        requests=300,
+    )
+    config.run_dir.mkdir(parents=True)
+
+    row = pipeline.measure_job(pipeline.Job(target, "steady", source), config)
+
+    assert row.status == "ok", row.error
+    assert (row.plugin, row.counted_by, row.verdict, row.failures) == (fixture, "tap", verdict, 0)

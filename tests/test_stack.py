@@ -17,12 +17,14 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from python_on_whales import DockerClient
 
 from orchestration.errors import EnvironmentProblem, ImageUnavailable, ReadyTimeout
+from orchestration.plugin import EXAMPLE
 from orchestration.stack import (
     DEFAULT_COMPOSE_FILE,
     LABEL,
@@ -33,6 +35,8 @@ from orchestration.stack import (
     StackSpec,
     check_docker,
     compose_client,
+    plugin_not_answering,
+    plugin_server_lines,
     project_name_for,
     sources_digest,
     write_env_file,
@@ -446,3 +450,48 @@ def test_a_teardown_process_starts_deaf_to_the_terminals_ctrl_c() -> None:
         child.kill()
         child.wait()
     assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # restored here
+
+
+# A plugin server Kong was given the wrong socket for (go-pdk v0.6 on the JS server's, issue 19).
+NOT_ANSWERING_LOG = """\
+2026/12/07 21:10:39 [notice] 1001#0: *1 [kong] process.lua:252 Starting go-pdk-06, context: ngx.timer
+2026/12/07 21:10:39 [info] 1001#0: *1 [go-pdk-06:18] Listening on socket: /tmp/kpm-tap/go-pdk-06.socket, context: ngx.timer
+2026/12/07 21:10:40 [info] 1001#0: *1 [other:19] unrelated, context: ngx.timer
+2026/12/07 21:10:55 [error] 1002#0: *259 [kong] mp_rpc.lua:206 [go-pdk-06] trying to connect: dial unix /usr/local/kong/js_pluginserver.sock: connect: no such file or directory, client: 172.24.0.1, server: kong, request: "GET /hello HTTP/1.1", host: "x"
+2026/12/07 21:10:55 [error] 1002#0: *260 [kong] mp_rpc.lua:206 [go-pdk-06] trying to connect: dial unix /usr/local/kong/js_pluginserver.sock: connect: no such file or directory, client: 172.24.0.1, server: kong, request: "GET /hello HTTP/1.1", host: "x"
+"""  # noqa: E501
+
+
+def test_a_plugin_that_never_answers_is_told_about_the_plugin() -> None:
+    contract = replace(
+        EXAMPLE,
+        name="go-pdk-06",
+        label="go-pdk-06",
+        socket="/usr/local/kong/js_pluginserver.sock",
+        protocol="MsgPack:1",
+        server_command="/usr/local/bin/go-pdk-06",
+    )
+
+    lines = plugin_server_lines(NOT_ANSWERING_LOG, contract)
+    message = plugin_not_answering(contract, lines)
+
+    assert lines == [
+        "2026/12/07 21:10:39 [info] 1001#0: *1 [go-pdk-06:18] Listening on socket: "
+        "/tmp/kpm-tap/go-pdk-06.socket, context: ngx.timer",
+        "2026/12/07 21:10:39 [notice] 1001#0: *1 [kong] process.lua:252 Starting go-pdk-06, "
+        "context: ngx.timer",
+        "2026/12/07 21:10:55 [error] 1002#0: *260 [kong] mp_rpc.lua:206 [go-pdk-06] trying to "
+        "connect: dial unix /usr/local/kong/js_pluginserver.sock: connect: no such file or "
+        "directory",
+    ]
+    assert message.startswith(
+        "Kong is up, but plugin go-pdk-06 never answered on /hello: Kong talks to its plugin "
+        "server 'go-pdk-06' over /usr/local/kong/js_pluginserver.sock (MsgPack:1), started as "
+        "`/usr/local/bin/go-pdk-06`. Check that the server starts and listens on that socket; "
+        "what Kong's log says of it: 2026/12/07 21:10:39 [info]"
+    )
+    assert "slow" not in message
+    silent = plugin_not_answering(contract, plugin_server_lines("", contract))
+    assert silent.endswith(
+        "Kong's log has no line from it (`[go-pdk-06:PID] ...`), so it may never have started"
+    )
