@@ -763,12 +763,8 @@ def _cmd_bisect(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr, flush=True)
 
     found = bisect.search(config.targets, measure, say)
-    answer = found.first_different
-    print(
-        f"first version whose verdict differs from {found.good.target.label}'s "
-        f"({found.good.verdict}): {answer.label}, found in {found.runs} runs"
-    )
-    for line in bisect.changelog_around(answer, config.targets):
+    print(found.answer())
+    for line in bisect.changelog_around(found.first_different, config.targets):
         print(f"  {line}")
     return 0
 

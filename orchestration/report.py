@@ -129,9 +129,14 @@ def verdict_for(per_request: float) -> Verdict:
     return "inconclusive"
 
 
+def expected_verdict(expected: str) -> str | None:
+    """The verdict a changelog status calls for (`affected`: churn); None when it says nothing."""
+    return _EXPECTED_VERDICT.get(expected)
+
+
 def matches_changelog(expected: str, verdict: str) -> bool | None:
     """Whether the measurement agrees with what the changelog says; None when it says nothing."""
-    wanted = _EXPECTED_VERDICT.get(expected)
+    wanted = expected_verdict(expected)
     if wanted is None or verdict not in ("churn", "stable", "inconclusive"):
         return None
     return verdict == wanted
