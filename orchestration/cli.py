@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
@@ -369,11 +370,13 @@ def _bisect_candidates(args: argparse.Namespace) -> tuple[Target, ...]:
 
 def config_from(args: argparse.Namespace) -> RunConfig:
     """Flags over KPM_* environment variables over defaults, validated before any Docker work."""
-    results_root = args.results or Path(os.environ.get("KPM_RESULTS", DEFAULT_RESULTS))
+    results_root = _results_root(args)
+    if args.command != "pull":  # the only one that writes no results
+        results_root = writable_folder(results_root)
     return RunConfig(
         run_id=new_run_id(),
         targets=_targets(args),
-        results_root=results_root.resolve(),
+        results_root=results_root,
         requests=resolve("requests", args.requests, default_of("requests"), int),
         users=resolve("users", args.users, default_of("users"), int),
         spawn_rate=resolve("spawn_rate", args.spawn_rate, default_of("spawn_rate"), float),
@@ -403,6 +406,31 @@ def config_from(args: argparse.Namespace) -> RunConfig:
         docker_hosts=_docker_hosts(args),
         **_locust_worker_settings(args),
     )
+
+
+def _results_root(args: argparse.Namespace) -> Path:
+    """--results, else KPM_RESULTS, else ./results; absolute."""
+    return (args.results or Path(os.environ.get("KPM_RESULTS", DEFAULT_RESULTS))).resolve()
+
+
+def writable_folder(root: Path) -> Path:
+    """`root` made if missing and written to once, before any work: a file there, a place that
+    cannot hold folders (/proc) or one we may not write to is the user's to fix (exit 2)."""
+    where = f"--results {root}"
+    if root.exists() and not root.is_dir():
+        raise UsageError(
+            f"{where} is a file: pass a folder for the run folders (it is made when missing)"
+        )
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root):
+            pass
+    except OSError as error:
+        raise UsageError(
+            f"{where}: cannot write there ({error.strerror or error}); pass a folder you may "
+            "write to"
+        ) from None
+    return root
 
 
 def _locust_worker_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -842,9 +870,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_merge(args: argparse.Namespace) -> int:
     from orchestration import merge
 
-    results_root = args.results or Path(os.environ.get("KPM_RESULTS", DEFAULT_RESULTS))
     sources = merge.find_sources(args.folders)
-    run, run_dir = merge.merge(sources, results_root.resolve())
+    run, run_dir = merge.merge(sources, writable_folder(_results_root(args)))
     print(report.render_summary(run))
     conflicts = run.config.get("conflicts") or []
     differ = run.config.get("settings_differ") or {}
