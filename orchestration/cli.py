@@ -414,16 +414,17 @@ def _results_root(args: argparse.Namespace) -> Path:
 
 
 def writable_folder(root: Path) -> Path:
-    """`root` made if missing and written to once, before any work: a file there, a place that
-    cannot hold folders (/proc) or one we may not write to is the user's to fix (exit 2)."""
+    """`root`, checked before any work and left as it was: a file there or above it, a place
+    that cannot hold folders (/proc) or one we may not write to is the user's to fix (exit 2)."""
     where = f"--results {root}"
-    if root.exists() and not root.is_dir():
+    existing = next(folder for folder in (root, *root.parents) if folder.exists())
+    if not existing.is_dir():
         raise UsageError(
-            f"{where} is a file: pass a folder for the run folders (it is made when missing)"
+            f"{where}: {existing} is a file; pass a folder for the run folders (it is made "
+            "when missing)"
         )
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=root):
+        with tempfile.TemporaryDirectory(dir=existing, prefix=".kpm-check-"):
             pass
     except OSError as error:
         raise UsageError(
@@ -567,6 +568,7 @@ def _announce(row: VersionResult) -> None:
     per_request = "-" if row.new_calls_per_request is None else f"{row.new_calls_per_request:.3f}"
     tag = " [simulated]" if row.simulated else ""
     detail = f": {row.error}" if row.error else f", New()/request {per_request}"
+    detail += "".join(f" [{finding}]" for finding in row.findings)
     plugin = "" if row.plugin == "go" else f" {row.plugin}"
     print(f"==> {row.version}{plugin}{tag}: {row.verdict}{detail}", file=sys.stderr, flush=True)
 

@@ -121,6 +121,7 @@ def _testcase(case: Case) -> ET.Element:
     ET.SubElement(element, "system-out").text = (
         f"verdict {row.verdict}; changelog {row.expected}; New()/request {per_request}; "
         f"simulated {'yes' if row.simulated else 'no'}; image {row.image}"
+        + "".join(f"; finding {finding}" for finding in row.findings)
     )
     return element
 

@@ -31,6 +31,16 @@ Verdict = Literal["churn", "stable", "inconclusive", "error", "interrupted"]
 
 CHURN_AT = 0.5  # New() calls per request at or above which a version churns
 STABLE_AT = 0.01  # ... at or below which it reuses its instances
+# A verdict from fewer requests through the plugin than this many per nginx worker is marked
+# `small-sample` (docs/sample-size.md). The churn side needs few: an affected release starts an
+# instance on every event, >= 1 New() per request (1.0-1.8 measured), twice CHURN_AT. The stable
+# side sets the minimum: a release that reuses its instances can still start one per worker
+# during the load (a worker the warm-up missed, 3.7+'s rebuild after a change), so it reads up to
+# workers / requests; that stays at or below STABLE_AT from 1 / STABLE_AT = 100 requests per
+# worker (400 with the default 4), where fewer could read `inconclusive` or, below 2 per worker,
+# `churn`.
+MIN_REQUESTS_PER_WORKER = round(1 / STABLE_AT)
+SMALL_SAMPLE = "small-sample"
 
 LOGGER = logging.getLogger(__name__)
 
@@ -133,6 +143,18 @@ def verdict_for(per_request: float) -> Verdict:
 def expected_verdict(expected: str) -> str | None:
     """The verdict a changelog status calls for (`affected`: churn); None when it says nothing."""
     return _EXPECTED_VERDICT.get(expected)
+
+
+def small_sample(served: int, workers: int | None) -> tuple[str, ...]:
+    """(`small-sample`,) when `served` requests through the plugin are too few for a verdict to
+    stand against one New() per worker (MIN_REQUESTS_PER_WORKER); () otherwise, and for none
+    (no verdict: the row is an error)."""
+    return (SMALL_SAMPLE,) if 0 < served < MIN_REQUESTS_PER_WORKER * (workers or 1) else ()
+
+
+def row_label(row: VersionResult) -> str:
+    """Which row: `3.4.1.0, plugin go, scenario steady` (a run may hold several per version)."""
+    return f"{row.version}, plugin {row.plugin}, scenario {row.scenario}"
 
 
 def matches_changelog(expected: str, verdict: str) -> bool | None:
@@ -294,7 +316,7 @@ def render_summary(run: RunResult) -> str:
     errors = [v for v in run.versions if v.error]
     if errors:
         lines += ["## Errors", ""]
-        lines += [f"- **{v.version}** ({v.status}): {v.error}" for v in errors]
+        lines += [f"- **{row_label(v)}** ({v.status}): {v.error}" for v in errors]
         lines.append("")
     engines = run.config.get("docker_hosts") or []
     if engines:
@@ -441,7 +463,7 @@ def load_run(path: Path) -> RunResult:
     except FileNotFoundError:
         raise UsageError(f"no results.json at {file}: {what_to_pass}") from None
     except json.JSONDecodeError as error:
-        raise UsageError(f"{file} is not JSON ({error}): {what_to_pass}") from None
+        raise UsageError(f"{file} is not valid JSON ({error}): {what_to_pass}") from None
     except (OSError, UnicodeDecodeError) as error:
         why = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
         raise UsageError(f"cannot read {file} ({why}): {what_to_pass}") from None
