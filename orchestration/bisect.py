@@ -110,8 +110,8 @@ def _several_changes(candidates: Sequence[Target]) -> str | None:
     return (
         f"bisect: the range {candidates[0].label} .. {candidates[-1].label} {holds}the changelog "
         f"table expects the verdict to change {len(changes)} times ({listed}); a binary search "
-        f"could answer any of those changes, so the versions are measured in release order from "
-        f"{candidates[0].label} until one reads otherwise"
+        f"could answer any of those changes, so after both ends the versions are measured in "
+        f"release order from {candidates[0].label} until one reads otherwise"
     )
 
 

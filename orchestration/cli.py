@@ -71,7 +71,11 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     command = parser.prog.split()[-1]
     if command in {"run", "matrix", "bisect"}:  # bisect: every option of run (README)
         number("--changes", "changes", "reload: configuration changes under load")
-        number("--idle", "idle_s", "idle: seconds without load between the two bursts")
+        number(
+            "--idle",
+            "idle_s",
+            "idle: seconds without load between the two bursts, more than go-pdk's 60 s expiry",
+        )
         number("--duration", "duration_s", "soak: seconds the load runs")
         parser.add_argument(
             "--scenario",
@@ -209,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     finder = commands.add_parser(
         "bisect",
-        help="the first version whose verdict differs from GOOD's, in the fewest runs",
+        help="the first version after GOOD that reads otherwise; both ends are measured first",
     )
     finder.add_argument("good", nargs="?", help="a version that reads as it should")
     finder.add_argument("bad", nargs="?", help="a later version of the same edition that does not")

@@ -94,8 +94,8 @@ def test_a_range_holding_a_fix_is_said_up_front_and_walked_in_order() -> None:
     assert said[0] == (
         "bisect: the range 3.4.0.0 .. 3.5.0.1 holds a fix (3.4.3.1) inside it: the changelog "
         "table expects the verdict to change 3 times (3.4.1.0 affected, 3.4.3.1 fixed, 3.5.0.0 "
-        "affected); a binary search could answer any of those changes, so the versions are "
-        "measured in release order from 3.4.0.0 until one reads otherwise"
+        "affected); a binary search could answer any of those changes, so after both ends the "
+        "versions are measured in release order from 3.4.0.0 until one reads otherwise"
     )
     assert ran == ["3.4.0.0", "3.5.0.1", "3.4.1.0"]
     assert found.first_different.label == "3.4.1.0" and found.in_order
@@ -227,7 +227,7 @@ def test_bisect_on_the_stand_in_refuses_ends_that_agree(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
-    assert "bisect: the range 3.4.0.0 .. 3.6.0.0 holds a fix (3.4.3.1, 3.5.0.2, 3.6.0.0)" in (
+    assert "bisect: the range 3.4.0.0 .. 3.6.0.0 holds a fix (3.4.3.1, 3.5.0.2) inside it" in (
         done.stderr
     )
     assert "error: bisect has no answer: 3.4.0.0 reads stable and 3.6.0.0 reads stable too" in (
