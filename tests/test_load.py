@@ -139,7 +139,7 @@ def test_sends_exactly_the_requested_count(
     assert server.requests == requests
     assert result.requests == requests
     assert result.failures == 0
-    assert result.rps > 0
+    assert result.rps is not None and result.rps > 0
     assert result.duration_s == pytest.approx(requests / result.rps)
     assert (tmp_path / "locust.html").stat().st_size > 0
     assert (tmp_path / "locust_stats.csv").is_file()

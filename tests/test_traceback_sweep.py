@@ -20,7 +20,7 @@ from runs import sim_run, write_folder
 
 from orchestration import cli, pipeline
 
-IMPOSSIBLE_PLACES = {
+IMPOSSIBLE_PLACES: dict[str, Callable[[Path], Path]] = {
     "a file": lambda tmp: _file(tmp / "taken"),
     "under a file": lambda tmp: _file(tmp / "taken") / "results",
     "under /proc": lambda _tmp: Path("/proc/kpm-results"),
