@@ -417,10 +417,11 @@ def _results_root(args: argparse.Namespace) -> Path:
     return (args.results or Path(os.environ.get("KPM_RESULTS", DEFAULT_RESULTS))).resolve()
 
 
-def writable_folder(root: Path) -> Path:
+def writable_folder(root: Path, option: str | None = None) -> Path:
     """`root`, checked before any work and left as it was: a file there or above it, a place
-    that cannot hold folders (/proc) or one we may not write to is the user's to fix (exit 2)."""
-    where = f"--results {root}"
+    that cannot hold folders (/proc) or one we may not write to is the user's to fix (exit 2).
+    `option` names what gave it (default: --results ROOT)."""
+    where = option or f"--results {root}"
     existing = next(folder for folder in (root, *root.parents) if folder.exists())
     if not existing.is_dir():
         raise UsageError(
@@ -671,6 +672,7 @@ def _junit_request(args: argparse.Namespace, labels: Sequence[str]) -> JunitRequ
             raise UsageError("--expect only shapes the JUnit report: add --junit FILE")
         return None
     junit.check_writable(path)
+    writable_folder(path.parent, option=f"--junit {path}")
     junit.check_expected_versions(expected, labels)
     return path, expected
 
@@ -680,7 +682,7 @@ def _write_junit(request: JunitRequest | None, run: RunResult) -> None:
 
     if request is not None:
         path, expected = request
-        junit.write(path, run, expected)
+        _writing(path, lambda: junit.write(path, run, expected))
         print(f"JUnit: {path}", file=sys.stderr)
 
 

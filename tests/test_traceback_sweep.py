@@ -190,6 +190,31 @@ def test_a_folder_without_a_run_exits_2(
     assert err.startswith("error: ") and len(err.splitlines()) == 1, err
 
 
+@pytest.mark.parametrize("place", IMPOSSIBLE_PLACES)
+@pytest.mark.parametrize("command", [["report"], ["run", "3.4.1.0", "--sim"]], ids=" ".join)
+def test_a_junit_file_that_cannot_be_written_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], no_docker: None,
+    command: list[str], place: str,
+) -> None:  # fmt: skip
+    junit = IMPOSSIBLE_PLACES[place](tmp_path) / "junit.xml"
+    where = [str(_good_run(tmp_path))] if command == ["report"] else ["--results", str(tmp_path)]
+    argv = [*command, *where, "--junit", str(junit)]
+    code, err = _exit_of(argv, capsys)
+    assert code == 2, err
+    _one_line_saying_what_to_do(err)
+
+
+@pytest.mark.parametrize("folder", ["/proc", "/dev/null", "/sys/kernel"])
+def test_merge_of_a_system_folder_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    folder: str,
+) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    code, err = _exit_of(["merge", folder], capsys)
+    assert code == 2, err
+    _one_line_saying_what_to_do(err)
+
+
 @pytest.mark.parametrize(
     "argv",
     [
