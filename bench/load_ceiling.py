@@ -39,7 +39,7 @@ def ours(url: str, out_dir: Path, processes: int) -> float:
         timeout_s=RUN_TIME_BOUND_S,
         processes=processes,
     )
-    return result.rps
+    return _rate(result)
 
 
 def bare(url: str, out_dir: Path, processes: int) -> float:
@@ -52,7 +52,14 @@ def bare(url: str, out_dir: Path, processes: int) -> float:
         *["--run-time", f"{RUN_TIME_BOUND_S}s", *load.process_options(processes)],
     ]
     run(command, cwd=out_dir, timeout_s=RUN_TIME_BOUND_S + 30)
-    return load.parse_stats_json(out_dir / load.STATS_JSON).rps
+    return _rate(load.parse_stats_json(out_dir / load.STATS_JSON))
+
+
+def _rate(result: load.LoadResult) -> float:
+    """A load of REQUESTS requests has a rate; none means Locust counted nothing."""
+    if result.rps is None:
+        raise RuntimeError(f"Locust counted no requests to rate: {result}")
+    return result.rps
 
 
 def hey(url: str) -> float:

@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
@@ -71,7 +72,11 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     command = parser.prog.split()[-1]
     if command in {"run", "matrix", "bisect"}:  # bisect: every option of run (README)
         number("--changes", "changes", "reload: configuration changes under load")
-        number("--idle", "idle_s", "idle: seconds without load between the two bursts")
+        number(
+            "--idle",
+            "idle_s",
+            "idle: seconds without load between the two bursts, more than go-pdk's 60 s expiry",
+        )
         number("--duration", "duration_s", "soak: seconds the load runs")
         parser.add_argument(
             "--scenario",
@@ -209,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     finder = commands.add_parser(
         "bisect",
-        help="the first version whose verdict differs from GOOD's, in the fewest runs",
+        help="the first version after GOOD that reads otherwise; both ends are measured first",
     )
     finder.add_argument("good", nargs="?", help="a version that reads as it should")
     finder.add_argument("bad", nargs="?", help="a later version of the same edition that does not")
@@ -374,11 +379,13 @@ def _bisect_candidates(args: argparse.Namespace) -> tuple[Target, ...]:
 
 def config_from(args: argparse.Namespace) -> RunConfig:
     """Flags over KPM_* environment variables over defaults, validated before any Docker work."""
-    results_root = args.results or Path(os.environ.get("KPM_RESULTS", DEFAULT_RESULTS))
+    results_root = _results_root(args)
+    if args.command != "pull":  # the only one that writes no results
+        results_root = writable_folder(results_root)
     return RunConfig(
         run_id=new_run_id(),
         targets=_targets(args),
-        results_root=results_root.resolve(),
+        results_root=results_root,
         requests=resolve("requests", args.requests, default_of("requests"), int),
         users=resolve("users", args.users, default_of("users"), int),
         spawn_rate=resolve("spawn_rate", args.spawn_rate, default_of("spawn_rate"), float),
@@ -408,6 +415,33 @@ def config_from(args: argparse.Namespace) -> RunConfig:
         docker_hosts=_docker_hosts(args),
         **_locust_worker_settings(args),
     )
+
+
+def _results_root(args: argparse.Namespace) -> Path:
+    """--results, else KPM_RESULTS, else ./results; absolute."""
+    return (args.results or Path(os.environ.get("KPM_RESULTS", DEFAULT_RESULTS))).resolve()
+
+
+def writable_folder(root: Path, option: str | None = None) -> Path:
+    """`root`, checked before any work and left as it was: a file there or above it, a place
+    that cannot hold folders (/proc) or one we may not write to is the user's to fix (exit 2).
+    `option` names what gave it (default: --results ROOT)."""
+    where = option or f"--results {root}"
+    existing = next(folder for folder in (root, *root.parents) if folder.exists())
+    if not existing.is_dir():
+        raise UsageError(
+            f"{where}: {existing} is a file; pass a folder for the run folders (it is made "
+            "when missing)"
+        )
+    try:
+        with tempfile.TemporaryDirectory(dir=existing, prefix=".kpm-check-"):
+            pass
+    except OSError as error:
+        raise UsageError(
+            f"{where}: cannot write there ({error.strerror or error}); pass a folder you may "
+            "write to"
+        ) from None
+    return root
 
 
 def _locust_worker_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -544,6 +578,7 @@ def _announce(row: VersionResult) -> None:
     per_request = "-" if row.new_calls_per_request is None else f"{row.new_calls_per_request:.3f}"
     tag = " [simulated]" if row.simulated else ""
     detail = f": {row.error}" if row.error else f", New()/request {per_request}"
+    detail += "".join(f" [{finding}]" for finding in row.findings)
     plugin = "" if row.plugin == "go" else f" {row.plugin}"
     print(f"==> {row.version}{plugin}{tag}: {row.verdict}{detail}", file=sys.stderr, flush=True)
 
@@ -642,6 +677,7 @@ def _junit_request(args: argparse.Namespace, labels: Sequence[str]) -> JunitRequ
             raise UsageError("--expect only shapes the JUnit report: add --junit FILE")
         return None
     junit.check_writable(path)
+    writable_folder(path.parent, option=f"--junit {path}")
     junit.check_expected_versions(expected, labels)
     return path, expected
 
@@ -651,7 +687,7 @@ def _write_junit(request: JunitRequest | None, run: RunResult) -> None:
 
     if request is not None:
         path, expected = request
-        junit.write(path, run, expected)
+        _writing(path, lambda: junit.write(path, run, expected))
         print(f"JUnit: {path}", file=sys.stderr)
 
 
@@ -786,12 +822,8 @@ def _cmd_bisect(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr, flush=True)
 
     found = bisect.search(config.targets, measure, say)
-    answer = found.first_different
-    print(
-        f"first version whose verdict differs from {found.good.target.label}'s "
-        f"({found.good.verdict}): {answer.label}, found in {found.runs} runs"
-    )
-    for line in bisect.changelog_around(answer, config.targets):
+    print(found.answer())
+    for line in bisect.changelog_around(found.first_different, config.targets):
         print(f"  {line}")
     return 0
 
@@ -869,9 +901,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_merge(args: argparse.Namespace) -> int:
     from orchestration import merge
 
-    results_root = args.results or Path(os.environ.get("KPM_RESULTS", DEFAULT_RESULTS))
     sources = merge.find_sources(args.folders)
-    run, run_dir = merge.merge(sources, results_root.resolve())
+    run, run_dir = merge.merge(sources, writable_folder(_results_root(args)))
     print(report.render_summary(run))
     conflicts = run.config.get("conflicts") or []
     differ = run.config.get("settings_differ") or {}

@@ -122,6 +122,7 @@ def _testcase(case: Case) -> ET.Element:
         f"verdict {row.verdict}; changelog {row.expected}; New()/request {per_request}; "
         f"ran on {_count(row.ran_on)} of {_count(row.requests)} requests; "
         f"simulated {'yes' if row.simulated else 'no'}; image {row.image}"
+        + "".join(f"; finding {finding}" for finding in row.findings)
     )
     return element
 

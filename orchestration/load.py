@@ -80,13 +80,17 @@ PACKAGE_PARENT = Path(__file__).resolve().parent.parent  # where `orchestration`
 
 @dataclass(frozen=True)
 class LoadResult:
-    """One load run, from Locust's Aggregated stats row."""
+    """One load run, from Locust's Aggregated stats row.
+
+    A rate or percentile nothing was measured for is None, never a number: no request counted
+    has no latency, and one request in no measurable time has no rate.
+    """
 
     requests: int  # completed requests, failures included (Locust's "Request Count")
     failures: int
-    rps: float
-    p50_ms: float
-    p95_ms: float
+    rps: float | None
+    p50_ms: float | None
+    p95_ms: float | None
     duration_s: float  # test start to last request: Locust's Requests/s is requests / this
 
     def to_dict(self) -> dict[str, float | int]:
@@ -218,6 +222,7 @@ class HeadlessLocust:
         self._result: LoadResult | None = None
         self._single_process = processes == 1
         self.sent: tuple[int, int] | None = None  # (requests, failures) once `send` returned
+        self._ran_s: float | None = None  # Locust's run time, from its done line
 
     def __enter__(self) -> HeadlessLocust:
         prepare_out_dir(self.out_dir)
@@ -283,7 +288,7 @@ class HeadlessLocust:
                 self._stop()
             if exit_status is None:
                 raise self._timed_out()
-            self._result = read_result(self.out_dir, exit_status)
+            self._result = read_result(self.out_dir, exit_status, self._ran_s)
         if self.requests:
             require_exact_count(self._result, self.requests, self.run_time_s, self.out_dir)
         return self._result
@@ -340,6 +345,7 @@ class HeadlessLocust:
             if readable:
                 line = os.read(self._done, 256)
                 self.sent = parse_done_line(line) if self._single_process else None
+                self._ran_s = ran_seconds(line)
                 return
         raise self._timed_out()
 
@@ -400,7 +406,7 @@ def run_load(
         return locust.run(host_url, cancel=cancel)
 
 
-NO_LOAD = LoadResult(requests=0, failures=0, rps=0.0, p50_ms=0.0, p95_ms=0.0, duration_s=0.0)
+NO_LOAD = LoadResult(requests=0, failures=0, rps=None, p50_ms=None, p95_ms=None, duration_s=0.0)
 
 
 @dataclass(frozen=True)
@@ -470,7 +476,7 @@ def parse_stats_csv(path: Path) -> LoadResult:
         return LoadResult(
             requests=requests,
             failures=int(aggregated["Failure Count"]),
-            rps=rps,
+            rps=rps if requests and rps > 0 else None,
             p50_ms=milliseconds(aggregated["50%"]),
             p95_ms=milliseconds(aggregated["95%"]),
             duration_s=requests / rps if rps > 0 else 0.0,
@@ -483,8 +489,9 @@ def parse_stats_json(path: Path) -> LoadResult:
     """Sum the entries of a Locust `--json-file` (its final per-endpoint stats) into one result.
 
     The percentiles are Locust's own rule over the merged response-time histogram, as for its
-    Aggregated row. Requests/s is requests over first to last request of the entries; the CSV
-    counts from the test start instead, so it reads a few per cent lower on a one-second run.
+    Aggregated row. Requests/s is requests over first to last request of the entries (a headless
+    run replaces it with Locust's own run time, `with_run_time`); the CSV counts from the test
+    start instead, so it reads a few per cent lower on a one-second run.
     """
     try:
         entries = json.loads(path.read_text(encoding="utf-8"))
@@ -508,14 +515,24 @@ def aggregate_entries(entries: list[dict[str, Any]]) -> LoadResult:
     starts = [float(entry["start_time"]) for entry in entries]
     ends = [float(entry["last_request_timestamp"] or 0) for entry in entries]
     duration_s = max(ends) - min(starts) if entries and max(ends) > 0 else 0.0
+    timed = timed_requests > 0
     return LoadResult(
         requests=requests,
         failures=sum(int(entry["num_failures"]) for entry in entries),
-        rps=requests / duration_s if duration_s > 0 else 0.0,
-        p50_ms=float(percentile(histogram, timed_requests, 0.50)),
-        p95_ms=float(percentile(histogram, timed_requests, 0.95)),
+        # first to last request: one request spans no time, and is no rate
+        rps=requests / duration_s if requests > 1 and duration_s > 0 else None,
+        p50_ms=float(percentile(histogram, timed_requests, 0.50)) if timed else None,
+        p95_ms=float(percentile(histogram, timed_requests, 0.95)) if timed else None,
         duration_s=duration_s,
     )
+
+
+def with_run_time(result: LoadResult, ran_s: float) -> LoadResult:
+    """The rate over the time Locust ran: from its test start (before the first request was
+    sent) to its last request, as Locust's own Requests/s counts. The entries' first-to-last
+    span leaves out the first request's own time, which is all there is of a tiny load."""
+    rps = result.requests / ran_s if result.requests and ran_s > 0 else None
+    return replace(result, rps=rps, duration_s=ran_s)
 
 
 def percentile(histogram: Counter[int], count: int, fraction: float) -> int:
@@ -529,9 +546,9 @@ def percentile(histogram: Counter[int], count: int, fraction: float) -> int:
     return 0
 
 
-def milliseconds(cell: str) -> float:
+def milliseconds(cell: str) -> float | None:
     """A percentile cell; Locust writes "N/A" when there were no requests."""
-    return 0.0 if cell == "N/A" else float(cell)
+    return None if cell == "N/A" else float(cell)
 
 
 def require_loopback(host_url: str) -> None:
@@ -724,17 +741,31 @@ def sigterm_raises_interrupted() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+# The child's `done REQUESTS FAILURES [SECONDS]`: SECONDS is Locust's run time, test start to
+# last request (an older child wrote no SECONDS).
+_DONE_LINE = re.compile(rb"done (\d{1,18}) (\d{1,18})(?: (\d{1,12}(?:\.\d{1,9})?))?\n")
+
+
 def parse_done_line(line: bytes) -> tuple[int, int] | None:
-    """(requests, failures) from the child's `done REQUESTS FAILURES` line; None if it has none
-    (an older child's bare `done`, or a closed pipe: Locust ended without saying)."""
-    match = re.fullmatch(rb"done (\d{1,18}) (\d{1,18})\n", line)
+    """(requests, failures) from the child's `done REQUESTS FAILURES [SECONDS]` line; None if it
+    has none (an older child's bare `done`, or a closed pipe: Locust ended without saying)."""
+    match = _DONE_LINE.fullmatch(line)
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
-def read_result(out_dir: Path, exit_status: int) -> LoadResult:
+def ran_seconds(line: bytes) -> float | None:
+    """SECONDS of the child's done line: how long Locust ran; None when it did not say."""
+    match = _DONE_LINE.fullmatch(line)
+    return float(match.group(3)) if match and match.group(3) else None
+
+
+def read_result(out_dir: Path, exit_status: int, ran_s: float | None = None) -> LoadResult:
+    """Locust's final stats; with `ran_s` (its run time, from the done line) the rate is
+    requests over that time."""
     if exit_status != 0:
         raise LoadError(f"Locust exited with status {exit_status}; {log_tail(out_dir)}")
-    return read_stats(out_dir)
+    result = read_stats(out_dir)
+    return result if ran_s is None else with_run_time(result, ran_s)
 
 
 def read_stats(out_dir: Path) -> LoadResult:
@@ -791,7 +822,8 @@ def gated_locust_main() -> None:
     Imports Locust, most of its start-up, before the target is known; then reads the target URL
     from stdin and hands over to Locust's own command line with it (an empty stdin means the
     caller gave up first). When the test stops, every request done, it writes a line to file
-    descriptor N with Locust's request and failure counts then (`done 1000 0`), so the caller can
+    descriptor N with Locust's request and failure counts and run time then (`done 1000 0
+    2.061`), so the caller can
     go on, and give its verdict, while Locust writes its reports. Once Locust has run its
     exit handlers (its reports and log are closed by then), the process ends without the
     interpreter's teardown of gevent, Flask and the rest, which takes about 0.07 s.
@@ -806,8 +838,11 @@ def gated_locust_main() -> None:
     def tell_requests_done(environment: Any, **_kwargs: Any) -> None:
         if not isinstance(environment.runner, WorkerRunner):  # --processes workers: not yet
             total = environment.stats.total
+            # Locust's own run time: its test start (before the first request) to last request
+            ran_s = max(0.0, (total.last_request_timestamp or total.start_time) - total.start_time)
+            line = f"done {total.num_requests} {total.num_failures} {ran_s:.6f}\n"
             with contextlib.suppress(OSError):
-                os.write(done_fd, f"done {total.num_requests} {total.num_failures}\n".encode())
+                os.write(done_fd, line.encode())
 
     host_url = sys.stdin.readline().strip()
     if not host_url:

@@ -41,7 +41,13 @@ def find_sources(paths: Sequence[Path]) -> list[Source]:
     downloaded CI artifact holding `results/`."""
     sources: list[Source] = []
     for path in paths:
-        sources += _sources_in(path)
+        try:
+            sources += _sources_in(path)
+        except OSError as error:  # a folder we may not list (or /proc's like)
+            raise UsageError(
+                f"cannot look through {path} ({error.strerror or error}: {error.filename}): pass "
+                "run folders (results/<run-id>) or folders holding them"
+            ) from None
     seen = Counter(source.run.run_id for source in sources)
     twice = sorted(run_id for run_id, count in seen.items() if count > 1)
     if twice:
@@ -59,6 +65,11 @@ def _sources_in(path: Path) -> list[Source]:
         )
     if path.is_file():
         return [Source(report.load_run(path), path.parent)]
+    if not path.is_dir():
+        raise UsageError(
+            f"{path} is neither a folder nor a file: pass run folders (results/<run-id>) or "
+            "folders holding them"
+        )
     if (path / "results.json").is_file():
         return [Source(report.load_run(path), path)]
     found = _run_folders_under(path)

@@ -162,7 +162,9 @@ def row_from(base: VersionResult, outcome: Outcome) -> VersionResult:
         p95_ms=worst([phase.p95_ms for phase in counted], max),
         plugin_counter=outcome.plugin_counter,
         phases=outcome.phases,
-        findings=outcome.findings + _disagreement(counted),
+        findings=outcome.findings
+        + _disagreement(counted)
+        + report.small_sample(served, base.workers),
         **_resource_fields(outcome),
     )
     if error:

@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal
 
 from orchestration import sim as sim_images
 from orchestration.config import REPO_ROOT
@@ -1283,13 +1283,25 @@ def run_in_image(
 def validate_plugin_config(config: Mapping[str, Any], dump: PluginDump) -> None:
     """Check a `--plugin-config` object against the plugin's dumped `config` record: unknown
     fields, types (string, number, integer, boolean, array, set, map, record), required fields,
-    `between` and `one_of`. What the PDK does not dump cannot be checked."""
-    _check_record(config, dump.schema, "config", dump.plugin_name)
+    `between` and `one_of`. What the PDK does not dump cannot be checked. Every problem is
+    named in one error, so one fix-and-retry is enough."""
+    problems: list[str] = []
+    _check_record(config, dump.schema, "config", dump.plugin_name, problems)
+    if len(problems) == 1:
+        raise ConfigError(f"--plugin-config: {problems[0]}")
+    if problems:
+        listed = "; ".join(f"({number}) {text}" for number, text in enumerate(problems, 1))
+        raise ConfigError(
+            f"--plugin-config has {len(problems)} problems for plugin {dump.plugin_name}: {listed}"
+        )
 
 
-def _check_record(value: object, schema: Mapping[str, Any], where: str, plugin: str) -> None:
+def _check_record(
+    value: object, schema: Mapping[str, Any], where: str, plugin: str, problems: list[str]
+) -> None:
     if not isinstance(value, Mapping):
-        _wrong(where, "a JSON object (record)", value, plugin)
+        problems.append(_wrong(where, "a JSON object (record)", value, plugin))
+        return
     fields: dict[str, Mapping[str, Any]] = {}
     for entry in schema.get("fields") or []:
         if isinstance(entry, Mapping):
@@ -1299,17 +1311,16 @@ def _check_record(value: object, schema: Mapping[str, Any], where: str, plugin: 
     for name in value:
         if name not in fields:
             known = ", ".join(fields) or "none"
-            raise ConfigError(
-                f"--plugin-config: {where}.{name} is not a field of plugin {plugin} "
-                f"(its fields: {known})"
+            problems.append(
+                f"{where}.{name} is not a field of plugin {plugin} (its fields: {known})"
             )
     for name, field in fields.items():
         if name in value and value[name] is not None:
-            _check_value(value[name], field, f"{where}.{name}", plugin)
+            _check_value(value[name], field, f"{where}.{name}", plugin, problems)
         elif field.get("required") is True and field.get("default") is None:
-            raise ConfigError(
-                f"--plugin-config: {where}.{name} is required by plugin {plugin} "
-                f"({_describe(field)}) but was not given"
+            problems.append(
+                f"{where}.{name} is required by plugin {plugin} ({_describe(field)}) but was "
+                "not given"
             )
 
 
@@ -1332,35 +1343,50 @@ SCALAR_CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
 }
 
 
-def _check_value(value: object, field: Mapping[str, Any], where: str, plugin: str) -> None:
+def _check_value(
+    value: object, field: Mapping[str, Any], where: str, plugin: str, problems: list[str]
+) -> None:
+    """Appends what is wrong with `value` to `problems`; a value of the wrong type is one
+    problem, not also each of its parts."""
     kind = str(field.get("type"))
     if kind in SCALAR_CHECKS:
         check, expected = SCALAR_CHECKS[kind]
         if not check(value):
-            _wrong(where, expected, value, plugin)
+            problems.append(_wrong(where, expected, value, plugin))
+            return
     elif kind in ("array", "set"):
         if not isinstance(value, list):
-            _wrong(where, f"a JSON array ({kind})", value, plugin)
+            problems.append(_wrong(where, f"a JSON array ({kind})", value, plugin))
+            return
         for index, item in enumerate(value):
-            _check_nested(item, field.get("elements"), f"{where}[{index}]", plugin)
+            _check_nested(item, field.get("elements"), f"{where}[{index}]", plugin, problems)
     elif kind == "map":
         if not isinstance(value, Mapping):
-            _wrong(where, "a JSON object (map)", value, plugin)
+            problems.append(_wrong(where, "a JSON object (map)", value, plugin))
+            return
         for key, item in value.items():
-            _check_nested(key, field.get("keys"), f"{where} key {json.dumps(key)}", plugin)
-            _check_nested(item, field.get("values"), f"{where}[{json.dumps(key)}]", plugin)
+            _check_nested(
+                key, field.get("keys"), f"{where} key {json.dumps(key)}", plugin, problems
+            )
+            _check_nested(
+                item, field.get("values"), f"{where}[{json.dumps(key)}]", plugin, problems
+            )
     elif kind == "record":
-        _check_record(value, field, where, plugin)
-    _check_bounds(value, field, where, plugin)
+        _check_record(value, field, where, plugin, problems)
+    _check_bounds(value, field, where, plugin, problems)
 
 
-def _check_nested(value: object, field: object, where: str, plugin: str) -> None:
+def _check_nested(
+    value: object, field: object, where: str, plugin: str, problems: list[str]
+) -> None:
     """An element, key or value whose schema the dump gives (none given: nothing to check)."""
     if isinstance(field, Mapping):
-        _check_value(value, field, where, plugin)
+        _check_value(value, field, where, plugin, problems)
 
 
-def _check_bounds(value: object, field: Mapping[str, Any], where: str, plugin: str) -> None:
+def _check_bounds(
+    value: object, field: Mapping[str, Any], where: str, plugin: str, problems: list[str]
+) -> None:
     between = field.get("between")
     if (
         isinstance(between, list)
@@ -1368,20 +1394,18 @@ def _check_bounds(value: object, field: Mapping[str, Any], where: str, plugin: s
         and isinstance(value, (int, float))
         and not between[0] <= value <= between[1]
     ):
-        _wrong(where, f"between {between[0]} and {between[1]}", value, plugin)
+        problems.append(_wrong(where, f"between {between[0]} and {between[1]}", value, plugin))
     one_of = field.get("one_of")
     if isinstance(one_of, list) and value not in one_of:
-        _wrong(where, f"one of {json.dumps(one_of)}", value, plugin)
+        problems.append(_wrong(where, f"one of {json.dumps(one_of)}", value, plugin))
 
 
 def _describe(field: Mapping[str, Any]) -> str:
     return f"a {field.get('type', 'value')}"
 
 
-def _wrong(where: str, expected: str, given: object, plugin: str) -> NoReturn:
-    raise ConfigError(
-        f"--plugin-config: {where} of plugin {plugin} must be {expected}, got {json.dumps(given)}"
-    )
+def _wrong(where: str, expected: str, given: object, plugin: str) -> str:
+    return f"{where} of plugin {plugin} must be {expected}, got {json.dumps(given)}"
 
 
 # --- preparing a fresh machine ---------------------------------------------------------------

@@ -17,9 +17,10 @@ import os
 import sys
 import tempfile
 import threading
-from dataclasses import asdict, dataclass, field, fields
+import types
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from tabulate import tabulate
 
@@ -32,6 +33,16 @@ Verdict = Literal[
 
 CHURN_AT = 0.5  # New() calls per request at or above which a version churns
 STABLE_AT = 0.01  # ... at or below which it reuses its instances
+# A verdict from fewer requests through the plugin than this many per nginx worker is marked
+# `small-sample` (docs/sample-size.md). The churn side needs few: an affected release starts an
+# instance on every event, >= 1 New() per request (1.0-1.8 measured), twice CHURN_AT. The stable
+# side sets the minimum: a release that reuses its instances can still start one per worker
+# during the load (a worker the warm-up missed, 3.7+'s rebuild after a change), so it reads up to
+# workers / requests; that stays at or below STABLE_AT from 1 / STABLE_AT = 100 requests per
+# worker (400 with the default 4), where fewer could read `inconclusive` or, below 2 per worker,
+# `churn`.
+MIN_REQUESTS_PER_WORKER = round(1 / STABLE_AT)
+SMALL_SAMPLE = "small-sample"
 
 LOGGER = logging.getLogger(__name__)
 
@@ -135,9 +146,26 @@ def verdict_for(per_request: float) -> Verdict:
     return "inconclusive"
 
 
+def expected_verdict(expected: str) -> str | None:
+    """The verdict a changelog status calls for (`affected`: churn); None when it says nothing."""
+    return _EXPECTED_VERDICT.get(expected)
+
+
+def small_sample(served: int, workers: int | None) -> tuple[str, ...]:
+    """(`small-sample`,) when `served` requests through the plugin are too few for a verdict to
+    stand against one New() per worker (MIN_REQUESTS_PER_WORKER); () otherwise, and for none
+    (no verdict: the row is an error)."""
+    return (SMALL_SAMPLE,) if 0 < served < MIN_REQUESTS_PER_WORKER * (workers or 1) else ()
+
+
+def row_label(row: VersionResult) -> str:
+    """Which row: `3.4.1.0, plugin go, scenario steady` (a run may hold several per version)."""
+    return f"{row.version}, plugin {row.plugin}, scenario {row.scenario}"
+
+
 def matches_changelog(expected: str, verdict: str) -> bool | None:
     """Whether the measurement agrees with what the changelog says; None when it says nothing."""
-    wanted = _EXPECTED_VERDICT.get(expected)
+    wanted = expected_verdict(expected)
     if wanted is None or verdict not in ("churn", "stable", "inconclusive"):
         return None
     return verdict == wanted
@@ -298,7 +326,7 @@ def render_summary(run: RunResult) -> str:
     errors = [v for v in run.versions if v.error]
     if errors:
         lines += ["## Errors", ""]
-        lines += [f"- **{v.version}** ({v.status}): {v.error}" for v in errors]
+        lines += [f"- **{row_label(v)}** ({v.status}): {v.error}" for v in errors]
         lines.append("")
     engines = run.config.get("docker_hosts") or []
     if engines:
@@ -433,12 +461,93 @@ def version_folder(run_dir: Path | None, row: VersionResult) -> Path | None:
 
 
 def load_run(path: Path) -> RunResult:
-    """Read a run folder (or its results.json), including one left by an interrupted run."""
+    """Read a run folder (or its results.json), including one left by an interrupted run.
+
+    Anything else (not JSON, a list, a results.json without `run_id` or `versions`, a row
+    without its fields or with a field of the wrong kind) is a UsageError that says what is
+    wrong and what to pass: those folders come from users, old versions and other tools."""
     file = path / "results.json" if path.is_dir() else path
+    what_to_pass = "pass a run folder that run, matrix or merge wrote (results/<run-id>)"
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UsageError(f"no results.json at {file}: pass a run folder under results/") from None
+        raise UsageError(f"no results.json at {file}: {what_to_pass}") from None
     except json.JSONDecodeError as error:
-        raise UsageError(f"{file} is not valid JSON ({error}); was it edited by hand?") from None
+        raise UsageError(f"{file} is not valid JSON ({error}): {what_to_pass}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        why = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        raise UsageError(f"cannot read {file} ({why}): {what_to_pass}") from None
+    problem = _not_a_run(data)
+    if problem is not None:
+        raise UsageError(
+            f"{file} is not a results.json of kong-plugin-matrix ({problem}): {what_to_pass}"
+        )
     return RunResult.from_dict(data)
+
+
+def _not_a_run(data: object) -> str | None:
+    """What makes `data` something other than a run's results.json; None when it is one."""
+    if not isinstance(data, dict):
+        return f"a JSON {_json_kind(data)}, not an object"
+    for name, kind in (("run_id", str), ("tool_version", str), ("versions", list)):
+        if name not in data:
+            return f"it has no {name!r}"
+        if not isinstance(data[name], kind):
+            return f"its {name!r} is a JSON {_json_kind(data[name])}"
+    if not isinstance(data.get("config", {}), dict):
+        return f"its 'config' is a JSON {_json_kind(data['config'])}, not an object"
+    for index, row in enumerate(data["versions"]):
+        problem = _not_a_record(row, VersionResult)
+        for phase in row["phases"] if problem is None and "phases" in row else ():
+            problem = problem or _not_a_record(phase, PhaseResult)
+        if problem is not None:
+            return f"row {index + 1} of 'versions': {problem}"
+    return None
+
+
+def _not_a_record(data: object, kind: type[Any]) -> str | None:
+    """What keeps `data` from being read as a `kind` (a dataclass): a missing field without
+    a default, or a field of another JSON kind than its type; None when nothing does."""
+    if not isinstance(data, dict):
+        return f"a JSON {_json_kind(data)}, not an object"
+    hints = get_type_hints(kind)
+    for each in fields(kind):
+        if each.name not in data:
+            if each.default is MISSING and each.default_factory is MISSING:
+                return f"it has no {each.name!r}"
+        elif not _holds(data[each.name], hints[each.name]):
+            shown = json.dumps(data[each.name])[:40]
+            return f"its {each.name!r} is {shown}, where {_type_text(hints[each.name])} belongs"
+    return None
+
+
+def _holds(value: object, hint: Any) -> bool:
+    """Whether a JSON value can stand for a field of type `hint` (a Literal: its kind only)."""
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return any(_holds(value, arg) for arg in get_args(hint))
+    if origin is Literal:
+        return any(isinstance(value, type(arg)) for arg in get_args(hint))
+    if origin in (tuple, list):
+        return isinstance(value, list)
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint in (str, bool):
+        return isinstance(value, hint)
+    return True  # Any
+
+
+def _type_text(hint: Any) -> str:
+    """`int | None`, `str`: a field's type as its annotation reads."""
+    return str(hint) if get_origin(hint) else getattr(hint, "__name__", str(hint))
+
+
+def _json_kind(value: object) -> str:
+    kinds = {dict: "object", list: "list", str: "string", bool: "boolean", type(None): "null"}
+    return kinds.get(type(value), "number")

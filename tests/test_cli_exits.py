@@ -232,7 +232,7 @@ OPTIONS: dict[str, tuple[str, str, object, object]] = {
     "--load-timeout": ("load_timeout_s", "61", 61.0, 600.0),
     "--parallel": ("parallel", "2", 2, 1),
     "--changes": ("changes", "5", 5, 3),
-    "--idle": ("idle_s", "0.5", 0.5, 75.0),
+    "--idle": ("idle_s", "61.5", 61.5, 75.0),
     "--duration": ("duration_s", "9", 9.0, 600.0),
     "--locust-workers": ("locust_workers", "2", 2, 0),
     "--locust-master-port": ("locust_master_port", "5557", 5557, 0),
@@ -373,7 +373,12 @@ def test_ui_listens_on_8089_or_its_web_port(
         (["ui", "3.4.1.0", "--web-port", "0"], "--web-port must be between 1 and 65535"),
         (["ui", "3.4.1.0", "--web-port", "x"], "--web-port takes a number"),
         (["run", "3.4.1.0", "--locust-workers", "65"], "--locust-workers must be between 0 and 64"),
-        (["run", "3.4.1.0", "--idle", "-1"], "--idle must be between 0 and"),
+        (["run", "3.4.1.0", "--idle", "-1"], "--idle must be between 61 and"),
+        (
+            ["run", "3.4.1.0", "--idle", "60"],
+            "--idle must be between 61 and 86400, got 60 (the idle scenario measures a gap longer "
+            "than go-pdk's 60 s instance expiry; a shorter one would show nothing it is for)",
+        ),
         (["run", "3.4.1.0", "--duration", "0"], "--duration must be between 1 and"),
         (["run", "3.4.1.0", "--go-image", "golang:1.22;x"], "--go-image: "),
         (["run", "3.4.1.0", "--docker-host", "ssh://far"], "ssh://far"),
@@ -912,10 +917,12 @@ def test_a_run_announces_each_row_as_it_comes(capsys: pytest.CaptureFixture[str]
     cli._announce(row)
     cli._announce(replace(row, simulated=False, plugin="python", new_calls_per_request=None))
     cli._announce(_row("3.6.0.0", "error", "error"))
+    cli._announce(replace(row, findings=("small-sample",)))
     assert capsys.readouterr().err.splitlines() == [
         "==> 3.4.1.0 [simulated]: churn, New()/request 0.912",
         "==> 3.4.1.0 python: churn, New()/request -",
         "==> 3.6.0.0 [simulated]: error: boom",
+        "==> 3.4.1.0 [simulated]: churn, New()/request 0.912 [small-sample]",
     ]
 
 
@@ -1120,16 +1127,18 @@ def test_bisect_names_the_first_version_that_reads_otherwise(
     shown = capsys.readouterr()
     around = bisect.changelog_around(candidates[1], candidates)
     assert shown.out.splitlines()[-1 - len(around) :] == [
-        f"first version whose verdict differs from 3.4.0.0's (stable): 3.4.1.0, found in "
-        f"{len(stage.configs)} runs",
+        f"first version after 3.4.0.0 that reads otherwise than its stable: 3.4.1.0, found in "
+        f"{len(stage.configs)} runs (binary search, which takes the verdict to change once in "
+        "the range); ran: 3.4.0.0 stable, 3.4.2.1 churn, 3.4.1.1 churn, 3.4.1.0 churn",
         *(f"  {line}" for line in around),
     ]
     labels = " ".join(t.label for t in candidates)
     assert f"bisect: {len(candidates)} versions in order: {labels}\n" in shown.err
-    assert "bisect: 3.4.0.0 reads stable (good)\n" in shown.err
+    assert "bisect: 3.4.0.0 reads stable (good end)\n" in shown.err
+    assert "bisect: 3.4.2.1 reads churn (bad end)\n" in shown.err
     assert prerequisites == [True]
     steps = stage.configs
-    assert [c.targets[0].label for c in steps] == ["3.4.0.0", "3.4.1.1", "3.4.1.0"]  # README
+    assert [c.targets[0].label for c in steps] == ["3.4.0.0", "3.4.2.1", "3.4.1.1", "3.4.1.0"]
     assert len({c.run_id for c in steps}) == len(steps)  # each step is a run of its own
     assert all(c.requests == 200 and c.sim for c in steps)
     for config in steps:
@@ -1173,10 +1182,24 @@ def test_bisect_over_image_tags_takes_them_in_the_order_given(
     stage = Stage(by_image)
     images = ["--image", "example/kong:a", "--image", "example/kong:b"]
     assert _main(monkeypatch, tmp_path, stage, "bisect", *images) == 0
-    assert [c.targets[0].image for c in stage.configs] == ["example/kong:a"]
-    assert "differs from example/kong:a's (stable): example/kong:b, found in 1 runs" in (
-        capsys.readouterr().out
+    assert [c.targets[0].image for c in stage.configs] == ["example/kong:a", "example/kong:b"]
+    assert "otherwise than its stable: example/kong:b, found in 2 runs" in capsys.readouterr().out
+
+
+def test_bisect_with_ends_that_agree_exits_1_with_both_verdicts(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool],
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    stage = Stage(lambda config: _written(config, _row(config.targets[0].label)))  # all stable
+    assert _main(monkeypatch, tmp_path, stage, "bisect", "3.4.0.0", "3.4.2.1", "--sim") == 1
+    shown = capsys.readouterr()
+    assert [c.targets[0].label for c in stage.configs] == ["3.4.0.0", "3.4.2.1"]
+    assert shown.err.endswith(
+        "error: bisect has no answer: 3.4.0.0 reads stable and 3.4.2.1 reads stable too; there "
+        "is no change between the ends to find. Name as BAD a version that reads otherwise than "
+        "GOOD\n"
     )
+    assert "first version" not in shown.out
 
 
 def _selftest_rows(wrong: str | None = None) -> Callable[..., RunResult]:
@@ -1241,9 +1264,9 @@ def test_bisect_takes_the_scenario_options_of_run(
 ) -> None:
     """README: every option of `run` applies to bisect; --scenario was refused as unknown."""
     stage = Stage(_verdict_by_release)
-    args = ["bisect", "3.4.0.0", "3.4.2.1", "--scenario", "idle", "--idle", "5"]
+    args = ["bisect", "3.4.0.0", "3.4.2.1", "--scenario", "idle", "--idle", "65"]
     assert _main(monkeypatch, tmp_path, stage, *args) == 0
-    assert {(c.scenarios, c.idle_s) for c in stage.configs} == {(("idle",), 5.0)}
+    assert {(c.scenarios, c.idle_s) for c in stage.configs} == {(("idle",), 65.0)}
 
 
 # --- what the first mutation run of cli.py found unpinned --------------------------------

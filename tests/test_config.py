@@ -102,3 +102,16 @@ def test_config_json_has_paths_as_text_and_targets_as_objects(tmp_path: Path) ->
         }
     ]
     assert data["requests"] == 1000
+
+
+def test_an_idle_gap_within_go_pdks_expiry_is_refused_with_the_reason() -> None:
+    from orchestration.config import BOUNDS, GO_PDK_EXPIRY_S
+
+    assert BOUNDS["idle"].check(GO_PDK_EXPIRY_S + 1) == GO_PDK_EXPIRY_S + 1
+    with pytest.raises(UsageError) as refused:
+        BOUNDS["idle"].check(5)
+    assert str(refused.value) == (
+        "--idle must be between 61 and 86400, got 5 (the idle scenario measures a gap longer "
+        "than go-pdk's 60 s instance expiry; a shorter one would show nothing it is for)"
+    )
+    assert BOUNDS["requests"].why == ""  # plain ranges say no more

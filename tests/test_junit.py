@@ -100,3 +100,11 @@ def test_run_checks_junit_and_expect_before_any_docker_work(tmp_path: Path) -> N
     assert other.returncode == 2 and "3.4.0.0, which this run does not measure" in other.stderr
     assert not (tmp_path / "docker-called").exists()
     assert not (tmp_path / "results").exists()
+
+
+def test_a_rows_findings_are_in_its_output() -> None:
+    """A verdict from a small sample (or any other finding) is said where CI shows the case."""
+    first = replace(sim_run().versions[0], findings=("small-sample",))
+    run = replace(sim_run(), versions=(first,))
+    (case,) = _parse(junit.render(run, {})).iter("testcase")
+    assert (case.findtext("system-out") or "").endswith("; finding small-sample")

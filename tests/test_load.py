@@ -14,7 +14,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -139,7 +139,7 @@ def test_sends_exactly_the_requested_count(
     assert server.requests == requests
     assert result.requests == requests
     assert result.failures == 0
-    assert result.rps > 0
+    assert result.rps is not None and result.rps > 0
     assert result.duration_s == pytest.approx(requests / result.rps)
     assert (tmp_path / "locust.html").stat().st_size > 0
     assert (tmp_path / "locust_stats.csv").is_file()
@@ -231,7 +231,7 @@ def test_parse_stats_csv_reads_the_aggregated_row() -> None:
     assert result.to_dict()["requests"] == 1000
 
 
-def test_parse_stats_csv_without_requests_reads_percentiles_as_zero(tmp_path: Path) -> None:
+def test_parse_stats_csv_without_requests_reads_no_rate_nor_percentiles(tmp_path: Path) -> None:
     header = (FIXTURES / "locust_stats.csv").read_text(encoding="utf-8").splitlines()[0]
     columns = len(header.split(","))
     empty = ["", "Aggregated", "0", "0", "0", "0", "0", "0", "0", "0", "0"]
@@ -239,7 +239,7 @@ def test_parse_stats_csv_without_requests_reads_percentiles_as_zero(tmp_path: Pa
     stats = tmp_path / "locust_stats.csv"
     stats.write_text(header + "\n" + ",".join(empty) + "\n", encoding="utf-8")
 
-    assert parse_stats_csv(stats) == LoadResult(0, 0, 0.0, 0.0, 0.0, 0.0)
+    assert parse_stats_csv(stats) == LoadResult(0, 0, None, None, None, 0.0)
 
 
 def test_parse_stats_csv_rejects_a_file_without_aggregated_row(tmp_path: Path) -> None:
@@ -273,11 +273,33 @@ def test_parse_stats_json_sums_the_routes_as_locusts_aggregated_row_does() -> No
     assert result.rps == pytest.approx(203 / first_to_last_s)
 
 
-def test_parse_stats_json_of_a_run_without_requests_reads_zero(tmp_path: Path) -> None:
+def test_parse_stats_json_of_a_run_without_requests_reads_no_rate_nor_percentiles(
+    tmp_path: Path,
+) -> None:
     stats = tmp_path / "locust_stats.json"
     stats.write_text("[]", encoding="utf-8")
 
-    assert parse_stats_json(stats) == LoadResult(0, 0, 0.0, 0.0, 0.0, 0.0)
+    assert parse_stats_json(stats) == LoadResult(0, 0, None, None, None, 0.0)
+
+
+def test_one_request_in_the_stats_json_has_a_latency_but_no_rate(tmp_path: Path) -> None:
+    # What `--requests 1` left (results of 2026-12-07): first and last request 14 us apart, which
+    # read as 71090 req/s; locust_stats.csv, written once a second, still counted 0 requests.
+    entry = {
+        "name": "/hello", "method": "GET", "last_request_timestamp": 1796677023.8382547,
+        "start_time": 1796677023.8382406, "num_requests": 1, "num_none_requests": 0,
+        "num_failures": 0, "total_response_time": 9.76, "max_response_time": 9.76,
+        "min_response_time": 9.76, "total_content_length": 43, "response_times": {"10": 1},
+        "num_reqs_per_sec": {"1796677023": 1}, "num_fail_per_sec": {},
+    }  # fmt: skip
+    stats = tmp_path / "locust_stats.json"
+    stats.write_text(json.dumps([entry]), encoding="utf-8")
+
+    result = parse_stats_json(stats)
+    assert (result.requests, result.rps, result.p50_ms, result.p95_ms) == (1, None, 10.0, 10.0)
+    timed = load.with_run_time(result, 0.025)  # Locust's test start to that request's end
+    assert (timed.rps, timed.duration_s) == (40.0, 0.025)
+    assert load.with_run_time(replace(result, requests=0), 0.5).rps is None
 
 
 def test_parse_stats_json_rejects_what_locust_did_not_write(tmp_path: Path) -> None:
@@ -708,7 +730,32 @@ def test_send_tells_locusts_counts_before_its_reports(
 
 @pytest.mark.parametrize(
     ("line", "counts"),
-    [(b"done 1000 3\n", (1000, 3)), (b"done\n", None), (b"", None), (b"done 1000\n", None)],
-)
+    [(b"done 1000 3\n", (1000, 3)), (b"done\n", None), (b"", None), (b"done 1000\n", None),
+     (b"done 1000 3 2.061250\n", (1000, 3)), (b"done 1000 3 x\n", None)],
+)  # fmt: skip
 def test_a_done_line_without_counts_gives_none(line: bytes, counts: tuple[int, int] | None) -> None:
     assert load.parse_done_line(line) == counts
+
+
+@pytest.mark.parametrize(
+    ("line", "seconds"),
+    [(b"done 1000 3 2.061250\n", 2.06125), (b"done 1 0 0\n", 0.0), (b"done 1000 3\n", None),
+     (b"done\n", None), (b"", None)],
+)  # fmt: skip
+def test_the_done_line_tells_how_long_locust_ran(line: bytes, seconds: float | None) -> None:
+    assert load.ran_seconds(line) == seconds
+
+
+def test_one_request_is_rated_over_the_time_locust_ran(
+    serve: Callable[..., HelloServer], tmp_path: Path
+) -> None:
+    """`--requests 1` read 29127 req/s: one request spans no time between its own first and last
+    timestamps. Over Locust's run time, which holds the 50 ms answer, it is at most 20 req/s."""
+    server = serve(delay_s=0.05)
+
+    result = run_load(server.url, requests=1, users=1, spawn_rate=1, out_dir=tmp_path, timeout_s=30)
+
+    assert result.requests == 1
+    assert result.rps is not None and 0 < result.rps <= 20
+    assert result.duration_s >= 0.05
+    assert result.p95_ms is not None and result.p95_ms >= 50

@@ -245,7 +245,8 @@ def test_several_counted_phases_make_one_row_with_the_worst_latency() -> None:
     assert (row.new_calls_total, row.new_calls_before_load) == (705, 5)
     assert (row.instance_starts, row.instance_closes, row.no_instance_errors) == (3, 40, 1)
     assert (row.rpc_closed_errors, row.plugin_server_starts, row.plugin_server_exits) == (1, 1, 1)
-    assert (row.phases, row.findings, row.plugin_counter) == (phases, ("stale-config",), 705)
+    assert (row.phases, row.plugin_counter) == (phases, 705)
+    assert row.findings == ("stale-config", "small-sample")  # 390 through the plugin, 4 workers
 
 
 def test_no_latency_figure_is_none_not_zero() -> None:
@@ -314,6 +315,23 @@ def test_one_request_through_the_plugin_is_enough_for_a_verdict() -> None:
         _outcome(_signals(5), _signals(7), load),
     )  # fmt: skip
     assert (row.new_calls_per_request, row.verdict, row.status) == (2.0, "churn", "ok")
+    assert row.findings == ("small-sample",)  # ... and it says how little it rests on
+
+
+@pytest.mark.parametrize(
+    ("requests", "failures", "workers", "small"),
+    [(400, 0, 4, False), (399, 0, 4, True), (410, 11, 4, True), (100, 0, 1, False),
+     (799, 0, 8, True), (800, 0, 8, False)],
+)  # fmt: skip
+def test_a_verdict_from_fewer_than_100_requests_per_worker_is_a_small_sample(
+    requests: int, failures: int, workers: int, small: bool
+) -> None:
+    load = LoadResult(requests, failures, rps=1.0, p50_ms=1.0, p95_ms=1.0, duration_s=1.0)
+    config = replace(_config(Path("/n")), workers=workers)
+    base = pipeline._base_row(pipeline.Job(target_for_version("3.6.0.0")), config, Path("/x"))
+    row = pipeline.row_from(base, _outcome(_signals(5), _signals(5), load))
+    assert row.verdict == "stable"
+    assert row.findings == (("small-sample",) if small else ())
 
 
 def test_the_row_carries_the_plugin_servers_memory() -> None:

@@ -1059,3 +1059,25 @@ def test_an_old_go_pdk_and_plugins_with_dependencies_read_true_under_sim(
 
     assert row.status == "ok", row.error
     assert (row.plugin, row.counted_by, row.verdict, row.failures) == (fixture, "tap", verdict, 0)
+
+
+def test_every_problem_of_a_config_is_named_at_once() -> None:
+    """One fix and retry, not one per problem: the check goes on past the first."""
+    config = {"tag": 5, "limit": 101, "extra": 1, "names": ["a", 2, 3], "inner": {"mode": "c"}}
+    with pytest.raises(ConfigError) as raised:
+        validate_plugin_config(config, DUMP)
+    assert str(raised.value) == (
+        "--plugin-config has 6 problems for plugin p: "
+        "(1) config.extra is not a field of plugin p (its fields: tag, limit, ratio, on, names, "
+        "codes, headers, inner); "
+        "(2) config.tag of plugin p must be a string, got 5; "
+        "(3) config.limit of plugin p must be between 0 and 100, got 101; "
+        "(4) config.names[1] of plugin p must be a string, got 2; "
+        "(5) config.names[2] of plugin p must be a string, got 3; "
+        '(6) config.inner.mode of plugin p must be one of ["a", "b"], got "c"'
+    )
+    with pytest.raises(ConfigError) as raised:  # a value of the wrong kind is one problem
+        validate_plugin_config({"names": "a"}, DUMP)
+    assert str(raised.value).startswith("--plugin-config has 2 problems for plugin p: (1) ")
+    assert "names of plugin p must be a JSON array (array)" in str(raised.value)
+    assert "config.tag is required" in str(raised.value)

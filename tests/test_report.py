@@ -332,7 +332,7 @@ def test_summary_md_in_full() -> None:
                 "",
                 "## Errors",
                 "",
-                "- **3.4.0.0** (error): boom",
+                "- **3.4.0.0, plugin go, scenario steady** (error): boom",
                 "",
                 "Verdict: `churn` at >= 0.5 New() calls per request during the load, `stable` at "
                 "<= 0.01, `inconclusive` between. Tool 0.1.0.",
@@ -376,3 +376,29 @@ def test_a_failed_write_keeps_the_old_file_and_its_error(
         report.write_atomic(target, "new")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
+
+
+def test_the_error_list_names_each_rows_version_plugin_and_scenario() -> None:
+    """A run of several plugins or scenarios has several rows per version: `**3.4.1.0**
+    (error)` did not say which one failed."""
+    rows = (
+        _row(status="error", verdict="error", error="743 of 1000 requests failed"),
+        _row(plugin="python", scenario="reload", status="error", verdict="error", error="boom"),
+    )
+    summary = report.render_summary(RunResult("r", "0.1.0", {}, rows))
+    assert "- **3.4.1.0, plugin go, scenario steady** (error): 743 of 1000 requests failed\n" in (
+        summary
+    )
+    assert "- **3.4.1.0, plugin python, scenario reload** (error): boom\n" in summary
+
+
+def test_a_small_sample_is_a_finding_in_the_table_and_the_csv() -> None:
+    assert report.MIN_REQUESTS_PER_WORKER == 100  # 1 / STABLE_AT: one New() per worker
+    assert report.small_sample(399, 4) == ("small-sample",)
+    assert report.small_sample(400, 4) == report.small_sample(100, None) == ()
+    assert report.small_sample(0, 4) == ()  # nothing through the plugin: an error, no verdict
+    row = _row(requests=5, findings=report.small_sample(5, 4))
+    headers, cells = report.table_cells([row])
+    assert cells[0][headers.index("findings")] == "small-sample"
+    assert "small-sample" in report.render_summary(RunResult("r", "0.1.0", {}, (row,)))
+    assert "small-sample" in report.render_csv((row,))

@@ -122,7 +122,7 @@ def phase(
         ran_on=ran_on,
         new_calls=new_calls,
         new_calls_per_request=round(new_calls / served, 4) if served > 0 else None,
-        rps=round(load.rps, 1) if load is not None else None,
+        rps=round(load.rps, 1) if load is not None and load.rps is not None else None,
         p50_ms=load.p50_ms if load is not None else None,
         p95_ms=load.p95_ms if load is not None else None,
         counted=counted,
