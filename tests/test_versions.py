@@ -1,8 +1,15 @@
 from __future__ import annotations
 
+import json
+import re
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
 
-from orchestration import versions
+from orchestration import cli, versions
 from orchestration.errors import UsageError
 
 
@@ -52,7 +59,7 @@ def test_unknown_version_lists_known_and_suggests_image(bad: str) -> None:
     with pytest.raises(UsageError) as raised:
         versions.lookup(bad)
     message = str(raised.value)
-    assert f"Known versions: {', '.join(v.version for v in versions.KNOWN_VERSIONS)}." in message
+    assert f"Known versions: {versions.known_list()}. Aliases: {versions.alias_list()}." in message
     assert message.endswith(
         "To measure any other image, pass it with --image, e.g. --image kong/kong-gateway:3.7.1.0"
     )
@@ -110,20 +117,115 @@ def test_unsafe_image_references_are_refused(bad: str) -> None:
     )
 
 
-def test_the_default_matrix_is_the_enterprise_releases_around_the_bug() -> None:
-    """Before it, every release that has it, and the first fixed one of each line
-    (docs/benchmarks.md lists the verdicts of this matrix)."""
+def test_the_default_matrix_is_the_releases_around_the_bug_then_the_newest_of_each_series() -> None:
+    """Before it, every release that has it, the first fixed one of each line (docs/benchmarks.md
+    lists the verdicts of these), then the newest release of each series after 3.6 as controls."""
     assert versions.DEFAULT_MATRIX == (
         "3.4.0.0", "3.4.1.0", "3.4.1.1", "3.4.2.0", "3.4.2.1", "3.4.3.1",
         "3.5.0.0", "3.5.0.1", "3.5.0.2", "3.6.0.0",
+        "3.7.1.5", "3.8.1.2", "3.9.1.2", "3.10.0.17", "3.11.0.14", "3.12.0.11", "3.13.0.10",
+        "3.14.0.13", "3.15.0.4",
     )  # fmt: skip
 
 
 def test_each_affected_release_cites_the_report_and_the_regression() -> None:
+    sources = json.loads(versions.RELEASES_FILE.read_text())["sources"]
     affected = [v for v in versions.KNOWN_VERSIONS if v.expected == "affected"]
     assert [v.version for v in affected] == [
         "3.4.1.0", "3.4.1.1", "3.4.2.0", "3.4.2.1", "3.5.0.0", "3.5.0.1",
     ]  # fmt: skip
     for known in affected:
-        assert known.source.startswith(versions._REPORT), known.version
-        assert known.source.endswith(versions._REGRESSION), known.version
+        assert known.source.startswith(sources["report"]), known.version
+        assert known.source.endswith(sources["regression"]), known.version
+
+
+# Kong's Enterprise changelog (developer.konghq.com app/_data/changelogs/gateway.json, read
+# 2026-12-07): the newest release of each series, and how many it has; open source ends at 3.9.3.
+CHANGELOG_SERIES = {
+    "3.7": ("3.7.1.5", 7), "3.8": ("3.8.1.2", 4), "3.9": ("3.9.1.2", 5),
+    "3.10": ("3.10.0.17", 18), "3.11": ("3.11.0.14", 15), "3.12": ("3.12.0.11", 12),
+    "3.13": ("3.13.0.10", 11), "3.14": ("3.14.0.13", 14), "3.15": ("3.15.0.4", 5),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("series", "newest_and_count"), CHANGELOG_SERIES.items())
+def test_every_release_the_changelog_lists_is_in_the_table(
+    series: str, newest_and_count: tuple[str, int]
+) -> None:
+    newest, count = newest_and_count
+    enterprise = [v for v in versions.KNOWN_VERSIONS if v.edition == "enterprise"]
+    listed = [v for v in enterprise if v.series == series]
+    assert len(listed) == count
+    assert versions.ALIASES[f"{series}.x"].version == newest
+
+
+def test_the_table_is_enterprise_then_open_source_each_in_release_order() -> None:
+    editions = [v.edition for v in versions.KNOWN_VERSIONS]
+    assert editions == sorted(editions, key=["enterprise", "oss"].index)
+    for edition in ("enterprise", "oss"):
+        listed = [v.version for v in versions.KNOWN_VERSIONS if v.edition == edition]
+        keys = [versions.release_key(version) for version in listed]
+        assert keys == sorted(keys), edition
+    assert versions.KNOWN_VERSIONS[-1].version == "3.9.3"
+    assert "3.4.2.1" in {v.version for v in versions.KNOWN_VERSIONS}, "the report measured it"
+
+
+def test_every_row_has_a_source_without_placeholders_left() -> None:
+    for known in versions.KNOWN_VERSIONS:
+        assert known.source, known.version
+        assert "{" not in known.source, known.version
+
+
+@pytest.mark.parametrize(
+    ("version", "expected"),
+    [("3.4.3.29", "fixed"), ("3.5.0.7", "fixed"), ("3.6.1.8", "fixed"), ("3.10.0.0", "fixed"),
+     ("3.15.0.4", "fixed"), ("3.4.1", "baseline"), ("3.9.3", "fixed")],
+)  # fmt: skip
+def test_the_new_rows_follow_the_fix_facts(version: str, expected: str) -> None:
+    assert versions.lookup(version).expected == expected
+
+
+@pytest.mark.parametrize(
+    ("alias", "exact"),
+    [("3.4.x", "3.4.3.29"), ("3.9.x", "3.9.1.2"), ("3.14.x", "3.14.0.13"), ("3.15.x", "3.15.0.4"),
+     ("oss-3.9.x", "3.9.3"), ("oss-3.4.x", "3.4.2")],
+)  # fmt: skip
+def test_a_series_alias_is_the_newest_listed_release_of_its_edition(alias: str, exact: str) -> None:
+    target = versions.target_for_version(alias)
+    assert (target.label, target.version, target.alias) == (exact, exact, alias)
+    assert target == replace(versions.target_for_version(exact), alias=alias)
+
+
+def test_an_exact_version_records_no_alias() -> None:
+    assert versions.target_for_version("3.14.0.13").alias is None
+
+
+@pytest.mark.parametrize("bad", ["3.9.0.x", "3.16.x", "oss-3.10.x", "3.x"])
+def test_anything_else_ending_in_x_is_refused_with_the_alias_rule(bad: str) -> None:
+    rule = re.escape(f"{bad!r} is not a series alias (A.B.x: the newest listed Enterprise")
+    with pytest.raises(UsageError, match=f"^{rule}"):
+        versions.lookup(bad)
+
+
+def test_a_listed_tag_given_as_an_image_inherits_its_expectation() -> None:
+    assert versions.target_for_image("kong/kong-gateway:3.14.0.2").expected == "fixed"
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_nox_has_one_session_per_release_and_per_alias_and_no_other_kong_session() -> None:
+    listed = subprocess.run(
+        [sys.executable, "-m", "nox", "-l"], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    sessions = set(re.findall(r"^[*-] kong-(\S+)", listed.stdout, re.M))
+    assert sessions == {v.version for v in versions.KNOWN_VERSIONS} | set(versions.ALIASES)
+
+
+def test_the_readme_shows_the_series_table_the_cli_prints(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli.main(["versions", "--series"]) == 0
+    table = capsys.readouterr().out
+    assert table in (REPO / "README.md").read_text(), "paste `versions --series` into README.md"
+    assert len(table.splitlines()) == 2 + len({v.series for v in versions.KNOWN_VERSIONS})
