@@ -604,6 +604,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from orchestration.load import require_free_port
 
     config = config_from(args)
+    licensed = bool(os.environ.get("KONG_LICENSE_DATA", "").strip())
+    for line in versions.licence_notice(config.targets, config.scenarios, licensed=licensed):
+        print(line, file=sys.stderr)
     junit_request = _junit_request(args, [t.label for t in config.targets])
     # Every process this run starts carries its owner, so `clean` can tell what a dead run left.
     os.environ[OWNER_ENV] = Owner.current().text

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -221,3 +222,44 @@ def target_for_image(image: str) -> Target:
     if entry is not None and entry.image == image:
         return Target(entry.version, image, entry.expected, entry.source, entry.version)
     return Target(image, image, "unknown", "not in our version table", version)
+
+
+# The scenarios that change Kong's configuration through the Admin API (reload: POST /config).
+ADMIN_WRITING_SCENARIOS = ("reload",)
+
+
+def licence_notice(
+    targets: Sequence[Target], scenarios: Sequence[str], *, licensed: bool
+) -> list[str]:
+    """What a run without KONG_LICENSE_DATA can do on its Enterprise releases, said before any
+    work; a scenario that writes the Admin API on a release that makes it read-only without a
+    licence is a UsageError. With a licence there is nothing to say."""
+    if licensed:
+        return []
+    expired_from = release_key(LICENCE["expired_without_from"])
+    read_only_from = release_key(LICENCE["read_only_admin_without_from"])
+    enterprise = [t for t in targets if t.version is not None and t.version.count(".") == 3]
+    expired = [t.label for t in enterprise if release_key(str(t.version)) >= expired_from]
+    read_only = [t.label for t in enterprise if release_key(str(t.version)) >= read_only_from]
+    writing = [s for s in scenarios if s in ADMIN_WRITING_SCENARIOS]
+    if read_only and writing:
+        raise UsageError(
+            f"the {' and '.join(writing)} scenario changes Kong's configuration (POST /config), "
+            "and without a licence the Admin API of Kong Gateway "
+            f"{LICENCE['read_only_admin_without_from']} and later is read-only (its changelog): "
+            f"{', '.join(read_only)} would refuse it. Set KONG_LICENSE_DATA to your licence (it "
+            "is passed through to Kong), or run that scenario on an earlier release"
+        )
+    if not expired:
+        return []
+    return [
+        f"note: no KONG_LICENSE_DATA: {', '.join(expired)} run as with an expired licence "
+        f"(free mode ended in Kong Gateway {LICENCE['expired_without_from']}): Kong proxies and "
+        "runs the plugin, which is all this measurement needs"
+        + (
+            f"; the Admin API of {', '.join(read_only)} is read-only (no reload scenario)"
+            if read_only
+            else ""
+        )
+        + ". Set KONG_LICENSE_DATA to run them licensed."
+    ]

@@ -229,3 +229,82 @@ def test_the_readme_shows_the_series_table_the_cli_prints(
     table = capsys.readouterr().out
     assert table in (REPO / "README.md").read_text(), "paste `versions --series` into README.md"
     assert len(table.splitlines()) == 2 + len({v.series for v in versions.KNOWN_VERSIONS})
+
+
+def _targets(*names: str) -> list[versions.Target]:
+    return [versions.target_for_version(name) for name in names]
+
+
+def test_with_a_licence_there_is_nothing_to_say_or_refuse() -> None:
+    targets = _targets("3.15.0.0", "3.14.x")
+    assert versions.licence_notice(targets, ["steady", "reload"], licensed=True) == []
+
+
+def test_without_a_licence_3_10_and_later_are_said_once_to_run_as_expired() -> None:
+    targets = _targets("3.4.1.0", "3.9.1.2", "3.10.0.0", "3.14.x", "3.9.3")
+    notice = versions.licence_notice(targets, ["steady"], licensed=False)
+    assert len(notice) == 1
+    assert notice[0].startswith(
+        "note: no KONG_LICENSE_DATA: 3.10.0.0, 3.14.0.13 run as with an expired licence "
+        "(free mode ended in Kong Gateway 3.10.0.0)"
+    )
+    assert "read-only" not in notice[0]
+
+
+def test_releases_before_3_10_and_open_source_need_no_word() -> None:
+    targets = _targets("3.4.1.0", "3.9.1.2", "oss-3.9.x")
+    assert versions.licence_notice(targets, ["steady", "reload"], licensed=False) == []
+
+
+def test_3_15_without_a_licence_says_its_admin_api_is_read_only() -> None:
+    notice = versions.licence_notice(_targets("3.15.0.0"), ["steady"], licensed=False)
+    assert "the Admin API of 3.15.0.0 is read-only (no reload scenario)" in notice[0]
+
+
+@pytest.mark.parametrize("named", ["3.15.0.0", "3.15.x"])
+def test_reload_on_3_15_without_a_licence_is_refused_with_the_reason(named: str) -> None:
+    with pytest.raises(UsageError) as raised:
+        versions.licence_notice(_targets("3.14.x", named), ["steady", "reload"], licensed=False)
+    message = str(raised.value)
+    assert message.startswith("the reload scenario changes Kong's configuration (POST /config)")
+    assert "Admin API of Kong Gateway 3.15.0.0 and later is read-only" in message
+    assert "3.14.0.13" not in message, "only the releases that refuse it are named"
+    assert message.endswith(
+        "Set KONG_LICENSE_DATA to your licence (it is passed through to Kong), or run that "
+        "scenario on an earlier release"
+    )
+
+
+def test_an_image_tag_naming_a_release_counts_too() -> None:
+    image = versions.target_for_image("registry.example:5000/kong/kong-gateway:3.15.0.2")
+    with pytest.raises(UsageError, match=re.escape(":3.15.0.2 would refuse it")):
+        versions.licence_notice([image], ["reload"], licensed=False)
+
+
+def test_the_cli_refuses_reload_on_3_15_before_any_work(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("KONG_LICENSE_DATA", raising=False)
+    monkeypatch.setattr(cli, "_check_prerequisites", lambda *_: pytest.fail("work began"))
+    assert cli.main(["run", "3.15.0.0", "--sim", "--scenario", "reload"]) == 2
+    assert "Admin API of Kong Gateway 3.15.0.0 and later is read-only" in capsys.readouterr().err
+
+
+def test_the_cli_says_once_before_any_work_that_3_10_runs_as_expired(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class Stop(Exception):
+        pass
+
+    def stop(*_: object) -> None:
+        raise Stop
+
+    monkeypatch.delenv("KONG_LICENSE_DATA", raising=False)
+    monkeypatch.setattr(cli, "_check_prerequisites", stop)
+    with pytest.raises(Stop):
+        cli.main(["matrix", "3.10.x", "3.11.x", "--sim"])
+    assert capsys.readouterr().err.count("run as with an expired licence") == 1
+    monkeypatch.setenv("KONG_LICENSE_DATA", '{"license":{}}')
+    with pytest.raises(Stop):
+        cli.main(["matrix", "3.10.x", "--sim"])
+    assert "licence" not in capsys.readouterr().err
