@@ -209,19 +209,43 @@ def target_for_version(name: str) -> Target:
     return Target(entry.version, entry.image, entry.expected, entry.source, entry.version, alias)
 
 
+# Kong's image variants other than Ubuntu, as tag suffixes (developer.konghq.com,
+# app/_data/support/packages.yml docker_tag; -fips on some): 3.14.0.13-rhel is 3.14.0.13.
+_VARIANT_RE = re.compile(
+    r"^(?P<version>[0-9]+(?:\.[0-9]+){2,3})"
+    r"-(?P<variant>ubuntu|debian|rhel|amazonlinux-2|amazonlinux-2023|distroless)(?:-fips)?$"
+)
+
+
 def target_for_image(image: str) -> Target:
-    """A target for any image tag; a tag naming a known version inherits its expectation."""
+    """A target for any image tag; a tag naming a known version inherits its expectation, and
+    so does a variant of the table's image (`kong/kong-gateway:3.14.0.13-rhel`)."""
     if not _IMAGE_RE.match(image):
         raise UsageError(
             f"{image!r} is not an image reference we accept: use repository:tag with lower-case "
             "letters, digits, '.', '_', '-' and '/', e.g. kong/kong-gateway:3.7.1.0"
         )
-    tag = image.rsplit(":", 1)[1]
-    version = tag if _VERSION_RE.match(tag) else None
-    entry = _BY_VERSION.get(tag)
+    repository, tag = image.rsplit(":", 1)
+    variant = _VARIANT_RE.match(tag)
+    if variant and variant["variant"] == "distroless":
+        _refuse_distroless(image, repository, variant["version"])
+    version = variant["version"] if variant else tag if _VERSION_RE.match(tag) else None
+    entry = _BY_VERSION.get(version or "")
     if entry is not None and entry.image == image:
         return Target(entry.version, image, entry.expected, entry.source, entry.version)
+    if entry is not None and variant and entry.image == f"{repository}:{version}":
+        return Target(image, image, entry.expected, entry.source, entry.version)
     return Target(image, image, "unknown", "not in our version table", version)
+
+
+def _refuse_distroless(image: str, repository: str, version: str) -> None:
+    raise UsageError(
+        f"{image} is a distroless image: no shell and no package manager, and a run needs "
+        "/bin/sh in Kong's container (the resource sampler and the kill-server scenario run "
+        "there; the Python and JavaScript targets install their runtime there). Measure the same "
+        f"release with a shell: --image {repository}:{version} (Ubuntu) or --image "
+        f"{repository}:{version}-rhel"
+    )
 
 
 # The scenarios that change Kong's configuration through the Admin API (reload: POST /config).

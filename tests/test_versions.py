@@ -308,3 +308,28 @@ def test_the_cli_says_once_before_any_work_that_3_10_runs_as_expired(
     with pytest.raises(Stop):
         cli.main(["matrix", "3.10.x", "--sim"])
     assert "licence" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("variant", ["rhel", "amazonlinux-2023", "debian", "ubuntu", "rhel-fips"])
+def test_a_variant_of_the_table_image_is_that_release(variant: str) -> None:
+    image = f"kong/kong-gateway:3.14.0.13-{variant}"
+    target = versions.target_for_image(image)
+    listed = versions.target_for_version("3.14.0.13")
+    assert target == versions.Target(image, image, "fixed", listed.source, "3.14.0.13")
+
+
+def test_a_variant_elsewhere_names_the_release_but_expects_nothing() -> None:
+    target = versions.target_for_image("registry.example:5000/kong:3.14.0.13-rhel")
+    assert (target.expected, target.version) == ("unknown", "3.14.0.13")
+
+
+@pytest.mark.parametrize("tag", ["3.14.0.13-distroless", "3.15.0.0-distroless-fips"])
+def test_a_distroless_tag_is_refused_naming_the_tag_to_use_instead(tag: str) -> None:
+    version = tag.split("-", maxsplit=1)[0]
+    with pytest.raises(UsageError) as raised:
+        versions.target_for_image(f"kong/kong-gateway:{tag}")
+    message = str(raised.value)
+    assert message.startswith(f"kong/kong-gateway:{tag} is a distroless image: no shell")
+    assert message.endswith(
+        f"--image kong/kong-gateway:{version} (Ubuntu) or --image kong/kong-gateway:{version}-rhel"
+    )
