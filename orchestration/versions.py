@@ -26,6 +26,7 @@ ENTERPRISE_REPOSITORY = "kong/kong-gateway"
 OSS_REPOSITORY = "kong"
 RELEASES_FILE = Path(__file__).resolve().parent / "releases.json"
 OSS_ALIAS_PREFIX = "oss-"
+_VERSION_RE = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+(?:\.[0-9]+)?$")
 
 
 @dataclass(frozen=True)
@@ -62,17 +63,26 @@ def _load(path: Path) -> dict[str, Any]:
     return data
 
 
+_EXPECTATIONS = ("baseline", "affected", "fixed")
+
+
 def _rows(data: dict[str, Any]) -> tuple[KongVersion, ...]:
+    """The file's rows, checked: a person edits it, so a slip is named with its row."""
     sources: dict[str, str] = data["sources"]
-    return tuple(
-        KongVersion(
-            row["version"],
-            row["expected"],
-            row["source"].format(**sources),
-            in_default_matrix=row.get("default", False),
-        )
-        for row in data["releases"]
-    )
+    rows: list[KongVersion] = []
+    for row in data["releases"]:
+        version = row.get("version", "")
+        where = f"{RELEASES_FILE.name}, release {version!r}"
+        if not _VERSION_RE.match(version) or version in {r.version for r in rows}:
+            raise ValueError(f"{where}: not an a.b.c(.d) version, or listed twice")
+        if row.get("expected") not in _EXPECTATIONS:
+            raise ValueError(f"{where}: expected must be one of {', '.join(_EXPECTATIONS)}")
+        try:
+            source = row["source"].format(**sources)
+        except (KeyError, IndexError, ValueError) as error:
+            raise ValueError(f"{where}: its source names no text of 'sources': {error}") from None
+        rows.append(KongVersion(version, row["expected"], source, row.get("default", False)))
+    return tuple(rows)
 
 
 _DATA = _load(RELEASES_FILE)
@@ -121,7 +131,6 @@ _IMAGE_RE = re.compile(
     r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
     r":[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 )
-_VERSION_RE = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+(?:\.[0-9]+)?$")
 
 
 @dataclass(frozen=True)

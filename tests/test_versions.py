@@ -333,3 +333,19 @@ def test_a_distroless_tag_is_refused_naming_the_tag_to_use_instead(tag: str) -> 
     assert message.endswith(
         f"--image kong/kong-gateway:{version} (Ubuntu) or --image kong/kong-gateway:{version}-rhel"
     )
+
+
+@pytest.mark.parametrize(
+    ("row", "complaint"),
+    [({"version": "3.16", "expected": "fixed", "source": "x"}, "not an a.b.c(.d) version"),
+     ({"version": "3.4.0.0", "expected": "fixed", "source": "x"}, "listed twice"),
+     ({"version": "3.16.0.0", "expected": "fixd", "source": "x"}, "expected must be one of"),
+     ({"version": "3.16.0.0", "expected": "fixed", "source": "{fix_strictr}"},
+      "its source names no text of 'sources': 'fix_strictr'")],
+)  # fmt: skip
+def test_a_slip_in_the_data_file_is_named_with_its_row(row: dict[str, str], complaint: str) -> None:
+    data = json.loads(versions.RELEASES_FILE.read_text())
+    data["releases"].append(row)
+    with pytest.raises(ValueError, match=re.escape(f"release {row['version']!r}: ")) as raised:
+        versions._rows(data)
+    assert complaint in str(raised.value)
