@@ -17,7 +17,7 @@ from nox.command import CommandFailed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from orchestration.under_nox import child_command, signals_passed_on
-from orchestration.versions import KNOWN_VERSIONS
+from orchestration.versions import ALIASES, KNOWN_VERSIONS
 
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_venv = "yes"
@@ -50,16 +50,18 @@ def _run_module(session: nox.Session, module: str, *args: str) -> None:
         raise KeyboardInterrupt  # nox reports the session interrupted and exits 130
 
 
-def _version_session(version: str, expected: str) -> None:
+def _version_session(name: str, about: str) -> None:
     def measure(session: nox.Session) -> None:
-        _harness(session, "run", version)
+        _harness(session, "run", name)
 
-    measure.__doc__ = f"Measure Kong {version} (changelog: {expected}); -- --sim runs it offline."
-    nox.session(name=f"kong-{version}", venv_backend="none")(measure)
+    measure.__doc__ = f"Measure Kong {about}; -- --sim runs it offline."
+    nox.session(name=f"kong-{name}", venv_backend="none")(measure)
 
 
 for _entry in KNOWN_VERSIONS:
-    _version_session(_entry.version, _entry.expected)
+    _version_session(_entry.version, f"{_entry.version} (changelog: {_entry.expected})")
+for _alias, _entry in ALIASES.items():
+    _version_session(_alias, f"{_alias}, now {_entry.version} (changelog: {_entry.expected})")
 
 
 @nox.session(venv_backend="none")

@@ -293,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument(
         "--default", action="store_true", help="only the default matrix, one a line"
     )
+    listing.add_argument(
+        "--series", action="store_true", help="one line per series: its releases and aliases"
+    )
     return parser
 
 
@@ -374,7 +377,8 @@ def _bisect_candidates(args: argparse.Namespace) -> tuple[Target, ...]:
             "bisect needs GOOD and BAD, e.g. bisect 3.4.0.0 3.4.2.1 (or --image tags in order, "
             "the first good, the last bad)"
         )
-    return tuple(bisect.between(args.good, args.bad))
+    good, bad = (versions.lookup(name).version for name in (args.good, args.bad))  # aliases
+    return tuple(bisect.between(good, bad))
 
 
 def config_from(args: argparse.Namespace) -> RunConfig:
@@ -640,6 +644,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from orchestration.load import require_free_port
 
     config = config_from(args)
+    licensed = bool(os.environ.get("KONG_LICENSE_DATA", "").strip())
+    for line in versions.licence_notice(config.targets, config.scenarios, licensed=licensed):
+        print(line, file=sys.stderr)
     junit_request = _junit_request(args, [t.label for t in config.targets])
     # Every process this run starts carries its owner, so `clean` can tell what a dead run left.
     os.environ[OWNER_ENV] = Owner.current().text
@@ -922,6 +929,10 @@ def _cmd_versions(args: argparse.Namespace) -> int:
     if args.default:
         print("\n".join(versions.DEFAULT_MATRIX))
         return 0
+    if args.series:
+        rows, headers = versions.series_rows(), versions.SERIES_HEADERS
+        print(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
+        return 0
     entries = [
         {
             "version": v.version,
@@ -929,6 +940,7 @@ def _cmd_versions(args: argparse.Namespace) -> int:
             "image": v.image,
             "changelog": v.expected,
             "default_matrix": v.in_default_matrix,
+            "aliases": versions.aliases_of(v),
             "source": v.source,
         }
         for v in versions.KNOWN_VERSIONS
@@ -938,15 +950,16 @@ def _cmd_versions(args: argparse.Namespace) -> int:
         return 0
     rows = [
         [
-            e["version"],
-            e["edition"],
-            e["changelog"],
-            "yes" if e["default_matrix"] else "",
-            e["source"],
+            v.version,
+            v.edition,
+            v.expected,
+            "yes" if v.in_default_matrix else "",
+            " ".join(versions.aliases_of(v)),
+            v.source,
         ]
-        for e in entries
+        for v in versions.KNOWN_VERSIONS
     ]
-    headers = ["version", "edition", "changelog", "default", "source"]
+    headers = ["version", "edition", "changelog", "default", "alias", "source"]
     print(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
     return 0
 

@@ -664,12 +664,10 @@ def _image_id(tag: str, docker_host: str | None = None) -> str | None:
 
 
 def registry_bases(source: PluginSource, kong_image: str, go_image: str) -> tuple[str, ...]:
-    """The registry images a real (not --sim) build of `source` on `kong_image` starts from."""
-    if source.kind == "go":
-        return kong_image, go_image_for(source, go_image)
-    if source.kind == "js":
-        return kong_image, NODE_IMAGE
-    return (kong_image,)
+    """The registry images a real (not --sim) build of `source` on `kong_image` starts from:
+    every target copies kpm-tap from the `golang` stage, js its node from NODE_IMAGE too."""
+    bases = (kong_image, go_image_for(source, go_image))
+    return (*bases, NODE_IMAGE) if source.kind == "js" else bases
 
 
 def _node_image(source: PluginSource, kong_image: str, *, sim: bool) -> str:

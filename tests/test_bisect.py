@@ -13,7 +13,7 @@ from test_reliability import REPO, _cli_env
 from orchestration import bisect
 from orchestration.errors import Interrupted, MatrixError, UsageError
 from orchestration.report import VersionResult
-from orchestration.versions import Target, target_for_image
+from orchestration.versions import Target, target_for_image, target_for_version
 
 CHURNS = {"3.4.1.0", "3.4.1.1", "3.4.2.0", "3.4.2.1", "3.5.0.0", "3.5.0.1"}
 
@@ -35,7 +35,8 @@ def _measured(
 
 def test_versions_between_are_one_edition_in_release_order() -> None:
     labels = [t.label for t in bisect.between("3.4.0.0", "3.5.0.1")]
-    assert labels == ["3.4.0.0", "3.4.1.0", "3.4.1.1", "3.4.2.0", "3.4.2.1", "3.4.3.1",
+    every_3_4_3 = [f"3.4.3.{patch}" for patch in range(1, 30)]
+    assert labels == ["3.4.0.0", "3.4.1.0", "3.4.1.1", "3.4.2.0", "3.4.2.1", *every_3_4_3,
                       "3.5.0.0", "3.5.0.1"]  # fmt: skip
     with pytest.raises(UsageError, match="different editions"):
         bisect.between("3.4.0.0", "3.6.0")

@@ -482,19 +482,23 @@ def test_versions_lists_every_known_version_as_text_json_or_the_default_matrix(
         "image": first.image,
         "changelog": first.expected,
         "default_matrix": first.in_default_matrix,
+        "aliases": [],
         "source": first.source,
     }
+    newest = next(e for e in entries if e["version"] == versions.ALIASES["3.14.x"].version)
+    assert newest["aliases"] == ["3.14.x"]
     assert cli.main(["versions"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [cell.strip() for cell in lines[0].split("|")[1:-1]] == [
-        "version", "edition", "changelog", "default", "source",
+        "version", "edition", "changelog", "default", "alias", "source",
     ]  # fmt: skip
     rows = {line.split("|")[1].strip(): line.split("|") for line in lines[2:]}
     assert len(rows) == len(versions.KNOWN_VERSIONS)
     for known in versions.KNOWN_VERSIONS:
         cells = [cell.strip() for cell in rows[known.version][1:-1]]
         default = "yes" if known.in_default_matrix else ""
-        assert cells == [known.version, known.edition, known.expected, default, known.source]
+        alias = " ".join(versions.aliases_of(known))
+        assert cells == [known.version, known.edition, known.expected, default, alias, known.source]
 
 
 FACTS_LOG = Path(__file__).resolve().parent / "fixtures" / "facts_excerpt.log"

@@ -99,6 +99,7 @@ def test_config_json_has_paths_as_text_and_targets_as_objects(tmp_path: Path) ->
             "expected": "affected",
             "source": target_for_version("3.4.1.0").source,
             "version": "3.4.1.0",
+            "alias": None,
         }
     ]
     assert data["requests"] == 1000

@@ -177,7 +177,9 @@ def test_the_run_pulls_each_versions_bases_on_its_one_engine(tmp_path: Path) -> 
     first, second = (target.image for target in config.targets)
 
     images, engine = pipeline._pull_ahead(config, jobs)
-    assert images == [first, "golang:1.22", second, "node:20-bookworm-slim", second]
+    # every target copies kpm-tap from the golang stage: js and python need golang too
+    go_image, node = "golang:1.22", "node:20-bookworm-slim"
+    assert images == [first, go_image, second, go_image, node, second, go_image]
     assert engine is None
     one = replace(config, docker_hosts=("unix:///run/other.sock",))
     assert pipeline._pull_ahead(one, jobs)[1] == "unix:///run/other.sock"
@@ -297,3 +299,15 @@ def test_a_real_version_waits_for_its_own_pulls_before_its_build(
     with pytest.raises(StackError, match="stop here"):
         world.VersionWorld(target, config, tmp_path)._stack_spec()
     assert seen == [("wait", target.image, DEFAULT_GO_IMAGE, "unix:///x"), ("build",)]
+
+
+@pytest.mark.parametrize("plugin", ["python", "js"])
+def test_pull_for_python_and_js_lists_golang_too(
+    pull_command: Path, capsys: pytest.CaptureFixture[str], plugin: str
+) -> None:
+    """Their images copy kpm-tap from the golang stage, so a build would pull it otherwise."""
+    assert cli.main(["pull", "3.4.1.0", "--plugin", plugin]) == 0
+    listed = [row[1] for row in _table(capsys.readouterr().out)]
+    node = [NODE_IMAGE] if plugin == "js" else []
+    assert sorted(listed) == sorted([target_for_version("3.4.1.0").image, DEFAULT_GO_IMAGE, *node])
+    assert DEFAULT_GO_IMAGE in {e[1] for e in _events(pull_command) if e[0] == "end"}

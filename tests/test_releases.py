@@ -75,6 +75,26 @@ def test_the_report_versions_fall_where_the_facts_put_them() -> None:
     assert families_of("3.3.0.0") == []
 
 
+@pytest.mark.parametrize(
+    ("version", "family"),
+    [("3.9.3", "3.9"), ("3.9.1.2", "3.9"), ("3.10.0.0", "3.10-3.13"), ("3.13.0.10", "3.10-3.13"),
+     ("3.14.0.0", "3.14"), ("3.14.0.13", "3.14"), ("3.15.0.0", "3.15"), ("3.15.0.4", "3.15")],
+)  # fmt: skip
+def test_the_releases_after_3_9_fall_where_the_changelog_puts_them(
+    version: str, family: str
+) -> None:
+    assert families_of(version) == [family]
+
+
+def test_each_family_says_what_an_unlicensed_admin_api_and_a_failed_rpc_do() -> None:
+    """The two columns the CLI's licence notice and kong-sim's 500s come from, per family."""
+    table = {family["name"]: family for family in _families()}
+    assert [n for n, f in table.items() if f["failed_rpc"] == "answer_500"] == ["3.14", "3.15"]
+    assert [n for n, f in table.items() if f["unlicensed_admin"] == "read_only"] == ["3.15"]
+    assert versions.LICENCE["read_only_admin_without_from"] == "3.15.0.0"
+    assert families_of(versions.LICENCE["read_only_admin_without_from"]) == ["3.15"]
+
+
 def test_the_check_fails_when_one_side_is_edited(monkeypatch: pytest.MonkeyPatch) -> None:
     edited = [
         {**family, "reuse": "seq"} if family["name"] == "ee-key-bug" else family

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/kong-plugin-matrix/kong-sim/internal/config"
+	"github.com/kong-plugin-matrix/kong-sim/internal/release"
 )
 
 // serverStats are the nginx connection counters /status reports.
@@ -31,7 +32,7 @@ func (s *serverStats) track(_ net.Conn, state http.ConnState) {
 }
 
 // adminHandler serves the admin endpoints kong-sim has: GET /, GET /status
-// and the DB-less POST /config.
+// and the DB-less POST /config; read-only on an unlicensed 3.15+.
 func (g *Gateway) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/config", func(rw http.ResponseWriter, r *http.Request) {
@@ -51,7 +52,35 @@ func (g *Gateway) adminHandler() http.Handler {
 	mux.HandleFunc("/status", func(rw http.ResponseWriter, _ *http.Request) {
 		g.writeJSON(rw, http.StatusOK, g.status())
 	})
+	if g.adminReadOnly(os.Getenv("KONG_LICENSE_DATA")) {
+		return g.readOnly(mux)
+	}
 	return mux
+}
+
+// adminReadOnly: an Enterprise node of a family whose unlicensed Admin API
+// is read-only (3.15.0.0+), started without a licence.
+func (g *Gateway) adminReadOnly(licenceData string) bool {
+	return g.env.Release.UnlicensedAdmin == release.ReadOnly && release.IsEnterprise(g.env.Version) &&
+		strings.TrimSpace(licenceData) == ""
+}
+
+// readOnly refuses every write except the ones the changelog keeps open
+// (3.15.0.0: /licenses, /keyring/recover, /keyring/import,
+// /keyring/import/raw). Kong's Enterprise code is not public: the status
+// and the text are kong-sim's, not quoted from Kong.
+func (g *Gateway) readOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions,
+			r.URL.Path == "/licenses" || strings.HasPrefix(r.URL.Path, "/licenses/"),
+			r.URL.Path == "/keyring/recover" || strings.HasPrefix(r.URL.Path, "/keyring/import"):
+			next.ServeHTTP(rw, r)
+		default:
+			g.writeJSON(rw, http.StatusForbidden, map[string]string{"message": "the Admin API is read-only " +
+				"without a license (Kong Gateway 3.15.0.0 and later): set KONG_LICENSE_DATA"})
+		}
+	})
 }
 
 // statusHandler serves the status listener: /status and /status/ready.

@@ -216,7 +216,10 @@ func (w *worker) handleEvent(ev event) error {
 		}
 		w.logConnectError(ev, err)
 		if !recoverFrom(ev, err.Error()) {
-			return nil
+			if w.g.env.Release.FailedRPC == release.Answer500 {
+				return errRPCFailed
+			}
+			return nil // the request goes on without the plugin
 		}
 	}
 }
@@ -259,6 +262,9 @@ func (w *worker) logRecovery(ev event, text string) bool {
 var (
 	errStartFailed = errors.New("starting instance failed")
 	errNotReady    = errors.New("not ready")
+	// errRPCFailed is a failed call that 3.14.0.0+ answer 500 for, as a
+	// failed instance start is answered (proxy.go: errStartFailed).
+	errRPCFailed = fmt.Errorf("rpc call failed: %w", errStartFailed)
 )
 
 func (w *worker) logConnectError(ev event, err error) {

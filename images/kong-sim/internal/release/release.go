@@ -80,6 +80,35 @@ const (
 	Lines39 ProcessLines = "3.9"
 )
 
+// FailedRPC is what a request gets when an RPC call to the plugin server
+// fails for any other reason than a lost instance (connection refused while
+// the server is down, a read error).
+type FailedRPC string
+
+const (
+	// SkipPlugin: handle_event logs the error and returns; the request goes
+	// on without the plugin (3.4-3.13).
+	SkipPlugin FailedRPC = "skip_plugin"
+	// Answer500: Kong answers 500 (changelog 3.14.0.0: "Fixed external
+	// plugin server to properly return 500 error responses when RPC calls
+	// fail, instead of silently ignoring the failures").
+	Answer500 FailedRPC = "answer_500"
+)
+
+// UnlicensedAdmin is the Admin API of an Enterprise node started without
+// KONG_LICENSE_DATA.
+type UnlicensedAdmin string
+
+const (
+	// Writable: free mode up to 3.9, an expired licence from 3.10; either
+	// way POST /config works.
+	Writable UnlicensedAdmin = "writable"
+	// ReadOnly: changelog 3.15.0.0, "Without a configured license, the
+	// Admin API is now read-only" (only /licenses and /keyring/* stay
+	// writable).
+	ReadOnly UnlicensedAdmin = "read_only"
+)
+
 // Range is the versions from From (included) to Before (excluded) of one
 // edition; both have that edition's number of parts.
 type Range struct {
@@ -101,6 +130,10 @@ type Family struct {
 	StartedLine   bool          `json:"started_line"`
 	NotReadyGate  bool          `json:"not_ready_gate"`
 	ProcessLines  ProcessLines  `json:"process_lines"`
+	FailedRPC     FailedRPC     `json:"failed_rpc"`
+	// UnlicensedAdmin applies to Enterprise releases only: open source
+	// has no licence.
+	UnlicensedAdmin UnlicensedAdmin `json:"unlicensed_admin"`
 
 	// MsgPack is how mp_rpc.lua recovers in this release (set by ForVersion
 	// and ForModel from the msgpack_recovery table, which does not follow
@@ -244,6 +277,8 @@ func (f Family) validate() error {
 		{"reset_handlers", string(f.ResetHandlers), []string{string(NoHandlers), string(Worker0), string(EveryWorker)}},
 		{"recovery_log", string(f.RecoveryLog), []string{string(Warn), string(ErrorThenWarn), string(ErrorLowercased)}},
 		{"process_lines", string(f.ProcessLines), []string{string(Lines34), string(Lines39)}},
+		{"failed_rpc", string(f.FailedRPC), []string{string(SkipPlugin), string(Answer500)}},
+		{"unlicensed_admin", string(f.UnlicensedAdmin), []string{string(Writable), string(ReadOnly)}},
 	}
 	for _, c := range checks {
 		if !contains(c.known, c.value) {

@@ -1,6 +1,7 @@
 package release
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -24,6 +25,10 @@ func TestForVersionReadsTheTable(t *testing.T) {
 		"3.5.0.4": {"plugin-id-12718-backport", reuse.SeqAndPluginID}, "3.6.1.2": {"plugin-id-12718-backport", reuse.SeqAndPluginID},
 		"3.7.0.0": {"3.7-3.8", reuse.SeqAndPluginID}, "3.8.0.0": {"3.7-3.8", reuse.SeqAndPluginID}, "3.7.1": {"3.7-3.8", reuse.SeqAndPluginID},
 		"3.9.0.0": {"3.9", reuse.SeqAndPluginID}, "3.9.1.1": {"3.9", reuse.SeqAndPluginID}, "3.9.1": {"3.9", reuse.SeqAndPluginID},
+		"3.9.3": {"3.9", reuse.SeqAndPluginID}, "3.9.1.2": {"3.9", reuse.SeqAndPluginID},
+		"3.10.0.0": {"3.10-3.13", reuse.SeqAndPluginID}, "3.13.0.10": {"3.10-3.13", reuse.SeqAndPluginID},
+		"3.14.0.0": {"3.14", reuse.SeqAndPluginID}, "3.14.0.13": {"3.14", reuse.SeqAndPluginID},
+		"3.15.0.0": {"3.15", reuse.SeqAndPluginID}, "3.15.0.4": {"3.15", reuse.SeqAndPluginID},
 	}
 	for version, want := range cases {
 		got, err := ForVersion(version)
@@ -34,7 +39,7 @@ func TestForVersionReadsTheTable(t *testing.T) {
 }
 
 func TestForVersionRefusesUnknownVersionsNamingTheKnownOnes(t *testing.T) {
-	for _, version := range []string{"", "latest", "3.3.1.0", "3.3.0", "3.4.3.0", "3.4.1.2", "3.5.1", "2.8.4.1", "3.4", "3.10.0.0"} {
+	for _, version := range []string{"", "latest", "3.3.1.0", "3.3.0", "3.4.3.0", "3.4.1.2", "3.5.1", "2.8.4.1", "3.4", "3.10.0", "3.16.0.0"} {
 		family, err := ForVersion(version)
 		if err == nil {
 			t.Errorf("ForVersion(%q) = %q, want an error", version, family.Name)
@@ -73,11 +78,46 @@ func TestTheTableHasEveryBehaviourOfTheFactsPage(t *testing.T) {
 		if f.NotReadyGate != (f.Name == "3.4-seq") {
 			t.Errorf("%s: the not-ready gate exists in OSS 3.4.0-3.4.2 / EE 3.4.0.0 only", f.Name)
 		}
-		if (f.ProcessLines == Lines39) != (f.Name == "3.9") {
+		if (f.ProcessLines == Lines39) != (f.Name == "3.9" || f.Name == "3.10-3.13" || f.Name == "3.14" || f.Name == "3.15") {
 			t.Errorf("%s: process lines %s", f.Name, f.ProcessLines)
 		}
 	}
 }
+
+// TestTheLaterReleasesFollowTheChangelog: 3.10-3.13 behave as 3.9 (the
+// Enterprise history branch has 3.9.3's plugin-server code); 3.14.0.0
+// answers 500 when an RPC call fails; 3.15.0.0 makes an unlicensed Admin API
+// read-only.
+func TestTheLaterReleasesFollowTheChangelog(t *testing.T) {
+	v39, _ := ForVersion("3.9.1.2")
+	for version, want := range map[string]struct {
+		failed FailedRPC
+		admin  UnlicensedAdmin
+	}{
+		"3.4.1.0": {SkipPlugin, Writable}, "3.9.1.2": {SkipPlugin, Writable}, "3.9.3": {SkipPlugin, Writable},
+		"3.10.0.0": {SkipPlugin, Writable}, "3.13.0.10": {SkipPlugin, Writable},
+		"3.14.0.0": {Answer500, Writable}, "3.14.0.13": {Answer500, Writable},
+		"3.15.0.0": {Answer500, ReadOnly}, "3.15.0.4": {Answer500, ReadOnly},
+	} {
+		f, err := ForVersion(version)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.FailedRPC != want.failed || f.UnlicensedAdmin != want.admin {
+			t.Errorf("%s: failed_rpc %q, unlicensed_admin %q; want %q, %q", version, f.FailedRPC, f.UnlicensedAdmin, want.failed, want.admin)
+		}
+	}
+	for _, version := range []string{"3.10.0.0", "3.13.0.10", "3.14.0.13", "3.15.0.4"} {
+		f, _ := ForVersion(version)
+		f.Name, f.Describes, f.Enterprise, f.OSS = v39.Name, v39.Describes, v39.Enterprise, v39.OSS
+		f.FailedRPC, f.UnlicensedAdmin = v39.FailedRPC, v39.UnlicensedAdmin
+		if fmtFamily(f) != fmtFamily(v39) {
+			t.Errorf("%s differs from 3.9 in more than the RPC failure and the licence: %+v", version, f)
+		}
+	}
+}
+
+func fmtFamily(f Family) string { return fmt.Sprintf("%+v", f) }
 
 func TestRangesDoNotOverlap(t *testing.T) {
 	// Every range's first version must belong to its own family only.
@@ -95,7 +135,8 @@ func TestRangesDoNotOverlap(t *testing.T) {
 func TestParseRefusesABadTable(t *testing.T) {
 	good := `{"families": [{"name": "x", "describes": "x", "enterprise": [], "oss": [{"from": "3.4.0", "before": "3.5.0"}],
 		"reuse": "seq", "seq_source": "per_worker", "on_closed": "wipe_local", "reset_handlers": "none",
-		"recovery_log": "warn", "started_line": false, "not_ready_gate": true, "process_lines": "3.4"}],
+		"recovery_log": "warn", "started_line": false, "not_ready_gate": true, "process_lines": "3.4",
+		"failed_rpc": "skip_plugin", "unlicensed_admin": "writable"}],
 		"msgpack_recovery": [{"recovery": "wipe_local", "enterprise": [], "oss": [{"from": "3.4.0", "before": "3.5.0"}]}]}`
 	if _, _, err := parse([]byte(good)); err != nil {
 		t.Fatalf("a good table was refused: %v", err)
@@ -108,6 +149,8 @@ func TestParseRefusesABadTable(t *testing.T) {
 		"empty range":                 strings.Replace(good, `"before": "3.5.0"`, `"before": "3.4.0"`, 1),
 		"four-part oss range":         strings.Replace(good, `"from": "3.4.0"`, `"from": "3.4.0.0"`, 1),
 		"no families":                 `{"families": []}`,
+		"unknown failed_rpc":          strings.Replace(good, `"failed_rpc": "skip_plugin"`, `"failed_rpc": "retry"`, 1),
+		"no unlicensed_admin":         strings.Replace(good, `, "unlicensed_admin": "writable"`, ``, 1),
 		"unknown msgpack":             strings.Replace(good, `"recovery": "wipe_local"`, `"recovery": "retry"`, 1),
 		"release without msgpack row": strings.Replace(good, `"oss": [{"from": "3.4.0", "before": "3.5.0"}]}]}`, `"oss": [{"from": "3.4.1", "before": "3.5.0"}]}]}`, 1),
 	}
@@ -136,6 +179,7 @@ func TestMsgPackRecoveryPerRelease(t *testing.T) {
 		"3.4.1.0": MsgPackPostEvent, "3.4.3.6": MsgPackPostEvent, "3.5.0.1": MsgPackPostEvent,
 		"3.6.0.0": MsgPackResetInstance, "3.7.0": MsgPackResetInstance, "3.8.1.0": MsgPackResetInstance,
 		"3.9.0": MsgPackResetInstance, "3.9.1.1": MsgPackResetInstance,
+		"3.10.0.0": MsgPackResetInstance, "3.15.0.4": MsgPackResetInstance,
 	}
 	for version, want := range cases {
 		f, err := ForVersion(version)
