@@ -13,7 +13,7 @@ from test_reliability import REPO, _cli_env
 from orchestration import bisect
 from orchestration.errors import Interrupted, MatrixError, UsageError
 from orchestration.report import VersionResult
-from orchestration.versions import Target, target_for_image, target_for_version
+from orchestration.versions import Target, target_for_image
 
 CHURNS = {"3.4.1.0", "3.4.1.1", "3.4.2.0", "3.4.2.1", "3.5.0.0", "3.5.0.1"}
 
