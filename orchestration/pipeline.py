@@ -185,7 +185,10 @@ def _with_hints(row: VersionResult, version_dir: Path) -> VersionResult:
     priority as Kong read them, the first crash of its server."""
     if row.status != "error" or not row.error:
         return row
-    return replace(row, error="; ".join([row.error, *evidence.hints(version_dir)]))
+    hints = [
+        hint for hint in evidence.hints(version_dir) if hint.split(": ", 1)[-1] not in row.error
+    ]
+    return replace(row, error="; ".join([row.error, *hints]))
 
 
 def _disagreement(counted: list[PhaseResult]) -> tuple[str, ...]:
@@ -289,6 +292,8 @@ def measure_job(
         if isinstance(error, DockerException):  # python-on-whales outside our wrappers
             error = StackError(f"docker failed: {error}")
         row = replace(base, status="error", error=_error_text(error, version_dir))
+        if not isinstance(error, KongDied):  # Kong's death is no news about the plugin
+            row = _with_hints(row, version_dir)
     return replace(row, duration_s=round(time.monotonic() - started, 1))
 
 

@@ -37,7 +37,7 @@ from orchestration import plugin, pulls, resources
 from orchestration.collect import Collector, Signals, collect_file
 from orchestration.config import RunConfig
 from orchestration.errors import Interrupted, MatrixError, StackError
-from orchestration.evidence import write_plugin_facts
+from orchestration.evidence import first_server_trouble, write_plugin_facts
 from orchestration.load import HeadlessLocust, LoadResult, LoadShortfall, LocustWorkers
 from orchestration.plugin import EXAMPLE, Answer, PluginContract, declarative_template
 from orchestration.plugins import PluginSource, default_plugin, prepared, registry_bases
@@ -253,10 +253,21 @@ class VersionWorld:
         """
         LOGGER.info("%s: waiting for Kong (at most %.0fs)", self.label, self.config.ready_timeout_s)
         ready_counter = self._stack().wait_ready(
-            self.config.ready_timeout_s, check=self.cancel.raise_if_set
+            self.config.ready_timeout_s, check=self._starting_normally
         )
         warmed_counter = self.warm_up()
         return self.settle_after(max(ready_counter or 0, warmed_counter or 0) or None)
+
+    def _starting_normally(self) -> None:
+        """Stop waiting for Kong when the run is cancelled, or when the plugin server already
+        exited: a server that dies while Kong starts will not answer however long one waits."""
+        self.cancel.raise_if_set()
+        if self.counts.signals().plugin_server_exits:
+            crash = first_server_trouble(self.log_path, (self.contract.name,))
+            raise StackError(
+                f"the plugin server {self.contract.name} exited while Kong {self.label} started, "
+                f"so the plugin never ran: {crash or 'see its lines in the log'}"
+            )
 
     def warm_up(self) -> int | None:
         """A few requests per nginx worker, each on a new connection; the highest count seen.

@@ -105,10 +105,15 @@ func decodeProtoBuf(rep *Reporter, fromKong, fromServer io.Reader) error {
 			return fmt.Errorf("RpcCall: %w", err)
 		}
 		name, id := describeCall(&call)
-		ret, failure, err := protoBufAnswer(fromKong, fromServer, call.GetCmdHandleEvent() != nil)
+		ret, exited, failure, err := protoBufAnswer(fromKong, fromServer, call.GetCmdHandleEvent() != nil)
 		switch {
 		case err != nil:
 			return err
+		case failure != "" && exited:
+			// The plugin answered the request itself (an auth plugin's 401): it ran, and Kong
+			// ends the exchange there.
+			rep.Event(call.GetCmdHandleEvent().GetEventName())
+			return nil
 		case failure != "":
 			rep.Error(name, id, failure)
 			return nil // the connection is over
@@ -128,37 +133,43 @@ func decodeProtoBuf(rep *Reporter, fromKong, fromServer io.Reader) error {
 	}
 }
 
+// exitMethod is the PDK call by which a plugin answers the request itself.
+const exitMethod = "kong.response.exit"
+
 // protoBufAnswer reads the server's side of one call (and Kong's PDK
-// replies during an event): the RpcReturn, or why there was none.
-func protoBufAnswer(fromKong, fromServer io.Reader, event bool) (*pb.RpcReturn, string, error) {
+// replies during an event): the RpcReturn, or why there was none, and
+// whether the plugin called kong.response.exit on the way.
+func protoBufAnswer(fromKong, fromServer io.Reader, event bool) (*pb.RpcReturn, bool, string, error) {
+	exited := false
 	for event {
 		method, err := readFrame(fromServer)
 		if err != nil {
 			failure, err := endedAt(err, serverClosed)
-			return nil, failure, err
+			return nil, exited, failure, err
 		}
 		if len(method) == 0 {
 			break
 		}
+		exited = exited || string(method) == exitMethod
 		if _, err := readFrame(fromServer); err != nil {
 			failure, err := endedAt(err, serverClosed)
-			return nil, failure, err
+			return nil, exited, failure, err
 		}
 		if _, err := readFrame(fromKong); err != nil {
 			failure, err := endedAt(err, kongClosed)
-			return nil, failure, err
+			return nil, exited, failure, err
 		}
 	}
 	data, err := readFrame(fromServer)
 	if err != nil {
 		failure, err := endedAt(err, serverClosed)
-		return nil, failure, err
+		return nil, exited, failure, err
 	}
 	var ret pb.RpcReturn
 	if err := proto.Unmarshal(data, &ret); err != nil {
-		return nil, "", fmt.Errorf("RpcReturn: %w", err)
+		return nil, exited, "", fmt.Errorf("RpcReturn: %w", err)
 	}
-	return &ret, "", nil
+	return &ret, exited, "", nil
 }
 
 // describeCall names a call the way the line formats do, with the instance

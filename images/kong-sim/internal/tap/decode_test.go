@@ -293,3 +293,22 @@ func TestDecodeRecordedMsgPackConversations(t *testing.T) {
 		}
 	}
 }
+
+// An event in which the plugin answers the request itself (kong.response.exit)
+// and the exchange then ends without an RpcReturn: the plugin ran, no error.
+func TestAnEventEndedByThePluginsOwnAnswerCountsAsRun(t *testing.T) {
+	r := &recording{}
+	r.pb(t, &r.kong, &pb.RpcCall{Sequence: 3, Call: &pb.RpcCall_CmdHandleEvent{
+		CmdHandleEvent: &pb.CmdHandleEvent{InstanceId: 17, EventName: "access"}}})
+	r.raw(&r.server, "kong.response.exit")
+	r.pb(t, &r.server, &pb.ExitArgs{Status: 401})
+	var out bytes.Buffer
+	rep := NewReporter(&out)
+	Decode(rep, ProtocolAuto, bytes.NewReader(r.kong.Bytes()), bytes.NewReader(r.server.Bytes()))
+	if got := rep.Phases(); got["access"] != 1 {
+		t.Errorf("phases %v, want access:1", got)
+	}
+	if stats := rep.Stats(); stats.Errors != 0 || stats.Events != 1 {
+		t.Errorf("stats %+v, want 1 event and no error", stats)
+	}
+}
