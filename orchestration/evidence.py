@@ -118,6 +118,8 @@ _TROUBLE = re.compile(
     rb"|plugin '[^']{1,100}' (?:not enabled|not found|is not installed)"
     rb"|no plugin named '?[^'\s]{1,100}'?)[^\n]{0,300}",
 )
+# nginx's request context after a message (`, client: ...`, `, context: ngx.timer`)
+_CONTEXT = re.compile(rb", (?:client|context): .*\Z")
 _HEAD = re.compile(
     rb"^.*?\[(?:debug|info|notice|warn|error|crit|alert|emerg)\] \d+#\d+: (?:\*\d+ )?"
 )
@@ -134,7 +136,8 @@ def first_server_trouble(log: Path, server_names: tuple[str, ...]) -> str | None
                     line = _whole_line(block, match.start())
                     # missing instances are the churn itself, not a crash
                     if b"no plugin instance" not in line and _belongs_to(line, server_names):
-                        return _HEAD.sub(b"", line).decode("utf-8", "replace").strip()
+                        quoted = _CONTEXT.sub(b"", _HEAD.sub(b"", line))
+                        return quoted.decode("utf-8", "replace").strip()
     except OSError:
         return None
     return None

@@ -51,6 +51,7 @@ T = TypeVar("T")
 
 LOG_SETTLE_S = 15.0  # the most to wait for Docker to deliver a phase's last log lines
 WARM_UP_PER_WORKER = 10
+CRASH_LINES_S = 2.0  # how long a crashed plugin server's own lines may lag its exit line
 DEATH_GRACE_S = 2.0  # after a load with failures: how long Docker may take to report Kong's exit
 TAP_QUIET_S = 2.0  # kpm-tap writes its totals at most once a second: this long unchanged is all
 
@@ -263,7 +264,11 @@ class VersionWorld:
         exited: a server that dies while Kong starts will not answer however long one waits."""
         self.cancel.raise_if_set()
         if self.counts.signals().plugin_server_exits:
-            crash = first_server_trouble(self.log_path, (self.contract.name,))
+            deadline = time.monotonic() + CRASH_LINES_S  # its lines reach the log a moment later
+            while (crash := first_server_trouble(self.log_path, (self.contract.name,))) is None:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
             raise StackError(
                 f"the plugin server {self.contract.name} exited while Kong {self.label} started, "
                 f"so the plugin never ran: {crash or 'see its lines in the log'}"

@@ -74,7 +74,8 @@ def test_hints_quote_the_first_crash_of_the_plugins_server(tmp_path: Path) -> No
         "2026/12/07 10:00:00 [info] 1#0: *2 [go-hello:40] 2026/12/07 "
         "10:00:00 no plugin instance 3\n"
         "2026/12/07 10:00:01 [info] 1#0: *2 [other:41] panic: not ours\n"
-        "2026/12/07 10:00:02 [info] 1#0: *2 [go-hello:40] panic: assignment to entry in nil map\n"
+        "2026/12/07 10:00:02 [info] 1#0: *2 [go-hello:40] panic: assignment to entry in nil map, "
+        "context: ngx.timer\n"
         "2026/12/07 10:00:03 [info] 1#0: *2 [go-hello:40] panic: a second one\n"
     )
     assert evidence.hints(tmp_path)[1] == (

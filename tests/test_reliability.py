@@ -722,19 +722,48 @@ def test_a_plugin_server_killed_during_the_load_is_counted(runs: Runs, sim_image
     run.wait_until("New() lines in the log", lambda: _counting_started(container))
     os.kill(_plugin_pid(container), signal.SIGKILL)
 
-    assert run.finish() == 0, run.stderr
+    # The requests of the outage did not run the plugin: no verdict, and the row says why.
+    assert run.finish() == 1, run.stderr
     row = _saved_rows(run.run_dir())["3.4.1.0"]
     log = (run.run_dir() / "3.4.1.0" / "kong.log").read_text()
     first, second = log.split("terminated: signal 9", 1)
     highest_before = max(int(n) for n in NEW_CALLS_RE.findall(first))
     highest_after = max(int(n) for n in NEW_CALLS_RE.findall(second))
-    assert row["status"] == "ok"
+    assert (row["status"], row["verdict"]) == ("error", "partial")
     assert row["requests"] == requests
+    assert row["ran_on"] == requests - row["failures"] < requests
+    assert f"the plugin ran on {row['ran_on']} of the {requests} requests only" in row["error"]
+    assert "external pluginserver 'example-plugin' terminated: signal 9" in row["error"]
     assert row["plugin_server_starts"] == 2
     # The counter restarted at 1: the total adds both lives of the server.
     assert row["plugin_counter"] == highest_after
     assert row["new_calls_total"] == highest_before + highest_after
-    assert row["verdict"] == "churn"
+    assert_nothing_left(runs.results)
+
+
+@pytest.mark.docker
+def test_kong_killed_during_the_load_is_an_error_row_naming_its_exit(
+    runs: Runs, sim_images: None
+) -> None:
+    """`docker kill` of Kong mid-load (as an OOM kill or a crash): the load stops within seconds
+    and the row names Kong's exit; no verdict, nothing blamed on the plugin."""
+    requests = 30000
+    run = runs.start("run", "--sim", "3.4.1.0", "--requests", str(requests), "--users", "10")
+    run.wait_for_line("3.4.1.0: sending")
+    container = _container_of(runs.results)
+    run.wait_until("New() lines in the log", lambda: _counting_started(container))
+    subprocess.run(["docker", "kill", container], check=True, capture_output=True, timeout=30)
+    killed = time.monotonic()
+    run.wait_until("the load to stop", lambda: any("Kong died" in line for line in run.lines), 30)
+    stopped_after_s = time.monotonic() - killed
+
+    assert run.finish() == 1, run.stderr
+    row = _saved_rows(run.run_dir())["3.4.1.0"]
+    assert (row["status"], row["verdict"]) == ("error", "error")
+    assert row["error"].startswith("Kong died during the load: the container of ")
+    assert "exited with code 137 (SIGKILL: killed from outside" in row["error"]
+    assert "the plugin ran on" not in row["error"]  # not blamed on the plugin
+    assert stopped_after_s < 15, stopped_after_s
     assert_nothing_left(runs.results)
 
 
