@@ -67,7 +67,12 @@ FAULTS = (
     "docker kill Kong",
     "kill plugin server",
     "kill Locust",
+    "panicking plugin",
 )
+# The plugin of the "panicking plugin" runs: it panics on some requests, ending its server.
+PANICKING_PLUGIN = str(Path(__file__).resolve().parent / "plugins" / "go-panics-sometimes")
+# Requests for it: enough that it panics during the load (every 150th request it sees).
+PANICKING_REQUESTS = 600
 HARD_KILLS = ("SIGKILL harness",)  # the harness cannot clean up: `clean` must
 VERSIONS = ("3.4.0.0", "3.4.1.0", "3.6.0.0")
 REQUESTS = (200, 300, 400, 500)
@@ -118,14 +123,15 @@ class Planned:
     def args(self) -> list[str]:
         parallel = ["--parallel", "2"] if self.command == "matrix" else []
         requests = ["--requests", str(self.requests)]
-        return [self.command, *self.versions, *parallel, *requests, *HARNESS_OPTIONS]
+        plugin = ["--plugin", PANICKING_PLUGIN] if self.fault == "panicking plugin" else []
+        return [self.command, *self.versions, *parallel, *requests, *plugin, *HARNESS_OPTIONS]
 
     def describe(self) -> str:
         return f"{self.command} {' '.join(self.versions)} --requests {self.requests}"
 
 
 def plan(seed: int, runs: int) -> list[Planned]:
-    """`runs` runs; every block of six has each fault once, in a shuffled order."""
+    """`runs` runs; every block of len(FAULTS) has each fault once, in a shuffled order."""
     rng = random.Random(seed)
     planned = []
     faults: list[str] = []
@@ -135,13 +141,16 @@ def plan(seed: int, runs: int) -> list[Planned]:
         matrix = rng.random() < MATRIX_SHARE
         command = "matrix" if matrix else "run"
         versions = tuple(rng.sample(VERSIONS, 2 if matrix else 1))
+        fault = faults.pop()
         planned.append(
             Planned(
                 index=index,
-                fault=faults.pop(),
+                fault=fault,
                 command=command,
                 versions=versions,
-                requests=rng.choice(REQUESTS),
+                requests=PANICKING_REQUESTS
+                if fault == "panicking plugin"
+                else rng.choice(REQUESTS),
                 delay_s=round(rng.uniform(0, SPAN_S[command]), 2),
                 pick=rng.randrange(len(versions)),
             )
@@ -172,6 +181,7 @@ class Hit:
 
     stage: str
     detail: str = ""
+    version: str | None = None  # the version whose container, server or Locust was hit
 
 
 def _running_containers(results: Path) -> dict[str, str]:
@@ -272,6 +282,7 @@ INJECTORS: dict[str, Callable[[Planned, CliRun], str | None]] = {
     "docker kill Kong": _kill_container,
     "kill plugin server": _kill_plugin_server,
     "kill Locust": _kill_locust,
+    "panicking plugin": lambda _planned, _run: "",  # the plugin is the fault: nothing to do
 }
 
 
@@ -286,7 +297,11 @@ def inject(planned: Planned, run: CliRun, started: float) -> Hit:
             return Hit(MISSED, f"the run ended first (exit {run.process.returncode})")
         version = INJECTORS[planned.fault](planned, run)
         if version is not None:
-            return Hit(stage_of(lines, version or None), f"at {time.monotonic() - started:.2f}s")
+            return Hit(
+                stage_of(lines, version or None),
+                f"at {time.monotonic() - started:.2f}s",
+                version or None,
+            )
         time.sleep(0.05)
     return Hit(MISSED, f"no target within {TARGET_WAIT_S:.0f}s")
 
@@ -395,6 +410,32 @@ def verdict_problem(row: dict[str, Any]) -> tuple[str, str] | None:
     return ("restart" if row["verdict"] == "inconclusive" and restarted else "wrong", numbers)
 
 
+def fault_untold(planned: Planned, hit: Hit, row: dict[str, Any]) -> tuple[str, str] | None:
+    """("wrong", why) for a row that got a verdict through a fault that forbids one: Kong killed
+    during the row's load (the row must name Kong's death), or a plugin that panicked (the row
+    must be an error naming the panic)."""
+    if row.get("status") == "interrupted":
+        return None
+    error = str(row.get("error") or "")
+    told = row.get("status") != "ok"
+    if planned.fault == "panicking plugin":
+        told = told and "panic: go-panics-sometimes" in error
+        what = "with a panicking plugin"
+    elif planned.fault == "docker kill Kong" and hit.stage == "sending":
+        if hit.version != row.get("version"):
+            return None
+        told = told and error.startswith("Kong died during the load")
+        what = "after Kong was killed during its load"
+    else:
+        return None
+    if told:
+        return None
+    return (
+        "wrong",
+        f"{row['version']}: {row['status']} {row['verdict']} {what}; error: {error[:200]}",
+    )
+
+
 def _rows(run_dir: Path) -> list[dict[str, Any]]:
     with contextlib.suppress(ValueError, OSError):
         rows: list[dict[str, Any]] = json.loads((run_dir / "results.json").read_text())["versions"]
@@ -472,7 +513,7 @@ def check(outcome: Outcome, run: CliRun) -> Outcome:
         outcome.half_written += half_written(run_dir)
         for row in _rows(run_dir):
             outcome.rows.append(f"{row['version']} {row['status']} {row['verdict']}")
-            problem = verdict_problem(row)
+            problem = verdict_problem(row) or fault_untold(outcome.planned, outcome.hit, row)
             if problem is not None:
                 kind, numbers = problem
                 found = outcome.wrong_verdicts if kind == "wrong" else outcome.restart_findings

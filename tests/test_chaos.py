@@ -1,4 +1,4 @@
-"""The chaos soak, short: six runs, each fault kind once, with a fixed seed (tests/chaos.py)."""
+"""The chaos soak, short: one run of each fault kind, with a fixed seed (tests/chaos.py)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ SEED = 197  # six runs, one a matrix, every fault at a moment a live run is in
 
 def test_the_plan_is_the_seeds_and_covers_every_fault() -> None:
     assert plan(SEED, 12) == plan(SEED, 12)
-    assert sorted(p.fault for p in plan(SEED, 6)) == sorted(FAULTS)
+    assert sorted(p.fault for p in plan(SEED, len(FAULTS))) == sorted(FAULTS)
 
 
 @pytest.mark.docker
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(480)
 def test_a_short_soak_leaks_nothing_and_gets_no_verdict_wrong(
     tmp_path: Path, sim_images: None
 ) -> None:

@@ -14,8 +14,8 @@ import (
 	"github.com/Kong/go-pdk/server"
 )
 
-// Version and Priority are what `-dump` reports to Kong. The priority is above
-// request-termination's (2) so Access runs before that plugin ends the request.
+// Version and Priority are what `-dump` reports to Kong. Any priority runs: the
+// route is proxied to an upstream, not answered by a bundled plugin.
 const (
 	Version  = "0.1.0"
 	Priority = 1000

@@ -31,6 +31,6 @@ module.exports = {
     { message: { type: 'string' } },
   ],
   Version: '0.1.0',
-  // Above request-termination's (2), so access runs before that plugin ends the request.
+  // Any priority runs: the route is proxied to an upstream, not answered by a bundled plugin.
   Priority: 1000,
 }

@@ -15,7 +15,7 @@ from kong_pdk.pdk import kong as pdk
 Schema = ({"message": {"type": "string"}},)
 
 version = "0.1.0"
-# Above request-termination's (2), so access runs before that plugin ends the request.
+# Any priority runs: the route is proxied to an upstream, not answered by a bundled plugin.
 priority = 1000
 
 
