@@ -645,6 +645,12 @@ WRONG_VERDICT_RULE = (
     "calls, which can lift a stable version over the stable threshold (0.01 per request) in a "
     "few hundred requests; such a row is listed as a *restart finding* with its numbers, not "
     "counted as wrong. `error` and `interrupted` rows claim no measurement and are never wrong."
+    " Two faults forbid a verdict outright, and a row that has one is wrong too: **Kong killed "
+    "during the row's load** must give an error row that starts `Kong died during the load` (its "
+    "exit code and signal or OOM kill, the load stopped at once, nothing blamed on the plugin); a "
+    "**panicking plugin** (tests/plugins/go-panics-sometimes: its Access handler panics on every "
+    "150th request, which ends its server) must give an error row (`partial`: the requests of "
+    "each outage did not run it) quoting `panic: go-panics-sometimes`."
 )
 
 
