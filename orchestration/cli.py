@@ -86,6 +86,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         )
     if command in {"run", "matrix"}:
         _add_junit_options(parser)
+        _add_wide_option(parser)
     parser.add_argument(
         "--image",
         action="append",
@@ -265,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--open", action="store_true", help="as --html, then open it where a browser is at hand"
     )
     _add_junit_options(show)
+    _add_wide_option(show)
 
     _add_compare_parser(commands)
 
@@ -587,9 +589,22 @@ def _announce(row: VersionResult) -> None:
     print(f"==> {row.version}{plugin}{tag}: {row.verdict}{detail}", file=sys.stderr, flush=True)
 
 
-def _print_run(run: RunResult, run_dir: Path) -> None:
+def _add_wide_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wide",
+        action="store_true",
+        help="print every column of the table, as summary.md has it (default: the columns to "
+        "decide on, narrow enough for a terminal)",
+    )
+
+
+def _column_set(args: argparse.Namespace) -> report.ColumnSet:
+    return "full" if getattr(args, "wide", False) else "compact"
+
+
+def _print_run(run: RunResult, run_dir: Path, column_set: report.ColumnSet) -> None:
     """The table, then the report page (drawn last: the verdicts are on the screen by then)."""
-    print(report.render_summary(run), flush=True)
+    print(report.render_summary(run, column_set), flush=True)
     print(f"Results: {run_dir}", file=sys.stderr, flush=True)
     report.finish_run(run_dir, run)
 
@@ -662,10 +677,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
             run = pipeline.run_matrix(config, announce=_announce)
     except Interrupted:
         run = report.load_run(config.run_dir)  # as written on the way out
-        _print_run(run, config.run_dir)
+        _print_run(run, config.run_dir, _column_set(args))
         _write_junit(junit_request, run)
         raise
-    _print_run(run, config.run_dir)
+    _print_run(run, config.run_dir, _column_set(args))
     _write_junit(junit_request, run)
     return 0 if run.all_ok else 1
 
@@ -711,7 +726,7 @@ def _selftest(config: RunConfig) -> int:
         for version, name in selftest.planned()
     )
     run = pipeline.run_matrix(config, announce=_announce, jobs=jobs)
-    _print_run(run, config.run_dir)
+    _print_run(run, config.run_dir, "compact")
     checks = selftest.evaluate(run, config.requests)
     rows = [[c.version, c.plugin, c.what, "PASS" if c.passed else "FAIL", c.detail] for c in checks]
     print(
@@ -851,7 +866,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         if args.open and not _open_in_browser(path):
             print(f"no browser here to open it with; open {path} yourself", file=sys.stderr)
     else:
-        print(report.render_summary(run))
+        print(report.render_summary(run, _column_set(args)))
     _write_junit(junit_request, run)
     return 0 if run.all_ok else 1
 
