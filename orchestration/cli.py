@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import tempfile
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
@@ -291,7 +292,16 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser(
         "versions", help="list the known versions and their changelog status"
     )
+    listing.add_argument(
+        "version",
+        nargs="?",
+        metavar="VERSION",
+        help="one version or series alias: everything recorded about it, its source in full",
+    )
     listing.add_argument("--json", action="store_true")
+    listing.add_argument(
+        "--long", action="store_true", help="every row with its full source (a wide table)"
+    )
     listing.add_argument(
         "--default", action="store_true", help="only the default matrix, one a line"
     )
@@ -940,7 +950,15 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+VERSIONS_WIDTH = 120  # `versions` fits it; --long and `versions VERSION` give the whole source
+
+
 def _cmd_versions(args: argparse.Namespace) -> int:
+    if args.version and (args.default or args.series or args.long):
+        raise UsageError(
+            f"versions {args.version} shows one version in full: drop --default, --series and "
+            "--long, or drop the version to list them all"
+        )
     if args.default:
         print("\n".join(versions.DEFAULT_MATRIX))
         return 0
@@ -948,35 +966,66 @@ def _cmd_versions(args: argparse.Namespace) -> int:
         rows, headers = versions.series_rows(), versions.SERIES_HEADERS
         print(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
         return 0
-    entries = [
-        {
-            "version": v.version,
-            "edition": v.edition,
-            "image": v.image,
-            "changelog": v.expected,
-            "default_matrix": v.in_default_matrix,
-            "aliases": versions.aliases_of(v),
-            "source": v.source,
-        }
-        for v in versions.KNOWN_VERSIONS
-    ]
+    chosen = [versions.lookup(args.version)] if args.version else list(versions.KNOWN_VERSIONS)
+    entries = [_version_entry(v) for v in chosen]
     if args.json:
-        print(json.dumps(entries, indent=2))
-        return 0
+        print(json.dumps(entries[0] if args.version else entries, indent=2))
+    elif args.version:
+        print(_version_record(entries[0]))
+    else:
+        print(_versions_table(entries, full_source=args.long))
+    return 0
+
+
+def _version_entry(v: versions.KongVersion) -> dict[str, Any]:
+    return {
+        "version": v.version,
+        "edition": v.edition,
+        "image": v.image,
+        "changelog": v.expected,
+        "default_matrix": v.in_default_matrix,
+        "aliases": versions.aliases_of(v),
+        "source": v.source,
+    }
+
+
+def _versions_table(entries: list[dict[str, Any]], full_source: bool) -> str:
+    """The known versions; the source cut to what fits VERSIONS_WIDTH unless `full_source`."""
+    headers = ["version", "edition", "changelog", "default", "alias", "source"]
     rows = [
         [
-            v.version,
-            v.edition,
-            v.expected,
-            "yes" if v.in_default_matrix else "",
-            " ".join(versions.aliases_of(v)),
-            v.source,
+            e["version"],
+            e["edition"],
+            e["changelog"],
+            "yes" if e["default_matrix"] else "",
+            " ".join(e["aliases"]),
+            e["source"],
         ]
-        for v in versions.KNOWN_VERSIONS
+        for e in entries
     ]
-    headers = ["version", "edition", "changelog", "default", "alias", "source"]
-    print(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
-    return 0
+    if full_source:
+        return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+    others = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)][:-1]
+    room = VERSIONS_WIDTH - len("| ") - sum(others) - len(" | ") * len(others)
+    for row in rows:
+        row[-1] = textwrap.shorten(row[-1], room, placeholder=" ...")
+    return (
+        report.render_narrow(headers, rows)
+        + "\nThe full source: `versions VERSION` (one) or `versions --long` (all)."
+    )
+
+
+def _version_record(entry: dict[str, Any]) -> str:
+    """One version, a field a line, the source wrapped at VERSIONS_WIDTH."""
+    shown = {
+        **entry,
+        "default_matrix": "yes" if entry["default_matrix"] else "no",
+        "aliases": " ".join(entry["aliases"]) or "-",
+    }
+    source = shown.pop("source")
+    lines = [f"{name.replace('_', ' ')}: {value}" for name, value in shown.items()]
+    lines += textwrap.wrap(f"source: {source}", VERSIONS_WIDTH, subsequent_indent="  ")
+    return "\n".join(lines)
 
 
 def _cmd_pull(args: argparse.Namespace) -> int:

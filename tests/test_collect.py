@@ -1000,7 +1000,7 @@ def real_logs_dir(real_logs: Path) -> Path:
 def _real_log(stem: str, suffix: str) -> Path:
     path = real_logs_dir(REAL_LOGS) / f"{stem}{suffix}"
     if not path.is_file():
-        pytest.fail(f"real Kong log {path} is missing from {REAL_LOGS}: copy all of shared/real-logs")
+        pytest.fail(f"real Kong log {path} is missing: copy all of shared/real-logs")
     return path
 
 
