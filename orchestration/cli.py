@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import tempfile
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
@@ -86,6 +87,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         )
     if command in {"run", "matrix"}:
         _add_junit_options(parser)
+        _add_wide_option(parser)
     parser.add_argument(
         "--image",
         action="append",
@@ -265,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--open", action="store_true", help="as --html, then open it where a browser is at hand"
     )
     _add_junit_options(show)
+    _add_wide_option(show)
 
     _add_compare_parser(commands)
 
@@ -289,7 +292,16 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser(
         "versions", help="list the known versions and their changelog status"
     )
+    listing.add_argument(
+        "version",
+        nargs="?",
+        metavar="VERSION",
+        help="one version or series alias: everything recorded about it, its source in full",
+    )
     listing.add_argument("--json", action="store_true")
+    listing.add_argument(
+        "--long", action="store_true", help="every row with its full source (a wide table)"
+    )
     listing.add_argument(
         "--default", action="store_true", help="only the default matrix, one a line"
     )
@@ -587,9 +599,22 @@ def _announce(row: VersionResult) -> None:
     print(f"==> {row.version}{plugin}{tag}: {row.verdict}{detail}", file=sys.stderr, flush=True)
 
 
-def _print_run(run: RunResult, run_dir: Path) -> None:
+def _add_wide_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wide",
+        action="store_true",
+        help="print every column of the table, as summary.md has it (default: the columns to "
+        "decide on, narrow enough for a terminal)",
+    )
+
+
+def _column_set(args: argparse.Namespace) -> report.ColumnSet:
+    return "full" if getattr(args, "wide", False) else "compact"
+
+
+def _print_run(run: RunResult, run_dir: Path, column_set: report.ColumnSet) -> None:
     """The table, then the report page (drawn last: the verdicts are on the screen by then)."""
-    print(report.render_summary(run), flush=True)
+    print(report.render_summary(run, column_set), flush=True)
     print(f"Results: {run_dir}", file=sys.stderr, flush=True)
     report.finish_run(run_dir, run)
 
@@ -662,10 +687,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
             run = pipeline.run_matrix(config, announce=_announce)
     except Interrupted:
         run = report.load_run(config.run_dir)  # as written on the way out
-        _print_run(run, config.run_dir)
+        _print_run(run, config.run_dir, _column_set(args))
         _write_junit(junit_request, run)
         raise
-    _print_run(run, config.run_dir)
+    _print_run(run, config.run_dir, _column_set(args))
     _write_junit(junit_request, run)
     return 0 if run.all_ok else 1
 
@@ -711,7 +736,7 @@ def _selftest(config: RunConfig) -> int:
         for version, name in selftest.planned()
     )
     run = pipeline.run_matrix(config, announce=_announce, jobs=jobs)
-    _print_run(run, config.run_dir)
+    _print_run(run, config.run_dir, "compact")
     checks = selftest.evaluate(run, config.requests)
     rows = [[c.version, c.plugin, c.what, "PASS" if c.passed else "FAIL", c.detail] for c in checks]
     print(
@@ -851,7 +876,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         if args.open and not _open_in_browser(path):
             print(f"no browser here to open it with; open {path} yourself", file=sys.stderr)
     else:
-        print(report.render_summary(run))
+        print(report.render_summary(run, _column_set(args)))
     _write_junit(junit_request, run)
     return 0 if run.all_ok else 1
 
@@ -925,7 +950,15 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+VERSIONS_WIDTH = 120  # `versions` fits it; --long and `versions VERSION` give the whole source
+
+
 def _cmd_versions(args: argparse.Namespace) -> int:
+    if args.version and (args.default or args.series or args.long):
+        raise UsageError(
+            f"versions {args.version} shows one version in full: drop --default, --series and "
+            "--long, or drop the version to list them all"
+        )
     if args.default:
         print("\n".join(versions.DEFAULT_MATRIX))
         return 0
@@ -933,35 +966,66 @@ def _cmd_versions(args: argparse.Namespace) -> int:
         rows, headers = versions.series_rows(), versions.SERIES_HEADERS
         print(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
         return 0
-    entries = [
-        {
-            "version": v.version,
-            "edition": v.edition,
-            "image": v.image,
-            "changelog": v.expected,
-            "default_matrix": v.in_default_matrix,
-            "aliases": versions.aliases_of(v),
-            "source": v.source,
-        }
-        for v in versions.KNOWN_VERSIONS
-    ]
+    chosen = [versions.lookup(args.version)] if args.version else list(versions.KNOWN_VERSIONS)
+    entries = [_version_entry(v) for v in chosen]
     if args.json:
-        print(json.dumps(entries, indent=2))
-        return 0
+        print(json.dumps(entries[0] if args.version else entries, indent=2))
+    elif args.version:
+        print(_version_record(entries[0]))
+    else:
+        print(_versions_table(entries, full_source=args.long))
+    return 0
+
+
+def _version_entry(v: versions.KongVersion) -> dict[str, Any]:
+    return {
+        "version": v.version,
+        "edition": v.edition,
+        "image": v.image,
+        "changelog": v.expected,
+        "default_matrix": v.in_default_matrix,
+        "aliases": versions.aliases_of(v),
+        "source": v.source,
+    }
+
+
+def _versions_table(entries: list[dict[str, Any]], full_source: bool) -> str:
+    """The known versions; the source cut to what fits VERSIONS_WIDTH unless `full_source`."""
+    headers = ["version", "edition", "changelog", "default", "alias", "source"]
     rows = [
         [
-            v.version,
-            v.edition,
-            v.expected,
-            "yes" if v.in_default_matrix else "",
-            " ".join(versions.aliases_of(v)),
-            v.source,
+            e["version"],
+            e["edition"],
+            e["changelog"],
+            "yes" if e["default_matrix"] else "",
+            " ".join(e["aliases"]),
+            e["source"],
         ]
-        for v in versions.KNOWN_VERSIONS
+        for e in entries
     ]
-    headers = ["version", "edition", "changelog", "default", "alias", "source"]
-    print(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
-    return 0
+    if full_source:
+        return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+    others = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)][:-1]
+    room = VERSIONS_WIDTH - len("| ") - sum(others) - len(" | ") * len(others)
+    for row in rows:
+        row[-1] = textwrap.shorten(row[-1], room, placeholder=" ...")
+    return (
+        report.render_narrow(headers, rows)
+        + "\nThe full source: `versions VERSION` (one) or `versions --long` (all)."
+    )
+
+
+def _version_record(entry: dict[str, Any]) -> str:
+    """One version, a field a line, the source wrapped at VERSIONS_WIDTH."""
+    shown = {
+        **entry,
+        "default_matrix": "yes" if entry["default_matrix"] else "no",
+        "aliases": " ".join(entry["aliases"]) or "-",
+    }
+    source = shown.pop("source")
+    lines = [f"{name.replace('_', ' ')}: {value}" for name, value in shown.items()]
+    lines += textwrap.wrap(f"source: {source}", VERSIONS_WIDTH, subsequent_indent="  ")
+    return "\n".join(lines)
 
 
 def _cmd_pull(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import tempfile
+import textwrap
 import threading
 import types
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -234,6 +235,22 @@ OPTIONAL_COLUMNS: tuple[tuple[str, str], ...] = (
     ("findings", "findings"),
     ("engine", "engine"),
 )
+# The columns a person decides on, for the terminal: a one-plugin run fits 100 columns. The full
+# set (TABLE_COLUMNS and the optional ones) goes to summary.md, results.csv, the report page and
+# `--wide`; both sets format a cell the same way (_cell).
+COMPACT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("version", "version"),
+    ("verdict", "verdict"),
+    ("agrees", "matches_changelog"),
+    ("New()/req", "new_calls_per_request"),
+    ("ran on", "ran_on"),
+    ("failures", "failures"),
+    ("req/s", "rps"),
+    ("p95 ms", "p95_ms"),
+)
+SIMULATED_COLUMN = ("simulated", "simulated")
+FINDINGS_COLUMN = ("findings", "findings")
+ColumnSet = Literal["full", "compact"]
 PHASE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("phase", "name"),
     ("counted", "counted"),
@@ -260,7 +277,11 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _columns(results: tuple[VersionResult, ...] | list[VersionResult]) -> list[tuple[str, str]]:
+def _columns(
+    results: tuple[VersionResult, ...] | list[VersionResult], column_set: ColumnSet = "full"
+) -> list[tuple[str, str]]:
+    if column_set == "compact":
+        return _compact_columns(results)
     columns = list(TABLE_COLUMNS)
     if any(r.scenario != "steady" for r in results):
         columns.insert(1, SCENARIO_COLUMN)
@@ -274,20 +295,57 @@ def _columns(results: tuple[VersionResult, ...] | list[VersionResult]) -> list[t
     return columns
 
 
-def table_cells(
+def _compact_columns(
     results: tuple[VersionResult, ...] | list[VersionResult],
+) -> list[tuple[str, str]]:
+    """COMPACT_COLUMNS, with plugin and scenario when there is more than one or it is not the
+    default, `simulated` when some rows ran on Kong and some on kong-sim, `counted by` when the
+    tap counted, and findings when a row has one."""
+    columns = list(COMPACT_COLUMNS)
+    if len({r.simulated for r in results}) > 1:
+        columns.insert(1, SIMULATED_COLUMN)
+    if {r.scenario for r in results} - {"steady"} or len({r.scenario for r in results}) > 1:
+        columns.insert(1, SCENARIO_COLUMN)
+    if {r.plugin for r in results} - {"go"} or len({r.plugin for r in results}) > 1:
+        columns.insert(1, PLUGIN_COLUMN)
+    if any(r.counted_by != "plugin" for r in results):
+        columns.insert(columns.index(("New()/req", "new_calls_per_request")), COUNTED_BY_COLUMN)
+    if any(r.findings for r in results):
+        columns.append(FINDINGS_COLUMN)
+    return columns
+
+
+def table_cells(
+    results: tuple[VersionResult, ...] | list[VersionResult], column_set: ColumnSet = "full"
 ) -> tuple[list[str], list[list[str]]]:
-    """The summary table's headers and pre-formatted cells (Markdown and the report page share
-    them, so both always show the same rows and columns)."""
-    columns = _columns(results)
+    """The summary table's headers and pre-formatted cells in a column set (Markdown, the
+    terminal and the report page share them, so a row reads the same everywhere)."""
+    columns = _columns(results, column_set)
     rows = [[_cell(getattr(r, name)) for _, name in columns] for r in results]
     return [header for header, _ in columns], rows
 
 
-def render_table(results: tuple[VersionResult, ...] | list[VersionResult]) -> str:
-    """The GitHub-format table; every cell is pre-formatted text so versions stay as written."""
-    headers, rows = table_cells(results)
+def render_table(
+    results: tuple[VersionResult, ...] | list[VersionResult], column_set: ColumnSet = "full"
+) -> str:
+    """The GitHub-format table; every cell is pre-formatted text so versions stay as written.
+    The compact set is drawn without padding, to fit a terminal."""
+    headers, rows = table_cells(results, column_set)
+    if column_set == "compact":
+        return render_narrow(headers, rows)
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def render_narrow(headers: list[str], rows: list[list[str]]) -> str:
+    """A GitHub-format table as narrow as its cells: no padding beyond the widest cell (tabulate
+    adds two to every header) and no closing pipe, which Markdown does not need; that keeps a
+    one-plugin run within TERMINAL_WIDTH."""
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
+    lines = [headers, ["-" * width for width in widths], *rows]
+    return "\n".join(
+        ("| " + " | ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True))).rstrip()
+        for line in lines
+    )
 
 
 def phase_cells(result: VersionResult) -> tuple[list[str], list[list[str]]]:
@@ -302,27 +360,37 @@ def phase_cells(result: VersionResult) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
-def render_phases(result: VersionResult) -> str:
+def render_phases(result: VersionResult, column_set: ColumnSet = "full") -> str:
     """One row per phase of a scenario, with the figures particular to it."""
     headers, rows = phase_cells(result)
+    if column_set == "compact":
+        return render_narrow(headers, rows)
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
-def render_summary(run: RunResult) -> str:
-    simulated = any(v.simulated for v in run.versions)
+def render_summary(run: RunResult, column_set: ColumnSet = "full") -> str:
+    """summary.md (the full column set), or what the terminal shows at the end of a run
+    (compact: the columns a person decides on, prose wrapped at TERMINAL_WIDTH, and a pointer to
+    the rest)."""
+    compact = column_set == "compact"
     lines = [f"# kong-plugin-matrix run {run.run_id}", ""]
-    if simulated:
+    if any(v.simulated for v in run.versions):
+        which = (
+            "rows marked `simulated: yes` ran"
+            if SIMULATED_COLUMN in _columns(run.versions, column_set)
+            else "every row ran"
+        )
         lines += [
-            "**SIMULATED**: rows marked `simulated: yes` ran against kong-sim, the offline "
-            "stand-in for Kong, not a real Kong image.",
+            f"**SIMULATED**: {which} against kong-sim, the offline stand-in for Kong, not a real "
+            "Kong image.",
             "",
         ]
-    lines += [render_table(run.versions), ""]
+    lines += [render_table(run.versions, column_set), ""]
     for result in run.versions:
         if result.scenario != "steady" and result.phases:
             about = result.phases[0].about
             lines += [f"## {result.version}, {result.scenario}: {about}", ""]
-            lines += [render_phases(result), ""]
+            lines += [render_phases(result, column_set), ""]
     errors = [v for v in run.versions if v.error]
     if errors:
         lines += ["## Errors", ""]
@@ -330,16 +398,41 @@ def render_summary(run: RunResult) -> str:
         lines.append("")
     engines = run.config.get("docker_hosts") or []
     if engines:
+        column = "`--wide` shows which" if compact else "the `engine` column"
         lines += [
             f"Engines: each version went to the least-loaded of {', '.join(engines)} when it "
-            "started (the `engine` column).",
+            f"started ({column}).",
             "",
         ]
     lines.append(
         f"Verdict: `churn` at >= {CHURN_AT} New() calls per request during the load, `stable` at "
         f"<= {STABLE_AT}, `inconclusive` between. Tool {run.tool_version}."
     )
+    if compact:
+        lines.append(
+            "Every column: `--wide`, or summary.md, results.csv and report.html in the run's "
+            "folder."
+        )
+        lines = [wrapped for line in lines for wrapped in _wrap_prose(line)]
     return "\n".join(lines) + "\n"
+
+
+TERMINAL_WIDTH = 100  # the compact summary's prose and a one-plugin run's table fit it
+
+
+def _wrap_prose(line: str) -> list[str]:
+    """A paragraph or list item (`- ...`) folded at TERMINAL_WIDTH; tables (`| ...`), headings
+    and blank lines as they are."""
+    if len(line) <= TERMINAL_WIDTH or line.startswith(("|", "#")):
+        return [line]
+    indent = "  " if line.startswith("- ") else ""
+    return textwrap.wrap(
+        line,
+        TERMINAL_WIDTH,
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
 
 
 def render_csv(results: tuple[VersionResult, ...]) -> str:

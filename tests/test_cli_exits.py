@@ -487,7 +487,7 @@ def test_versions_lists_every_known_version_as_text_json_or_the_default_matrix(
     }
     newest = next(e for e in entries if e["version"] == versions.ALIASES["3.14.x"].version)
     assert newest["aliases"] == ["3.14.x"]
-    assert cli.main(["versions"]) == 0
+    assert cli.main(["versions", "--long"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [cell.strip() for cell in lines[0].split("|")[1:-1]] == [
         "version", "edition", "changelog", "default", "alias", "source",
@@ -499,6 +499,30 @@ def test_versions_lists_every_known_version_as_text_json_or_the_default_matrix(
         default = "yes" if known.in_default_matrix else ""
         alias = " ".join(versions.aliases_of(known))
         assert cells == [known.version, known.edition, known.expected, default, alias, known.source]
+
+
+def test_versions_fits_120_columns_and_one_version_shows_its_source_in_full(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli.main(["versions"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 120
+    rows = {line.split(" | ")[0].removeprefix("| ").strip(): line for line in lines[2:-1]}
+    assert list(rows) == [v.version for v in versions.KNOWN_VERSIONS]
+    for known in versions.KNOWN_VERSIONS:
+        source = rows[known.version].split(" | ")[-1]
+        assert source == known.source or known.source.startswith(source.removesuffix(" ..."))
+    assert lines[-1] == "The full source: `versions VERSION` (one) or `versions --long` (all)."
+    newest = versions.ALIASES["3.4.x"]
+    assert cli.main(["versions", "3.4.x"]) == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith(f"version: {newest.version}\nedition: enterprise\n")
+    assert " ".join(shown.split("source: ", 1)[1].split()) == newest.source
+    assert max(len(line) for line in shown.splitlines()) <= 120
+    assert cli.main(["versions", "3.4.x", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["source"] == newest.source
+    assert cli.main(["versions", "3.4.x", "--long"]) == 2
+    assert "drop --default, --series and --long" in capsys.readouterr().err
 
 
 FACTS_LOG = Path(__file__).resolve().parent / "fixtures" / "facts_excerpt.log"

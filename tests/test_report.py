@@ -402,3 +402,77 @@ def test_a_small_sample_is_a_finding_in_the_table_and_the_csv() -> None:
     assert cells[0][headers.index("findings")] == "small-sample"
     assert "small-sample" in report.render_summary(RunResult("r", "0.1.0", {}, (row,)))
     assert "small-sample" in report.render_csv((row,))
+
+
+def _widest_one_plugin_rows() -> tuple[VersionResult, ...]:
+    """A one-plugin steady run at the widest its cells get: the longest release numbers and
+    verdicts, five-digit counts, a finding, an error row."""
+    return (
+        _row(
+            version="3.14.0.13",
+            verdict="inconclusive",
+            matches_changelog=None,
+            requests=30000,
+            failures=29999,
+            ran_on=30000,
+            new_calls_per_request=0.123,
+            rps=12345.6,
+            p95_ms=12345.0,
+            findings=("small-sample",),
+        ),
+        _row(version="oss-3.9.3", verdict="did-not-run", status="error", error="x " * 90),
+        _row(rps=734.2, p95_ms=150.0, ran_on=1000),
+    )
+
+
+def test_the_terminal_table_of_a_one_plugin_run_fits_100_columns() -> None:
+    run = RunResult("20261130-214408-495d1d", "0.1.0", {}, _widest_one_plugin_rows())
+    shown = report.render_summary(run, "compact")
+    assert max(len(line) for line in shown.splitlines()) <= 100, shown
+    assert "| 3.14.0.13 | inconclusive | -      | 0.123     | 30000  | 29999    | 12346" in shown
+    wide = report.render_summary(run)
+    assert wide == report.render_summary(run, "full") and max(map(len, wide.splitlines())) > 150
+
+
+def test_the_compact_columns_are_the_ones_to_decide_on() -> None:
+    headers, _ = report.table_cells([_row(findings=("small-sample",))], "compact")
+    assert headers == [
+        "version", "verdict", "agrees", "New()/req", "ran on", "failures", "req/s", "p95 ms",
+        "findings",
+    ]  # fmt: skip
+    # plugin when more than one or not the default, scenario likewise, simulated when mixed
+    headers, _ = report.table_cells([_row(plugin="python")], "compact")
+    assert headers[:3] == ["version", "plugin", "verdict"]
+    several = [_row(), _row(scenario="reload", simulated=False)]
+    headers, _ = report.table_cells(several, "compact")
+    assert headers[:4] == ["version", "scenario", "simulated", "verdict"]
+
+
+def test_a_row_reads_the_same_in_the_compact_and_the_full_table() -> None:
+    rows = _widest_one_plugin_rows()
+    full_headers, full = report.table_cells(rows)
+    compact_headers, compact = report.table_cells(rows, "compact")
+    for full_row, compact_row in zip(full, compact, strict=True):
+        by_header = dict(zip(full_headers, full_row, strict=True))
+        assert compact_row == [by_header[header] for header in compact_headers]
+
+
+def test_the_compact_summary_says_where_every_column_is() -> None:
+    run = RunResult("r", "0.1.0", {}, (_row(),))
+    shown = report.render_summary(run, "compact")
+    assert "**SIMULATED**: every row ran against kong-sim" in shown
+    assert "`--wide`, or summary.md, results.csv and report.html" in shown
+    assert "--wide" not in report.render_summary(run)
+
+
+def test_report_prints_the_compact_table_and_the_full_one_with_wide(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from orchestration import cli
+
+    run_dir = Path(__file__).parent / "fixtures" / "runs" / "sim-matrix"
+    run = report.load_run(run_dir)
+    cli.main(["report", str(run_dir)])
+    assert capsys.readouterr().out == report.render_summary(run, "compact") + "\n"
+    cli.main(["report", str(run_dir), "--wide"])
+    assert capsys.readouterr().out == report.render_summary(run, "full") + "\n"
