@@ -145,6 +145,20 @@ class Target:
     alias: str | None = None  # the series alias it was asked as (`3.14.x`), if any
 
 
+# The first Enterprise release whose plugin-server code is not public (the history branch in
+# Kong's repository ends at 3.10.0.0): rows from here on are counted by kpm-tap, which sees what
+# crosses the plugin's socket whatever Kong's code does.
+FIRST_UNPUBLISHED = (3, 11)
+
+
+def code_is_public(target: Target) -> bool:
+    """Whether Kong's plugin-server code for the target can be read (open source, or Enterprise
+    up to 3.10); an image whose tag names no version is not known to be."""
+    if target.version is None:
+        return False
+    return release_key(target.version)[:2] < FIRST_UNPUBLISHED
+
+
 def _shortened(entries: list[KongVersion]) -> str:
     """The versions, runs of consecutive patches shortened: `3.4.3.1-3.4.3.29`."""
     runs: list[list[str]] = []

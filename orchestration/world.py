@@ -43,7 +43,7 @@ from orchestration.plugin import EXAMPLE, Answer, PluginContract, declarative_te
 from orchestration.plugins import PluginSource, default_plugin, prepared, registry_bases
 from orchestration.sim import build_sim_images
 from orchestration.stack import Stack, StackSpec, project_name_for
-from orchestration.versions import Target
+from orchestration.versions import Target, code_is_public
 
 LOGGER = logging.getLogger(__name__)
 
@@ -440,9 +440,13 @@ class VersionWorld:
 
     @property
     def tap(self) -> bool:
-        """Whether kpm-tap runs in front of the plugin server: with --tap, and always for a plugin
-        that reports nothing itself."""
-        return self.config.tap or not self.contract.reports_new_calls
+        """Whether kpm-tap runs in front of the plugin server: with --tap, always for a plugin that
+        reports nothing itself, and on a Kong whose plugin-server code is not public."""
+        return (
+            self.config.tap
+            or not self.contract.reports_new_calls
+            or not code_is_public(self.target)
+        )
 
     def _settle_tap(self) -> Signals:
         """The counts once kpm-tap's lines are all in: it writes a start or close line as each

@@ -349,3 +349,13 @@ def test_a_slip_in_the_data_file_is_named_with_its_row(row: dict[str, str], comp
     with pytest.raises(ValueError, match=re.escape(f"release {row['version']!r}: ")) as raised:
         versions._rows(data)
     assert complaint in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "public"),
+    [("3.4.1.0", True), ("3.9.3", True), ("3.10.0.17", True), ("3.11.0.0", False),
+     ("3.15.0.4", False)],
+)  # fmt: skip
+def test_rows_whose_kong_code_is_not_public_are_known(name: str, public: bool) -> None:
+    assert versions.code_is_public(versions.target_for_version(name)) is public
+    assert not versions.code_is_public(versions.target_for_image("example/kong:custom"))

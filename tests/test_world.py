@@ -263,3 +263,10 @@ def test_a_pipelined_worlds_first_load_waits_its_turn_and_a_cancelled_wait_sends
         version.send(10)  # no stack: anything past the turn would fail otherwise
 
     assert turns == ["waited"]
+
+
+def test_the_tap_counts_where_kongs_plugin_server_code_is_not_public(tmp_path: Path) -> None:
+    for version, tapped in (("3.4.1.0", False), ("3.10.0.17", False), ("3.14.0.13", True)):
+        config = _config(tmp_path, version)
+        world = VersionWorld(config.targets[0], config, tmp_path)
+        assert world.tap is tapped, version
