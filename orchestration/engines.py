@@ -22,8 +22,8 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from orchestration.errors import EnvironmentProblem, UsageError
+from orchestration.loopback import is_loopback
 
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 CHECK_TIMEOUT_S = 15.0
 ANOTHER_MACHINE = (
     "its published ports would be on that machine's 127.0.0.1, which this machine cannot reach "
@@ -60,7 +60,7 @@ def parse_docker_host(url: str) -> str:
             raise UsageError(f"--docker-host {url!r}: {error}") from None
         if host is None or port is None:
             raise UsageError(f"--docker-host {url!r}: name the port, e.g. tcp://127.0.0.1:2375")
-        if host not in LOOPBACK_HOSTS:
+        if not is_loopback(host):
             raise UsageError(
                 f"--docker-host {url!r} is an engine on another machine: " + ANOTHER_MACHINE
             )

@@ -52,9 +52,9 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from orchestration.errors import EnvironmentProblem, Interrupted, LoadError, UsageError
+from orchestration.loopback import LOOPBACK, allowed, is_loopback
 
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-WEB_UI_HOST = "127.0.0.1"
+WEB_UI_HOST = LOOPBACK
 CSV_PREFIX = "locust"
 STATS_CSV = f"{CSV_PREFIX}_stats.csv"
 STATS_JSON_PREFIX = f"{CSV_PREFIX}_stats"
@@ -559,10 +559,10 @@ def require_loopback(host_url: str) -> None:
         parts.port  # noqa: B018 -- raises ValueError on a malformed port
     except ValueError as error:
         raise UsageError(f"load target {host_url!r} is not a valid URL: {error}") from error
-    if parts.scheme not in ("http", "https") or host not in LOOPBACK_HOSTS:
+    if parts.scheme not in ("http", "https") or not is_loopback(host):
         raise UsageError(
             f"load target {host_url!r} is not an http(s) URL on loopback; load is only ever "
-            f"sent to {', '.join(sorted(LOOPBACK_HOSTS))}"
+            f"sent to {allowed()}"
         )
 
 

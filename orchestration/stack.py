@@ -45,6 +45,7 @@ from orchestration.errors import (
     StackError,
 )
 from orchestration.load import signal_group
+from orchestration.loopback import LOOPBACK
 from orchestration.owner import Owner
 from orchestration.plugin import EXAMPLE, PluginContract
 
@@ -56,7 +57,6 @@ DEFAULT_COMPOSE_FILE = REPO_ROOT / "images" / "compose.yaml"
 SERVICE = "kong"
 PROXY_PORT = 8000
 ADMIN_PORT = 8001
-LOOPBACK = "127.0.0.1"
 
 LABEL = "io.kong-plugin-matrix"
 RUN_LABEL = "io.kong-plugin-matrix.run"
