@@ -216,12 +216,25 @@ func (w *worker) handleEvent(ev event) error {
 		}
 		w.logConnectError(ev, err)
 		if !recoverFrom(ev, err.Error()) {
-			if w.g.env.Release.FailedRPC == release.Answer500 {
+			if w.failedCallAnswers500(wire) {
 				return errRPCFailed
 			}
 			return nil // the request goes on without the plugin
 		}
 	}
+}
+
+// failedCallAnswers500 says whether a call that failed for another reason
+// than a lost instance answers 500 (kong.response.error) rather than letting
+// the request go on without the plugin.
+func (w *worker) failedCallAnswers500(wire string) bool {
+	switch w.g.env.Release.FailedRPC {
+	case release.Answer500:
+		return true
+	case release.ProtoBuf500:
+		return wire == protocol.ProtoBuf
+	}
+	return false
 }
 
 // recoverProtoBuf is pb_rpc.lua's reaction to a failed event: on "no plugin
@@ -250,11 +263,14 @@ func (w *worker) logRecovery(ev event, text string) bool {
 	case release.ErrorLowercased:
 		w.log(konglog.Error, ctx, ev.kongMessage("pb_rpc.lua", 413, lowered))
 	default: // release.Warn: only the reset is worth a line; other errors stay errors
-		level := konglog.Error
-		if recoverable {
-			level = konglog.Warn
+		switch {
+		case recoverable:
+			w.log(konglog.Warn, ctx, ev.kongMessage("pb_rpc.lua", 417, text))
+		case w.g.env.Release.FailedRPC == release.SkipPlugin:
+			w.log(konglog.Error, ctx, ev.kongMessage("pb_rpc.lua", 417, text))
+		default: // 3.8.0+ (Kong commit 5a2f2d5723)
+			w.log(konglog.Error, ctx, ev.kongMessage("pb_rpc.lua", 414, "pluginserver error: "+text))
 		}
-		w.log(level, ctx, ev.kongMessage("pb_rpc.lua", 417, text))
 	}
 	return recoverable
 }

@@ -89,6 +89,10 @@ const (
 	// SkipPlugin: handle_event logs the error and returns; the request goes
 	// on without the plugin (3.4-3.13).
 	SkipPlugin FailedRPC = "skip_plugin"
+	// ProtoBuf500: pb_rpc.lua logs `pluginserver error: ERR` and answers
+	// 500 (kong.response.error); mp_rpc.lua still logs the error and goes
+	// on (Kong commit 5a2f2d5723, "handle socket timeout", from 3.8.0).
+	ProtoBuf500 FailedRPC = "protobuf_500"
 	// Answer500: Kong answers 500 (changelog 3.14.0.0: "Fixed external
 	// plugin server to properly return 500 error responses when RPC calls
 	// fail, instead of silently ignoring the failures").
@@ -277,7 +281,7 @@ func (f Family) validate() error {
 		{"reset_handlers", string(f.ResetHandlers), []string{string(NoHandlers), string(Worker0), string(EveryWorker)}},
 		{"recovery_log", string(f.RecoveryLog), []string{string(Warn), string(ErrorThenWarn), string(ErrorLowercased)}},
 		{"process_lines", string(f.ProcessLines), []string{string(Lines34), string(Lines39)}},
-		{"failed_rpc", string(f.FailedRPC), []string{string(SkipPlugin), string(Answer500)}},
+		{"failed_rpc", string(f.FailedRPC), []string{string(SkipPlugin), string(ProtoBuf500), string(Answer500)}},
 		{"unlicensed_admin", string(f.UnlicensedAdmin), []string{string(Writable), string(ReadOnly)}},
 	}
 	for _, c := range checks {

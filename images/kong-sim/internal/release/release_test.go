@@ -23,7 +23,7 @@ func TestForVersionReadsTheTable(t *testing.T) {
 		"3.6.0": {"plugin-id", reuse.PluginID}, "3.6.1": {"plugin-id", reuse.PluginID},
 		"3.4.3.6": {"plugin-id-12718-backport", reuse.SeqAndPluginID}, "3.4.3.12": {"plugin-id-12718-backport", reuse.SeqAndPluginID},
 		"3.5.0.4": {"plugin-id-12718-backport", reuse.SeqAndPluginID}, "3.6.1.2": {"plugin-id-12718-backport", reuse.SeqAndPluginID},
-		"3.7.0.0": {"3.7-3.8", reuse.SeqAndPluginID}, "3.8.0.0": {"3.7-3.8", reuse.SeqAndPluginID}, "3.7.1": {"3.7-3.8", reuse.SeqAndPluginID},
+		"3.7.0.0": {"3.7", reuse.SeqAndPluginID}, "3.8.0.0": {"3.8", reuse.SeqAndPluginID}, "3.7.1": {"3.7", reuse.SeqAndPluginID}, "3.8.1": {"3.8", reuse.SeqAndPluginID},
 		"3.9.0.0": {"3.9", reuse.SeqAndPluginID}, "3.9.1.1": {"3.9", reuse.SeqAndPluginID}, "3.9.1": {"3.9", reuse.SeqAndPluginID},
 		"3.9.3": {"3.9", reuse.SeqAndPluginID}, "3.9.1.2": {"3.9", reuse.SeqAndPluginID},
 		"3.10.0.0": {"3.10-3.13", reuse.SeqAndPluginID}, "3.13.0.10": {"3.10-3.13", reuse.SeqAndPluginID},
@@ -57,7 +57,7 @@ func TestTheTableHasEveryBehaviourOfTheFactsPage(t *testing.T) {
 		byName[f.Name] = f
 	}
 	early, oss35, bug, fixed, backport, late, v39 := byName["3.4-seq"], byName["oss-3.5.0"], byName["ee-key-bug"],
-		byName["plugin-id"], byName["plugin-id-12718-backport"], byName["3.7-3.8"], byName["3.9"]
+		byName["plugin-id"], byName["plugin-id-12718-backport"], byName["3.8"], byName["3.9"]
 	if early.SeqSource != PerWorker || oss35.SeqSource != PerWorker || bug.SeqSource != Node || v39.SeqSource != Node {
 		t.Error("__seq__ is per-worker up to OSS 3.5.0 and node-wide from the regression on")
 	}
@@ -85,8 +85,9 @@ func TestTheTableHasEveryBehaviourOfTheFactsPage(t *testing.T) {
 }
 
 // TestTheLaterReleasesFollowTheChangelog: 3.10-3.13 behave as 3.9 (the
-// Enterprise history branch has 3.9.3's plugin-server code); 3.14.0.0
-// answers 500 when an RPC call fails; 3.15.0.0 makes an unlicensed Admin API
+// Enterprise history branch has 3.9.3's plugin-server code); 3.8.0 answers
+// 500 when a ProtoBuf call fails (Kong commit 5a2f2d5723), 3.14.0.0 for
+// every call; 3.15.0.0 makes an unlicensed Admin API
 // read-only.
 func TestTheLaterReleasesFollowTheChangelog(t *testing.T) {
 	v39, _ := ForVersion("3.9.1.2")
@@ -94,8 +95,9 @@ func TestTheLaterReleasesFollowTheChangelog(t *testing.T) {
 		failed FailedRPC
 		admin  UnlicensedAdmin
 	}{
-		"3.4.1.0": {SkipPlugin, Writable}, "3.9.1.2": {SkipPlugin, Writable}, "3.9.3": {SkipPlugin, Writable},
-		"3.10.0.0": {SkipPlugin, Writable}, "3.13.0.10": {SkipPlugin, Writable},
+		"3.4.1.0": {SkipPlugin, Writable}, "3.7.1": {SkipPlugin, Writable}, "3.8.0": {ProtoBuf500, Writable},
+		"3.9.1.2": {ProtoBuf500, Writable}, "3.9.3": {ProtoBuf500, Writable},
+		"3.10.0.0": {ProtoBuf500, Writable}, "3.13.0.10": {ProtoBuf500, Writable},
 		"3.14.0.0": {Answer500, Writable}, "3.14.0.13": {Answer500, Writable},
 		"3.15.0.0": {Answer500, ReadOnly}, "3.15.0.4": {Answer500, ReadOnly},
 	} {
