@@ -32,7 +32,7 @@ type runningInstance struct {
 	id         int32
 	hasID      bool // false while a request is starting it (Kong's claim)
 	conf       reuse.Conf
-	pluginName string // set once the instance has started, as in Kong
+	pluginName string // set once an instance has started, as in Kong; a re-claim keeps it
 }
 
 // worker is one emulated nginx worker: its own pid, connection counter,
@@ -124,7 +124,7 @@ func (g *Gateway) startWorkers(ctx context.Context) {
 // handlesResets says whether worker id registers the reset_instances handler.
 func handlesResets(handlers release.ResetHandlers, id int) bool {
 	switch handlers {
-	case release.Worker0:
+	case release.Worker0, release.Worker0Raises:
 		return id == 0
 	case release.EveryWorker:
 		return true
@@ -420,14 +420,16 @@ func (w *worker) resetInstance(p config.Plugin) {
 	w.g.postResetInstances(p.Name)
 }
 
-// wipePlugin forgets this worker's started instances of a plugin (Kong's
-// reset_instances_for_plugin). A claim in progress has no plugin name yet,
-// so the request starting it keeps it.
+// wipePlugin forgets this worker's instances of a plugin (Kong's
+// reset_instances_for_plugin, which matches instance.plugin_name). A first
+// claim has no plugin name yet, so the request starting it keeps it; a
+// re-claim keeps the name of the instance it replaces and goes, so the
+// requests waiting on it start their own.
 func (w *worker) wipePlugin(name string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for key, info := range w.running {
-		if info.hasID && info.pluginName == name {
+		if info.pluginName == name {
 			delete(w.running, key)
 		}
 	}
@@ -456,8 +458,12 @@ func (w *worker) handleResetEvents(ctx context.Context) {
 	}
 }
 
-// applyResets runs the reset_instances handler for each queued event.
+// applyResets runs the reset_instances handler for each queued event;
+// open-source 3.5.0's raises first and resets nothing.
 func (w *worker) applyResets(pluginNames []string) {
+	if w.g.env.Release.ResetHandlers == release.Worker0Raises {
+		return
+	}
 	for _, name := range pluginNames {
 		w.wipePlugin(name)
 	}

@@ -16,11 +16,11 @@ func TestForVersionReadsTheTable(t *testing.T) {
 		"3.4.0.0": {"3.4-seq", reuse.Seq}, "3.4.0": {"3.4-seq", reuse.Seq}, "3.4.2": {"3.4-seq", reuse.Seq},
 		"3.5.0":   {"oss-3.5.0", reuse.Seq},
 		"3.4.1.0": {"ee-key-bug", reuse.Key}, "3.4.1.1": {"ee-key-bug", reuse.Key}, "3.4.2.0": {"ee-key-bug", reuse.Key},
-		"3.4.2.1": {"ee-key-bug", reuse.Key}, "3.5.0.0": {"ee-key-bug", reuse.Key}, "3.5.0.1": {"ee-key-bug", reuse.Key},
+		"3.4.2.1": {"ee-key-bug", reuse.Key}, "3.5.0.0": {"ee-key-bug-3.5", reuse.Key}, "3.5.0.1": {"ee-key-bug-3.5", reuse.Key},
 		"3.4.3.1": {"plugin-id", reuse.PluginID}, "3.4.3.5": {"plugin-id", reuse.PluginID},
 		"3.5.0.2": {"plugin-id", reuse.PluginID}, "3.5.0.3": {"plugin-id", reuse.PluginID},
 		"3.6.0.0": {"plugin-id", reuse.PluginID}, "3.6.1.1": {"plugin-id", reuse.PluginID},
-		"3.6.0": {"plugin-id", reuse.PluginID}, "3.6.1": {"plugin-id", reuse.PluginID},
+		"3.6.0": {"oss-3.6", reuse.PluginID}, "3.6.1": {"oss-3.6", reuse.PluginID},
 		"3.4.3.6": {"plugin-id-12718-backport", reuse.SeqAndPluginID}, "3.4.3.12": {"plugin-id-12718-backport", reuse.SeqAndPluginID},
 		"3.5.0.4": {"plugin-id-12718-backport", reuse.SeqAndPluginID}, "3.6.1.2": {"plugin-id-12718-backport", reuse.SeqAndPluginID},
 		"3.7.0.0": {"3.7", reuse.SeqAndPluginID}, "3.8.0.0": {"3.8", reuse.SeqAndPluginID}, "3.7.1": {"3.7", reuse.SeqAndPluginID}, "3.8.1": {"3.8", reuse.SeqAndPluginID},
@@ -64,11 +64,15 @@ func TestTheTableHasEveryBehaviourOfTheFactsPage(t *testing.T) {
 	if early.OnClosed != WipeLocal || oss35.OnClosed != PostEvent || bug.OnClosed != WipeLocalAndPostEvent {
 		t.Error("on closed: local wipe (3.4.0), event only (OSS 3.5.0), both (from the regression)")
 	}
-	if early.ResetHandlers != NoHandlers || oss35.ResetHandlers != Worker0 || late.ResetHandlers != Worker0 || v39.ResetHandlers != EveryWorker {
+	if early.ResetHandlers != NoHandlers || oss35.ResetHandlers != Worker0Raises || late.ResetHandlers != Worker0 || v39.ResetHandlers != EveryWorker {
 		t.Error("reset_instances handlers: none, worker 0 up to 3.8, every worker in 3.9")
 	}
-	if early.RecoveryLog != Warn || bug.RecoveryLog != ErrorThenWarn || fixed.RecoveryLog != ErrorLowercased ||
-		backport.RecoveryLog != ErrorLowercased || late.RecoveryLog != Warn || v39.RecoveryLog != Warn {
+	// Enterprise 901955459b (3.4.3.1, 3.5.0.2, 3.6.0.0): [warn] and retry; the
+	// 3.5 freeze cbd03af6b2 and open-source 3.6: [error], lower-cased.
+	bug35, oss36 := byName["ee-key-bug-3.5"], byName["oss-3.6"]
+	if early.RecoveryLog != Warn || bug.RecoveryLog != ErrorThenWarn || fixed.RecoveryLog != Warn ||
+		backport.RecoveryLog != Warn || late.RecoveryLog != Warn || v39.RecoveryLog != Warn ||
+		bug35.RecoveryLog != ErrorLowercased || oss36.RecoveryLog != ErrorLowercased {
 		t.Error("recovery log lines differ from the facts page")
 	}
 	if early.StartedLine || oss35.StartedLine || !bug.StartedLine || !v39.StartedLine {
@@ -178,7 +182,9 @@ func TestMsgPackRecoveryPerRelease(t *testing.T) {
 	cases := map[string]MsgPackRecovery{
 		"3.4.0": MsgPackWipeLocal, "3.4.2": MsgPackWipeLocal, "3.4.0.0": MsgPackWipeLocal,
 		"3.5.0": MsgPackPostEvent, "3.6.1": MsgPackPostEvent,
-		"3.4.1.0": MsgPackPostEvent, "3.4.3.6": MsgPackPostEvent, "3.5.0.1": MsgPackPostEvent,
+		"3.4.1.0": MsgPackPostEvent, "3.4.2.1": MsgPackPostEvent, "3.5.0.1": MsgPackPostEvent,
+		// Enterprise 901955459b, listed under 3.4.3.1, 3.5.0.2 and 3.6.0.0
+		"3.4.3.1": MsgPackResetInstance, "3.4.3.6": MsgPackResetInstance, "3.5.0.2": MsgPackResetInstance,
 		"3.6.0.0": MsgPackResetInstance, "3.7.0": MsgPackResetInstance, "3.8.1.0": MsgPackResetInstance,
 		"3.9.0": MsgPackResetInstance, "3.9.1.1": MsgPackResetInstance,
 		"3.10.0.0": MsgPackResetInstance, "3.15.0.4": MsgPackResetInstance,
