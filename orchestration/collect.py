@@ -5,7 +5,9 @@ hold several. Messages are matched by their text, never by `file.lua:NNN` (file 
 numbers differ between releases), so Compose prefixes (`kong-1  | `) and `docker logs
 --timestamps` prefixes do not matter. Kong's own [error]/[warn]/[notice]/[alert] messages
 (`closed`, Kong's `no plugin instance`, process lines) are read where Kong writes them: right after
-nginx's `[level] PID#TID: *CONN ` and Kong's `[kong] file.lua:NNN ` (each optional).
+nginx's `[level] PID#TID: *CONN ` and Kong's `[kong] file.lua:NNN ` (each optional), also as
+people paste them into issues: without the worker's `PID#TID`, and without the spaces between
+the tags (`[warn][kong]mp_rpc.lua:340[py-hello]no plugin instance 31`).
 
 | signal | wording (NAME: the plugin server; P: PID; N: an id) | releases |
 | --- | --- | --- |
@@ -18,6 +20,7 @@ nginx's `[level] PID#TID: *CONN ` and Kong's `[kong] file.lua:NNN ` (each option
 | `instance_closes` | go-pdk: `[NAME:P] closed instance N` | all |
 | `no_instance_errors` | go-pdk: `[NAME:P] no plugin instance N` | all |
 | | Python: `[NAME:P] WARN - [..] rpc: #R error: no plugin instance #N` | all |
+| | kong-python-pdk 0.2x: the same with `instance id N not found` | 2.x |
 | | JS: `[NAME:P] ...PluginServerError: no plugin instance #N` | all |
 | | Kong (MsgPack servers), [warn]: `[NAME] no plugin instance N` (or `#N`) | 3.x |
 | | the same at [error] | 2.x |
@@ -81,16 +84,23 @@ first relay line `[NAME:PID]` from a PID not seen before when no start line came
 PID (a log that starts midway); 3.9's `started, pid P` makes P the PID of the lifetime just
 started. A late line from an older PID opens nothing.
 
-Missing restart line (e.g. the value drops from 900 to 2 with no `Starting` or new PID): a value
-at least `SHARP_DROP_MIN` below the lifetime's highest and at most a quarter of it is a "sharp
-drop". `RESTART_CONFIRM_LINES` sharp drops in a row mean the server restarted unseen: the old
-lifetime keeps its highest value and the low run starts a new one. Any ordinary value in between
-shows the low ones were stragglers, and they are ignored (they are below the highest value
-anyway). Out-of-order lines at 50 concurrent requests lag by a few dozen, far from both limits.
-What this misses: an unseen restart while the old highest value is below about 270, or a run of
-fewer than three low lines right before the log ends or a restart line (those low values are then
-dropped, or, before a new PID, taken as the new server's first values); both undercount by at
-most a few hundred calls.
+Missing restart line (e.g. the value drops from 900 to 2, or from 40 to 1, with no `Starting` or
+new PID): the run of values that follows tells a restart from lines that came out of order, not
+the size of the drop alone. A value at most a quarter of the lifetime's highest opens a low run;
+the run goes on with every later value nearer its own highest than the lifetime's. A value above
+the lifetime's highest ends it (the counter went on: the low ones were stragglers, and are
+ignored, being below the highest anyway); a value nearer the old highest is a late line of the
+old lifetime (another worker's) and changes nothing. The run is a restart, the old lifetime
+keeping its highest value and the run starting a new one, after `RESTART_CONFIRM_LINES` values
+when it began with a sharp drop (at least `SHARP_DROP_MIN` below: lines at 50 concurrent
+requests lag by a few dozen, far from that), else once it has climbed to a new high of its own
+`SMALL_RESTART_CONFIRM_CLIMBS` times, and in at least half of its values: out-of-order lines can
+be as low but do not climb in turn. What this misses: a run too short to tell before the log ends
+or a restart line (those low values are then dropped, or, before a new PID, taken as the new
+server's first values), at most a few hundred calls. What it may misread: within the first ~130
+values of a lifetime, when lines are overtaken by up to 50 later ones, a run of stragglers that
+happens to climb (about 1 shuffle in 15 in the tests' worst case), adding at most a quarter of
+the highest value then (~33 calls). Lines of several workers are not told apart by their PID.
 
 The tap. kpm-tap (images/kong-sim/internal/tap) sits between Kong and any plugin server and
 writes its own lines, relayed like the server's: `listening ...` (`tap_starts`: one per tap
@@ -134,6 +144,7 @@ MAX_LINE_BYTES = 4 * 1024 * 1024
 READ_CHUNK_BYTES = 64 * 1024  # small enough that the several scans of one chunk stay in CPU cache
 SHARP_DROP_MIN = 200
 RESTART_CONFIRM_LINES = 3
+SMALL_RESTART_CONFIRM_CLIMBS = 8  # new highs of a low run after a drop that is not sharp
 CLOSED_PAIRING_CONNECTIONS = 4096  # connections whose last `closed` was an unpaired [error]
 NO_INSTANCE_PAIRING_WINDOW = 256  # unpaired `no plugin instance` ids kept per side
 
@@ -171,9 +182,9 @@ def _kong_line_head(*, capture: bool) -> bytes:
     return (
         rb"\[(?:"
         + level
-        + rb"rror|warn|notice|alert)\] +"
+        + rb"rror|warn|notice|alert)\] *"
         + connection
-        + rb"\d{1,10}#\d{1,10}: +(?:\*\d{1,20} )?)?(?:\[\w{1,20}\] \S{1,100}:\d{1,6} )?"
+        + rb"\d{1,10}#\d{1,10}: +(?:\*\d{1,20} )?)?(?:\[\w{1,20}\] ?[\w./-]{1,100}:\d{1,6} ?)?"
     )
 
 
@@ -234,7 +245,7 @@ class _PluginPatterns:
         relay_kinds = (
             rb"(?:(?:" + _PYTHON_SERVER_HEAD + rb"|" + _JS_SERVER_HEAD + rb")?"
             rb"(?:(c(?=losed instance \d)|i(?=nstance #\d{1,18} of [^\s,\x1b]+ started))"
-            rb"|no plugin instance #?(\d{1,18})))?"
+            rb"|(?:no plugin instance #?|instance id (?=\d{1,18} not found))(\d{1,18})))?"
         )
         relay = rb":(\d{1,10})\] " + _GO_LOG_TIME + relay_kinds
         self.relay = re.compile(rb"\[" + quoted + relay)
@@ -247,8 +258,11 @@ class _PluginPatterns:
         # for `closed`, "[NAME] c" or, untagged, "c"; the id in Kong's own `no plugin instance`
         # (MsgPack servers); both last empty: a process line (read again with `process`).
         self.kong_line = re.compile(
-            _kong_line_head(capture=True) + rb"(?:((?:\[" + quoted + rb"\] )?c)losed(?=,|[ \t\r]*$)"
-            rb"|\[" + quoted + rb"\] (?:no plugin instance #?|instance id (?=\d{1,18} not found))"
+            _kong_line_head(capture=True)
+            + rb"(?:((?:\["
+            + quoted
+            + rb"\] ?)?c)losed(?=,|[ \t\r]*$)"
+            rb"|\[" + quoted + rb"\] ?(?:no plugin instance #?|instance id (?=\d{1,18} not found))"
             rb"(\d{1,18})"
             rb"|" + _PROCESS_LINE_STARTS + rb")",
             re.MULTILINE,
@@ -290,8 +304,10 @@ class _NewCallLifetimes:
     def __init__(self) -> None:
         self.finished_total = 0
         self.highest = 0
-        self.low_run_length = 0  # consecutive sharp drops not yet taken as a restart
+        self.low_run_length = 0  # low values since the run began, not yet taken as a restart
         self.low_run_highest = 0
+        self.low_run_climbs = 0  # values of the run above all its earlier ones
+        self.low_run_sharp = False  # the run began with a sharp drop
         self.latest: int | None = None  # the value last observed, whatever it meant
 
     @property
@@ -299,13 +315,12 @@ class _NewCallLifetimes:
         return self.finished_total + self.highest
 
     def observe_all(self, values: list[int]) -> None:
-        """`observe` each value; at C speed when none of them can be a sharp drop."""
+        """`observe` each value; at C speed when no run is open and none of them is low."""
         if not values:
             return
         self.latest = values[-1]
         peak = max(self.highest, *values)
-        if not _is_sharp_drop(min(values), peak):  # then no value is one when it comes
-            self.low_run_length = 0
+        if not self.low_run_length and min(values) * 4 > peak:  # no value is low when it comes
             self.highest = peak
             return
         for value in values:
@@ -313,13 +328,31 @@ class _NewCallLifetimes:
 
     def observe(self, value: int) -> None:
         self.latest = value
-        if not _is_sharp_drop(value, self.highest):
-            self.low_run_length = 0  # the low values were stragglers
-            self.highest = max(self.highest, value)
-            return
-        self.low_run_highest = max(self.low_run_highest, value) if self.low_run_length else value
+        if value > self.highest:
+            self.low_run_length = 0  # the counter went on: the low values were stragglers
+            self.highest = value
+        elif self.low_run_length and value - self.low_run_highest < self.highest - value:
+            self._extend_run(value)  # nearer the run than the old highest: the run goes on
+        elif value * 4 <= self.highest:
+            if not self.low_run_length:
+                self.low_run_sharp = self.highest - value >= SHARP_DROP_MIN
+                self.low_run_highest, self.low_run_climbs = value, 0
+            self._extend_run(value)
+        # else: a line of the old lifetime that came late (another worker's): it changes nothing
+
+    def _extend_run(self, value: int) -> None:
+        """One more value of a low run; enough of them are a restart the log did not show."""
+        if value > self.low_run_highest or not self.low_run_length:
+            self.low_run_climbs += 1
+            self.low_run_highest = value
         self.low_run_length += 1
-        if self.low_run_length >= RESTART_CONFIRM_LINES:
+        if self.low_run_sharp:
+            restarted = self.low_run_length >= RESTART_CONFIRM_LINES
+        else:  # small values: out-of-order lines can be as low, but they do not climb in turn
+            restarted = self.low_run_climbs >= max(
+                SMALL_RESTART_CONFIRM_CLIMBS, self.low_run_length // 2
+            )
+        if restarted:
             self._restart_with(self.low_run_highest)
 
     def server_started(self) -> None:
@@ -336,10 +369,6 @@ class _NewCallLifetimes:
         self.finished_total += self.highest
         self.highest = first_highest
         self.low_run_length = 0
-
-
-def _is_sharp_drop(value: int, highest: int) -> bool:
-    return highest - value >= SHARP_DROP_MIN and value * 4 <= highest
 
 
 class _NoInstancePairs:

@@ -834,6 +834,7 @@ def gated_locust_main() -> None:
     import locust.main
     from locust import events
     from locust.runners import WorkerRunner
+    from locust.stats import StatsCSV
 
     def tell_requests_done(environment: Any, **_kwargs: Any) -> None:
         if not isinstance(environment.runner, WorkerRunner):  # --processes workers: not yet
@@ -844,6 +845,17 @@ def gated_locust_main() -> None:
             with contextlib.suppress(OSError):
                 os.write(done_fd, line.encode())
 
+    def write_final_failures(environment: Any, **_kwargs: Any) -> None:
+        # Locust rewrites its failures CSV once a second and not at exit, so a load that ends
+        # within a second of the last write leaves it without its last failures (failure_kinds).
+        prefix = environment.parsed_options.csv_prefix
+        if prefix and not isinstance(environment.runner, WorkerRunner):
+            rows = StatsCSV(environment, [])
+            with Path(f"{prefix}_failures.csv").open("w", newline="", encoding="utf-8") as file:
+                writer = csv.writer(file)
+                writer.writerow(rows.failures_columns)
+                rows._failures_data_rows(writer)
+
     host_url = sys.stdin.readline().strip()
     if not host_url:
         sys.exit(0)
@@ -852,6 +864,7 @@ def gated_locust_main() -> None:
     gevent.get_hub().loop.update_now()
     signal.signal(signal.SIGINT, signal.default_int_handler)
     events.test_stop.add_listener(tell_requests_done)  # type: ignore[no-untyped-call]
+    events.quitting.add_listener(write_final_failures)  # type: ignore[no-untyped-call]
     sys.argv = [*sys.argv[2:], "--host", host_url]
     try:
         locust.main.main()  # type: ignore[no-untyped-call]  # Locust leaves it unannotated

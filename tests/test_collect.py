@@ -604,7 +604,7 @@ def test_single_sharp_straggler_is_not_a_restart() -> None:
         ([4000, 900, 950, 980, 2, 3, 4], 4000 + 980 + 4),  # two unseen restarts in a row
         ([1000, 250, 250, 250], 1000 + 250),  # a quarter of the highest is still a sharp drop
         ([260, 60, 60, 60], 260 + 60),  # exactly SHARP_DROP_MIN below is still a sharp drop
-        ([240, 40, 45, 50], 240),  # less than SHARP_DROP_MIN below: stragglers, never a restart
+        ([240, 41, 45, 50], 240),  # less than SHARP_DROP_MIN below and short: stragglers
         ([1000, 251, 251, 251], 1000),  # more than a quarter: stragglers
     ],
 )
@@ -1244,3 +1244,71 @@ def test_plugin_servers_in_a_log_are_named_by_every_kind_of_line(tmp_path: Path)
     assert plugin_servers_in(log) == ["go-hello", "goplugin", "py", "js-one", "rate"]
     with pytest.raises(UsageError, match="cannot read the Kong log"):
         plugin_servers_in(tmp_path / "missing.log")
+
+
+def _shuffled_by_workers(values: list[int], seed: int) -> list[int]:
+    """Values as several workers write them: each one a few lines from its place."""
+    rng = random.Random(seed)
+    return [v for _, v in sorted((i + rng.uniform(0, 4), v) for i, v in enumerate(values))]
+
+
+@pytest.mark.parametrize("seed", [None, 1, 2, 3])
+def test_an_unseen_restart_of_a_small_counter_is_told_by_the_climbing_run_after_it(
+    seed: int | None,
+) -> None:
+    values = list(range(1, 41)) + list(range(1, 31))  # 40, restarted unseen, then 30
+    if seed is not None:
+        values = _shuffled_by_workers(values[:40], seed) + _shuffled_by_workers(values[40:], seed)
+    lines = [counter_line(value) for value in values]
+    assert collect_every_way(lines).new_calls_total == 40 + 30
+
+
+@pytest.mark.parametrize(
+    "stragglers",
+    [[5, 6, 7], [3, 9, 4, 8, 6, 7, 10], [2, 2, 2, 2, 2, 2, 2, 2, 2]],  # short, or not climbing
+)
+def test_a_short_or_flat_run_of_small_stragglers_is_not_a_restart(stragglers: list[int]) -> None:
+    values = list(range(1, 41)) + stragglers + list(range(41, 46))
+    lines = [counter_line(value) for value in values]
+    assert collect_every_way(lines).new_calls_total == 45
+
+
+def test_the_old_python_servers_instance_id_not_found_is_a_missing_instance() -> None:
+    # kong-python-pdk 0.2x: its own line, relayed, and Kong's, tagged with the plugin's name
+    relayed = (
+        "2021/03/02 10:00:00 [info] 1267#0: *149 [py-hello:1269] WARN - [10:00:00] rpc: #3 "
+        "error: instance id {} not found, context: ngx.timer"
+    )
+    kong = (
+        "2021/03/02 10:00:00 [error] 1267#0: *7 [kong] mp_rpc.lua:308 [py-hello] instance id {} "
+        "not found, client: 127.0.0.1"
+    )
+    for lines, events in {
+        (relayed.format(3),): 1,
+        (relayed.format(3), kong.format(3)): 1,  # one event, logged by both
+        (kong.format(3), relayed.format(3)): 1,
+        (relayed.format(3), kong.format(4)): 2,
+    }.items():
+        assert collect_every_way(list(lines), plugin="py-hello").no_instance_errors == events, lines
+
+
+@pytest.mark.parametrize(
+    ("line", "plugin", "signal"),
+    [
+        ("[warn][kong] mp_rpc.lua:340 [py-hello] no plugin instance 31", "py-hello", "missing"),
+        ("[warn][kong]mp_rpc.lua:340[py-hello]no plugin instance #31", "py-hello", "missing"),
+        ("2023/11/21 22:33:08 [error][kong] pb_rpc.lua:413 [example-plugin] closed", "", "closed"),
+        ("[warn] [kong] pb_rpc.lua:417 [example-plugin] closed, client: 1.2.3.4", "", "closed"),
+        ("[warn][kong]pb_rpc.lua:417[example-plugin]closed", "", "closed"),
+        ("[notice][kong] process.lua:252 Starting example-plugin", "", "start"),
+    ],
+)
+def test_lines_as_pasted_into_issues(line: str, plugin: str, signal: str) -> None:
+    # pasted without the worker's pid, and with the spaces between the tags gone
+    signals = collect_every_way([line], plugin=plugin or "example-plugin")
+    got = {
+        "missing": signals.no_instance_errors,
+        "closed": signals.rpc_closed_errors,
+        "start": signals.plugin_server_starts,
+    }
+    assert got == {name: int(name == signal) for name in got}

@@ -177,6 +177,9 @@ def test_response_without_the_plugin_header_is_a_failure(
     assert server.requests == 30
     assert result.requests == 30
     assert result.failures == 30
+    assert load.failure_kinds(tmp_path) == {  # its final failures, not the last 1 s write
+        "CatchResponseError('no X-Example-Message header: the plugin did not run')": 30
+    }
 
 
 def test_non_2xx_response_is_a_failure_even_with_the_header(

@@ -1,15 +1,21 @@
 """`kill-server`: the plugin server killed under load (an OOM kill, a crash), and what follows.
 
 Kong respawns its plugin server (at most once a second); until the new one answers, requests
-fail (Kong answers 500 when it cannot start an instance) or, on releases with a not-ready gate,
-skip the plugin: a response without the plugin's marker is a bypass, counted apart. Reports the
-time from the kill until the plugin answers again, the requests that failed or bypassed it, the
-New() calls of the recovery, and the server restarts Kong's log shows.
+fail or go on without the plugin. A call on an instance the worker already has fails with
+`connection refused`, which Kong logs and passes over (`handle_event` returns): the request is
+served without the plugin, a bypass. A call that was in flight reads `closed`: Kong resets and
+starts a new instance, and a start that cannot connect answers 500 (an error). 3.14.0.0+ answer
+500 for every failed call. A response without the plugin's marker is a bypass, counted apart, in
+every phase where there is one. Reports the time from the kill until the plugin answers again,
+the requests that failed or bypassed it, the New() calls of the recovery, and the server
+restarts Kong's log shows.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
+from typing import Any
 
 from orchestration.errors import StackError
 from orchestration.load import failure_kinds
@@ -27,21 +33,30 @@ def run(session: Session) -> Outcome:
     share = max(1, config.requests // 3)
     with session.world() as world:
         first = world.ready()
-        before = load_and_settle(world, world.send(share), first, "before-kill")
+        sent_before = world.send(share)
+        before = load_and_settle(world, sent_before, first, "before-kill")
         pending, (killed, recovered_s), _ = world.send_and_meanwhile(
             share, KILL_AT, lambda: _kill_and_time(world)
         )
         during = load_and_settle(world, pending, before.end, "after-recovery")
         kinds = failure_kinds(pending.out_dir)
-        bypassed = sum(n for message, n in kinds.items() if "header" in message)
+        bypassed = _bypassed(pending.out_dir)
         # The new server has no instance yet: each worker's first one belongs to the recovery.
         recovered = world.settle_after(world.warm_up())
-        after = load_and_settle(world, world.send(share), recovered, "after-kill")
+        sent_after = world.send(share)
+        after = load_and_settle(world, sent_after, recovered, "after-kill")
         last = world.finish()
     restarts = during.end.plugin_server_starts - before.end.plugin_server_starts
     return Outcome(
         phases=(
-            phase("before the kill", ABOUT, first, before.end, before.load),
+            phase(
+                "before the kill",
+                ABOUT,
+                first,
+                before.end,
+                before.load,
+                **_bypass_figure(_bypassed(sent_before.out_dir)),
+            ),
             phase(
                 "kill and recovery",
                 ABOUT,
@@ -52,10 +67,17 @@ def run(session: Session) -> Outcome:
                 killed=killed,
                 recovered_s=recovered_s,
                 bypassed=bypassed,
-                errors=during.load.failures - bypassed,
+                errors=sum(kinds.values()) - bypassed,  # Locust's own: its count must agree
                 restarts=restarts,
             ),
-            phase("after recovery", ABOUT, recovered, last, after.load),
+            phase(
+                "after recovery",
+                ABOUT,
+                recovered,
+                last,
+                after.load,
+                **_bypass_figure(_bypassed(sent_after.out_dir)),
+            ),
         ),
         first=first,
         last=last,
@@ -63,6 +85,16 @@ def run(session: Session) -> Outcome:
         shortfall=before.shortfall or after.shortfall,  # the middle load may fall short: counted
         resources=sampled(world),
     )
+
+
+def _bypassed(out_dir: Path) -> int:
+    """The load's requests answered without the plugin's marker header: served without it."""
+    return sum(n for message, n in failure_kinds(out_dir).items() if "header" in message)
+
+
+def _bypass_figure(bypassed: int) -> dict[str, Any]:
+    """`bypassed` for a phase that had any: a steady phase shows it only when it is not 0."""
+    return {"bypassed": bypassed} if bypassed else {}
 
 
 def _kill_and_time(world: VersionWorld) -> tuple[int, float | None]:

@@ -189,12 +189,12 @@ func TestMsgPackChurnsOn3410AndNotOn3600(t *testing.T) {
 // TestMsgPackRecoveryPerRelease: a lost instance is logged at [warn] with the
 // server's own text and retried. Where handle_event resets the instance
 // (3.4.0, 3.7+) the retry recovers at once; where it only posts the
-// reset_instances event (OSS 3.6, EE 3.4.1.0) the worker retries the lost
+// reset_instances event (OSS 3.5.0-3.6.x) the worker retries the lost
 // instance until a handler has run (here none does: the request's deadline
 // ends it). (3.4.1.0's key bug never uses an instance twice, so it never
 // meets a lost one: TestMsgPackChurnsOn3410AndNotOn3600.)
 func TestMsgPackRecoveryPerRelease(t *testing.T) {
-	for version, recovers := range map[string]bool{"3.7.0.0": true, "3.4.0": true, "3.4.3.6": false, "3.6.0": false} {
+	for version, recovers := range map[string]bool{"3.7.0.0": true, "3.4.0": true, "3.4.3.1": true, "3.5.0": false, "3.6.0": false} {
 		server, socket := startFakeMsgPackServer(t)
 		g, log := msgpackWorkers(t, version, 1, socket, false)
 		w := g.workers[0]

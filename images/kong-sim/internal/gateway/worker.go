@@ -32,7 +32,7 @@ type runningInstance struct {
 	id         int32
 	hasID      bool // false while a request is starting it (Kong's claim)
 	conf       reuse.Conf
-	pluginName string // set once the instance has started, as in Kong
+	pluginName string // set once an instance has started, as in Kong; a re-claim keeps it
 }
 
 // worker is one emulated nginx worker: its own pid, connection counter,
@@ -124,7 +124,7 @@ func (g *Gateway) startWorkers(ctx context.Context) {
 // handlesResets says whether worker id registers the reset_instances handler.
 func handlesResets(handlers release.ResetHandlers, id int) bool {
 	switch handlers {
-	case release.Worker0:
+	case release.Worker0, release.Worker0Raises:
 		return id == 0
 	case release.EveryWorker:
 		return true
@@ -216,12 +216,25 @@ func (w *worker) handleEvent(ev event) error {
 		}
 		w.logConnectError(ev, err)
 		if !recoverFrom(ev, err.Error()) {
-			if w.g.env.Release.FailedRPC == release.Answer500 {
+			if w.failedCallAnswers500(wire) {
 				return errRPCFailed
 			}
 			return nil // the request goes on without the plugin
 		}
 	}
+}
+
+// failedCallAnswers500 says whether a call that failed for another reason
+// than a lost instance answers 500 (kong.response.error) rather than letting
+// the request go on without the plugin.
+func (w *worker) failedCallAnswers500(wire string) bool {
+	switch w.g.env.Release.FailedRPC {
+	case release.Answer500:
+		return true
+	case release.ProtoBuf500:
+		return wire == protocol.ProtoBuf
+	}
+	return false
 }
 
 // recoverProtoBuf is pb_rpc.lua's reaction to a failed event: on "no plugin
@@ -250,11 +263,14 @@ func (w *worker) logRecovery(ev event, text string) bool {
 	case release.ErrorLowercased:
 		w.log(konglog.Error, ctx, ev.kongMessage("pb_rpc.lua", 413, lowered))
 	default: // release.Warn: only the reset is worth a line; other errors stay errors
-		level := konglog.Error
-		if recoverable {
-			level = konglog.Warn
+		switch {
+		case recoverable:
+			w.log(konglog.Warn, ctx, ev.kongMessage("pb_rpc.lua", 417, text))
+		case w.g.env.Release.FailedRPC == release.SkipPlugin:
+			w.log(konglog.Error, ctx, ev.kongMessage("pb_rpc.lua", 417, text))
+		default: // 3.8.0+ (Kong commit 5a2f2d5723)
+			w.log(konglog.Error, ctx, ev.kongMessage("pb_rpc.lua", 414, "pluginserver error: "+text))
 		}
-		w.log(level, ctx, ev.kongMessage("pb_rpc.lua", 417, text))
 	}
 	return recoverable
 }
@@ -404,14 +420,16 @@ func (w *worker) resetInstance(p config.Plugin) {
 	w.g.postResetInstances(p.Name)
 }
 
-// wipePlugin forgets this worker's started instances of a plugin (Kong's
-// reset_instances_for_plugin). A claim in progress has no plugin name yet,
-// so the request starting it keeps it.
+// wipePlugin forgets this worker's instances of a plugin (Kong's
+// reset_instances_for_plugin, which matches instance.plugin_name). A first
+// claim has no plugin name yet, so the request starting it keeps it; a
+// re-claim keeps the name of the instance it replaces and goes, so the
+// requests waiting on it start their own.
 func (w *worker) wipePlugin(name string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for key, info := range w.running {
-		if info.hasID && info.pluginName == name {
+		if info.pluginName == name {
 			delete(w.running, key)
 		}
 	}
@@ -440,8 +458,12 @@ func (w *worker) handleResetEvents(ctx context.Context) {
 	}
 }
 
-// applyResets runs the reset_instances handler for each queued event.
+// applyResets runs the reset_instances handler for each queued event;
+// open-source 3.5.0's raises first and resets nothing.
 func (w *worker) applyResets(pluginNames []string) {
+	if w.g.env.Release.ResetHandlers == release.Worker0Raises {
+		return
+	}
 	for _, name := range pluginNames {
 		w.wipePlugin(name)
 	}

@@ -120,14 +120,29 @@ func TestResetEventsReachWorkerZeroOnTheirOwn(t *testing.T) {
 	}
 }
 
-func TestAClaimInProgressIsNotWiped(t *testing.T) {
+func TestAFirstClaimIsNotWiped(t *testing.T) {
 	g, _ := workersOf(t, "3.4.1.0", 2, "", false)
 	g.workers[0].running[testPluginID] = &runningInstance{} // being started: no id, no name yet
 	g.workers[1].resetInstance(testPlugin)
 	names, _ := g.workers[0].events.wait(context.Background())
 	g.workers[0].applyResets(names)
 	if !hasInstance(g.workers[0]) {
-		t.Fatal("the handler wiped a claim in progress")
+		t.Fatal("the handler wiped a first claim in progress")
+	}
+}
+
+// TestAReClaimIsWiped: a re-claim sets instance_info.id = nil and keeps its
+// plugin_name (init.lua get_instance_id, 3.6.0 and the Enterprise code of
+// 440444efb8), so reset_instances_for_plugin deletes it; the requests
+// waiting on it start an instance of their own.
+func TestAReClaimIsWiped(t *testing.T) {
+	g, _ := workersOf(t, "3.4.1.0", 2, "", false)
+	g.workers[0].running[testPluginID] = &runningInstance{id: 7, pluginName: testPlugin.Name} // id cleared: being replaced
+	g.workers[1].resetInstance(testPlugin)
+	names, _ := g.workers[0].events.wait(context.Background())
+	g.workers[0].applyResets(names)
+	if hasInstance(g.workers[0]) {
+		t.Fatal("the handler kept a re-claim in progress")
 	}
 }
 
@@ -341,7 +356,10 @@ func TestRecoveryLinesPerFamily(t *testing.T) {
 	cases := map[string][]string{
 		"3.4.0.0": {"[warn]"},
 		"3.4.1.0": {"[error]", "[warn]"},
-		"3.6.0.0": {"[error]"},
+		"3.5.0.0": {"[error]"}, // the 3.5 freeze cbd03af6b2
+		"3.6.0":   {"[error]"},
+		"3.6.0.0": {"[warn]"}, // Enterprise 901955459b
+		"3.4.3.1": {"[warn]"},
 		"3.7.1.0": {"[warn]"},
 		"3.9.0.0": {"[warn]"},
 	}
@@ -357,7 +375,7 @@ func TestRecoveryLinesPerFamily(t *testing.T) {
 				continue // the workers' start-up lines
 			}
 			got = append(got, strings.Fields(line)[2])
-			if want := "[example-plugin] Closed"; version == "3.6.0.0" {
+			if want := "[example-plugin] Closed"; version == "3.6.0" || version == "3.5.0.0" {
 				want = "[example-plugin] closed" // lower-cased
 				if !strings.Contains(line, want) {
 					t.Errorf("%s: %s", version, line)
@@ -384,5 +402,23 @@ func TestLogTimerLinesHaveNoPluginTag(t *testing.T) {
 	g.workers[0].logRecovery(ev, "closed")
 	if text := log.String(); strings.Contains(text, "[example-plugin]") || !strings.Contains(text, "pb_rpc.lua:413 closed, context: ngx.timer") {
 		t.Fatalf("timer lines:\n%s", text)
+	}
+}
+
+// TestOSS350ResetHandlerResetsNothing: open-source 3.5.0 registers the
+// handler in worker 0, but it calls reset_instance(data.plugin_name,
+// data.conf), whose key is kong.plugin.get_id() (ngx.ctx.plugin_id, nil in
+// an event handler): indexing the missing entry raises, nothing is reset.
+func TestOSS350ResetHandlerResetsNothing(t *testing.T) {
+	g, _ := workersOf(t, "3.5.0", 2, "", false)
+	started(g)
+	g.workers[1].resetInstance(testPlugin)
+	if queued(g.workers[0]) != 1 {
+		t.Fatalf("worker 0 has %d events queued, want the posted one", queued(g.workers[0]))
+	}
+	names, _ := g.workers[0].events.wait(context.Background())
+	g.workers[0].applyResets(names)
+	if !hasInstance(g.workers[0]) || !hasInstance(g.workers[1]) {
+		t.Fatal("3.5.0's handler raises before it resets anything")
 	}
 }

@@ -54,6 +54,11 @@ const (
 	// Worker0 only: plugin_servers.start() returns before it registers the
 	// handler in every other worker.
 	Worker0 ResetHandlers = "worker0"
+	// Worker0Raises: open-source 3.5.0 registers it in worker 0 only, and it
+	// raises before it resets anything (reset_instance keys by
+	// kong.plugin.get_id(), nil in an event handler): a lost instance is
+	// retried for ever (kong-sim: until the request ends).
+	Worker0Raises ResetHandlers = "worker0_raises"
 	// EveryWorker: 3.9 registers the handler in every worker.
 	EveryWorker ResetHandlers = "every_worker"
 )
@@ -89,6 +94,10 @@ const (
 	// SkipPlugin: handle_event logs the error and returns; the request goes
 	// on without the plugin (3.4-3.13).
 	SkipPlugin FailedRPC = "skip_plugin"
+	// ProtoBuf500: pb_rpc.lua logs `pluginserver error: ERR` and answers
+	// 500 (kong.response.error); mp_rpc.lua still logs the error and goes
+	// on (Kong commit 5a2f2d5723, "handle socket timeout", from 3.8.0).
+	ProtoBuf500 FailedRPC = "protobuf_500"
 	// Answer500: Kong answers 500 (changelog 3.14.0.0: "Fixed external
 	// plugin server to properly return 500 error responses when RPC calls
 	// fail, instead of silently ignoring the failures").
@@ -274,10 +283,10 @@ func (f Family) validate() error {
 	}{
 		{"seq_source", string(f.SeqSource), []string{string(PerWorker), string(Node)}},
 		{"on_closed", string(f.OnClosed), []string{string(WipeLocal), string(PostEvent), string(WipeLocalAndPostEvent)}},
-		{"reset_handlers", string(f.ResetHandlers), []string{string(NoHandlers), string(Worker0), string(EveryWorker)}},
+		{"reset_handlers", string(f.ResetHandlers), []string{string(NoHandlers), string(Worker0), string(Worker0Raises), string(EveryWorker)}},
 		{"recovery_log", string(f.RecoveryLog), []string{string(Warn), string(ErrorThenWarn), string(ErrorLowercased)}},
 		{"process_lines", string(f.ProcessLines), []string{string(Lines34), string(Lines39)}},
-		{"failed_rpc", string(f.FailedRPC), []string{string(SkipPlugin), string(Answer500)}},
+		{"failed_rpc", string(f.FailedRPC), []string{string(SkipPlugin), string(ProtoBuf500), string(Answer500)}},
 		{"unlicensed_admin", string(f.UnlicensedAdmin), []string{string(Writable), string(ReadOnly)}},
 	}
 	for _, c := range checks {
@@ -286,7 +295,8 @@ func (f Family) validate() error {
 		}
 	}
 	// A worker that wipes nothing itself must have someone handle its event,
-	// or it would retry the same lost instance for ever.
+	// or it would retry the same lost instance for ever (as open-source
+	// 3.5.0 does, whose handler raises: worker0_raises).
 	if (f.OnClosed == WipeLocal) != (f.ResetHandlers == NoHandlers) {
 		return fmt.Errorf("on_closed %q does not fit reset_handlers %q", f.OnClosed, f.ResetHandlers)
 	}

@@ -16,14 +16,14 @@ func TestForVersionReadsTheTable(t *testing.T) {
 		"3.4.0.0": {"3.4-seq", reuse.Seq}, "3.4.0": {"3.4-seq", reuse.Seq}, "3.4.2": {"3.4-seq", reuse.Seq},
 		"3.5.0":   {"oss-3.5.0", reuse.Seq},
 		"3.4.1.0": {"ee-key-bug", reuse.Key}, "3.4.1.1": {"ee-key-bug", reuse.Key}, "3.4.2.0": {"ee-key-bug", reuse.Key},
-		"3.4.2.1": {"ee-key-bug", reuse.Key}, "3.5.0.0": {"ee-key-bug", reuse.Key}, "3.5.0.1": {"ee-key-bug", reuse.Key},
+		"3.4.2.1": {"ee-key-bug", reuse.Key}, "3.5.0.0": {"ee-key-bug-3.5", reuse.Key}, "3.5.0.1": {"ee-key-bug-3.5", reuse.Key},
 		"3.4.3.1": {"plugin-id", reuse.PluginID}, "3.4.3.5": {"plugin-id", reuse.PluginID},
 		"3.5.0.2": {"plugin-id", reuse.PluginID}, "3.5.0.3": {"plugin-id", reuse.PluginID},
 		"3.6.0.0": {"plugin-id", reuse.PluginID}, "3.6.1.1": {"plugin-id", reuse.PluginID},
-		"3.6.0": {"plugin-id", reuse.PluginID}, "3.6.1": {"plugin-id", reuse.PluginID},
+		"3.6.0": {"oss-3.6", reuse.PluginID}, "3.6.1": {"oss-3.6", reuse.PluginID},
 		"3.4.3.6": {"plugin-id-12718-backport", reuse.SeqAndPluginID}, "3.4.3.12": {"plugin-id-12718-backport", reuse.SeqAndPluginID},
 		"3.5.0.4": {"plugin-id-12718-backport", reuse.SeqAndPluginID}, "3.6.1.2": {"plugin-id-12718-backport", reuse.SeqAndPluginID},
-		"3.7.0.0": {"3.7-3.8", reuse.SeqAndPluginID}, "3.8.0.0": {"3.7-3.8", reuse.SeqAndPluginID}, "3.7.1": {"3.7-3.8", reuse.SeqAndPluginID},
+		"3.7.0.0": {"3.7", reuse.SeqAndPluginID}, "3.8.0.0": {"3.8", reuse.SeqAndPluginID}, "3.7.1": {"3.7", reuse.SeqAndPluginID}, "3.8.1": {"3.8", reuse.SeqAndPluginID},
 		"3.9.0.0": {"3.9", reuse.SeqAndPluginID}, "3.9.1.1": {"3.9", reuse.SeqAndPluginID}, "3.9.1": {"3.9", reuse.SeqAndPluginID},
 		"3.9.3": {"3.9", reuse.SeqAndPluginID}, "3.9.1.2": {"3.9", reuse.SeqAndPluginID},
 		"3.10.0.0": {"3.10-3.13", reuse.SeqAndPluginID}, "3.13.0.10": {"3.10-3.13", reuse.SeqAndPluginID},
@@ -57,18 +57,22 @@ func TestTheTableHasEveryBehaviourOfTheFactsPage(t *testing.T) {
 		byName[f.Name] = f
 	}
 	early, oss35, bug, fixed, backport, late, v39 := byName["3.4-seq"], byName["oss-3.5.0"], byName["ee-key-bug"],
-		byName["plugin-id"], byName["plugin-id-12718-backport"], byName["3.7-3.8"], byName["3.9"]
+		byName["plugin-id"], byName["plugin-id-12718-backport"], byName["3.8"], byName["3.9"]
 	if early.SeqSource != PerWorker || oss35.SeqSource != PerWorker || bug.SeqSource != Node || v39.SeqSource != Node {
 		t.Error("__seq__ is per-worker up to OSS 3.5.0 and node-wide from the regression on")
 	}
 	if early.OnClosed != WipeLocal || oss35.OnClosed != PostEvent || bug.OnClosed != WipeLocalAndPostEvent {
 		t.Error("on closed: local wipe (3.4.0), event only (OSS 3.5.0), both (from the regression)")
 	}
-	if early.ResetHandlers != NoHandlers || oss35.ResetHandlers != Worker0 || late.ResetHandlers != Worker0 || v39.ResetHandlers != EveryWorker {
+	if early.ResetHandlers != NoHandlers || oss35.ResetHandlers != Worker0Raises || late.ResetHandlers != Worker0 || v39.ResetHandlers != EveryWorker {
 		t.Error("reset_instances handlers: none, worker 0 up to 3.8, every worker in 3.9")
 	}
-	if early.RecoveryLog != Warn || bug.RecoveryLog != ErrorThenWarn || fixed.RecoveryLog != ErrorLowercased ||
-		backport.RecoveryLog != ErrorLowercased || late.RecoveryLog != Warn || v39.RecoveryLog != Warn {
+	// Enterprise 901955459b (3.4.3.1, 3.5.0.2, 3.6.0.0): [warn] and retry; the
+	// 3.5 freeze cbd03af6b2 and open-source 3.6: [error], lower-cased.
+	bug35, oss36 := byName["ee-key-bug-3.5"], byName["oss-3.6"]
+	if early.RecoveryLog != Warn || bug.RecoveryLog != ErrorThenWarn || fixed.RecoveryLog != Warn ||
+		backport.RecoveryLog != Warn || late.RecoveryLog != Warn || v39.RecoveryLog != Warn ||
+		bug35.RecoveryLog != ErrorLowercased || oss36.RecoveryLog != ErrorLowercased {
 		t.Error("recovery log lines differ from the facts page")
 	}
 	if early.StartedLine || oss35.StartedLine || !bug.StartedLine || !v39.StartedLine {
@@ -85,8 +89,9 @@ func TestTheTableHasEveryBehaviourOfTheFactsPage(t *testing.T) {
 }
 
 // TestTheLaterReleasesFollowTheChangelog: 3.10-3.13 behave as 3.9 (the
-// Enterprise history branch has 3.9.3's plugin-server code); 3.14.0.0
-// answers 500 when an RPC call fails; 3.15.0.0 makes an unlicensed Admin API
+// Enterprise history branch has 3.9.3's plugin-server code); 3.8.0 answers
+// 500 when a ProtoBuf call fails (Kong commit 5a2f2d5723), 3.14.0.0 for
+// every call; 3.15.0.0 makes an unlicensed Admin API
 // read-only.
 func TestTheLaterReleasesFollowTheChangelog(t *testing.T) {
 	v39, _ := ForVersion("3.9.1.2")
@@ -94,8 +99,9 @@ func TestTheLaterReleasesFollowTheChangelog(t *testing.T) {
 		failed FailedRPC
 		admin  UnlicensedAdmin
 	}{
-		"3.4.1.0": {SkipPlugin, Writable}, "3.9.1.2": {SkipPlugin, Writable}, "3.9.3": {SkipPlugin, Writable},
-		"3.10.0.0": {SkipPlugin, Writable}, "3.13.0.10": {SkipPlugin, Writable},
+		"3.4.1.0": {SkipPlugin, Writable}, "3.7.1": {SkipPlugin, Writable}, "3.8.0": {ProtoBuf500, Writable},
+		"3.9.1.2": {ProtoBuf500, Writable}, "3.9.3": {ProtoBuf500, Writable},
+		"3.10.0.0": {ProtoBuf500, Writable}, "3.13.0.10": {ProtoBuf500, Writable},
 		"3.14.0.0": {Answer500, Writable}, "3.14.0.13": {Answer500, Writable},
 		"3.15.0.0": {Answer500, ReadOnly}, "3.15.0.4": {Answer500, ReadOnly},
 	} {
@@ -176,7 +182,9 @@ func TestMsgPackRecoveryPerRelease(t *testing.T) {
 	cases := map[string]MsgPackRecovery{
 		"3.4.0": MsgPackWipeLocal, "3.4.2": MsgPackWipeLocal, "3.4.0.0": MsgPackWipeLocal,
 		"3.5.0": MsgPackPostEvent, "3.6.1": MsgPackPostEvent,
-		"3.4.1.0": MsgPackPostEvent, "3.4.3.6": MsgPackPostEvent, "3.5.0.1": MsgPackPostEvent,
+		"3.4.1.0": MsgPackPostEvent, "3.4.2.1": MsgPackPostEvent, "3.5.0.1": MsgPackPostEvent,
+		// Enterprise 901955459b, listed under 3.4.3.1, 3.5.0.2 and 3.6.0.0
+		"3.4.3.1": MsgPackResetInstance, "3.4.3.6": MsgPackResetInstance, "3.5.0.2": MsgPackResetInstance,
 		"3.6.0.0": MsgPackResetInstance, "3.7.0": MsgPackResetInstance, "3.8.1.0": MsgPackResetInstance,
 		"3.9.0": MsgPackResetInstance, "3.9.1.1": MsgPackResetInstance,
 		"3.10.0.0": MsgPackResetInstance, "3.15.0.4": MsgPackResetInstance,
