@@ -22,7 +22,12 @@ from orchestration.versions import ALIASES, KNOWN_VERSIONS
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_venv = "yes"
 
-GO_MODULES = ("plugins/example-plugin", "images/kong-sim", "tests/plugins/rate-tag")
+# Our Go modules: the example plugin, kong-sim, and every Go plugin fixture the tests run.
+GO_MODULES = (
+    "plugins/example-plugin",
+    "images/kong-sim",
+    *sorted(str(mod.parent) for mod in Path("tests/plugins").glob("*/go.mod")),
+)
 
 
 def _harness(session: nox.Session, *args: str) -> None:
