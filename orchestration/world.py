@@ -312,7 +312,7 @@ class VersionWorld:
         LOGGER.info("%s: sending %s with %d users", self.label, amount, self.config.users)
         locust.send(self.proxy_url, cancel=self.cancel, watch=self._kong_alive)
         self.cancel.raise_if_set()  # a cancelled Locust ends early: that is no measurement
-        if locust.sent is None or locust.sent[1]:  # failures: Kong may have died at the end
+        if locust.sent is not None and locust.sent[1]:  # failures: Kong may have died at the end
             self._kong_alive(grace_s=DEATH_GRACE_S)
         return PendingLoad(locust, self.cancel)
 
