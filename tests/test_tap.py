@@ -85,7 +85,8 @@ def test_the_tap_and_a_msgpack_plugins_own_count_agree(tmp_path: Path, plugin: s
     row = _measured(tmp_path, "3.4.1.0", plugin, tap=True)
 
     assert row.status == "ok", row.error
-    assert (row.counted_by, row.verdict, row.findings) == ("tap", "churn", ())
+    # 300 requests are under 100 per worker: `small-sample` is the only finding (no disagreement)
+    assert (row.counted_by, row.verdict, row.findings) == ("tap", "churn", ("small-sample",))
     (load,) = row.phases
     assert load.figures["tap_instance_starts"] == load.figures["plugin_new_calls"] > 300
 
