@@ -194,11 +194,13 @@ def failure_causes(version_dir: Path) -> str | None:
     )
 
 
+# Locust records the locustfile's failure as `CatchResponseError('status 500: ...')`.
+_STATUS_FAILURE = re.compile(r"(?:^|\(['\"])status (\d)\d\d\b")
+
+
 def _cause(message: str) -> str:
-    if re.match(r"status 5\d\d\b", message):
-        return "5xx"
-    if message.startswith("status "):
-        return "not 2xx"
+    if status := _STATUS_FAILURE.search(message):
+        return "5xx" if status.group(1) == "5" else "not 2xx"
     if "header: the plugin did not run" in message:
         return "no plugin header"
     if "timed out" in message.lower() or "timeout" in message.lower():

@@ -649,8 +649,8 @@ WRONG_VERDICT_RULE = (
     "during the row's load** must give an error row that starts `Kong died during the load` (its "
     "exit code and signal or OOM kill, the load stopped at once, nothing blamed on the plugin); a "
     "**panicking plugin** (tests/plugins/go-panics-sometimes: its Access handler panics on every "
-    "150th request, which ends its server) must give an error row (`partial`: the requests of "
-    "each outage did not run it) quoting `panic: go-panics-sometimes`."
+    "150th request, which ends its server) must give an error row (`partial`, or `error` when most "
+    "requests failed during its outages) quoting `panic: go-panics-sometimes`."
 )
 
 

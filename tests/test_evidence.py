@@ -122,10 +122,11 @@ def test_the_plugins_own_answers_are_listed_by_status(tmp_path: Path) -> None:
 def test_failures_are_told_by_cause(tmp_path: Path) -> None:
     (tmp_path / "locust_failures.csv").write_text(
         "Method,Name,Error,Occurrences\n"
-        "GET,/hello,status 500: Kong or the upstream failed,3\n"
+        "GET,/hello,CatchResponseError('status 500: Kong or the upstream failed'),2\n"
+        "GET,/hello,status 502: Kong or the upstream failed,1\n"
         "GET,/hello,\"ConnectionRefusedError(111, 'Connection refused')\",2\n"
         "GET,/hello,timed out,1\n"
-        "GET,/hello,status 404 want 2xx,1\n"
+        "GET,/hello,\"CatchResponseError('status 404, want 2xx')\",1\n"
         "GET,/hello,no X-Example-Message header: the plugin did not run,4\n"
     )
     assert evidence.failure_causes(tmp_path) == (
