@@ -72,9 +72,10 @@ def missing_proof(
     return None
 
 
-def hints(version_dir: Path) -> list[str]:
+def hints(version_dir: Path, said: str = "") -> list[str]:
     """What the version folder says about why the plugin did not run: its dump's phases and
-    priority as Kong read them, and the first crash or refusal of its server in kong.log."""
+    priority as Kong read them, and the first crash or refusal of its server in kong.log (left
+    out when `said`, the error so far, quotes it already)."""
     found: list[str] = []
     facts = read_plugin_facts(version_dir)
     if facts is None:
@@ -82,7 +83,7 @@ def hints(version_dir: Path) -> list[str]:
     else:
         found.append(_phases_hint(facts))
     crash = first_server_trouble(version_dir / KONG_LOG, _server_names(facts))
-    if crash:
+    if crash and crash not in said:
         found.append(f"Kong's log says: {crash}")
     return found
 

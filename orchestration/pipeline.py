@@ -185,10 +185,7 @@ def _with_hints(row: VersionResult, version_dir: Path) -> VersionResult:
     priority as Kong read them, the first crash of its server."""
     if row.status != "error" or not row.error:
         return row
-    hints = [
-        hint for hint in evidence.hints(version_dir) if hint.split(": ", 1)[-1] not in row.error
-    ]
-    return replace(row, error="; ".join([row.error, *hints]))
+    return replace(row, error="; ".join([row.error, *evidence.hints(version_dir, row.error)]))
 
 
 def _disagreement(counted: list[PhaseResult]) -> tuple[str, ...]:

@@ -81,6 +81,9 @@ def test_hints_quote_the_first_crash_of_the_plugins_server(tmp_path: Path) -> No
     assert evidence.hints(tmp_path)[1] == (
         "Kong's log says: [go-hello:40] panic: assignment to entry in nil map"
     )
+    # an error that quotes the crash already does not get it twice
+    said = "exited: [go-hello:40] panic: assignment to entry in nil map"
+    assert evidence.hints(tmp_path, said) == ["go-hello: priority 1, phases access"]
 
 
 @pytest.mark.parametrize(
