@@ -63,10 +63,9 @@ type externalPlugin struct {
 // pluginServer is one configured plugin server, the protocol its `-dump`
 // named and whether its socket answers.
 type pluginServer struct {
-	def            config.PluginServer
-	protocol       string // "" until queried
-	ready          atomic.Bool
-	warnedNotReady atomic.Bool
+	def      config.PluginServer
+	protocol string // "" until queried
+	ready    atomic.Bool
 }
 
 // wire is the server's protocol; a server that was not queried reports no
@@ -194,24 +193,25 @@ func (g *Gateway) closeLogs() {
 // queryPluginServers runs each query command (Kong's ask_info).
 func (g *Gateway) queryPluginServers(ctx context.Context) error {
 	lines39 := g.env.Release.ProcessLines == release.Lines39
+	sites := g.env.Release.Lines()
 	if lines39 {
-		g.masterLog(konglog.Notice, konglog.KongMessage("process.lua", 97, "", "[pluginserver] loading external plugins info"))
+		g.sourceLog(konglog.Notice, sites.LoadingInfo, "[pluginserver] loading external plugins info")
 		defer func() {
-			g.masterLog(konglog.Notice, konglog.KongMessage("process.lua", 108, "", fmt.Sprintf("[pluginserver] loaded #%d external plugins info", len(g.external))))
+			g.sourceLog(konglog.Notice, sites.LoadedInfo, fmt.Sprintf("[pluginserver] loaded #%d external plugins info", len(g.external)))
 			for _, name := range g.externalNames() {
-				g.masterLog(konglog.Notice, konglog.KongMessage("init.lua", 19, "", fmt.Sprintf(
-					"[pluginserver] loading protocol %s for plugin %s", g.external[name].server.wire(), name)))
+				g.sourceLog(konglog.Notice, sites.LoadingProtocol, fmt.Sprintf(
+					"[pluginserver] loading protocol %s for plugin %s", g.external[name].server.wire(), name))
 			}
 		}()
 	}
 	for _, def := range g.env.PluginServers {
 		if !lines39 {
-			g.masterLog(konglog.Debug, konglog.KongMessage("process.lua", 66, "", "search config for pluginserver named: "+def.Name))
+			g.sourceLog(konglog.Debug, sites.SearchConfig, "search config for pluginserver named: "+def.Name)
 		}
 		server := &pluginServer{def: def}
 		g.servers = append(g.servers, server)
 		if def.QueryCommand == "" {
-			g.masterLog(konglog.Info, konglog.KongMessage("process.lua", 135, "", "No info query for "+def.Name))
+			g.sourceLog(konglog.Info, sites.NoInfoQuery, "No info query for "+def.Name)
 			continue
 		}
 		info, err := pluginserver.Query(ctx, def.QueryCommand)
@@ -228,8 +228,8 @@ func (g *Gateway) queryPluginServers(ctx context.Context) error {
 				return err
 			}
 			if existing, dup := g.external[p.Name]; dup {
-				g.masterLog(konglog.Error, konglog.KongMessage("process.lua", 117, "", fmt.Sprintf(
-					"Duplicate plugin name [%s] by %s and %s", p.Name, existing.server.def.Name, def.Name)))
+				g.sourceLog(konglog.Error, sites.Duplicate, fmt.Sprintf(
+					"Duplicate plugin name [%s] by %s and %s", p.Name, existing.server.def.Name, def.Name))
 				continue
 			}
 			g.external[p.Name] = externalPlugin{info: p, server: server}
@@ -412,6 +412,7 @@ func (g *Gateway) startPluginServers(ctx context.Context) {
 			Server:       server.def,
 			RespawnDelay: time.Second,
 			Lines:        g.env.Release.ProcessLines,
+			Sites:        g.env.Release.Lines(),
 			Log: func(level konglog.Level, msg string) {
 				g.errLog.Log(level, g.workers[0].pid, konglog.Context{Conn: timerConn, Phase: "ngx.timer"}, msg)
 			},
@@ -465,6 +466,16 @@ func (g *Gateway) logStartup() {
 	g.masterLog(konglog.Notice, fmt.Sprintf("kong-sim standing in for Kong %s (release family %q), instance reuse model %q, %d workers",
 		g.env.Version, g.env.Release.Name, g.env.Release.Reuse, g.env.Workers))
 	g.masterLog(konglog.Notice, "start worker processes")
+}
+
+// sourceLog writes a Kong line from the master at its site in the
+// release's source; a release without the line (site line 0, as 3.9 has no
+// `No info query` nor `Duplicate plugin name`) writes nothing.
+func (g *Gateway) sourceLog(level konglog.Level, at release.Site, msg string) {
+	if at.Line == 0 {
+		return
+	}
+	g.masterLog(level, konglog.KongMessage(at.File, at.Line, "", msg))
 }
 
 // masterLog writes a line from the nginx master (no connection number).

@@ -48,6 +48,9 @@ type worker struct {
 	running map[string]*runningInstance
 	clients map[string]pluginserver.RPC // by plugin server name
 	events  *eventQueue                 // nil: this worker never handles reset_instances
+	// warnedNotReady is process.lua's plugin_already_warned: a module
+	// local, so each worker warns once per plugin (guarded by mu).
+	warnedNotReady map[string]bool
 }
 
 type workerKey struct{}
@@ -96,6 +99,8 @@ func (g *Gateway) startWorkers(ctx context.Context) {
 			g: g, id: i, pid: g.masterPID + 1000 + i,
 			running: map[string]*runningInstance{},
 			clients: map[string]pluginserver.RPC{},
+
+			warnedNotReady: map[string]bool{},
 		})
 	}
 	g.reloadMu.Lock()
@@ -180,8 +185,8 @@ func (ev event) conf(w *worker) reuse.Conf {
 
 // kongMessage is a `[kong] file:line [NAME] msg` line of this event; in a
 // log-phase timer there is no plugin namespace, so no `[NAME]`.
-func (ev event) kongMessage(file string, line int, msg string) string {
-	return konglog.KongMessage(file, line, ev.req.namespace(ev.plugin.Name), msg)
+func (ev event) kongMessage(at release.Site, msg string) string {
+	return konglog.KongMessage(at.File, at.Line, ev.req.namespace(ev.plugin.Name), msg)
 }
 
 // handleEvent is pb_rpc.lua's Rpc:handle_event: get an instance, send
@@ -254,22 +259,23 @@ func (w *worker) logRecovery(ev event, text string) bool {
 	lowered := strings.ToLower(text)
 	recoverable := strings.Contains(lowered, "no plugin instance") || strings.Contains(lowered, "closed")
 	ctx := ev.req.logContext()
+	lines := w.g.env.Release.Lines()
 	switch w.g.env.Release.RecoveryLog {
 	case release.ErrorThenWarn:
-		w.log(konglog.Error, ctx, ev.kongMessage("pb_rpc.lua", 413, text))
+		w.log(konglog.Error, ctx, ev.kongMessage(lines.PBError, text))
 		if recoverable {
-			w.log(konglog.Warn, ctx, ev.kongMessage("pb_rpc.lua", 417, text))
+			w.log(konglog.Warn, ctx, ev.kongMessage(lines.PBWarn, text))
 		}
 	case release.ErrorLowercased:
-		w.log(konglog.Error, ctx, ev.kongMessage("pb_rpc.lua", 413, lowered))
+		w.log(konglog.Error, ctx, ev.kongMessage(lines.PBError, lowered))
 	default: // release.Warn: only the reset is worth a line; other errors stay errors
 		switch {
 		case recoverable:
-			w.log(konglog.Warn, ctx, ev.kongMessage("pb_rpc.lua", 417, text))
+			w.log(konglog.Warn, ctx, ev.kongMessage(lines.PBWarn, text))
 		case w.g.env.Release.FailedRPC == release.SkipPlugin:
-			w.log(konglog.Error, ctx, ev.kongMessage("pb_rpc.lua", 417, text))
+			w.log(konglog.Error, ctx, ev.kongMessage(lines.PBError, text))
 		default: // 3.8.0+ (Kong commit 5a2f2d5723)
-			w.log(konglog.Error, ctx, ev.kongMessage("pb_rpc.lua", 414, "pluginserver error: "+text))
+			w.log(konglog.Error, ctx, ev.kongMessage(lines.PBError, "pluginserver error: "+text))
 		}
 	}
 	return recoverable
@@ -286,19 +292,26 @@ var (
 func (w *worker) logConnectError(ev event, err error) {
 	var connectErr *pluginserver.ConnectError
 	if errors.As(err, &connectErr) {
-		file, line := "pb_rpc.lua", 307
+		at := w.g.env.Release.Lines().PBConnect
 		if ev.ext.server.wire() == protocol.MsgPack {
-			file, line = "mp_rpc.lua", 206
+			at = w.g.env.Release.Lines().MPConnect
 		}
-		w.log(konglog.Error, ev.req.logContext(), ev.kongMessage(file, line, "trying to connect: "+err.Error()))
+		w.log(konglog.Error, ev.req.logContext(), ev.kongMessage(at, "trying to connect: "+err.Error()))
 	}
 }
 
-// warnNotReady logs once per plugin, like process.lua's handle_not_ready.
+// warnNotReady logs once per plugin and worker, like process.lua's
+// handle_not_ready (3.4.0 process.lua 278-287: plugin_already_warned is a
+// module local, and every worker loads its own copy of the module).
 func (w *worker) warnNotReady(ev event) {
-	if ev.ext.server.warnedNotReady.CompareAndSwap(false, true) {
+	w.mu.Lock()
+	warned := w.warnedNotReady[ev.plugin.Name]
+	w.warnedNotReady[ev.plugin.Name] = true
+	w.mu.Unlock()
+	if !warned {
+		at := w.g.env.Release.Lines().NotReady
 		w.log(konglog.Warn, ev.req.logContext(), fmt.Sprintf(
-			"[lua] process.lua:285: handle_not_ready(): plugin server is not ready, %s will not be executed in this request", ev.plugin.Name))
+			"[lua] %s:%d: handle_not_ready(): plugin server is not ready, %s will not be executed in this request", at.File, at.Line, ev.plugin.Name))
 	}
 }
 
@@ -337,13 +350,13 @@ func (w *worker) instanceID(ev event) (int32, error) {
 	instanceID, err := client.StartInstance(ev.plugin.Name, w.instanceConfig(ev.plugin, conf))
 	if err != nil {
 		w.logConnectError(ev, err)
-		w.log(konglog.Error, ev.req.logContext(), ev.kongMessage("init.lua", 249, "starting instance: "+err.Error()))
+		w.log(konglog.Error, ev.req.logContext(), ev.kongMessage(w.g.env.Release.Lines().StartingInstance, "starting instance: "+err.Error()))
 		w.release(key, info)
 		return 0, errStartFailed
 	}
 	// pb_rpc.lua's call_start_instance logs this; mp_rpc.lua's has no line.
 	if w.g.env.Release.StartedLine && ev.ext.server.wire() == protocol.ProtoBuf {
-		w.log(konglog.Debug, ev.req.logContext(), ev.kongMessage("pb_rpc.lua", 381, fmt.Sprintf(
+		w.log(konglog.Debug, ev.req.logContext(), ev.kongMessage(w.g.env.Release.Lines().PBStarted, fmt.Sprintf(
 			"started plugin server: seq %d, worker %d, instance id %d", conf.Seq, w.id, instanceID)))
 	}
 	w.mu.Lock()
@@ -358,14 +371,24 @@ func (w *worker) instanceID(ev event) (int32, error) {
 // waitForClaim waits (w.mu held, released while sleeping) while another
 // request is starting the instance; it returns the entry, or nil if none.
 func (w *worker) waitForClaim(ev event, key string) (*runningInstance, error) {
+	return w.waitForClaimSteps(ev, key, claimSteps, claimStep)
+}
+
+// waitForClaimSteps is waitForClaim with Kong's MAX_WAIT_STEPS and
+// SLEEP_STEP as arguments. On the time-out the claim is deleted where the
+// release does (release.Family.ClaimTimeOutDeletes); 3.4.0-3.5.0 keep it,
+// so the next request waits on it again.
+func (w *worker) waitForClaimSteps(ev event, key string, maxSteps int, step time.Duration) (*runningInstance, error) {
 	info := w.running[key]
 	for steps := 0; info != nil && !info.hasID; steps++ {
-		if steps >= claimSteps {
-			delete(w.running, key)
+		if steps >= maxSteps {
+			if w.g.env.Release.ClaimTimeOutDeletes() {
+				delete(w.running, key)
+			}
 			return nil, fmt.Errorf("Could not claim instance_id for %s (key: %s)", ev.plugin.Name, key)
 		}
 		w.mu.Unlock()
-		time.Sleep(claimStep)
+		time.Sleep(step)
 		w.mu.Lock()
 		info = w.running[key]
 	}

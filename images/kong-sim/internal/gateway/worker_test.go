@@ -422,3 +422,87 @@ func TestOSS350ResetHandlerResetsNothing(t *testing.T) {
 		t.Fatal("3.5.0's handler raises before it resets anything")
 	}
 }
+
+func TestNotReadyIsWarnedOncePerWorker(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "nobody.socket")
+	g, log := workersOf(t, "3.4.0", 2, missing, false)
+	for _, w := range g.workers {
+		for i := 0; i < 3; i++ {
+			if err := w.handleEvent(testEvent(g, w, context.Background())); err != nil {
+				t.Fatalf("worker %d: %v", w.id, err)
+			}
+		}
+	}
+	warnings := strings.Count(log.String(), "plugin server is not ready, example-plugin will not be executed")
+	if warnings != 2 {
+		t.Errorf("%d not-ready warnings from 2 workers, want one each:\n%s", warnings, log.String())
+	}
+	if !strings.Contains(log.String(), "[lua] process.lua:285: handle_not_ready()") {
+		t.Errorf("the warning is not at 3.4.0's process.lua:285:\n%s", log.String())
+	}
+}
+
+// claimHeld leaves a claim (an entry without an id) in worker 0, as a
+// request still starting its instance does, and waits out the claim with
+// the steps shortened.
+func claimHeld(t *testing.T, version string) (*worker, error) {
+	t.Helper()
+	g, _ := workersOf(t, version, 1, filepath.Join(t.TempDir(), "nobody.socket"), false)
+	w := g.workers[0]
+	w.running[testPluginID] = &runningInstance{conf: w.conf(testPluginID)}
+	w.mu.Lock()
+	_, err := w.waitForClaimSteps(testEvent(g, w, context.Background()), testPluginID, 2, time.Millisecond)
+	w.mu.Unlock()
+	return w, err
+}
+
+func TestAClaimTimeOutDeletesTheEntryFromTheRefactor(t *testing.T) {
+	// Kong c0596b2a04 (Enterprise, 2023-09-19) added `running_instances[key]
+	// = nil` before "Could not claim"; tags 3.4.0-3.5.0 return and keep it.
+	cases := map[string]bool{"3.4.0": false, "3.4.0.0": false, "3.5.0": false, "3.4.1.0": true, "3.5.0.0": true, "3.6.0": true, "3.9.0": true}
+	for version, deletes := range cases {
+		w, err := claimHeld(t, version)
+		if err == nil || !strings.Contains(err.Error(), "Could not claim instance_id for example-plugin") {
+			t.Errorf("%s: %v, want Kong's claim time-out", version, err)
+		}
+		if _, kept := w.running[testPluginID]; kept == deletes {
+			t.Errorf("%s: claim kept after the time-out: %v, want %v", version, kept, !deletes)
+		}
+	}
+}
+
+func TestRecoveryLinesCarryTheReleasesLineNumbers(t *testing.T) {
+	// `git show TAG:kong/runloop/plugin_servers/pb_rpc.lua | grep -n kong.log`
+	// (3.9: rpc/pb_rpc.lua); Enterprise 3.6.0.0 from 901955459b.
+	cases := map[string]string{
+		"3.4.0":   "[kong] pb_rpc.lua:409 [example-plugin] Closed",
+		"3.6.0":   "[kong] pb_rpc.lua:408 [example-plugin] closed",
+		"3.7.0":   "[kong] pb_rpc.lua:410 [example-plugin] Closed",
+		"3.9.0":   "[kong] pb_rpc.lua:378 [example-plugin] Closed",
+		"3.6.0.0": "[kong] pb_rpc.lua:417 [example-plugin] Closed",
+		"3.4.1.0": "[kong] pb_rpc.lua:413 [example-plugin] Closed", // the original report
+	}
+	for version, want := range cases {
+		g, log := workersOf(t, version, 1, "", false)
+		g.workers[0].logRecovery(testEvent2(g), "Closed")
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("%s: want %q in\n%s", version, want, log.String())
+		}
+	}
+}
+
+func TestStartingInstanceLineOf39IsInPluginLua(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "nobody.socket")
+	g, log := workersOf(t, "3.9.0", 1, missing, false)
+	if _, err := g.workers[0].instanceID(testEvent(g, g.workers[0], context.Background())); !errors.Is(err, errStartFailed) {
+		t.Fatalf("start with no server: %v", err)
+	}
+	for _, want := range []string{
+		"[kong] pb_rpc.lua:273 [example-plugin] trying to connect: no such file or directory",
+		"[kong] plugin.lua:283 [example-plugin] starting instance: no such file or directory",
+	} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("want %q in\n%s", want, log.String())
+		}
+	}
+}

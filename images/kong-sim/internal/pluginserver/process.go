@@ -85,6 +85,12 @@ type Supervisor struct {
 	Log          LogFunc
 	RespawnDelay time.Duration        // minimum time between two spawns; Kong uses 1s
 	Lines        release.ProcessLines // the release's wording of the lines below
+	Sites        release.Lines        // where the release's process.lua writes them
+}
+
+// log writes a process.lua line from its site in the release's source.
+func (s *Supervisor) log(level konglog.Level, at release.Site, msg string) {
+	s.Log(level, konglog.KongMessage(at.File, at.Line, "", msg))
 }
 
 // Run supervises until ctx is done, then stops the process with SIGTERM
@@ -102,19 +108,19 @@ func (s *Supervisor) Run(ctx context.Context) {
 	if s.Lines == release.Lines39 {
 		exiting = fmt.Sprintf("[pluginserver] exiting: pluginserver '%s' not respawned.", s.Server.Name)
 	}
-	s.Log(konglog.Notice, konglog.KongMessage("process.lua", 273, "", exiting))
+	s.log(konglog.Notice, s.Sites.Exiting, exiting)
 }
 
 func (s *Supervisor) runOnce(ctx context.Context) {
 	if s.Lines == release.Lines39 {
-		s.Log(konglog.Notice, konglog.KongMessage("process.lua", 180, "", "[pluginserver] starting pluginserver process for "+s.Server.Name))
+		s.log(konglog.Notice, s.Sites.Starting, "[pluginserver] starting pluginserver process for "+s.Server.Name)
 	} else {
-		s.Log(konglog.Notice, konglog.KongMessage("process.lua", 252, "", "Starting "+s.Server.Name))
+		s.log(konglog.Notice, s.Sites.Starting, "Starting "+s.Server.Name)
 	}
 	args := strings.Fields(s.Server.StartCommand)
 	reader, writer, err := os.Pipe()
 	if err != nil {
-		s.Log(konglog.Error, konglog.KongMessage("process.lua", 252, "", "creating a pipe: "+err.Error()))
+		s.log(konglog.Error, s.Sites.Starting, "creating a pipe: "+err.Error())
 		return
 	}
 	cmd := exec.Command(args[0], args[1:]...)
@@ -124,12 +130,12 @@ func (s *Supervisor) runOnce(ctx context.Context) {
 	writer.Close()
 	if err != nil {
 		reader.Close()
-		s.Log(konglog.Error, konglog.KongMessage("process.lua", 264, "", fmt.Sprintf(
-			"external pluginserver %q start command %q exited with \"command not found\"", s.Server.Name, s.Server.StartCommand)))
+		s.log(konglog.Error, s.Sites.NotFound, fmt.Sprintf(
+			"external pluginserver %q start command %q exited with \"command not found\"", s.Server.Name, s.Server.StartCommand))
 		return
 	}
 	if s.Lines == release.Lines39 {
-		s.Log(konglog.Notice, konglog.KongMessage("process.lua", 186, "", fmt.Sprintf("[pluginserver] started, pid %d", cmd.Process.Pid)))
+		s.log(konglog.Notice, s.Sites.Started, fmt.Sprintf("[pluginserver] started, pid %d", cmd.Process.Pid))
 	}
 	relayed := make(chan struct{})
 	go func() {
@@ -142,8 +148,8 @@ func (s *Supervisor) runOnce(ctx context.Context) {
 	waitErr := cmd.Wait()
 	close(stopped)
 	reader.Close()
-	s.Log(konglog.Notice, konglog.KongMessage("process.lua", 268, "", fmt.Sprintf(
-		"external pluginserver '%s' terminated: %s", s.Server.Name, exitReason(cmd.ProcessState, waitErr))))
+	s.log(konglog.Notice, s.Sites.Terminated, fmt.Sprintf(
+		"external pluginserver '%s' terminated: %s", s.Server.Name, exitReason(cmd.ProcessState, waitErr)))
 }
 
 // relay logs every output line until the pipe closes.

@@ -15,9 +15,14 @@ import (
 )
 
 // superviseOnce runs a supervisor over a command that exits at once, until
-// it has been started twice, and returns the lines it logged.
-func superviseOnce(t *testing.T, lines release.ProcessLines) string {
+// it has been started twice, as Kong version would, and returns the lines
+// it logged.
+func superviseOnce(t *testing.T, version string) string {
 	t.Helper()
+	family, err := release.ForVersion(version)
+	if err != nil {
+		t.Fatal(err)
+	}
 	command, err := exec.LookPath("true")
 	if err != nil {
 		t.Skip("no `true` command on this machine")
@@ -27,7 +32,8 @@ func superviseOnce(t *testing.T, lines release.ProcessLines) string {
 	s := &Supervisor{
 		Server:       config.PluginServer{Name: "example-plugin", StartCommand: command},
 		RespawnDelay: 10 * time.Millisecond,
-		Lines:        lines,
+		Lines:        family.ProcessLines,
+		Sites:        family.Lines(),
 		Log: func(level konglog.Level, msg string) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -43,7 +49,7 @@ func superviseOnce(t *testing.T, lines release.ProcessLines) string {
 }
 
 func TestProcessLinesOf34To38(t *testing.T) {
-	log := superviseOnce(t, release.Lines34)
+	log := superviseOnce(t, "3.4.0")
 	for _, want := range []string{
 		"[notice] [kong] process.lua:252 Starting example-plugin\n",
 		"external pluginserver 'example-plugin' terminated: exit 0\n",
@@ -59,12 +65,12 @@ func TestProcessLinesOf34To38(t *testing.T) {
 }
 
 func TestProcessLinesOf39(t *testing.T) {
-	log := superviseOnce(t, release.Lines39)
+	log := superviseOnce(t, "3.9.0")
 	for _, want := range []string{
-		"[notice] [kong] process.lua:180 [pluginserver] starting pluginserver process for example-plugin\n",
+		"[notice] [kong] process.lua:152 [pluginserver] starting pluginserver process for example-plugin\n",
 		"[pluginserver] started, pid ",
 		"external pluginserver 'example-plugin' terminated: exit 0\n",
-		"[pluginserver] exiting: pluginserver 'example-plugin' not respawned.\n",
+		"[notice] [kong] process.lua:181 [pluginserver] exiting: pluginserver 'example-plugin' not respawned.\n",
 	} {
 		if !strings.Contains(log, want) {
 			t.Errorf("missing %q in\n%s", want, log)
@@ -72,5 +78,20 @@ func TestProcessLinesOf39(t *testing.T) {
 	}
 	if strings.Contains(log, "Starting example-plugin") || strings.Contains(log, "Exiting:") {
 		t.Errorf("3.9 lines use the 3.4 wording:\n%s", log)
+	}
+}
+
+func TestProcessLinesCarryTheReleasesLineNumbers(t *testing.T) {
+	// tag 3.6.0 process.lua: kong.log.notice("Starting " ...) at 217, the
+	// `terminated` line at 233, `Exiting` at 238.
+	log := superviseOnce(t, "3.6.0")
+	for _, want := range []string{
+		"[kong] process.lua:217 Starting example-plugin\n",
+		"[kong] process.lua:233 external pluginserver 'example-plugin' terminated: exit 0\n",
+		"[kong] process.lua:238 Exiting: pluginserver 'example-plugin' not respawned.\n",
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("missing %q in\n%s", want, log)
+		}
 	}
 }

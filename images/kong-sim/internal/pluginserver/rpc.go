@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -22,7 +23,16 @@ var ErrClosed = errors.New("closed")
 // "trying to connect: ...").
 type ConnectError struct{ Err error }
 
-func (e *ConnectError) Error() string { return e.Err.Error() }
+// Error is the bare words OpenResty gives a failed connect: the system's
+// error text, lower-cased ("connection refused", "no such file or
+// directory"), without Go's "dial unix PATH: connect: ".
+func (e *ConnectError) Error() string {
+	var errno syscall.Errno
+	if errors.As(e.Err, &errno) {
+		return strings.ToLower(errno.Error())
+	}
+	return e.Err.Error()
+}
 func (e *ConnectError) Unwrap() error { return e.Err }
 
 // PDKFunc answers one PDK call made by a plugin during an event: the reply

@@ -127,6 +127,23 @@ func TestConnectFailureIsAConnectError(t *testing.T) {
 	if !errors.As(err, &connectErr) {
 		t.Fatalf("err %v", err)
 	}
+	// OpenResty's words, as Kong logs them: `trying to connect: no such file or directory`.
+	if err.Error() != "no such file or directory" {
+		t.Errorf("connect error reads %q, want OpenResty's bare %q", err, "no such file or directory")
+	}
+}
+
+func TestRefusedConnectReadsConnectionRefused(t *testing.T) {
+	socket := filepath.Join(t.TempDir(), "dead.socket")
+	l, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false) // a dead server leaves its socket file behind
+	l.Close()
+	if err := NewClient(socket).CloseInstance(1); err == nil || err.Error() != "connection refused" {
+		t.Errorf("connect to a socket nobody listens on: %v, want %q", err, "connection refused")
+	}
 }
 
 func TestKongMethodNames(t *testing.T) {

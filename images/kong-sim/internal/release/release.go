@@ -140,6 +140,9 @@ type Family struct {
 	NotReadyGate  bool          `json:"not_ready_gate"`
 	ProcessLines  ProcessLines  `json:"process_lines"`
 	FailedRPC     FailedRPC     `json:"failed_rpc"`
+	// SourceLines names the source whose line numbers the log lines carry
+	// (sourcelines.go).
+	SourceLines string `json:"source_lines"`
 	// UnlicensedAdmin applies to Enterprise releases only: open source
 	// has no licence.
 	UnlicensedAdmin UnlicensedAdmin `json:"unlicensed_admin"`
@@ -165,6 +168,16 @@ const (
 	// family does it, [warn], retry.
 	MsgPackResetInstance MsgPackRecovery = "reset_instance"
 )
+
+// ClaimTimeOutDeletes says whether get_instance_id deletes the claim it
+// gave up waiting on ("Could not claim instance_id"), so the next request
+// starts its own instance. The commit that added the deletion (Enterprise
+// c0596b2a04, open source 349d36edf5: "reset instance triggers
+// invalidation") also brought reset_instances_for_plugin, the wipe of
+// wipe_local_and_post_event; tags 3.4.0-3.5.0 keep the claim.
+func (f Family) ClaimTimeOutDeletes() bool {
+	return f.OnClosed == WipeLocalAndPostEvent
+}
 
 // msgpackRange is one row of the msgpack_recovery table.
 type msgpackRange struct {
@@ -299,6 +312,9 @@ func (f Family) validate() error {
 	// 3.5.0 does, whose handler raises: worker0_raises).
 	if (f.OnClosed == WipeLocal) != (f.ResetHandlers == NoHandlers) {
 		return fmt.Errorf("on_closed %q does not fit reset_handlers %q", f.OnClosed, f.ResetHandlers)
+	}
+	if err := validateSourceLines(f.SourceLines); err != nil {
+		return err
 	}
 	for _, r := range f.Enterprise {
 		if err := r.validate(4); err != nil {

@@ -142,7 +142,7 @@ func TestParseRefusesABadTable(t *testing.T) {
 	good := `{"families": [{"name": "x", "describes": "x", "enterprise": [], "oss": [{"from": "3.4.0", "before": "3.5.0"}],
 		"reuse": "seq", "seq_source": "per_worker", "on_closed": "wipe_local", "reset_handlers": "none",
 		"recovery_log": "warn", "started_line": false, "not_ready_gate": true, "process_lines": "3.4",
-		"failed_rpc": "skip_plugin", "unlicensed_admin": "writable"}],
+		"failed_rpc": "skip_plugin", "source_lines": "oss-3.4.0", "unlicensed_admin": "writable"}],
 		"msgpack_recovery": [{"recovery": "wipe_local", "enterprise": [], "oss": [{"from": "3.4.0", "before": "3.5.0"}]}]}`
 	if _, _, err := parse([]byte(good)); err != nil {
 		t.Fatalf("a good table was refused: %v", err)
@@ -156,6 +156,7 @@ func TestParseRefusesABadTable(t *testing.T) {
 		"four-part oss range":         strings.Replace(good, `"from": "3.4.0"`, `"from": "3.4.0.0"`, 1),
 		"no families":                 `{"families": []}`,
 		"unknown failed_rpc":          strings.Replace(good, `"failed_rpc": "skip_plugin"`, `"failed_rpc": "retry"`, 1),
+		"unknown source_lines":        strings.Replace(good, `"source_lines": "oss-3.4.0"`, `"source_lines": "3.4.0"`, 1),
 		"no unlicensed_admin":         strings.Replace(good, `, "unlicensed_admin": "writable"`, ``, 1),
 		"unknown msgpack":             strings.Replace(good, `"recovery": "wipe_local"`, `"recovery": "retry"`, 1),
 		"release without msgpack row": strings.Replace(good, `"oss": [{"from": "3.4.0", "before": "3.5.0"}]}]}`, `"oss": [{"from": "3.4.1", "before": "3.5.0"}]}]}`, 1),
