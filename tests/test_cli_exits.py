@@ -424,6 +424,102 @@ def test_a_flag_or_variable_at_the_edge_of_its_range_is_taken(
     assert parallel_port.parallel == 2  # a port without workers is no conflict
 
 
+def test_a_switch_from_the_environment_and_its_flag_either_way(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for word, held in (("1", True), ("Yes", True), ("on", True), ("0", False), ("OFF", False)):
+        monkeypatch.setenv("KPM_SIM", word)
+        assert _config(monkeypatch, tmp_path, "3.4.1.0").sim is held, word
+    monkeypatch.setenv("KPM_SIM", "1")
+    assert _config(monkeypatch, tmp_path, "3.4.1.0", "--no-sim").sim is False  # flag over env
+    monkeypatch.setenv("KPM_SIM", "no")
+    assert _config(monkeypatch, tmp_path, "3.4.1.0", "--sim").sim is True
+    monkeypatch.setenv("KPM_SIM", "")  # empty: unset, the default
+    assert _config(monkeypatch, tmp_path, "3.4.1.0").sim is False
+
+
+def test_repeatable_options_from_the_environment_are_separated_by_whitespace(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("KPM_SCENARIO", " idle\tworkers ")
+    monkeypatch.setenv("KPM_PLUGIN", "go python")
+    monkeypatch.setenv("KPM_IMAGE", "kong:3.6.1 kong:3.7.1")
+    config = _config(monkeypatch, tmp_path, "3.4.1.0")
+    assert config.scenarios == ("idle", "workers")
+    assert config.plugins == ("go", "python")
+    assert [t.image for t in config.targets][1:] == ["kong:3.6.1", "kong:3.7.1"]
+    flagged = _config(monkeypatch, tmp_path, "3.4.1.0", "--scenario", "soak", "--plugin", "js")
+    assert (flagged.scenarios, flagged.plugins) == (("soak",), ("js",))  # the flag replaces them
+
+
+def test_each_kind_of_option_is_flag_over_environment_over_default(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cases = {  # variable: (its value, a flag, the field, default, from the variable, from the flag)
+        "KPM_REQUESTS": ("200", ["--requests", "300"], "requests", 1000, 200, 300),
+        "KPM_IDLE": ("90", ["--idle", "120"], "idle", 75.0, 90.0, 120.0),
+        "KPM_GO_IMAGE": ("golang:1.23", ["--go-image", "golang:1.24"], "go_image",
+                         "golang:1.22", "golang:1.23", "golang:1.24"),
+        "KPM_TAP": ("on", ["--no-tap"], "tap", False, True, False),
+        "KPM_SCENARIO": ("idle soak", ["--scenario", "workers"], "scenarios", ("steady",),
+                         ("idle", "soak"), ("workers",)),
+    }  # fmt: skip
+    for variable, (text, flag, field, default, from_env, from_flag) in cases.items():
+        assert getattr(_config(monkeypatch, tmp_path, "3.4.1.0"), field) == default, variable
+        monkeypatch.setenv(variable, text)
+        assert getattr(_config(monkeypatch, tmp_path, "3.4.1.0"), field) == from_env, variable
+        assert getattr(_config(monkeypatch, tmp_path, "3.4.1.0", *flag), field) == from_flag
+        monkeypatch.delenv(variable)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("KPM_SIM", "maybe", "KPM_SIM='maybe': --sim is a switch: write 1, true, yes, on"),
+        ("KPM_USERS", "abc", "KPM_USERS='abc': --users takes a number between 1 and 10000"),
+        ("KPM_REQUESTS", "0", "KPM_REQUESTS='0': --requests must be between 1 and 10000000"),
+        ("KPM_IDLE", "60", "KPM_IDLE='60': --idle must be between 61 and 86400, got 60"),
+        ("KPM_SCENARIO", "steady nope", "KPM_SCENARIO='steady nope': unknown scenario 'nope'"),
+        ("KPM_PLUGIN_CONFIG", "[1]", "KPM_PLUGIN_CONFIG='[1]': --plugin-config must be a JSON"),
+        ("KPM_GO_IMAGE", "golang;x", "KPM_GO_IMAGE='golang;x': --go-image: "),
+        ("KPM_DOCKER_HOST", "ssh://far", "KPM_DOCKER_HOST='ssh://far': "),
+        ("KPM_PLUGIN", "/no/such/dir", "KPM_PLUGIN='/no/such/dir': "),
+        ("KPM_EXPECT", "3.4.1.0", "KPM_EXPECT='3.4.1.0': "),
+    ],
+)
+def test_a_bad_variable_exits_2_naming_it_before_any_docker_work(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool],
+    capsys: pytest.CaptureFixture[str], variable: str, value: str, message: str,
+) -> None:  # fmt: skip
+    monkeypatch.setenv(variable, value)
+    stage = Stage(_written)
+    assert _main(monkeypatch, tmp_path, stage, "run", "3.4.1.0") == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: " + message), error
+    assert prerequisites == [] and stage.configs == []
+
+
+def test_readmes_options_table_is_the_one_the_declarations_write() -> None:
+    """README's table between its markers is `python -m tests.cli_reference`'s (it rewrites it);
+    a declaration changed without it fails here."""
+    from cli_reference import README, readme_with_table
+
+    current = README.read_text(encoding="utf-8")
+    assert current == readme_with_table(current)
+    stale = current.replace("| `--requests N` | 1000 |", "| `--requests N` | 999 |")
+    assert stale != current and readme_with_table(stale) != stale
+
+
+def test_every_option_of_the_measuring_commands_is_in_the_table_with_its_variable() -> None:
+    from cli_reference import options_table
+
+    from orchestration.config import OPTIONS
+
+    table = options_table()
+    for each in OPTIONS:
+        assert f"| `{each.flag}" in table and f"`KPM_{each.name.upper()}`" in table, each.name
+
+
 # --- the reference, --version and the commands that need no Docker, in-process --------------
 
 
