@@ -72,16 +72,16 @@ def _stopwatch(
 
 def _note_verdicts(started_at: float) -> list[float]:
     """Seconds from the spawn to each `==>` verdict line the CLI prints (filled in as it runs)."""
-    from orchestration import cli
+    from orchestration.commands import common
 
     moments: list[float] = []
-    announce = cli._announce
+    announce = common.announce
 
     def noted(*args: Any, **kwargs: Any) -> None:
         announce(*args, **kwargs)
         moments.append(time.time() - started_at)
 
-    cli._announce = noted
+    common.announce = noted
     return moments
 
 

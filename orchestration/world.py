@@ -252,9 +252,9 @@ class VersionWorld:
         Every worker starts its first instance on its first request: that is start-up, not churn,
         so it must be in the counts before the first phase.
         """
-        LOGGER.info("%s: waiting for Kong (at most %.0fs)", self.label, self.config.ready_timeout_s)
+        LOGGER.info("%s: waiting for Kong (at most %.0fs)", self.label, self.config.ready_timeout)
         ready_counter = self._stack().wait_ready(
-            self.config.ready_timeout_s, check=self._starting_normally
+            self.config.ready_timeout, check=self._starting_normally
         )
         warmed_counter = self.warm_up()
         return self.settle_after(max(ready_counter or 0, warmed_counter or 0) or None)
@@ -362,7 +362,7 @@ class VersionWorld:
             raise
         finally:
             load_over.set()
-        actor.join(self.config.load_timeout_s)
+        actor.join(self.config.load_timeout)
         if failure:
             raise failure[0]
         if not outcome:
@@ -529,7 +529,7 @@ class VersionWorld:
             users=self.config.users,
             spawn_rate=self.config.spawn_rate,
             out_dir=out_dir,
-            timeout_s=for_s or self.config.load_timeout_s,
+            timeout_s=for_s or self.config.load_timeout,
             path=path,
             # Known before the dump: a built-in sets the example's header, a user's plugin none.
             marker_header=EXAMPLE.marker_header if self.source.builtin else "",
@@ -616,6 +616,6 @@ def locust_workers(config: RunConfig) -> LocustWorkers | None:
             local=False,
             bind_host=bind,
             port=port,
-            wait_s=config.load_timeout_s,
+            wait_s=config.load_timeout,
         )
     return None

@@ -1,10 +1,11 @@
-"""docs/cli.md, the command-line reference: every command's `--help` as the CLI prints it.
+"""docs/cli.md, the command-line reference (every command's `--help` as the CLI prints it), and
+README's options table, both written from the option declarations (orchestration/config.py).
 
-    python -m tests.cli_reference          rewrite docs/cli.md from the CLI
-    python -m tests.cli_reference --check  exit 1 when docs/cli.md is out of date
+    python -m tests.cli_reference          rewrite docs/cli.md and README's table from the CLI
+    python -m tests.cli_reference --check  exit 1 when either is out of date
 
-tests/test_cli_exits.py checks it is current, so a change to an option, its default or its help
-text shows in review as a change to this page.
+tests/test_cli_exits.py checks both are current, so a change to an option, its default or its
+help text shows in review as a change to these pages.
 """
 
 from __future__ import annotations
@@ -17,8 +18,16 @@ from pathlib import Path
 from unittest import mock
 
 from orchestration.cli import build_parser
+from orchestration.config import OPTIONS
+from orchestration.options import RUN_COMMANDS, Option
 
 REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
+README = REFERENCE.parent.parent / "README.md"
+TABLE_START = (
+    "<!-- options table: written by `python -m tests.cli_reference` from the declarations in "
+    "orchestration/config.py; edit those -->\n"
+)
+TABLE_END = "<!-- end of the options table -->\n"
 COMMANDS = (
     "run",
     "matrix",
@@ -61,16 +70,57 @@ def render() -> str:
     return "".join(sections)
 
 
+def options_table(declared: tuple[Option, ...] = OPTIONS) -> str:
+    """README's table of the options of the measuring commands: flag, default, variable, meaning."""
+    rows = ["| option | default | variable | meaning |", "| --- | --- | --- | --- |"]
+    for each in declared:
+        flag = f"`{each.flag} {each.metavar}`" if each.metavar else f"`{each.flag}`"
+        cells = (flag, _default_cell(each), f"`{each.variable}`", _meaning(each))
+        rows.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "".join(f"{row}\n" for row in rows)
+
+
+def _default_cell(each: Option) -> str:
+    text = each.default_text
+    if not text or each.default is None:
+        return ""
+    return text if each.kind in ("int", "float", "switch") else f"`{text}`"
+
+
+def _meaning(each: Option) -> str:
+    meaning = each.readme or each.help.replace(" (default {default})", "")
+    meaning = meaning.replace("{default}", each.default_text)
+    others = sorted(each.commands - RUN_COMMANDS)
+    if each.commands >= RUN_COMMANDS:
+        meaning += "".join(f"; also on `{name}`" for name in others[:1])
+        meaning += "".join(f", `{name}`" for name in others[1:])
+    else:
+        meaning += "; on " + ", ".join(f"`{name}`" for name in sorted(each.commands))
+    return meaning
+
+
+def readme_with_table(readme: str) -> str:
+    """README with the text between the table's markers replaced by `options_table()`."""
+    before, start, rest = readme.partition(TABLE_START)
+    _, end, after = rest.partition(TABLE_END)
+    if not (start and end):
+        raise SystemExit(f"{README} lacks the options table's markers: {TABLE_START!r}")
+    return before + start + options_table() + end + after
+
+
 def main(argv: list[str]) -> int:
-    text = render()
+    pages = {
+        REFERENCE: render(),
+        README: readme_with_table(README.read_text(encoding="utf-8")),
+    }
     if "--check" in argv:
-        current = REFERENCE.read_text(encoding="utf-8") if REFERENCE.exists() else ""
-        if current != text:
-            print(f"{REFERENCE} is out of date: python -m tests.cli_reference", file=sys.stderr)
-            return 1
-        return 0
-    REFERENCE.write_text(text, encoding="utf-8")
-    print(REFERENCE)
+        stale = [p for p, text in pages.items() if p.read_text(encoding="utf-8") != text]
+        for page in stale:
+            print(f"{page} is out of date: python -m tests.cli_reference", file=sys.stderr)
+        return 1 if stale else 0
+    for page, text in pages.items():
+        page.write_text(text, encoding="utf-8")
+        print(page)
     return 0
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from orchestration import cli, pipeline, report, versions
+from orchestration.commands import common
+from orchestration.commands import report as report_command
 from orchestration.config import RunConfig
 from orchestration.errors import Interrupted, StackError
 from orchestration.report import RunResult, VersionResult
@@ -53,7 +55,7 @@ def _written(config: RunConfig, *rows: VersionResult) -> RunResult:
 @pytest.fixture
 def prerequisites(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     checked: list[bool] = []
-    monkeypatch.setattr(cli, "_check_prerequisites", lambda sim, *_engines: checked.append(sim))
+    monkeypatch.setattr(common, "check_prerequisites", lambda sim, *_engines: checked.append(sim))
     return checked
 
 
@@ -228,12 +230,12 @@ OPTIONS: dict[str, tuple[str, str, object, object]] = {
     "--users": ("users", "7", 7, 50),
     "--spawn-rate": ("spawn_rate", "2.5", 2.5, 1000.0),
     "--workers": ("workers", "3", 3, 4),
-    "--ready-timeout": ("ready_timeout_s", "31.5", 31.5, 240.0),
-    "--load-timeout": ("load_timeout_s", "61", 61.0, 600.0),
+    "--ready-timeout": ("ready_timeout", "31.5", 31.5, 240.0),
+    "--load-timeout": ("load_timeout", "61", 61.0, 600.0),
     "--parallel": ("parallel", "2", 2, 1),
     "--changes": ("changes", "5", 5, 3),
-    "--idle": ("idle_s", "61.5", 61.5, 75.0),
-    "--duration": ("duration_s", "9", 9.0, 600.0),
+    "--idle": ("idle", "61.5", 61.5, 75.0),
+    "--duration": ("duration", "9", 9.0, 600.0),
     "--locust-workers": ("locust_workers", "2", 2, 0),
     "--locust-master-port": ("locust_master_port", "5557", 5557, 0),
     "--locust-master-bind": ("locust_master_bind", "0.0.0.0", "0.0.0.0", "127.0.0.1"),
@@ -245,7 +247,7 @@ def _config(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *args: str, command: str = "run"
 ) -> RunConfig:
     stage = Stage(_written)
-    monkeypatch.setattr(cli, "_check_prerequisites", lambda *_: None)
+    monkeypatch.setattr(common, "check_prerequisites", lambda *_: None)
     assert _main(monkeypatch, tmp_path, stage, command, *args) == 0
     (config,) = stage.configs
     return config
@@ -299,7 +301,7 @@ def test_results_and_docker_hosts_from_the_environment(
     monkeypatch.setenv("KPM_RESULTS", str(tmp_path / "elsewhere"))
     monkeypatch.setenv("KPM_DOCKER_HOST", "unix:///run/a.sock unix:///run/b.sock")
     stage = Stage(_written)
-    monkeypatch.setattr(cli, "_check_prerequisites", lambda *_: None)
+    monkeypatch.setattr(common, "check_prerequisites", lambda *_: None)
     monkeypatch.setattr(pipeline, "run_matrix", stage)
     assert cli.main(["run", "3.4.1.0"]) == 0  # no --results
     (config,) = stage.configs
@@ -312,7 +314,7 @@ def test_without_results_or_its_variable_runs_go_under_results_here(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     stage = Stage(_written)
-    monkeypatch.setattr(cli, "_check_prerequisites", lambda *_: None)
+    monkeypatch.setattr(common, "check_prerequisites", lambda *_: None)
     monkeypatch.setattr(pipeline, "run_matrix", stage)
     assert cli.main(["run", "3.4.1.0"]) == 0
     assert stage.configs[0].results_root == tmp_path.resolve() / "results"
@@ -420,6 +422,102 @@ def test_a_flag_or_variable_at_the_edge_of_its_range_is_taken(
         monkeypatch, tmp_path, "3.4.1.0", "--parallel", "2", "--locust-master-port", "5557"
     )
     assert parallel_port.parallel == 2  # a port without workers is no conflict
+
+
+def test_a_switch_from_the_environment_and_its_flag_either_way(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for word, held in (("1", True), ("Yes", True), ("on", True), ("0", False), ("OFF", False)):
+        monkeypatch.setenv("KPM_SIM", word)
+        assert _config(monkeypatch, tmp_path, "3.4.1.0").sim is held, word
+    monkeypatch.setenv("KPM_SIM", "1")
+    assert _config(monkeypatch, tmp_path, "3.4.1.0", "--no-sim").sim is False  # flag over env
+    monkeypatch.setenv("KPM_SIM", "no")
+    assert _config(monkeypatch, tmp_path, "3.4.1.0", "--sim").sim is True
+    monkeypatch.setenv("KPM_SIM", "")  # empty: unset, the default
+    assert _config(monkeypatch, tmp_path, "3.4.1.0").sim is False
+
+
+def test_repeatable_options_from_the_environment_are_separated_by_whitespace(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("KPM_SCENARIO", " idle\tworkers ")
+    monkeypatch.setenv("KPM_PLUGIN", "go python")
+    monkeypatch.setenv("KPM_IMAGE", "kong:3.6.1 kong:3.7.1")
+    config = _config(monkeypatch, tmp_path, "3.4.1.0")
+    assert config.scenarios == ("idle", "workers")
+    assert config.plugins == ("go", "python")
+    assert [t.image for t in config.targets][1:] == ["kong:3.6.1", "kong:3.7.1"]
+    flagged = _config(monkeypatch, tmp_path, "3.4.1.0", "--scenario", "soak", "--plugin", "js")
+    assert (flagged.scenarios, flagged.plugins) == (("soak",), ("js",))  # the flag replaces them
+
+
+def test_each_kind_of_option_is_flag_over_environment_over_default(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cases = {  # variable: (its value, a flag, the field, default, from the variable, from the flag)
+        "KPM_REQUESTS": ("200", ["--requests", "300"], "requests", 1000, 200, 300),
+        "KPM_IDLE": ("90", ["--idle", "120"], "idle", 75.0, 90.0, 120.0),
+        "KPM_GO_IMAGE": ("golang:1.23", ["--go-image", "golang:1.24"], "go_image",
+                         "golang:1.22", "golang:1.23", "golang:1.24"),
+        "KPM_TAP": ("on", ["--no-tap"], "tap", False, True, False),
+        "KPM_SCENARIO": ("idle soak", ["--scenario", "workers"], "scenarios", ("steady",),
+                         ("idle", "soak"), ("workers",)),
+    }  # fmt: skip
+    for variable, (text, flag, field, default, from_env, from_flag) in cases.items():
+        assert getattr(_config(monkeypatch, tmp_path, "3.4.1.0"), field) == default, variable
+        monkeypatch.setenv(variable, text)
+        assert getattr(_config(monkeypatch, tmp_path, "3.4.1.0"), field) == from_env, variable
+        assert getattr(_config(monkeypatch, tmp_path, "3.4.1.0", *flag), field) == from_flag
+        monkeypatch.delenv(variable)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("KPM_SIM", "maybe", "KPM_SIM='maybe': --sim is a switch: write 1, true, yes, on"),
+        ("KPM_USERS", "abc", "KPM_USERS='abc': --users takes a number between 1 and 10000"),
+        ("KPM_REQUESTS", "0", "KPM_REQUESTS='0': --requests must be between 1 and 10000000"),
+        ("KPM_IDLE", "60", "KPM_IDLE='60': --idle must be between 61 and 86400, got 60"),
+        ("KPM_SCENARIO", "steady nope", "KPM_SCENARIO='steady nope': unknown scenario 'nope'"),
+        ("KPM_PLUGIN_CONFIG", "[1]", "KPM_PLUGIN_CONFIG='[1]': --plugin-config must be a JSON"),
+        ("KPM_GO_IMAGE", "golang;x", "KPM_GO_IMAGE='golang;x': --go-image: "),
+        ("KPM_DOCKER_HOST", "ssh://far", "KPM_DOCKER_HOST='ssh://far': "),
+        ("KPM_PLUGIN", "/no/such/dir", "KPM_PLUGIN='/no/such/dir': "),
+        ("KPM_EXPECT", "3.4.1.0", "KPM_EXPECT='3.4.1.0': "),
+    ],
+)
+def test_a_bad_variable_exits_2_naming_it_before_any_docker_work(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool],
+    capsys: pytest.CaptureFixture[str], variable: str, value: str, message: str,
+) -> None:  # fmt: skip
+    monkeypatch.setenv(variable, value)
+    stage = Stage(_written)
+    assert _main(monkeypatch, tmp_path, stage, "run", "3.4.1.0") == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: " + message), error
+    assert prerequisites == [] and stage.configs == []
+
+
+def test_readmes_options_table_is_the_one_the_declarations_write() -> None:
+    """README's table between its markers is `python -m tests.cli_reference`'s (it rewrites it);
+    a declaration changed without it fails here."""
+    from cli_reference import README, readme_with_table
+
+    current = README.read_text(encoding="utf-8")
+    assert current == readme_with_table(current)
+    stale = current.replace("| `--requests N` | 1000 |", "| `--requests N` | 999 |")
+    assert stale != current and readme_with_table(stale) != stale
+
+
+def test_every_option_of_the_measuring_commands_is_in_the_table_with_its_variable() -> None:
+    from cli_reference import options_table
+
+    from orchestration.config import OPTIONS
+
+    table = options_table()
+    for each in OPTIONS:
+        assert f"| `{each.flag}" in table and f"`KPM_{each.name.upper()}`" in table, each.name
 
 
 # --- the reference, --version and the commands that need no Docker, in-process --------------
@@ -942,10 +1040,10 @@ def test_a_run_announces_each_row_as_it_comes(capsys: pytest.CaptureFixture[str]
     from dataclasses import replace
 
     row = replace(_row("3.4.1.0", verdict="churn"), new_calls_per_request=0.91234)
-    cli._announce(row)
-    cli._announce(replace(row, simulated=False, plugin="python", new_calls_per_request=None))
-    cli._announce(_row("3.6.0.0", "error", "error"))
-    cli._announce(replace(row, findings=("small-sample",)))
+    common.announce(row)
+    common.announce(replace(row, simulated=False, plugin="python", new_calls_per_request=None))
+    common.announce(_row("3.6.0.0", "error", "error"))
+    common.announce(replace(row, findings=("small-sample",)))
     assert capsys.readouterr().err.splitlines() == [
         "==> 3.4.1.0 [simulated]: churn, New()/request 0.912",
         "==> 3.4.1.0 python: churn, New()/request -",
@@ -1074,11 +1172,11 @@ def test_the_prerequisites_are_docker_the_engines_and_offline_the_host_tools(
         return _survey()
 
     monkeypatch.setattr(clean, "survey", survey)
-    cli._check_prerequisites(False)
+    common.check_prerequisites(False)
     assert sorted(map(str, asked)) == ["('docker', True)", "('engines', ())"]
     assert surveyed == [{"with_processes": False, "with_images": False, "engines": (None,)}]
     asked.clear()
-    cli._check_prerequisites(True, ("unix:///run/a.sock",))
+    common.check_prerequisites(True, ("unix:///run/a.sock",))
     assert sorted(map(str, asked)) == [
         "('docker', False)", "('engines', ('unix:///run/a.sock',))", "host tools",
     ]  # fmt: skip
@@ -1095,7 +1193,7 @@ def test_leftovers_of_killed_runs_are_one_warning_line(
     from orchestration.errors import EnvironmentProblem
 
     monkeypatch.setattr(clean, "survey", lambda **_how: _survey(_leftover("a")))
-    cli._warn_of_leftovers(("unix:///run/a.sock", "unix:///run/b.sock"))
+    common._warn_of_leftovers(("unix:///run/a.sock", "unix:///run/b.sock"))
     assert capsys.readouterr().err == (
         "warning: 1 container of 1 dead run are still in Docker (a run that was killed); remove "
         "them with: python -m orchestration clean --docker-host unix:///run/a.sock "
@@ -1106,9 +1204,9 @@ def test_leftovers_of_killed_runs_are_one_warning_line(
         raise EnvironmentProblem("no docker")
 
     monkeypatch.setattr(clean, "survey", no_docker)
-    cli._warn_of_leftovers()
+    common._warn_of_leftovers()
     monkeypatch.setattr(clean, "survey", lambda **_how: _survey())
-    cli._warn_of_leftovers()
+    common._warn_of_leftovers()
     assert capsys.readouterr().err == ""
 
 
@@ -1294,7 +1392,7 @@ def test_bisect_takes_the_scenario_options_of_run(
     stage = Stage(_verdict_by_release)
     args = ["bisect", "3.4.0.0", "3.4.2.1", "--scenario", "idle", "--idle", "65"]
     assert _main(monkeypatch, tmp_path, stage, *args) == 0
-    assert {(c.scenarios, c.idle_s) for c in stage.configs} == {(("idle",), 65.0)}
+    assert {(c.scenarios, c.idle) for c in stage.configs} == {(("idle",), 65.0)}
 
 
 # --- what the first mutation run of cli.py found unpinned --------------------------------
@@ -1404,7 +1502,7 @@ def test_a_headless_linux_never_starts_a_browser(
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     monkeypatch.setattr(sys, "platform", "linux")
     monkeypatch.setattr(webbrowser, "get", lambda: pytest.fail("a console browser would start"))
-    assert cli._open_in_browser(tmp_path / "report.html") is False
+    assert report_command.open_in_browser(tmp_path / "report.html") is False
 
 
 def test_selftest_announces_rows_and_counts_what_passed(
@@ -1447,7 +1545,7 @@ def test_bisect_announces_each_step_and_checks_the_engines_it_was_given(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     engines: list[object] = []
-    monkeypatch.setattr(cli, "_check_prerequisites", lambda sim, hosts=(): engines.append(hosts))
+    monkeypatch.setattr(common, "check_prerequisites", lambda sim, hosts=(): engines.append(hosts))
 
     def announced(config: RunConfig, **kwargs: object) -> RunResult:
         run = _verdict_by_release(config)
@@ -1536,7 +1634,7 @@ def test_a_run_announces_rows_checks_its_engines_and_writes_junit_even_when_inte
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     engines: list[object] = []
-    monkeypatch.setattr(cli, "_check_prerequisites", lambda sim, hosts=(): engines.append(hosts))
+    monkeypatch.setattr(common, "check_prerequisites", lambda sim, hosts=(): engines.append(hosts))
 
     def announced(config: RunConfig, **kwargs: object) -> RunResult:
         run = _written(config, _row("3.4.1.0", verdict="churn"))

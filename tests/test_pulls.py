@@ -19,6 +19,7 @@ import pytest
 from test_under_nox import Terminal, nox_session
 
 from orchestration import cli, pipeline, pulls, sim, world
+from orchestration.commands import common
 from orchestration.config import DEFAULT_GO_IMAGE, PULLS_AT_ONCE, RunConfig
 from orchestration.errors import Interrupted, StackError
 from orchestration.plugins import NODE_IMAGE, resolve_plugins
@@ -194,7 +195,7 @@ def test_the_run_pulls_each_versions_bases_on_its_one_engine(tmp_path: Path) -> 
 @pytest.fixture
 def pull_command(registry: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """`cli.main(["pull", ...])` against the stand-in registry; every image is 120 MB."""
-    monkeypatch.setattr(cli, "_check_prerequisites", lambda sim, hosts: None)
+    monkeypatch.setattr(common, "check_prerequisites", lambda sim, hosts: None)
     monkeypatch.setattr(pulls, "sizes", lambda host, *images: dict.fromkeys(images, 120_000_000))
     return registry
 

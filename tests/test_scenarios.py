@@ -94,7 +94,7 @@ def test_kill_server_recovers_and_counts_the_restart(tmp_path: Path) -> None:
 
 @pytest.mark.docker
 def test_idle_reports_the_burst_after_the_gap_apart(tmp_path: Path) -> None:
-    row = _run(tmp_path, "3.6.0.0", "idle", idle_s=1.0)
+    row = _run(tmp_path, "3.6.0.0", "idle", idle=1.0)
 
     before, after = _phases(row)["before the gap"], _phases(row)["after the gap"]
     assert before.counted and not after.counted
@@ -130,7 +130,7 @@ def test_overhead_compares_the_external_plugin_with_lua_interleaved(tmp_path: Pa
 
 @pytest.mark.docker
 def test_soak_runs_for_its_duration_and_samples_memory(tmp_path: Path) -> None:
-    row = _run(tmp_path, "3.4.1.0", "soak", duration_s=5.0)
+    row = _run(tmp_path, "3.4.1.0", "soak", duration=5.0)
 
     (soak,) = row.phases
     assert soak.requests is not None and soak.requests > 100

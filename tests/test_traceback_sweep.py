@@ -19,6 +19,7 @@ from runs import cli as as_a_user
 from runs import sim_run, write_folder
 
 from orchestration import cli, pipeline
+from orchestration.commands import common
 
 IMPOSSIBLE_PLACES: dict[str, Callable[[Path], Path]] = {
     "a file": lambda tmp: _file(tmp / "taken"),
@@ -71,7 +72,7 @@ def no_docker(monkeypatch: pytest.MonkeyPatch) -> None:
     def reached(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("the command went on to Docker work")
 
-    monkeypatch.setattr(cli, "_check_prerequisites", reached)
+    monkeypatch.setattr(common, "check_prerequisites", reached)
     monkeypatch.setattr(pipeline, "run_matrix", reached)
     monkeypatch.setattr(pipeline, "run_ui", reached)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from orchestration import cli, versions
+from orchestration.commands import common
 from orchestration.errors import UsageError
 
 
@@ -285,7 +286,7 @@ def test_the_cli_refuses_reload_on_3_15_before_any_work(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.delenv("KONG_LICENSE_DATA", raising=False)
-    monkeypatch.setattr(cli, "_check_prerequisites", lambda *_: pytest.fail("work began"))
+    monkeypatch.setattr(common, "check_prerequisites", lambda *_: pytest.fail("work began"))
     assert cli.main(["run", "3.15.0.0", "--sim", "--scenario", "reload"]) == 2
     assert "Admin API of Kong Gateway 3.15.0.0 and later is read-only" in capsys.readouterr().err
 
@@ -300,7 +301,7 @@ def test_the_cli_says_once_before_any_work_that_3_10_runs_as_expired(
         raise Stop
 
     monkeypatch.delenv("KONG_LICENSE_DATA", raising=False)
-    monkeypatch.setattr(cli, "_check_prerequisites", stop)
+    monkeypatch.setattr(common, "check_prerequisites", stop)
     with pytest.raises(Stop):
         cli.main(["matrix", "3.10.x", "3.11.x", "--sim"])
     assert capsys.readouterr().err.count("run as with an expired licence") == 1

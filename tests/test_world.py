@@ -208,7 +208,7 @@ def test_the_load_is_counted_without_any_settle_wait(
 
 def test_locust_workers_follow_the_run_options() -> None:
     config = replace(_config(Path("/tmp")), locust_workers=3, locust_master_port=0)
-    remote = replace(config, locust_workers=0, locust_remote_workers=2, load_timeout_s=90)
+    remote = replace(config, locust_workers=0, locust_remote_workers=2, load_timeout=90)
 
     assert world.locust_workers(replace(config, locust_workers=0)) is None
     assert world.locust_workers(config) == LocustWorkers(3, local=True)

@@ -23,8 +23,8 @@ def run(session: Session) -> Outcome:
     with session.world() as world:
         first = world.ready()
         before = load_and_settle(world, world.send(share), first, "before-idle")
-        LOGGER.info("%s: idle for %.0fs", world.label, config.idle_s)
-        deadline = time.monotonic() + config.idle_s
+        LOGGER.info("%s: idle for %.0fs", world.label, config.idle)
+        deadline = time.monotonic() + config.idle
         while (left := deadline - time.monotonic()) > 0:
             session.cancel.raise_if_set()
             time.sleep(min(CANCEL_POLL_S, left))
@@ -40,7 +40,7 @@ def run(session: Session) -> Outcome:
                 last,
                 after.load,
                 counted=False,
-                idle_s=config.idle_s,
+                idle_s=config.idle,
             ),
         ),
         first=first,

@@ -106,7 +106,7 @@ def _kill_and_time(world: VersionWorld) -> tuple[int, float | None]:
         raise StackError(
             f"{world.label}: no {world.contract.name} process to kill in the container"
         )
-    deadline = started + world.config.ready_timeout_s
+    deadline = started + world.config.ready_timeout
     while time.monotonic() < deadline:
         if world.probe("recovery").marker is not None:
             return killed, round(time.monotonic() - started, 2)

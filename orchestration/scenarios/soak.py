@@ -16,10 +16,10 @@ def run(session: Session) -> Outcome:
     config = session.config
     with session.world() as world:
         first = world.ready()
-        loaded = load_and_settle(world, world.send(0, for_s=config.duration_s), first, "soak")
+        loaded = load_and_settle(world, world.send(0, for_s=config.duration), first, "soak")
         last = world.finish()
     return Outcome(
-        phases=(phase("soak", ABOUT, first, last, loaded.load, duration_s=config.duration_s),),
+        phases=(phase("soak", ABOUT, first, last, loaded.load, duration_s=config.duration),),
         first=first,
         last=last,
         plugin_counter=loaded.answer.counter,
