@@ -19,7 +19,7 @@ import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tabulate import tabulate
 
@@ -40,8 +40,12 @@ from orchestration.config import (
 )
 from orchestration.errors import Interrupted, MatrixError, UsageError
 from orchestration.owner import OWNER_ENV, Owner
+from orchestration.processes import STOP_SIGNALS  # SIGHUP among them: the terminal closed
 from orchestration.report import RunResult, VersionResult
 from orchestration.versions import Target
+
+if TYPE_CHECKING:  # the adapter imports python-on-whales: only for commands that use Docker
+    from orchestration import engine
 
 DEFAULT_RESULTS = Path("results")
 
@@ -660,8 +664,10 @@ def _warn_of_leftovers(docker_hosts: tuple[str, ...] = ()) -> None:
         )
 
 
-def _engines_to_survey(docker_hosts: tuple[str, ...]) -> tuple[str | None, ...]:
-    return docker_hosts or (None,)
+def _engines_to_survey(docker_hosts: tuple[str, ...]) -> tuple[engine.Engine, ...]:
+    from orchestration.engines import EnginePool
+
+    return EnginePool(docker_hosts).engines
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -1030,7 +1036,7 @@ def _version_record(entry: dict[str, Any]) -> str:
 
 def _cmd_pull(args: argparse.Namespace) -> int:
     from orchestration import pipeline, pulls
-    from orchestration.engines import describe
+    from orchestration.engines import EnginePool
 
     config = config_from(args)
     if config.sim:
@@ -1038,14 +1044,14 @@ def _cmd_pull(args: argparse.Namespace) -> int:
     _check_prerequisites(False, config.docker_hosts)
     images = pipeline.registry_images(config, pipeline.jobs_of(config))
     rows, failed = [], 0
-    for engine in config.docker_hosts or (None,):
+    for engine in EnginePool(config.docker_hosts).engines:
         outcomes = pulls.pull_now(images, engine, _never_cancelled)
         there = [i for i, outcome in outcomes.items() if not outcome.startswith(pulls.FAILED)]
         sizes = pulls.sizes(engine, *there)
         for image, outcome in outcomes.items():
             failed += image not in there
             size = f"{sizes[image] / 1e6:.0f} MB" if image in sizes else "-"
-            rows.append([describe(engine), image, outcome, size])
+            rows.append([engine.describe(), image, outcome, size])
     print(tabulate(rows, headers=["engine", "image", "result", "size"], tablefmt="github"))
     return 1 if failed else 0
 
@@ -1068,10 +1074,6 @@ _COMMANDS = {
     "versions": _cmd_versions,
     "pull": _cmd_pull,
 }
-
-
-# SIGHUP: the terminal the run was started in closed (its window, an ssh session that dropped).
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class _OutputThatMayGo:
