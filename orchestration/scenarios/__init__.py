@@ -33,12 +33,22 @@ from orchestration.world import (
     NEVER_CANCELLED,
     ONE_WORLD,
     Cancel,
-    PendingLoad,
     VersionWorld,
     WorldOptions,
 )
 
 T = TypeVar("T")
+
+
+class SentLoad(Protocol):
+    """A load whose requests were sent (world.py's `PendingLoad`); Locust may still be writing."""
+
+    @property
+    def out_dir(self) -> Path: ...
+
+    def sent(self) -> tuple[int, int] | None: ...
+
+    def result(self) -> tuple[LoadResult, str | None]: ...
 
 
 class World(Protocol):
@@ -73,11 +83,11 @@ class World(Protocol):
 
     def send(
         self, requests: int, *, path: str | None = None, for_s: float | None = None
-    ) -> PendingLoad: ...
+    ) -> SentLoad: ...
 
     def send_and_meanwhile(
         self, requests: int, after_fraction: float, action: Callable[[], T]
-    ) -> tuple[PendingLoad, T, bool]: ...
+    ) -> tuple[SentLoad, T, bool]: ...
 
     def post_config(self, declarative: dict[str, Any]) -> None: ...
 
@@ -200,7 +210,7 @@ class Loaded:
     answer: Answer  # the probe after it: the plugin's own count and config
 
 
-def load_and_settle(world: World, pending: PendingLoad, since: Signals, purpose: str) -> Loaded:
+def load_and_settle(world: World, pending: SentLoad, since: Signals, purpose: str) -> Loaded:
     """Wait for a sent load's result and for its log lines: a probe after it says how far the
     plugin's count got (without one, a counter line per request served since `since`)."""
     answer = world.probe(purpose)
@@ -210,7 +220,7 @@ def load_and_settle(world: World, pending: PendingLoad, since: Signals, purpose:
 
 
 def announce_early(
-    session: Session, about: str, before: Signals, settled: Signals, pending: PendingLoad
+    session: Session, about: str, before: Signals, settled: Signals, pending: SentLoad
 ) -> None:
     """Hand the verdict on as soon as the load's log lines are in, before the stack goes down.
 
