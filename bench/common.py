@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestration.config import new_run_id
+from orchestration.engine import Engine
 from orchestration.plugin import declarative_template
 from orchestration.plugins import default_plugin, prepared
 from orchestration.sim import build_sim_images
@@ -135,7 +136,7 @@ def machine_description() -> dict[str, str]:
 
 def sim_stack_spec(version: str, work_dir: Path, *, workers: int = 4) -> StackSpec:
     """The spec the harness would use for `version --sim` (images built now if missing)."""
-    images = build_sim_images(version, repo_root=REPO_ROOT)
+    images = build_sim_images(version, Engine())
     image, contract = prepared(
         default_plugin(),
         kong_image=images.kong_image,

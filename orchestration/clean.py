@@ -25,10 +25,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from orchestration.engines import docker_command
+from orchestration.engine import Engine
 from orchestration.errors import EnvironmentProblem
 from orchestration.owner import OWNER_ENV, Owner
-from orchestration.stack import KEPT_OWNER, LABEL, OWNER_LABEL, RUN_LABEL, run_host_command
+from orchestration.stack import KEPT_OWNER, LABEL, OWNER_LABEL, RUN_LABEL
 
 Kind = Literal["container", "network", "volume", "image", "process"]
 
@@ -42,11 +42,11 @@ class Leftover:
     name: str
     run: str  # the run id, where the object names it
     owner: str  # the dead harness, HOST:PID:STARTED ("" for an image)
-    engine: str | None = None  # the --docker-host engine it is on (None: the default one)
+    engine: Engine | None = None  # the engine it is on (None for a process)
 
     def describe(self) -> str:
         whose = f"run {self.run}" if self.run else f"harness {self.owner}" if self.owner else ""
-        where = f" on {self.engine}" if self.engine else ""
+        where = f" on {self.engine.host}" if self.engine and self.engine.host else ""
         return f"{self.kind} {self.name}{where}" + (f" ({whose})" if whose else "")
 
 
@@ -99,15 +99,13 @@ _LISTINGS: tuple[tuple[Kind, list[str], str], ...] = (
 _LABELS_FORMAT = f'\t{{{{.Label "{OWNER_LABEL}"}}}}\t{{{{.Label "{RUN_LABEL}"}}}}'
 
 
-def _docker_objects(engine: str | None) -> Iterable[tuple[Kind, str, str, str, str]]:
+def _docker_objects(engine: Engine) -> Iterable[tuple[Kind, str, str, str, str]]:
     """(kind, id, name, owner text, run) of every container, network and volume labelled ours."""
+    where = f" on {engine.host}" if engine.host else ""
     for kind, command, fields in _LISTINGS:
-        output = run_host_command(
-            [
-                *docker_command(engine),
-                *[*command, "--filter", f"label={LABEL}", "--format", fields + _LABELS_FORMAT],
-            ],
-            problem=f"could not list our Docker {kind}s" + (f" on {engine}" if engine else ""),
+        output = engine.run(
+            *[*command, "--filter", f"label={LABEL}", "--format", fields + _LABELS_FORMAT],
+            problem=f"could not list our Docker {kind}s{where}",
         )
         for line in output.splitlines():
             ident, name, owner, run = [*line.split("\t"), "", "", ""][:4]
@@ -119,13 +117,11 @@ def _no_value(text: str) -> str:
     return "" if text == "<no value>" else text
 
 
-def _dangling_images(engine: str | None) -> list[Leftover]:
+def _dangling_images(engine: Engine) -> list[Leftover]:
     """Untagged images of our builds (a tag that moved to a newer build leaves one behind)."""
-    output = run_host_command(
-        [
-            *[*docker_command(engine), "image", "ls", "--filter", "dangling=true"],
-            *["--filter", f"label={LABEL}", "--format", "{{.ID}}"],
-        ],
+    output = engine.run(
+        *["image", "ls", "--filter", "dangling=true"],
+        *["--filter", f"label={LABEL}", "--format", "{{.ID}}"],
         problem="could not list our dangling Docker images",
     )
     return [
@@ -157,12 +153,13 @@ def survey(
     *,
     with_processes: bool = True,
     with_images: bool = True,
-    engines: tuple[str | None, ...] = (None,),
+    engines: tuple[Engine, ...] = (),
 ) -> Survey:
     """Everything of ours, sorted into dead runs' leftovers, live runs, and other hosts'.
 
-    `engines`: the Docker engines to look at (--docker-host URLs; None is the default engine).
+    `engines`: the Docker engines to look at (none named: the default engine).
     """
+    engines = engines or (Engine(),)
     this_host = socket.gethostname()
     leftovers: list[Leftover] = []
     alive = elsewhere = unowned = kept = 0
@@ -216,9 +213,11 @@ def _remove_one(leftover: Leftover) -> None:
         with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
             os.kill(int(leftover.ident), signal.SIGKILL)
         return
+    engine = leftover.engine or Engine()
     try:
-        run_host_command(
-            [*docker_command(leftover.engine), *_REMOVE_COMMANDS[leftover.kind], leftover.ident],
+        engine.run(
+            *_REMOVE_COMMANDS[leftover.kind],
+            leftover.ident,
             problem=f"could not remove {leftover.describe()}",
         )
     except EnvironmentProblem as error:

@@ -33,6 +33,7 @@ from orchestration.commands.versions import VERSIONS
 from orchestration.config import OPTIONS
 from orchestration.errors import Interrupted, MatrixError
 from orchestration.options import add_options
+from orchestration.processes import STOP_SIGNALS  # SIGHUP among them: the terminal closed
 
 # In the order --help lists them.
 COMMANDS: tuple[Command, ...] = (
@@ -75,10 +76,6 @@ def build_parser() -> argparse.ArgumentParser:
         command.arguments(sub)
         add_options(sub, command.name, OPTIONS)
     return parser
-
-
-# SIGHUP: the terminal the run was started in closed (its window, an ssh session that dropped).
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class _OutputThatMayGo:

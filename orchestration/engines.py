@@ -21,6 +21,8 @@ import urllib.parse
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from orchestration.engine import Engine
+from orchestration.engine import docker_command as docker_command  # noqa: PLC0414  (plugins.py)
 from orchestration.errors import EnvironmentProblem, UsageError
 from orchestration.loopback import is_loopback
 
@@ -31,15 +33,6 @@ ANOTHER_MACHINE = (
     "a job on each machine (python -m orchestration run ... there) and combine the results "
     "folders with python -m orchestration merge DIR..."
 )
-
-
-def docker_command(host: str | None) -> list[str]:
-    """The docker CLI for `host` (None: the CLI's own default engine)."""
-    return ["docker"] if host is None else ["docker", "--host", host]
-
-
-def describe(host: str | None) -> str:
-    return host or "the default Docker engine"
 
 
 def parse_docker_host(url: str) -> str:
@@ -94,14 +87,18 @@ def check_engines(hosts: Sequence[str]) -> None:
 
 
 def check_engine(host: str) -> None:
-    from orchestration.stack import run_host_command
-
-    name = run_host_command(
-        [*docker_command(host), "info", "--format", "{{.Name}}"],
-        problem=f"the Docker engine {host} does not answer",
-        remedy=f"start it, or leave out --docker-host {host}",
-        timeout_s=CHECK_TIMEOUT_S,
-    ).strip()
+    name = (
+        Engine(host)
+        .run(
+            "info",
+            "--format",
+            "{{.Name}}",
+            problem=f"the Docker engine {host} does not answer",
+            remedy=f"start it, or leave out --docker-host {host}",
+            timeout_s=CHECK_TIMEOUT_S,
+        )
+        .strip()
+    )
     here = socket.gethostname()
     if name != here:
         raise EnvironmentProblem(
@@ -111,27 +108,28 @@ def check_engine(host: str) -> None:
 
 
 class EnginePool:
-    """Hands each job the engine with the fewest jobs running on it (least-loaded; on a tie the
-    one that was given the fewest jobs so far, then the first named: round-robin when jobs take
-    equally long). `hosts` empty: every job runs on the default engine (None)."""
+    """The run's engines, one `Engine` each; hands each job the one with the fewest jobs running
+    on it (least-loaded; on a tie the one that was given the fewest jobs so far, then the first
+    named: round-robin when jobs take equally long). `hosts` empty: the default engine only."""
 
     def __init__(self, hosts: Sequence[str]) -> None:
-        self.hosts = tuple(hosts)
-        self._running = dict.fromkeys(self.hosts, 0)
-        self._given = dict.fromkeys(self.hosts, 0)
+        self.engines = tuple(Engine(host) for host in hosts) or (Engine(None),)
+        self._running = dict.fromkeys(self.engines, 0)
+        self._given = dict.fromkeys(self.engines, 0)
         self._lock = threading.Lock()
 
+    @property
+    def hosts(self) -> tuple[str | None, ...]:
+        return tuple(engine.host for engine in self.engines)
+
     @contextlib.contextmanager
-    def take(self) -> Iterator[str | None]:
-        if not self.hosts:
-            yield None
-            return
+    def take(self) -> Iterator[Engine]:
         with self._lock:
-            host = min(self.hosts, key=lambda h: (self._running[h], self._given[h]))
-            self._running[host] += 1
-            self._given[host] += 1
+            engine = min(self.engines, key=lambda e: (self._running[e], self._given[e]))
+            self._running[engine] += 1
+            self._given[engine] += 1
         try:
-            yield host
+            yield engine
         finally:
             with self._lock:
-                self._running[host] -= 1
+                self._running[engine] -= 1

@@ -53,6 +53,7 @@ from typing import Any
 
 from orchestration.errors import EnvironmentProblem, Interrupted, LoadError, UsageError
 from orchestration.loopback import LOOPBACK, allowed, is_loopback
+from orchestration.processes import signal_group
 
 WEB_UI_HOST = LOOPBACK
 CSV_PREFIX = "locust"
@@ -690,11 +691,6 @@ def stop_process_group(process: subprocess.Popen[bytes]) -> None:
         # Also after a clean exit: --processes workers of a master that crashed would survive it.
         signal_group(process.pid, signal.SIGKILL)
         process.wait()
-
-
-def signal_group(group_id: int, signal_number: int) -> None:
-    with contextlib.suppress(ProcessLookupError):  # the whole group has already exited
-        os.killpg(group_id, signal_number)
 
 
 def wait_at_most(process: subprocess.Popen[bytes], timeout_s: float) -> int | None:

@@ -32,6 +32,7 @@ from python_on_whales import DockerException
 
 from orchestration import evidence, pulls, report, scenarios
 from orchestration.config import RunConfig
+from orchestration.engine import Engine
 from orchestration.engines import EnginePool
 from orchestration.errors import (
     ImageUnavailable,
@@ -50,9 +51,9 @@ from orchestration.plugins import (
     registry_bases,
     resolve_plugins,
 )
+from orchestration.processes import signals_held, stop_descendants
 from orchestration.report import PhaseResult, RunResult, VersionResult
 from orchestration.scenarios import Outcome, Session
-from orchestration.stack import signals_held, stop_descendants
 from orchestration.versions import Target
 from orchestration.world import NEVER_CANCELLED, Cancel, folder_name
 
@@ -249,8 +250,11 @@ def measure_job(
     cancel: Cancel = NEVER_CANCELLED,
     on_verdict: Callable[[VersionResult], None] | None = None,
     load_turn: Callable[[], None] | None = None,
+    *,
+    engine: Engine | None = None,
 ) -> VersionResult:
-    """Run one job. Failures become an error row; interrupts propagate as Interrupted.
+    """Run one job on `engine` (None: the default engine). Failures become an error row;
+    interrupts propagate as Interrupted.
 
     `on_verdict` gets the row as soon as a scenario knows its verdict, before its teardown, when
     the scenario says it early (`scenarios.announce_early`): not written anywhere, only shown.
@@ -264,7 +268,10 @@ def measure_job(
     try:
         cancel.raise_if_set()
         scenario = scenarios.get(job.scenario)
-        session = Session(job.target, config, version_dir, cancel, job.plugin, early, load_turn)
+        engine = engine or Engine()
+        session = Session(
+            job.target, config, version_dir, cancel, job.plugin, early, load_turn, engine
+        )
         outcome = scenario.run(session)
         row = _with_hints(row_from(base, outcome), version_dir)
         row = replace(
@@ -377,8 +384,10 @@ def run_matrix(
 
         job_cancel, load_turn = (cancel, None) if turn is None else (turn.cancel, turn.wait)
         with engines.take() as engine:  # the least-loaded --docker-host engine, or the default
-            job_config = replace(config, docker_host=engine)
-            row = measure_job(jobs[index], job_config, job_cancel, show_early, load_turn)
+            job_config = replace(config, docker_host=engine.host)
+            row = measure_job(
+                jobs[index], job_config, job_cancel, show_early, load_turn, engine=engine
+            )
         with rows_lock:
             rows[index] = row
         if not any(says_the_same(early, row) for early in shown):  # else it is on the screen
@@ -389,7 +398,7 @@ def run_matrix(
 
     publish()
     try:
-        with pulls.ahead(*_pull_ahead(config, jobs)):
+        with pulls.ahead(_pull_ahead(config, jobs)[0], engines.engines[0]):
             # A cancelled job's row is discarded once every worker has ended: no lock needed.
             _measure_all(config, len(jobs), measure, cancel, lambda index: rows.pop(index, None))
     except (Interrupted, KeyboardInterrupt) as stop:

@@ -8,7 +8,8 @@ of its own: the build asks for the image again and reports as it always has (an 
 the image). Pulls run in sessions of their own and are stopped when the run ends, however it ends.
 
 Nothing is pulled with --sim (its images are built here) or with several --docker-host engines
-(a version's engine is chosen when it starts).
+(a version's engine is chosen when it starts). The pulls under way are kept on the `Engine` whose
+store they fill (`Engine.pulling`), where a version's preparation waits for its own.
 """
 
 from __future__ import annotations
@@ -21,13 +22,10 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 
-from python_on_whales import DockerClient, DockerException
-
 from orchestration.config import PULLS_AT_ONCE
-from orchestration.engines import docker_command
+from orchestration.engine import Engine
 from orchestration.errors import StackError
 from orchestration.plugins import PLUGIN_IMAGE_REPOSITORY  # kong-sim, go-builder under it too
-from orchestration.sim import image_ids
 
 LOGGER = logging.getLogger(__name__)
 
@@ -39,8 +37,8 @@ PULLED, ALREADY_HERE, FAILED = "pulled", "already here", "failed: "
 class _Pulls:
     """The pulls of one run on one engine: a future per image, its error text or None."""
 
-    def __init__(self, docker_host: str | None, images: Iterable[str]) -> None:
-        self._docker = docker_command(docker_host)
+    def __init__(self, engine: Engine, images: Iterable[str]) -> None:
+        self._engine = engine
         self._lock = threading.Lock()
         self._running: set[subprocess.Popen[str]] = set()
         self._stopped = False
@@ -54,13 +52,7 @@ class _Pulls:
             if self._stopped:
                 return "stopped"
             started = time.monotonic()
-            process = subprocess.Popen(
-                [*self._docker, "pull", "--quiet", image],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-                start_new_session=True,  # stopped by stop(), not by the terminal's Ctrl-C
-            )
+            process = self._engine.start_pull(image)  # stopped by stop(), not by Ctrl-C
             self._running.add(process)
         try:
             _, errors = process.communicate()
@@ -89,16 +81,18 @@ class _Pulls:
         self._pool.shutdown(wait=True)
 
 
-_AHEAD: dict[str | None, _Pulls] = {}
+def image_ids(engine: Engine, *tags: str) -> dict[str, str]:
+    """What `engine` has of `tags` (a seam: tests stand in for an engine's store here)."""
+    return engine.image_ids(*tags)
 
 
 @contextmanager
-def ahead(images: Iterable[str], docker_host: str | None = None) -> Iterator[tuple[str, ...]]:
-    """Pull the registry images among `images` that the engine lacks, in the background, while
+def ahead(images: Iterable[str], engine: Engine) -> Iterator[tuple[str, ...]]:
+    """Pull the registry images among `images` that `engine` lacks, in the background, while
     the block runs; yields what is being pulled. Our own images (built here) are never pulled."""
     wanted = _registry_images(images)
     try:
-        missing = tuple(sorted(set(wanted) - image_ids(docker_host, *wanted).keys()))
+        missing = tuple(sorted(set(wanted) - image_ids(engine, *wanted).keys()))
     except StackError as error:  # the builds will meet the same problem and say so
         LOGGER.info("not pulling ahead: %s", error)
         missing = ()
@@ -106,25 +100,21 @@ def ahead(images: Iterable[str], docker_host: str | None = None) -> Iterator[tup
         yield ()
         return
     LOGGER.info("pulling %d image(s) ahead, %d at a time: %s", len(missing), PULLS_AT_ONCE, missing)
-    pulls = _Pulls(docker_host, missing)
-    _AHEAD[docker_host] = pulls
+    pulls = _Pulls(engine, missing)
+    engine.pulling = pulls.futures
     try:
         yield missing
     finally:
-        del _AHEAD[docker_host]
+        engine.pulling = {}
         pulls.stop()
 
 
-def wait_for(
-    images: Iterable[str], docker_host: str | None, check_cancel: Callable[[], None]
-) -> None:
-    """Return once every one of `images` being pulled ahead on that engine is in (or its pull
+def wait_for(images: Iterable[str], engine: Engine, check_cancel: Callable[[], None]) -> None:
+    """Return once every one of `images` being pulled ahead on `engine` is in (or its pull
     failed: the build then tries itself); `check_cancel` raises when the run is stopping."""
-    pulls = _AHEAD.get(docker_host)
-    if pulls is None:
-        return
+    pulling = engine.pulling
     for image in images:
-        future = pulls.futures.get(image)
+        future = pulling.get(image)
         if future is None:
             continue
         error = _outcome(future, check_cancel)
@@ -140,15 +130,15 @@ def _outcome(future: Future[str | None], check_cancel: Callable[[], None]) -> st
 
 
 def pull_now(
-    images: Iterable[str], docker_host: str | None, check_cancel: Callable[[], None]
+    images: Iterable[str], engine: Engine, check_cancel: Callable[[], None]
 ) -> dict[str, str]:
     """Pull the registry images among `images` that the engine lacks, PULLS_AT_ONCE at a time,
     and wait for them: image -> `pulled`, `already here`, or `failed: <why>`."""
     wanted = _registry_images(images)
     outcomes = dict.fromkeys(wanted, ALREADY_HERE)
-    with ahead(wanted, docker_host) as pulling:
+    with ahead(wanted, engine) as pulling:
         for image in pulling:
-            error = _outcome(_AHEAD[docker_host].futures[image], check_cancel)
+            error = _outcome(engine.pulling[image], check_cancel)
             outcomes[image] = PULLED if error is None else f"{FAILED}{error}"
     return outcomes
 
@@ -158,12 +148,6 @@ def _registry_images(images: Iterable[str]) -> list[str]:
     return sorted({image for image in images if not image.startswith(PLUGIN_IMAGE_REPOSITORY)})
 
 
-def sizes(docker_host: str | None, *images: str) -> dict[str, int]:
-    """Each present image's size in bytes, as `docker image ls` counts it."""
-    if not images:
-        return {}
-    try:
-        found = DockerClient(host=docker_host).image.inspect(list(images))
-    except DockerException:
-        return {}
-    return {image: info.size for image, info in zip(images, found, strict=True)}
+def sizes(engine: Engine, *images: str) -> dict[str, int]:
+    """Each present image's size in bytes on `engine` (a seam, as `image_ids` is)."""
+    return engine.sizes(*images)

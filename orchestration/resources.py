@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from orchestration.load import signal_group
+from orchestration.processes import signal_group
 
 LOGGER = logging.getLogger(__name__)
 

@@ -25,21 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from python_on_whales import DockerClient, DockerException
-from python_on_whales.exceptions import NoSuchImage
-
-from orchestration.engines import docker_command
+from orchestration.config import REPO_ROOT
+from orchestration.engine import Engine
 from orchestration.errors import EnvironmentProblem, ImageUnavailable, StackError
-from orchestration.stack import (
-    LABEL,
-    build_service_image,
-    compose_client,
-    image_identity,
-    run_host_command,
-    sources_digest,
-    tag_safe,
-    write_env_file,
-)
+from orchestration.processes import run_host_command
+from orchestration.stack import LABEL, sources_digest, tag_safe, write_env_file
 
 LOGGER = logging.getLogger(__name__)
 
@@ -87,17 +77,13 @@ def check_host_tools() -> None:
     _host_tools()
 
 
-def sim_image_tags(version: str, *, repo_root: Path) -> SimImages:
-    """The tags `build_sim_images` would produce, without building anything."""
-    return _tags(version, repo_root, _host_tools())
-
-
-def build_sim_images(version: str, *, repo_root: Path, docker_host: str | None = None) -> SimImages:
-    """Make sure the go-builder and the kong-sim image for `version` exist on the engine
-    (`docker_host`, None for the docker CLI's default): each engine has its own image store."""
+def build_sim_images(version: str, engine: Engine, *, root: Path = REPO_ROOT) -> SimImages:
+    """Make sure the go-builder and the kong-sim image for `version` exist on `engine` (each
+    engine has its own image store); their tags. `root`: where the sources are (a copy of the
+    repository, in tests of the tags)."""
     tools = _host_tools()
-    images = _tags(version, repo_root, tools)
-    missing = _missing_images(docker_host, images.go_image, images.kong_image)
+    images = _tags(version, root, tools)
+    missing = engine.missing(images.go_image, images.kong_image)
     if not missing:
         LOGGER.info("reusing %s and %s", images.go_image, images.kong_image)
         return images
@@ -107,43 +93,25 @@ def build_sim_images(version: str, *, repo_root: Path, docker_host: str | None =
         context = scratch_dir / "go-builder"
         variables = {
             "KPM_GO_BUILDER_IMAGE": images.go_image,
-            "KPM_GO_BUILDER_CONTEXT": str(
-                context if need_go_builder else repo_root / GO_BUILDER_DIR
-            ),
+            "KPM_GO_BUILDER_CONTEXT": str(context if need_go_builder else root / GO_BUILDER_DIR),
             "KPM_KONG_SIM_IMAGE": images.kong_image,
             "KPM_KONG_VERSION": version,
         }
         env_file = write_env_file(scratch_dir / "sim-build.env", variables)
         # A project name of its own: two runs may build the stand-ins at the same time.
         project = f"{SIM_BUILD_PROJECT}-{scratch_dir.name.rsplit('-', 1)[-1].lower()}"
-        builder = compose_client(
-            repo_root / SIM_COMPOSE_FILE, project, env_file, variables, host=docker_host
-        )
+        builder = engine.compose(root / SIM_COMPOSE_FILE, project, env_file, variables)
         if need_go_builder:
-            _stage_go_builder(context, repo_root, tools)
-            build_service_image(builder, "go-builder", images.go_image)
+            _stage_go_builder(context, root, tools)
+            engine.build(builder, "go-builder", images.go_image)
         if need_kong_sim:
-            build_service_image(builder, "kong-sim", images.kong_image)
+            engine.build(builder, "kong-sim", images.kong_image)
     return images
 
 
-def _missing_images(docker_host: str | None, *tags: str) -> set[str]:
-    """Which of `tags` the engine lacks; one docker call when all are there (the usual case)."""
-    return set(tags) - image_ids(docker_host, *tags).keys()
-
-
 def image_ids(docker_host: str | None, *tags: str) -> dict[str, str]:
-    """The ID of each of `tags` the engine has (the ones it lacks are left out); one docker call
-    when all are there."""
-    docker = DockerClient(host=docker_host)
-    try:
-        try:
-            images = docker.image.inspect(list(tags))
-            return {tag: image.id for tag, image in zip(tags, images, strict=True)}
-        except NoSuchImage:
-            return {tag: docker.image.inspect(tag).id for tag in tags if docker.image.exists(tag)}
-    except DockerException as error:
-        raise StackError(f"could not look up {', '.join(tags)}: {error.stderr or error}") from error
+    """`Engine.image_ids`, for plugins.py until it is handed an Engine."""
+    return Engine(docker_host).image_ids(*tags)
 
 
 def _tags(version: str, repo_root: Path, tools: _HostTools) -> SimImages:
@@ -334,32 +302,22 @@ PULL_TIMEOUT_S = 300.0
 DEBOOTSTRAP_TIMEOUT_S = 900.0
 
 
-def debian_base_image(docker_host: str | None = None) -> str:
-    """A local Debian bookworm image: debian:bookworm-slim when Docker has it or can pull it,
-    else our debootstrap import (made once, then reused)."""
+def debian_base_image(engine: Engine | None = None) -> str:
+    """A local Debian bookworm image on `engine` (None: the default one): debian:bookworm-slim
+    when Docker has it or can pull it, else our debootstrap import (made once, then reused)."""
+    engine = engine or Engine()
     for image in (DEBIAN_IMAGE, LOCAL_DEBIAN_IMAGE):
-        if not _missing_images(docker_host, image):
+        if not engine.missing(image):
             return image
-    pulled = subprocess.run(
-        [*docker_command(docker_host), "pull", "--quiet", DEBIAN_IMAGE],
-        capture_output=True,
-        text=True,
-        timeout=PULL_TIMEOUT_S,
-        check=False,
-    )
-    if pulled.returncode == 0:
+    failure = engine.pull(DEBIAN_IMAGE, PULL_TIMEOUT_S)
+    if failure is None:
         return DEBIAN_IMAGE
-    LOGGER.info(
-        "no %s (%s): making %s with debootstrap",
-        DEBIAN_IMAGE,
-        pulled.stderr.strip().splitlines()[-1:] or "pull failed",
-        LOCAL_DEBIAN_IMAGE,
-    )
-    make_local_debian_image(docker_host=docker_host)
+    LOGGER.info("no %s (%s): making %s with debootstrap", DEBIAN_IMAGE, failure, LOCAL_DEBIAN_IMAGE)
+    make_local_debian_image(engine=engine)
     return LOCAL_DEBIAN_IMAGE
 
 
-def make_local_debian_image(mirror: str | None = None, docker_host: str | None = None) -> str:
+def make_local_debian_image(mirror: str | None = None, engine: Engine | None = None) -> str:
     """`debootstrap --variant=minbase bookworm` from `mirror` (default: the machine's own Debian
     mirror from apt's sources), imported as LOCAL_DEBIAN_IMAGE, labelled as ours."""
     if shutil.which("debootstrap") is None:
@@ -383,30 +341,18 @@ def make_local_debian_image(mirror: str | None = None, docker_host: str | None =
             timeout_s=DEBOOTSTRAP_TIMEOUT_S,
         )
         tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+        assert tar.stdout is not None  # stdout=PIPE
         try:
-            imported = subprocess.run(
-                [
-                    *docker_command(docker_host),
-                    "import",
-                    "--change",
-                    f"LABEL {LABEL}=1",
-                    "-",
-                    LOCAL_DEBIAN_IMAGE,
-                ],
-                stdin=tar.stdout,
-                capture_output=True,
-                text=True,
-                timeout=DEBOOTSTRAP_TIMEOUT_S,
-                check=False,
+            (engine or Engine()).import_image(
+                tar.stdout, LOCAL_DEBIAN_IMAGE, label=LABEL, timeout_s=DEBOOTSTRAP_TIMEOUT_S
             )
         finally:
-            if tar.stdout is not None:
-                tar.stdout.close()
+            tar.stdout.close()
             tar.wait()
-        if imported.returncode != 0 or tar.returncode != 0:
+        if tar.returncode != 0:
             raise ImageUnavailable(
                 f"could not import the debootstrap root as {LOCAL_DEBIAN_IMAGE}: "
-                f"{imported.stderr.strip() or f'tar exit code {tar.returncode}'}"
+                f"tar exit code {tar.returncode}"
             )
     return LOCAL_DEBIAN_IMAGE
 
@@ -437,54 +383,51 @@ def _apt_uris(text: str) -> list[str]:
     return uris
 
 
-def kong_sim_runtime_tag(
-    kong_sim_image: str, debian_image: str, *, repo_root: Path, docker_host: str | None = None
-) -> str:
+def kong_sim_runtime_tag(kong_sim_image: str, debian_image: str, engine: Engine) -> str:
     """`kong-plugin-matrix/kong-sim-runtime:<version>-<hash>` for this kong-sim and Debian base."""
-    debian = image_identity(debian_image, docker_host)
-    digest = sources_digest(repo_root, KONG_SIM_RUNTIME_INPUTS, extra=[kong_sim_image, debian])
-    version = _kong_sim_version(kong_sim_image, docker_host)
+    debian = engine.identity(debian_image)
+    digest = sources_digest(REPO_ROOT, KONG_SIM_RUNTIME_INPUTS, extra=[kong_sim_image, debian])
+    version = _kong_sim_version(kong_sim_image, engine)
     return f"{KONG_SIM_RUNTIME_REPOSITORY}:{tag_safe(version)}-{digest}"
 
 
 def build_kong_sim_runtime(
-    kong_sim_image: str, *, repo_root: Path, docker_host: str | None = None
+    kong_sim_image: str, *, repo_root: Path = REPO_ROOT, docker_host: str | None = None
 ) -> str:
+    """`sim_runtime_image` for plugins.py until it is handed an Engine (`repo_root` is always
+    the repository's: the constant)."""
+    return sim_runtime_image(kong_sim_image, Engine(docker_host))
+
+
+def sim_runtime_image(kong_sim_image: str, engine: Engine) -> str:
     """The Debian kong-sim variant (python3, node, a `kong` user) of `kong_sim_image`: built
     when missing, its tag returned. The Python and JavaScript plugin images build on it."""
-    debian_image = debian_base_image(docker_host)
-    image = kong_sim_runtime_tag(
-        kong_sim_image, debian_image, repo_root=repo_root, docker_host=docker_host
-    )
-    if not _missing_images(docker_host, image):
+    debian_image = debian_base_image(engine)
+    image = kong_sim_runtime_tag(kong_sim_image, debian_image, engine)
+    if not engine.missing(image):
         LOGGER.info("reusing %s", image)
         return image
     variables = {
         "KPM_KONG_SIM_RUNTIME_IMAGE": image,
         "KPM_DEBIAN_IMAGE": debian_image,
         "KPM_KONG_SIM_IMAGE": kong_sim_image,
-        "KPM_KONG_VERSION": _kong_sim_version(kong_sim_image, docker_host),
+        "KPM_KONG_VERSION": _kong_sim_version(kong_sim_image, engine),
     }
     with tempfile.TemporaryDirectory(prefix="kpm-sim-runtime-") as scratch:
         env_file = write_env_file(Path(scratch) / "build.env", variables)
         project = f"kpm-sim-runtime-{Path(scratch).name.rsplit('-', 1)[-1].lower()}"
-        builder = compose_client(
-            repo_root / PLUGIN_COMPOSE_FILE, project, env_file, variables, host=docker_host
-        )
-        build_service_image(builder, "kong-sim-runtime", image)
+        builder = engine.compose(REPO_ROOT / PLUGIN_COMPOSE_FILE, project, env_file, variables)
+        engine.build(builder, "kong-sim-runtime", image)
     return image
 
 
-def _kong_sim_version(kong_sim_image: str, docker_host: str | None = None) -> str:
+def _kong_sim_version(kong_sim_image: str, engine: Engine) -> str:
     """The Kong version a kong-sim image plays (its KONG_SIM_VERSION)."""
     try:
-        found = DockerClient(host=docker_host).image.inspect(kong_sim_image)
-    except DockerException as error:
-        raise StackError(
-            f"could not read {kong_sim_image} (build it with the --sim images first): "
-            f"{error.stderr or error}"
-        ) from error
-    for entry in found.config.env or []:
+        environment = engine.environment(kong_sim_image)
+    except StackError as error:
+        raise StackError(f"{error} (build it with the --sim images first)") from error
+    for entry in environment:
         name, _, value = entry.partition("=")
         if name == "KONG_SIM_VERSION" and value:
             return value

@@ -8,13 +8,11 @@ goes to 127.0.0.1, to ports Compose published on the loopback only.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import http.client
 import json
 import logging
 import math
-import os
 import re
 import shutil
 import signal
@@ -23,35 +21,30 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any, NamedTuple
 
 from python_on_whales import DockerClient, DockerException
 from python_on_whales.utils import run as run_docker
 
 from orchestration import plugin
-from orchestration.engines import docker_command
-from orchestration.errors import (
-    EnvironmentProblem,
-    ImageUnavailable,
-    KongDied,
-    MatrixError,
-    ReadyTimeout,
-    StackError,
-)
-from orchestration.load import signal_group
+from orchestration.config import REPO_ROOT
+from orchestration.engine import Engine, docker_problem
+from orchestration.engine import build_service_image as build_service_image  # noqa: PLC0414  (plugins.py)
+from orchestration.errors import EnvironmentProblem, KongDied, ReadyTimeout, StackError
 from orchestration.loopback import LOOPBACK
 from orchestration.owner import Owner
 from orchestration.plugin import EXAMPLE, PluginContract
+from orchestration.processes import last_lines, signal_group, signals_held
+from orchestration.processes import run_host_command as run_host_command  # noqa: PLC0414
+from orchestration.processes import signals_blocked as signals_blocked  # noqa: PLC0414
 
 LOGGER = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_COMPOSE_FILE = REPO_ROOT / "images" / "compose.yaml"
 
 SERVICE = "kong"
@@ -69,13 +62,9 @@ STATE_CHECK_INTERVAL_S = 1.0  # between reads of the container's state: one dock
 FOLLOW_READ_BYTES = 64 * 1024
 FOLLOW_STOP_S = 10.0  # how long a stopped log follower may take to hand over its last lines
 PROBE_TIMEOUT_S = 2.0
-CHECK_TIMEOUT_S = 15.0
 DIGEST_LENGTH = 12
 SKIPPED_NAMES = frozenset({"__pycache__", ".DS_Store"})
-BUILD_OUTPUT_LINES = 5000  # kept for build.log; a plugin build prints a few hundred
-HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 BAKED_DECLARATIVE_CONFIG = "/etc/kong/kong.yml"  # images/kong.yml, in every plugin image
-BUILD_STOP_GRACE_S = 5.0  # how long a cancelled build may take to exit before SIGKILL
 
 
 @dataclass(frozen=True)
@@ -96,7 +85,7 @@ class StackSpec:
     plugin: PluginContract = EXAMPLE
     tap: bool = False  # True: Kong starts kpm-tap in front of the plugin server
     declarative_json: str = ""  # Kong's whole declarative config ("": the image's kong.yml)
-    docker_host: str | None = None  # the engine (--docker-host); None: the docker CLI's default
+    engine: Engine = field(default_factory=Engine)  # where the stack runs (--docker-host)
 
     @property
     def kong_env_file(self) -> Path:
@@ -130,18 +119,8 @@ def project_name_for(run_id: str, version: str) -> str:
 
 
 def image_identity(image: str, docker_host: str | None = None) -> str:
-    """`image@<id>` for an image present on the engine; the bare name when it is not (the build
-    will pull it, and the next run keys on what was pulled) or Docker cannot say."""
-    try:
-        found = str(
-            run_docker(
-                [*docker_command(docker_host), "image", "inspect", "--format", "{{.Id}}", image],
-                return_stderr=False,
-            )
-        )
-    except (DockerException, OSError):
-        return image
-    return f"{image}@{found.strip()}"
+    """`Engine.identity`, for plugins.py until it is handed an Engine."""
+    return Engine(docker_host).identity(image)
 
 
 def tag_safe(text: str) -> str:
@@ -205,38 +184,6 @@ def check_docker(*, daemon: bool = True) -> None:
         compose.result()
 
 
-def run_host_command(
-    command: list[str],
-    *,
-    problem: str,
-    remedy: str = "",
-    timeout_s: float | None = None,
-    error: type[MatrixError] = EnvironmentProblem,
-) -> str:
-    """Run a host tool and return its output; `error` (by default EnvironmentProblem, which
-    stops the run), saying what to do, if it fails."""
-    timeout_s = CHECK_TIMEOUT_S if timeout_s is None else timeout_s
-    shown = " ".join(command)
-    advice = f"; {remedy}" if remedy else ""
-    try:
-        completed = subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout_s, check=False
-        )
-    except subprocess.TimeoutExpired:
-        raise error(f"{problem}: `{shown}` gave no answer in {timeout_s:.0f}s{advice}") from None
-    if completed.returncode != 0:
-        detail = _last_lines(completed.stderr or completed.stdout, 3)
-        raise error(
-            f"{problem} (`{shown}`: {detail or f'exit code {completed.returncode}'}){advice}"
-        )
-    return completed.stdout
-
-
-def _last_lines(text: str | None, count: int) -> str:
-    lines = [line for line in (text or "").splitlines() if line.strip()]
-    return "\n".join(lines[-count:])
-
-
 def compose_client(
     compose_file: Path,
     project_name: str,
@@ -246,112 +193,10 @@ def compose_client(
     own_session: bool = False,
     host: str | None = None,
 ) -> DockerClient:
-    """A client for one Compose project whose `variables` are read from `env_file` only.
-
-    Compose lets the shell environment override an env file, and the CLI reads
-    KPM_* variables too (`KPM_WORKERS=4 ... --workers 2`): the named variables are
-    removed from the environment of every docker call, so the file always wins.
-    `own_session` starts each docker call in a session of its own (`setsid`, where
-    there is one), so a Ctrl-C at the terminal does not reach it: for teardown. `host`: the
-    engine (`--docker-host`), None for the docker CLI's default.
-    """
-    unset = [arg for name in variables for arg in ("-u", name)]
-    session = ["setsid"] if own_session and shutil.which("setsid") else []
-    return DockerClient(
-        compose_files=[compose_file],
-        compose_project_name=project_name,
-        compose_env_files=[env_file],
-        client_call=[*session, "env", *unset, "docker"],
-        host=host,
+    """`Engine.compose`, for plugins.py until it is handed an Engine."""
+    return Engine(host).compose(
+        compose_file, project_name, env_file, variables, own_session=own_session
     )
-
-
-@contextlib.contextmanager
-def signals_held() -> Iterator[None]:
-    """Hold SIGINT, SIGTERM and SIGHUP during the block, then deliver the first that came.
-
-    Teardown runs inside this: a second Ctrl-C must not leave a stack running. Only the
-    main thread receives signals, so elsewhere this does nothing.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-
-    def hold(signal_number: int, _frame: FrameType | None) -> None:
-        received.append(signal_number)
-
-    previous = {number: signal.signal(number, hold) for number in HELD_SIGNALS}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-        if received:
-            LOGGER.warning(
-                "signal %d was held until teardown finished; acting on it now", received[0]
-            )
-            signal.raise_signal(received[0])
-
-
-@contextlib.contextmanager
-def signals_blocked() -> Iterator[None]:
-    """Block SIGINT, SIGTERM, SIGHUP in this thread for the block, so processes it starts begin with
-    them blocked: `setsid` moves a teardown into a session of its own, but a Ctrl-C that reaches
-    it between its start and that call would kill it (seen once in CI, a stack left behind). A
-    signal that comes meanwhile waits, and is handled when the block ends."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-def signal_descendants(matches: Callable[[list[str]], bool], signal_number: int) -> int:
-    """Send `signal_number` to this process's descendants whose command line `matches`.
-
-    Used to stop our own children (a `compose build`, a Locust) that a worker thread is
-    blocked on. A process that is its own group leader gets the signal for its whole
-    group. Returns how many were signalled.
-    """
-    import psutil  # only needed on the way out of an interrupted run
-
-    signalled = 0
-    for child in psutil.Process().children(recursive=True):
-        try:
-            command: list[str] = child.cmdline()
-            if not matches(command):
-                continue
-            pid: int = child.pid
-            if os.getpgid(pid) == pid:
-                os.killpg(pid, signal_number)
-            else:
-                os.kill(pid, signal_number)
-            signalled += 1
-        except (psutil.Error, ProcessLookupError):
-            continue  # it exited meanwhile
-    return signalled
-
-
-def stop_descendants(
-    matches: Callable[[list[str]], bool], grace_s: float = BUILD_STOP_GRACE_S
-) -> None:
-    """SIGTERM our descendants whose command line `matches`; SIGKILL those still there after
-    `grace_s` (a build that takes its time to cancel must not outlive the run)."""
-    signal_descendants(matches, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        if not signal_descendants(matches, 0):  # signal 0: only asks whether they are there
-            return
-        time.sleep(0.1)
-    signal_descendants(matches, signal.SIGKILL)
-
-
-def _is_compose_build(project_name: str) -> Callable[[list[str]], bool]:
-    def matches(command: list[str]) -> bool:
-        return "build" in command and project_name in command
-
-    return matches
 
 
 def write_env_file(env_file: Path, variables: Mapping[str, str]) -> Path:
@@ -381,56 +226,6 @@ def write_service_env_file(env_file: Path, variables: Mapping[str, str]) -> Path
     env_file.parent.mkdir(parents=True, exist_ok=True)
     env_file.write_text("".join(f"{name}='{value}'\n" for name, value in variables.items()))
     return env_file
-
-
-def build_service_image(docker: DockerClient, service: str, image: str) -> None:
-    """Build `service`'s image with Compose (BuildKit); failures become `ImageUnavailable`.
-
-    Base images already present locally are used as they are; missing ones are
-    pulled, which is where a missing tag or an unreachable registry shows up.
-    """
-    output: deque[str] = deque(maxlen=BUILD_OUTPUT_LINES)
-    LOGGER.info("building %s", image)
-    started = time.monotonic()
-    try:
-        # Output is a pipe, so Compose already prints plain progress lines.
-        for _source, raw_line in docker.compose.build([service], stream_logs=True):
-            line = raw_line.decode(errors="replace").rstrip()
-            output.append(line)
-            LOGGER.debug("build %s: %s", image, line)
-    except DockerException as error:
-        raise ImageUnavailable(
-            f"could not build {image} (service {service!r}): {build_failure(list(output))}",
-            build_output=tuple(output),
-        ) from error
-    except BaseException:
-        # Interrupted while Compose builds: python-on-whales leaves its process running.
-        project = docker.client_config.compose_project_name or ""
-        stop_descendants(_is_compose_build(project))
-        raise
-    LOGGER.info("built %s in %.1fs", image, time.monotonic() - started)
-
-
-_BUILD_STEP_RE = re.compile(r"^#(\d+) \[[^\]]*\] load metadata for (\S+)")
-_BUILD_ERROR_RE = re.compile(r"^#(\d+) ERROR: (.*)")
-
-
-def build_failure(lines: list[str]) -> str:
-    """One line saying why a Compose (BuildKit) build failed, and what to do about it."""
-    base_images = {m[1]: m[2] for line in lines if (m := _BUILD_STEP_RE.match(line))}
-    for line in lines:
-        error = _BUILD_ERROR_RE.match(line)
-        if error is None:
-            continue
-        image = base_images.get(error[1])
-        if image is not None:
-            return (
-                f"base image {image} could not be had ({error[2]}). Pull it by hand "
-                f"(docker pull {image}), check the tag, or use --sim (no registry needed)"
-            )
-        return f"build step #{error[1]} failed: {error[2]}"
-    solve = [line for line in lines if line.startswith("failed to solve")]
-    return (solve or _last_lines("\n".join(lines), 1).splitlines() or ["no build output"])[-1]
 
 
 class LogFollower:
@@ -522,12 +317,8 @@ class Stack:
         self._variables = spec.compose_variables()
         if keep:
             self._variables["KPM_OWNER"] = KEPT_OWNER
-        self._docker = compose_client(
-            spec.compose_file,
-            spec.project_name,
-            spec.env_file,
-            self._variables,
-            host=spec.docker_host,
+        self._docker = spec.engine.compose(
+            spec.compose_file, spec.project_name, spec.env_file, self._variables
         )
         self._follower: LogFollower | None = None
         self._closed = False
@@ -655,23 +446,15 @@ class Stack:
         except DockerException as error:
             raise StackError(
                 f"`{' '.join(command)}` failed in {self._describe()}: "
-                f"{_last_lines(error.stderr, 5) or error.return_code}"
+                f"{last_lines(error.stderr, 5) or error.return_code}"
             ) from error
         return output or ""
 
     def _ensure_image(self) -> None:
-        if self._exists(self.spec.image_tag):
+        if self.spec.engine.exists(self.spec.image_tag):
             LOGGER.info("reusing image %s", self.spec.image_tag)
             return
-        build_service_image(self._docker, SERVICE, self.spec.image_tag)
-
-    def _exists(self, image: str) -> bool:
-        try:
-            found: bool = self._docker.image.exists(image)
-        except DockerException as error:
-            problem = _docker_problem(error)
-            raise StackError(f"could not look up image {image}: {problem}") from error
-        return found
+        self.spec.engine.build(self._docker, SERVICE, self.spec.image_tag)
 
     def _up(self) -> None:
         try:
@@ -679,7 +462,7 @@ class Stack:
             self._docker.compose.up(detach=True, no_build=True, pull="never", quiet=True)
         except DockerException as error:
             raise StackError(
-                f"could not start {self._describe()}: {_last_lines(error.stderr, 5)}"
+                f"could not start {self._describe()}: {last_lines(error.stderr, 5)}"
             ) from error
 
     def _follow_log(self, path: Path) -> LogFollower | None:
@@ -809,7 +592,7 @@ class Stack:
                 [SERVICE], tail=str(LOG_TAIL_LINES), no_log_prefix=True
             )
         except DockerException as error:
-            return (f"(could not read the log: {_last_lines(error.stderr, 1)})",)
+            return (f"(could not read the log: {last_lines(error.stderr, 1)})",)
         return tuple(text.splitlines()[-LOG_TAIL_LINES:])
 
     def _tear_down(self) -> None:
@@ -842,19 +625,18 @@ class Stack:
             return
         LOGGER.info("tearing down %s", self._describe())
         spec = self.spec
-        teardown = compose_client(
+        teardown = spec.engine.compose(
             spec.compose_file,
             spec.project_name,
             spec.env_file,
             spec.compose_variables(),
             own_session=True,
-            host=spec.docker_host,
         )
         try:
             with signals_blocked():
                 teardown.compose.down(volumes=True, remove_orphans=True, quiet=True)
         except DockerException as error:
-            failure = _docker_problem(error)
+            failure = docker_problem(error)
         else:
             return
         # Logged, never raised: a teardown error must not hide why the run stopped.
@@ -871,7 +653,7 @@ class Stack:
         return url
 
     def _describe(self) -> str:
-        engine = f" on {self.spec.docker_host}" if self.spec.docker_host else ""
+        engine = f" on {self.spec.engine.host}" if self.spec.engine.host else ""
         return f"stack {self.spec.project_name} (Kong {self.spec.version}){engine}"
 
 
@@ -899,7 +681,7 @@ def _json_lines(text: str) -> list[dict[str, Any]]:
 
 def _state_problem(error: DockerException | ValueError) -> str:
     if isinstance(error, DockerException):
-        return _docker_problem(error)
+        return docker_problem(error)
     return f"unreadable `docker compose ps` output ({error})"
 
 
@@ -944,10 +726,6 @@ def plugin_not_answering(contract: PluginContract, server_lines: Sequence[str]) 
         f"started as `{contract.server_command}`. Check that the server starts and listens on "
         f"that socket; {said}"
     )
-
-
-def _docker_problem(error: DockerException) -> str:
-    return _last_lines(error.stderr, 3) or f"docker exited with code {error.return_code}"
 
 
 class _ProbeResult(NamedTuple):

@@ -25,7 +25,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import FrameType
 
-PASSED_ON = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGHUP: the terminal closed
+from orchestration.processes import STOP_SIGNALS
+
+PASSED_ON = STOP_SIGNALS  # SIGHUP among them: the terminal closed
 ENTRY = "orchestration.under_nox"
 
 

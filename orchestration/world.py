@@ -19,6 +19,7 @@ running load notices it on its own.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import re
@@ -33,16 +34,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from orchestration import plugin, pulls, resources
+from orchestration import plugin, resources
 from orchestration.collect import Collector, Signals, collect_file
 from orchestration.config import RunConfig
-from orchestration.errors import Interrupted, MatrixError, StackError
+from orchestration.engine import Engine
+from orchestration.errors import Interrupted, StackError
 from orchestration.evidence import first_server_trouble, write_plugin_facts
 from orchestration.load import HeadlessLocust, LoadResult, LoadShortfall, LocustWorkers
-from orchestration.plugin import EXAMPLE, Answer, PluginContract, declarative_template
-from orchestration.plugins import PluginSource, default_plugin, prepared, registry_bases
-from orchestration.sim import build_sim_images
-from orchestration.stack import Stack, StackSpec, project_name_for
+from orchestration.plugin import EXAMPLE, Answer, PluginContract
+from orchestration.plugins import PluginSource, default_plugin
+from orchestration.prepare import Prepared, prepare
+from orchestration.stack import Stack, StackSpec
 from orchestration.versions import Target, code_is_public
 
 LOGGER = logging.getLogger(__name__)
@@ -182,15 +184,22 @@ class VersionWorld:
         options: WorldOptions = ONE_WORLD,
         source: PluginSource | None = None,
         load_turn: Callable[[], None] | None = None,
+        engine: Engine | None = None,
+        preparation: Callable[[], Prepared] | None = None,
     ) -> None:
         """`load_turn`, when given, returns once this world's first load may start (a pipelined
         matrix: once the previous version's stack is down); it raises `Interrupted` if cancelled.
+        `preparation` makes the job ready (prepare.py), on `engine` (None: the default engine)
+        unless given; the world calls it once Locust has started importing.
         """
         self.target = target
         self.config = config
         self.version_dir = version_dir
         self.cancel = cancel
         self.source = source or default_plugin()
+        self._preparation = preparation or functools.partial(
+            prepare, target, config, self.source, engine or Engine(), cancel.raise_if_set
+        )
         # Until the plugin's image is built and its dump read (`__enter__`): the example's.
         self.contract: PluginContract = EXAMPLE
         self.workers = options.workers or config.workers
@@ -537,47 +546,15 @@ class VersionWorld:
         )
 
     def _stack_spec(self) -> StackSpec:
-        """Build the plugin's image, read its dump as Kong will, and describe the stack."""
-        target, config = self.target, self.config
-        LOGGER.info("%s: preparing images", target.label)
-        kong_image, go_image = target.image, config.go_image
-        if config.sim:
-            if target.version is None:
-                raise MatrixError(
-                    f"--sim needs a Kong version to stand in for, and {target.label!r} names none"
-                )
-            images = build_sim_images(
-                target.version, repo_root=config.repo_root, docker_host=config.docker_host
-            )
-            kong_image, go_image = images.kong_image, images.go_image
-        else:  # its base images may be on their way already (pulls.ahead)
-            bases = registry_bases(self.source, kong_image, go_image)
-            pulls.wait_for(bases, config.docker_host, self.cancel.raise_if_set)
-        image, self.contract = prepared(
-            self.source,
-            kong_image=kong_image,
-            go_image=go_image,
-            sim=config.sim,
-            repo_root=config.repo_root,
-            config_json=config.plugin_config,
-            docker_host=config.docker_host,
-        )
-        suffix = self._options.suffix
-        return StackSpec(
-            version=target.label,
-            kong_image=kong_image,
-            go_image=go_image,
-            image_tag=image,
+        """The job made ready (images built, dump read), and this world's stack of it."""
+        ready = self._preparation()
+        self.contract = ready.contract
+        return ready.spec(
+            self.config,
             workers=self.workers,
-            project_name=project_name_for(config.run_id, target.label + suffix),
-            run_id=config.run_id,
-            env_file=self.version_dir / f"compose{suffix}.env",
-            plugin=self.contract,
+            suffix=self._options.suffix,
+            env_dir=self.version_dir,
             tap=self.tap,
-            declarative_json=json.dumps(
-                self.contract.declarative(declarative_template(config.repo_root))
-            ),
-            docker_host=config.docker_host,
         )
 
     def settle_after(self, ready_counter: int | None) -> Signals:

@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,7 @@ from orchestration import cli, pipeline, report, versions
 from orchestration.commands import common
 from orchestration.commands import report as report_command
 from orchestration.config import RunConfig
+from orchestration.engine import Engine
 from orchestration.errors import Interrupted, StackError
 from orchestration.report import RunResult, VersionResult
 
@@ -965,8 +967,8 @@ def test_clean_with_nothing_left_says_so_and_exits_0(
 
     surveyed: list[object] = []
 
-    def survey(engines: object) -> object:
-        surveyed.append(engines)
+    def survey(engines: tuple[Engine, ...]) -> object:
+        surveyed.append(tuple(engine.host for engine in engines))
         return _survey()
 
     monkeypatch.setattr(clean, "survey", survey)
@@ -1167,8 +1169,8 @@ def test_the_prerequisites_are_docker_the_engines_and_offline_the_host_tools(
     monkeypatch.setattr(sim, "check_host_tools", lambda: asked.append("host tools"))
     surveyed: list[object] = []
 
-    def survey(**how: object) -> object:
-        surveyed.append(how)
+    def survey(**how: Any) -> object:
+        surveyed.append({**how, "engines": tuple(engine.host for engine in how["engines"])})
         return _survey()
 
     monkeypatch.setattr(clean, "survey", survey)

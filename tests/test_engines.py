@@ -12,7 +12,7 @@ import pytest
 from runs import REPO, cli
 from second_engine import our_objects, second_dockerd
 
-from orchestration import clean
+from orchestration import clean, engine
 from orchestration.engines import (
     EnginePool,
     check_engines,
@@ -70,7 +70,7 @@ def test_jobs_taking_as_long_go_round_robin() -> None:
     given = []
     for _ in range(6):
         with pool.take() as engine:
-            given.append(engine)
+            given.append(engine.host)
 
     assert given == ["a", "b", "c", "a", "b", "c"]
 
@@ -78,11 +78,11 @@ def test_jobs_taking_as_long_go_round_robin() -> None:
 def test_a_busy_engine_gets_no_new_job_while_another_is_idle() -> None:
     pool = EnginePool(["a", "b"])
     with pool.take() as long_job:
-        assert long_job == "a"
+        assert long_job.host == "a"
         later = []
         for _ in range(3):  # short jobs, one after another, while the long one runs on a
             with pool.take() as engine:
-                later.append(engine)
+                later.append(engine.host)
 
     assert later == ["b", "b", "b"]
 
@@ -94,7 +94,7 @@ def test_parallel_jobs_spread_over_every_engine() -> None:
 
     def job() -> None:
         with pool.take() as engine:
-            taken.append(engine)
+            taken.append(engine.host)
             both_in.wait(timeout=5)
 
     threads = [threading.Thread(target=job) for _ in range(2)]
@@ -108,13 +108,15 @@ def test_parallel_jobs_spread_over_every_engine() -> None:
 
 def test_no_engine_named_means_the_default_engine() -> None:
     with EnginePool([]).take() as engine:
-        assert engine is None
+        assert engine.host is None
+        assert engine.command("ps") == ["docker", "ps"]
 
 
 def test_a_leftover_is_removed_on_its_own_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     commands: list[list[str]] = []
-    monkeypatch.setattr(clean, "run_host_command", lambda command, **_: commands.append(command))
-    leftover = clean.Leftover("container", "c0ffee", "kpm-x-kong-1", "run1", "h:1:2", "unix:///e2")
+    monkeypatch.setattr(engine, "run_host_command", lambda command, **_: commands.append(command))
+    on_e2 = engine.Engine("unix:///e2")
+    leftover = clean.Leftover("container", "c0ffee", "kpm-x-kong-1", "run1", "h:1:2", on_e2)
 
     assert clean.remove([leftover]) == [(leftover, None)]
     assert commands == [["docker", "--host", "unix:///e2", "rm", "--force", "--volumes", "c0ffee"]]

@@ -123,7 +123,9 @@ def test_interrupt_keeps_finished_rows_and_marks_the_rest(
         new_calls_per_request=0.0,
     )
 
-    def fake_measure(job: pipeline.Job, _config: RunConfig, *_cancel: object) -> VersionResult:
+    def fake_measure(
+        job: pipeline.Job, _config: RunConfig, *_cancel: object, **_engine: object
+    ) -> VersionResult:
         if job.target.label == "3.4.0.0":
             return finished
         raise Interrupted(15)
@@ -175,7 +177,9 @@ def test_a_parallel_worker_that_raises_stops_the_run_and_keeps_what_finished(
     config = replace(_config(tmp_path, "3.4.0.0", "3.4.1.0", "3.6.0.0"), parallel=2)
     finished = replace(pipeline._base_row(pipeline.Job(config.targets[0]), config, tmp_path))
 
-    def measure(job: pipeline.Job, _config: RunConfig, *_cancel: object) -> VersionResult:
+    def measure(
+        job: pipeline.Job, _config: RunConfig, *_cancel: object, **_engine: object
+    ) -> VersionResult:
         if job.target.label == "3.4.1.0":
             raise RuntimeError("a bug of ours")
         return replace(finished, version=job.target.label)
@@ -549,6 +553,7 @@ class _PipelinedJobs:
         cancel: Cancel,
         on_verdict: Callable[[VersionResult], None] | None = None,
         load_turn: Callable[[], None] | None = None,
+        **_engine: object,
     ) -> VersionResult:
         label = job.target.label
         self.cancels[label] = cancel

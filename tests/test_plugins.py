@@ -15,6 +15,7 @@ from python_on_whales import DockerClient
 
 from orchestration import pipeline, plugins, sim
 from orchestration.config import RunConfig
+from orchestration.engine import Engine
 from orchestration.errors import ConfigError, EnvironmentProblem, ImageUnavailable, StackError
 from orchestration.plugins import (
     PluginDump,
@@ -627,7 +628,7 @@ USER_FIXTURES = [
 
 @pytest.fixture(scope="module")
 def sim_images() -> Iterator[sim.SimImages]:
-    yield sim.build_sim_images(SIM_VERSION, repo_root=REPO_ROOT)
+    yield sim.build_sim_images(SIM_VERSION, Engine())
 
 
 def _built(source: PluginSource, sim_images: sim.SimImages) -> str:

@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 from test_under_nox import Terminal, nox_session
 
-from orchestration import cli, pipeline, pulls, sim, world
+from orchestration import cli, pipeline, prepare, pulls
 from orchestration.commands import common
 from orchestration.config import DEFAULT_GO_IMAGE, PULLS_AT_ONCE, RunConfig
+from orchestration.engine import Engine
 from orchestration.errors import Interrupted, StackError
 from orchestration.plugins import NODE_IMAGE, resolve_plugins
 from orchestration.versions import DEFAULT_MATRIX, target_for_version
@@ -86,12 +87,15 @@ def _never_cancelled() -> None:
     return None
 
 
+ENGINE = Engine()  # the stand-in `docker` on PATH answers for it
+
+
 def test_missing_registry_images_are_pulled_at_most_three_at_once(registry: Path) -> None:
     images = [f"kong/kong-gateway:3.{n}" for n in range(7)]
     ours = "kong-plugin-matrix/kong-sim:3.4.1.0-abc"
-    with pulls.ahead([*images, images[0], "present:1", ours]) as pulling:
+    with pulls.ahead([*images, images[0], "present:1", ours], ENGINE) as pulling:
         assert pulling == tuple(sorted(images))  # once each, none present, none of ours
-        pulls.wait_for(images, None, _never_cancelled)
+        pulls.wait_for(images, ENGINE, _never_cancelled)
         events = _events(registry)
 
     starts = [e for e in events if e[0] == "start"]
@@ -102,9 +106,9 @@ def test_missing_registry_images_are_pulled_at_most_three_at_once(registry: Path
 
 
 def test_a_version_waits_only_for_its_own_images(registry: Path) -> None:
-    with pulls.ahead(["kong/kong-gateway:3.4", "slow/golang:1.22"]):
+    with pulls.ahead(["kong/kong-gateway:3.4", "slow/golang:1.22"], ENGINE):
         started = time.monotonic()
-        pulls.wait_for(["kong/kong-gateway:3.4", "present:1"], None, _never_cancelled)
+        pulls.wait_for(["kong/kong-gateway:3.4", "present:1"], ENGINE, _never_cancelled)
         assert time.monotonic() - started < 10  # not the 30 s of the slow pull
         assert ["end", "kong/kong-gateway:3.4"] in [e[:2] for e in _events(registry)]
         assert "slow/golang:1.22" not in [e[1] for e in _events(registry) if e[0] == "end"]
@@ -114,7 +118,7 @@ def test_the_end_of_the_run_stops_running_pulls(
     registry: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     started = time.monotonic()
-    with pulls.ahead(["slow/a:1", "slow/b:1"]):
+    with pulls.ahead(["slow/a:1", "slow/b:1"], ENGINE):
         while len(_events(registry)) < 2:
             time.sleep(0.05)
         pids = [int(e[3]) for e in _events(registry)]
@@ -124,15 +128,15 @@ def test_the_end_of_the_run_stops_running_pulls(
             os.kill(pid, 0)
     caplog.clear()
     with caplog.at_level(logging.INFO):
-        pulls.wait_for(["slow/a:1"], None, _never_cancelled)  # nothing ahead any more
+        pulls.wait_for(["slow/a:1"], ENGINE, _never_cancelled)  # nothing ahead any more
     assert "slow/a:1" not in caplog.text
 
 
 def test_a_failed_pull_is_left_to_the_build(
     registry: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING), pulls.ahead(["bad/kong:9.9"]):
-        pulls.wait_for(["bad/kong:9.9"], None, _never_cancelled)
+    with caplog.at_level(logging.WARNING), pulls.ahead(["bad/kong:9.9"], ENGINE):
+        pulls.wait_for(["bad/kong:9.9"], ENGINE, _never_cancelled)
     assert "pulling bad/kong:9.9 ahead failed (Error response from daemon: pull access" in (
         caplog.text
     )
@@ -143,18 +147,18 @@ def test_waiting_for_a_pull_stops_when_the_run_is_cancelled(registry: Path) -> N
     def cancelled() -> None:
         raise Interrupted(2, "interrupted by SIGINT")
 
-    with pulls.ahead(["slow/a:1"]), pytest.raises(Interrupted):
-        pulls.wait_for(["slow/a:1"], None, cancelled)
+    with pulls.ahead(["slow/a:1"], ENGINE), pytest.raises(Interrupted):
+        pulls.wait_for(["slow/a:1"], ENGINE, cancelled)
 
 
 def test_an_engine_that_cannot_say_what_it_has_pulls_nothing(
     registry: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def no_engine(host: str | None, *tags: str) -> dict[str, str]:
+    def no_engine(engine: Engine, *tags: str) -> dict[str, str]:
         raise StackError("could not look up kong/kong-gateway:3.4: Cannot connect")
 
     monkeypatch.setattr(pulls, "image_ids", no_engine)
-    with pulls.ahead(["kong/kong-gateway:3.4"]) as pulling:
+    with pulls.ahead(["kong/kong-gateway:3.4"], ENGINE) as pulling:
         assert pulling == ()
     assert _events(registry) == []
 
@@ -256,7 +260,7 @@ def test_pull_with_sim_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
 def test_ctrl_c_in_the_pull_session_stops_every_pull(
     registry: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pulls, "image_ids", sim.image_ids)  # the child asks the real engine
+    monkeypatch.setattr(pulls, "image_ids", Engine.image_ids)  # the child asks the real engine
     images = ["slow/kong-gateway:3.4.1.0", "slow/kong-gateway:3.5.0.0"]
     args = nox_session(
         registry.parent / "results", "pull", "--image", images[0], "--image", images[1]
@@ -284,21 +288,20 @@ def test_a_real_version_waits_for_its_own_pulls_before_its_build(
 ) -> None:
     seen: list[tuple[str, ...]] = []
 
-    def waited(images: list[str], host: str | None, check_cancel: object) -> None:
-        seen.append(("wait", *images, str(host)))
+    def waited(images: list[str], engine: Engine, check_cancel: object) -> None:
+        seen.append(("wait", *images, str(engine.host)))
 
     def built(*args: object, **kwargs: object) -> None:
         seen.append(("build",))
         raise StackError("stop here")
 
     monkeypatch.setattr(pulls, "wait_for", waited)
-    monkeypatch.setattr(world, "prepared", built)
+    monkeypatch.setattr(prepare, "prepared", built)
     target = target_for_version("3.4.1.0")
-    config = RunConfig(
-        run_id="t", targets=(target,), results_root=tmp_path, docker_host="unix:///x"
-    )
+    config = RunConfig(run_id="t", targets=(target,), results_root=tmp_path)
+    (go,) = resolve_plugins(["go"], REPO_ROOT)
     with pytest.raises(StackError, match="stop here"):
-        world.VersionWorld(target, config, tmp_path)._stack_spec()
+        prepare.prepare(target, config, go, Engine("unix:///x"), _never_cancelled)
     assert seen == [("wait", target.image, DEFAULT_GO_IMAGE, "unix:///x"), ("build",)]
 
 

@@ -26,18 +26,14 @@ import psutil
 import pytest
 from python_on_whales import DockerClient
 
-from orchestration import pipeline, report, scenarios, stack, world
+from orchestration import pipeline, processes, report, scenarios, stack, world
 from orchestration.config import RunConfig
+from orchestration.engine import Engine, build_failure
 from orchestration.errors import EnvironmentProblem, ReadyTimeout, StackError
 from orchestration.plugins import plan_plugin_image, resolve_plugins
-from orchestration.sim import build_sim_images, sim_image_tags
-from orchestration.stack import (
-    RUN_LABEL,
-    Stack,
-    StackSpec,
-    build_failure,
-    signals_held,
-)
+from orchestration.processes import signals_held
+from orchestration.sim import build_sim_images
+from orchestration.stack import RUN_LABEL, Stack, StackSpec
 from orchestration.versions import target_for_version
 from orchestration.world import VersionWorld, WorldOptions, folder_name
 
@@ -222,7 +218,7 @@ def runs(tmp_path: Path) -> Iterator[Runs]:
 def sim_images() -> None:
     """The --sim stand-ins (built once, usually already there)."""
     for version in ("3.4.0.0", "3.4.1.0"):
-        build_sim_images(version, repo_root=REPO)
+        build_sim_images(version, Engine())
 
 
 def _fresh_checkout(root: Path, version: str) -> tuple[Path, str]:
@@ -242,7 +238,7 @@ def _fresh_checkout(root: Path, version: str) -> tuple[Path, str]:
 
 def _plugin_tag(version: str, repo: Path, *, sim: bool) -> str:
     """The tag of the `go` plugin image a run builds for `version` from `repo`."""
-    images = sim_image_tags(version, repo_root=repo)
+    images = build_sim_images(version, Engine(), root=repo)
     (source,) = resolve_plugins(["go"], repo)
     plan = plan_plugin_image(
         source, kong_image=images.kong_image, go_image=images.go_image, sim=sim, repo_root=repo
@@ -339,7 +335,7 @@ def test_missing_docker_pieces_exit_2_with_what_to_do(
 
 def test_a_daemon_that_hangs_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", _fake_docker(tmp_path, "sleep 30\n"))
-    monkeypatch.setattr(stack, "CHECK_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(processes, "COMMAND_TIMEOUT_S", 1.0)
 
     started = time.monotonic()
     with pytest.raises(EnvironmentProblem, match="gave no answer in 1s; start it"):
@@ -486,7 +482,7 @@ def test_missing_image_is_an_error_row_and_the_matrix_goes_on(
     tmp_path: Path, runs: Runs, sim_images: None
 ) -> None:
     # The second target is a local image (kong-sim) with a local builder: no registry needed.
-    local = sim_image_tags("3.4.1.0", repo_root=REPO)
+    local = build_sim_images("3.4.1.0", Engine())
     missing = "kong/kong-gateway:9.9.9.9"
     (source,) = resolve_plugins(["go"], REPO)
     good_tag = plan_plugin_image(
@@ -529,7 +525,7 @@ def test_kong_that_never_gets_ready_is_an_error_row_with_its_log(
     # kong-sim refuses a version it has no release family for and exits 1 at start, the way Kong
     # does on a bad configuration: no test hook, just a version nobody should measure.
     image = "kong/kong-gateway:3.3.0.0"
-    refused = sim_image_tags("3.3.0.0", repo_root=REPO)
+    refused = build_sim_images("3.3.0.0", Engine())
     plugin_tag = _plugin_tag("3.3.0.0", REPO, sim=True)
     try:
         started = time.monotonic()

@@ -6,16 +6,25 @@ with its release families (images/kong-sim/internal/release/releases.json).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
 from orchestration import pipeline, scenarios
+from orchestration.collect import Signals
 from orchestration.config import SCENARIOS, RunConfig
 from orchestration.errors import UsageError
+from orchestration.load import LoadResult
+from orchestration.plugin import EXAMPLE, Answer
 from orchestration.report import PhaseResult, VersionResult
+from orchestration.resources import Summary
 from orchestration.versions import target_for_version
+from orchestration.world import WorldOptions
+
+T = TypeVar("T")
 
 
 def _config(tmp_path: Path, **changes: object) -> RunConfig:
@@ -139,3 +148,173 @@ def test_soak_runs_for_its_duration_and_samples_memory(tmp_path: Path) -> None:
     assert row.leak is None  # five seconds: too short to judge
     samples = (Path(row.results_dir or "") / "resources.csv").read_text().splitlines()
     assert len(samples) >= 4  # the header and a row a second
+
+
+# --- what a scenario does with its world: a fake world, no Docker ---------------------------
+
+
+class _FakeLoad:
+    """A sent load: every request served (the fake's Locust wrote no failures file)."""
+
+    def __init__(self, requests: int, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self._requests = requests
+
+    def sent(self) -> tuple[int, int] | None:
+        return self._requests, 0
+
+    def result(self) -> tuple[LoadResult, str | None]:
+        return LoadResult(self._requests, 0, 100.0, 1.0, 2.0, 1.0), None
+
+
+class _FakeWorld:
+    """A world whose Kong starts one instance per request (a churning release), and whose plugin
+    takes a new configuration only when `applies_config`. `calls` records what the scenario did,
+    in order."""
+
+    def __init__(self, config: RunConfig, out_dir: Path, *, applies_config: bool = True) -> None:
+        self.config = config
+        self.contract = EXAMPLE
+        self.workers = 4
+        self.resources: Summary | None = None
+        self.calls: list[str] = []
+        self._out_dir = out_dir
+        self._applies_config = applies_config
+        self._message: str | None = None
+        self._served = 0
+        self._server_starts = 1
+
+    def __enter__(self) -> _FakeWorld:
+        self.calls.append("enter")
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.calls.append("exit")
+
+    @property
+    def label(self) -> str:
+        return "fake"
+
+    @property
+    def proxy_url(self) -> str:
+        return "http://127.0.0.1:1"
+
+    def _signals(self) -> Signals:
+        return Signals(
+            new_calls_total=self._served,
+            counter_lines=self._served,
+            instance_starts=self._served,
+            instance_closes=self._served,
+            no_instance_errors=0,
+            rpc_closed_errors=0,
+            plugin_server_starts=self._server_starts,
+            plugin_server_exits=self._server_starts - 1,
+            lines=self._served,
+        )
+
+    def ready(self) -> Signals:
+        self.calls.append("ready")
+        return self._signals()
+
+    def warm_up(self) -> int | None:
+        self.calls.append("warm_up")
+        return self._served
+
+    def probe(self, purpose: str) -> Answer:
+        self.calls.append(f"probe {purpose}")
+        self._served += 1
+        return Answer(200, "example", self._served, self._message, None)
+
+    def send(
+        self, requests: int, *, path: str | None = None, for_s: float | None = None
+    ) -> _FakeLoad:
+        self.calls.append(f"send {requests}")
+        self._served += requests
+        return _FakeLoad(requests, self._out_dir)
+
+    def send_and_meanwhile(
+        self, requests: int, after_fraction: float, action: Callable[[], T]
+    ) -> tuple[_FakeLoad, T, bool]:
+        self.calls.append(f"meanwhile {after_fraction}")
+        done = action()
+        return self.send(requests), done, True
+
+    def post_config(self, declarative: dict[str, Any]) -> None:
+        routes = [route for service in declarative["services"] for route in service["routes"]]
+        plugins = [p for route in routes for p in route.get("plugins", [])]
+        messages = [p["config"]["message"] for p in plugins if p["name"] == EXAMPLE.plugin_name]
+        self.calls.append(f"post_config {messages[0]}")
+        if self._applies_config:
+            self._message = messages[0]
+
+    def kill_plugin_server(self) -> int:
+        self.calls.append("kill")
+        self._server_starts += 1  # Kong respawns it
+        return 1
+
+    def settle(self, answer: Answer, counter_lines: Callable[[], int]) -> Signals:
+        return self._signals()
+
+    def settle_after(self, ready_counter: int | None) -> Signals:
+        self.calls.append("settle_after")
+        return self._signals()
+
+    def finish(self) -> Signals:
+        self.calls.append("finish")
+        return self._signals()
+
+
+def _fake_session(tmp_path: Path, world: _FakeWorld) -> scenarios.Session:
+    def make_world(_session: scenarios.Session, _options: WorldOptions) -> scenarios.World:
+        return world
+
+    config = world.config
+    return scenarios.Session(config.targets[0], config, tmp_path, make_world=make_world)
+
+
+def test_kill_server_kills_under_load_and_counts_the_recovery_apart(tmp_path: Path) -> None:
+    world = _FakeWorld(_config(tmp_path, sim=False, requests=300), tmp_path)
+
+    outcome = scenarios.get("kill-server").run(_fake_session(tmp_path, world))
+
+    assert world.calls == [
+        *["enter", "ready", "send 100", "probe before-kill"],
+        *["meanwhile 0.3", "kill", "probe recovery", "send 100", "probe after-recovery"],
+        *["warm_up", "settle_after", "send 100", "probe after-kill", "finish", "exit"],
+    ]
+    before, recovery, after = outcome.phases
+    assert [p.name for p in outcome.phases] == [
+        "before the kill",
+        "kill and recovery",
+        "after recovery",
+    ]
+    assert (before.counted, recovery.counted, after.counted) == (True, False, True)
+    assert recovery.figures["killed"] == 1
+    assert recovery.figures["restarts"] == 1
+    assert recovery.figures["recovered_s"] is not None
+    assert (recovery.figures["bypassed"], recovery.figures["errors"]) == (0, 0)
+    assert before.requests == after.requests == 100
+    assert outcome.plugin_counter == outcome.last.new_calls_total
+
+
+@pytest.mark.parametrize(
+    ("applies", "applied", "findings"), [(True, "40/40", ()), (False, "0/40", ("stale-config",))]
+)
+def test_reload_posts_each_change_under_load_and_asks_which_config_runs(
+    tmp_path: Path, applies: bool, applied: str, findings: tuple[str, ...]
+) -> None:
+    world = _FakeWorld(_config(tmp_path, sim=False, changes=2), tmp_path, applies_config=applies)
+
+    outcome = scenarios.get("reload").run(_fake_session(tmp_path, world))
+
+    asks = ["probe which-config"] * 10 * world.workers
+    assert world.calls == [
+        *["enter", "ready", "send 133", "probe steady"],
+        *["meanwhile 0.3", "post_config kpm-reload-1", "send 133", "probe change-1", *asks],
+        *["meanwhile 0.3", "post_config kpm-reload-2", "send 133", "probe change-2", *asks],
+        *["finish", "exit"],
+    ]
+    assert [p.name for p in outcome.phases] == ["steady", "change 1", "change 2"]
+    assert [p.figures.get("applied") for p in outcome.phases[1:]] == [applied, applied]
+    assert all(p.figures["under_load"] for p in outcome.phases[1:])
+    assert outcome.findings == findings

@@ -13,17 +13,30 @@ from pathlib import Path
 import pytest
 from python_on_whales import DockerClient
 
+from orchestration.engine import Engine
 from orchestration.errors import EnvironmentProblem
 from orchestration.sim import (
     GO_BUILDER_REPOSITORY,
     KONG_SIM_REPOSITORY,
+    SimImages,
     build_sim_images,
-    sim_image_tags,
 )
 from orchestration.stack import LABEL
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TAG_INPUTS = ("images/go-builder", "images/kong-sim", "plugins/example-plugin")
+
+
+class _HasEveryImage(Engine):
+    """An engine that already has every image: `build_sim_images` then only names the tags."""
+
+    def missing(self, *tags: str) -> set[str]:
+        return set()
+
+
+def sim_image_tags(version: str, *, repo_root: Path) -> SimImages:
+    """The tags a run builds for `version` from the sources under `repo_root`."""
+    return build_sim_images(version, _HasEveryImage(), root=repo_root)
 
 
 def _copy_tag_inputs(repo_root: Path) -> None:
@@ -98,9 +111,9 @@ def test_build_sim_images_builds_both_tags_offline(
             docker.image.remove(tag, force=True)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
 
-    built = build_sim_images("3.4.1.0", repo_root=REPO_ROOT)
+    built = build_sim_images("3.4.1.0", Engine())
     started = time.monotonic()
-    reused = build_sim_images("3.4.1.0", repo_root=REPO_ROOT)
+    reused = build_sim_images("3.4.1.0", Engine())
     reuse_seconds = time.monotonic() - started
 
     assert built == expected == reused

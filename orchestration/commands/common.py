@@ -9,7 +9,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from orchestration import report, versions
 from orchestration.config import OPTIONS, REPO_ROOT, RunConfig, new_run_id
@@ -17,6 +17,9 @@ from orchestration.errors import MatrixError, UsageError
 from orchestration.options import values_of
 from orchestration.report import RunResult, VersionResult
 from orchestration.versions import Target
+
+if TYPE_CHECKING:  # the adapter imports python-on-whales: only for commands that use Docker
+    from orchestration.engine import Engine
 
 # Scenarios that read what only the built-in plugins report: their config echo (reload), their
 # header on the Lua route's twin (overhead); kill-server finds the server by its process name,
@@ -185,8 +188,10 @@ def _warn_of_leftovers(docker_hosts: tuple[str, ...] = ()) -> None:
         )
 
 
-def engines_to_survey(docker_hosts: tuple[str, ...]) -> tuple[str | None, ...]:
-    return docker_hosts or (None,)
+def engines_to_survey(docker_hosts: tuple[str, ...]) -> tuple[Engine, ...]:
+    from orchestration.engines import EnginePool
+
+    return EnginePool(docker_hosts).engines
 
 
 def announce(row: VersionResult) -> None:

@@ -18,7 +18,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 def _pull(args: argparse.Namespace) -> int:
     from orchestration import pipeline, pulls
-    from orchestration.engines import describe
+    from orchestration.engines import EnginePool
 
     config = common.config_from(
         args,
@@ -30,14 +30,14 @@ def _pull(args: argparse.Namespace) -> int:
     common.check_prerequisites(False, config.docker_hosts)
     images = pipeline.registry_images(config, pipeline.jobs_of(config))
     rows, failed = [], 0
-    for engine in config.docker_hosts or (None,):
+    for engine in EnginePool(config.docker_hosts).engines:
         outcomes = pulls.pull_now(images, engine, _never_cancelled)
         there = [i for i, outcome in outcomes.items() if not outcome.startswith(pulls.FAILED)]
         sizes = pulls.sizes(engine, *there)
         for image, outcome in outcomes.items():
             failed += image not in there
             size = f"{sizes[image] / 1e6:.0f} MB" if image in sizes else "-"
-            rows.append([describe(engine), image, outcome, size])
+            rows.append([engine.describe(), image, outcome, size])
     print(tabulate(rows, headers=["engine", "image", "result", "size"], tablefmt="github"))
     return 1 if failed else 0
 

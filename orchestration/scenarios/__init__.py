@@ -1,10 +1,11 @@
 """Scenarios: what a run does with one version, phase by phase.
 
 A scenario is one small module in this package with a `SCENARIO`: its name (`--scenario NAME`),
-one line on what it is about, and `run(session)`, which drives one or more `VersionWorld`s through
-named phases and returns an `Outcome`. The pipeline schedules (target, scenario) pairs and turns
-each outcome into a row; nothing here writes results or catches errors (a failure is the
-pipeline's error row, an interrupt its `interrupted` row).
+one line on what it is about, and `run(session)`, which drives one or more `World`s through
+named phases and returns an `Outcome`. A `World` is the protocol below: a `VersionWorld` in a run
+(Kong's stack, its log, Locust), a fake in tests of what a scenario does with it. The pipeline
+schedules (target, scenario) pairs and turns each outcome into a row; nothing here writes results
+or catches errors (a failure is the pipeline's error row, an interrupt its `interrupted` row).
 
 The next scenario: a module with `SCENARIO = Scenario(...)`, added to `_MODULES` below.
 """
@@ -15,13 +16,15 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Protocol, TypeVar
 
 from orchestration.collect import Signals
 from orchestration.config import SCENARIOS, RunConfig
+from orchestration.engine import Engine
 from orchestration.errors import UsageError
 from orchestration.load import LoadResult
-from orchestration.plugin import Answer
+from orchestration.plugin import Answer, PluginContract
 from orchestration.plugins import PluginSource, default_plugin
 from orchestration.report import PhaseResult
 from orchestration.resources import Summary
@@ -30,10 +33,71 @@ from orchestration.world import (
     NEVER_CANCELLED,
     ONE_WORLD,
     Cancel,
-    PendingLoad,
     VersionWorld,
     WorldOptions,
 )
+
+T = TypeVar("T")
+
+
+class SentLoad(Protocol):
+    """A load whose requests were sent (world.py's `PendingLoad`); Locust may still be writing."""
+
+    @property
+    def out_dir(self) -> Path: ...
+
+    def sent(self) -> tuple[int, int] | None: ...
+
+    def result(self) -> tuple[LoadResult, str | None]: ...
+
+
+class World(Protocol):
+    """What a scenario drives: one version's Kong, its log's counts, and its load (world.py's
+    `VersionWorld` says what each does). Used in a `with` block, which tears it all down."""
+
+    config: RunConfig
+    contract: PluginContract
+    workers: int
+    resources: Summary | None
+
+    def __enter__(self) -> World: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None: ...
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def proxy_url(self) -> str: ...
+
+    def ready(self) -> Signals: ...
+
+    def warm_up(self) -> int | None: ...
+
+    def probe(self, purpose: str) -> Answer: ...
+
+    def send(
+        self, requests: int, *, path: str | None = None, for_s: float | None = None
+    ) -> SentLoad: ...
+
+    def send_and_meanwhile(
+        self, requests: int, after_fraction: float, action: Callable[[], T]
+    ) -> tuple[SentLoad, T, bool]: ...
+
+    def post_config(self, declarative: dict[str, Any]) -> None: ...
+
+    def kill_plugin_server(self) -> int: ...
+
+    def settle(self, answer: Answer, counter_lines: Callable[[], int]) -> Signals: ...
+
+    def settle_after(self, ready_counter: int | None) -> Signals: ...
+
+    def finish(self) -> Signals: ...
 
 
 @dataclass(frozen=True)
@@ -50,9 +114,14 @@ class Session:
     on_verdict: Callable[[Outcome], None] | None = None
     # Returns once the first load may start (see `VersionWorld`); None: at once
     load_turn: Callable[[], None] | None = None
+    engine: Engine = field(default_factory=Engine)  # the Docker engine the job runs on
+    # Makes each world the scenario asks for (None: a VersionWorld); tests hand in fakes
+    make_world: Callable[[Session, WorldOptions], World] | None = None
 
-    def world(self, options: WorldOptions = ONE_WORLD) -> VersionWorld:
+    def world(self, options: WorldOptions = ONE_WORLD) -> World:
         """A world for the target, to use in a `with` block."""
+        if self.make_world is not None:
+            return self.make_world(self, options)
         return VersionWorld(
             self.target,
             self.config,
@@ -61,6 +130,7 @@ class Session:
             options=options,
             source=self.plugin,
             load_turn=self.load_turn,
+            engine=self.engine,
         )
 
 
@@ -140,9 +210,7 @@ class Loaded:
     answer: Answer  # the probe after it: the plugin's own count and config
 
 
-def load_and_settle(
-    world: VersionWorld, pending: PendingLoad, since: Signals, purpose: str
-) -> Loaded:
+def load_and_settle(world: World, pending: SentLoad, since: Signals, purpose: str) -> Loaded:
     """Wait for a sent load's result and for its log lines: a probe after it says how far the
     plugin's count got (without one, a counter line per request served since `since`)."""
     answer = world.probe(purpose)
@@ -152,7 +220,7 @@ def load_and_settle(
 
 
 def announce_early(
-    session: Session, about: str, before: Signals, settled: Signals, pending: PendingLoad
+    session: Session, about: str, before: Signals, settled: Signals, pending: SentLoad
 ) -> None:
     """Hand the verdict on as soon as the load's log lines are in, before the stack goes down.
 
@@ -169,7 +237,7 @@ def announce_early(
     session.on_verdict(Outcome(phases=phases, first=before, last=settled))
 
 
-def sampled(*worlds: VersionWorld) -> tuple[Summary, ...]:
+def sampled(*worlds: World) -> tuple[Summary, ...]:
     """The resource summaries of the worlds that were sampled."""
     return tuple(world.resources for world in worlds if world.resources is not None)
 

@@ -19,8 +19,15 @@ from typing import Any
 
 from orchestration.errors import StackError
 from orchestration.load import failure_kinds
-from orchestration.scenarios import Outcome, Scenario, Session, load_and_settle, phase, sampled
-from orchestration.world import VersionWorld
+from orchestration.scenarios import (
+    Outcome,
+    Scenario,
+    Session,
+    World,
+    load_and_settle,
+    phase,
+    sampled,
+)
 
 ABOUT = "the plugin server killed under load: recovery time, failed and bypassed requests, "
 ABOUT += "New() during recovery, restarts"
@@ -97,7 +104,7 @@ def _bypass_figure(bypassed: int) -> dict[str, Any]:
     return {"bypassed": bypassed} if bypassed else {}
 
 
-def _kill_and_time(world: VersionWorld) -> tuple[int, float | None]:
+def _kill_and_time(world: World) -> tuple[int, float | None]:
     """Kill the plugin server, then poll until the plugin answers again (bounded). The time
     runs from the kill command, so it includes the `docker compose exec` carrying it (~0.1 s)."""
     started = time.monotonic()

@@ -18,8 +18,16 @@ from typing import Any
 from orchestration.collect import Signals
 from orchestration.errors import StackError
 from orchestration.plugin import KONG_YML, Answer, declarative_template
-from orchestration.scenarios import Outcome, Scenario, Session, load_and_settle, phase, sampled
-from orchestration.world import WARM_UP_PER_WORKER, VersionWorld
+from orchestration.scenarios import (
+    Outcome,
+    Scenario,
+    Session,
+    World,
+    load_and_settle,
+    phase,
+    sampled,
+)
+from orchestration.world import WARM_UP_PER_WORKER
 
 ABOUT = "the plugin's configuration changed under load: New() and failures per change, and "
 ABOUT += "whether the change reaches the plugin"
@@ -97,7 +105,7 @@ def _with_message(declarative: dict[str, Any], plugin_name: str, message: str) -
     return changed
 
 
-def _ask_which_config(world: VersionWorld, message: str) -> tuple[int, int, Answer, Signals]:
+def _ask_which_config(world: World, message: str) -> tuple[int, int, Answer, Signals]:
     """How many of ten new connections per worker answered with `message`, the last answer, and
     the log's counts once its line is in."""
     answers = [world.probe("which-config") for _ in range(WARM_UP_PER_WORKER * world.workers)]

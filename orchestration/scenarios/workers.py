@@ -8,8 +8,16 @@ from __future__ import annotations
 
 from orchestration.collect import Signals
 from orchestration.report import PhaseResult
-from orchestration.scenarios import Outcome, Scenario, Session, load_and_settle, phase, sampled
-from orchestration.world import VersionWorld, WorldOptions
+from orchestration.scenarios import (
+    Outcome,
+    Scenario,
+    Session,
+    World,
+    load_and_settle,
+    phase,
+    sampled,
+)
+from orchestration.world import WorldOptions
 
 ABOUT = "the same load at 1, 2, 4 and 8 nginx workers: New() per request by worker count"
 WORKER_COUNTS = (1, 2, 4, 8)
@@ -18,7 +26,7 @@ WORKER_COUNTS = (1, 2, 4, 8)
 def run(session: Session) -> Outcome:
     config = session.config
     phases: list[PhaseResult] = []
-    worlds: list[VersionWorld] = []
+    worlds: list[World] = []
     first: Signals | None = None
     last: Signals | None = None
     shortfall, counter = None, None

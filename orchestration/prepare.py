@@ -1,0 +1,91 @@
+"""Preparing a job: its images built, its plugin's dump read, its pulls awaited.
+
+The stage between the plan (a target, a plugin, the run's configuration) and a running world:
+`prepare` builds the `--sim` stand-ins (or waits for the base images pulled ahead), builds the
+plugin's image, reads its dump as Kong will, and returns a `Prepared` from which each stack of the
+job is described (`Prepared.spec`). A world runs what it is handed; it builds nothing itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestration import pulls
+from orchestration.config import REPO_ROOT, RunConfig
+from orchestration.engine import Engine
+from orchestration.errors import MatrixError
+from orchestration.plugin import PluginContract, declarative_template
+from orchestration.plugins import PluginSource, prepared, registry_bases
+from orchestration.sim import build_sim_images
+from orchestration.stack import StackSpec, project_name_for
+from orchestration.versions import Target
+
+LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A job made ready on its engine: the images its stacks run and its plugin's contract."""
+
+    version: str  # the target's label
+    kong_image: str
+    go_image: str
+    image_tag: str  # the plugin image, built on kong_image
+    contract: PluginContract  # read from the plugin image's dump
+    engine: Engine
+
+    def spec(
+        self, config: RunConfig, *, workers: int, suffix: str, env_dir: Path, tap: bool
+    ) -> StackSpec:
+        """One stack of the job: `suffix` tells apart several stacks of one job (the `workers`
+        scenario's), in its Compose project name and env file."""
+        return StackSpec(
+            version=self.version,
+            kong_image=self.kong_image,
+            go_image=self.go_image,
+            image_tag=self.image_tag,
+            workers=workers,
+            project_name=project_name_for(config.run_id, self.version + suffix),
+            run_id=config.run_id,
+            env_file=env_dir / f"compose{suffix}.env",
+            plugin=self.contract,
+            tap=tap,
+            declarative_json=json.dumps(self.contract.declarative(declarative_template(REPO_ROOT))),
+            engine=self.engine,
+        )
+
+
+def prepare(
+    target: Target,
+    config: RunConfig,
+    source: PluginSource,
+    engine: Engine,
+    check_cancel: Callable[[], None],
+) -> Prepared:
+    """Build what `target` needs on `engine` and read the plugin's dump; `check_cancel` raises
+    when the run is stopping (checked while waiting for pulls)."""
+    LOGGER.info("%s: preparing images", target.label)
+    kong_image, go_image = target.image, config.go_image
+    if config.sim:
+        if target.version is None:
+            raise MatrixError(
+                f"--sim needs a Kong version to stand in for, and {target.label!r} names none"
+            )
+        images = build_sim_images(target.version, engine)
+        kong_image, go_image = images.kong_image, images.go_image
+    else:  # its base images may be on their way already (pulls.ahead)
+        pulls.wait_for(registry_bases(source, kong_image, go_image), engine, check_cancel)
+    image, contract = prepared(
+        source,
+        kong_image=kong_image,
+        go_image=go_image,
+        sim=config.sim,
+        repo_root=REPO_ROOT,  # plugins.py's own argument, until it reads the constant
+        config_json=config.plugin_config,
+        docker_host=engine.host,  # plugins.py's own argument, until it takes an Engine
+    )
+    return Prepared(target.label, kong_image, go_image, image, contract, engine)
