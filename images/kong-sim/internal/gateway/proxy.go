@@ -211,7 +211,16 @@ func (g *Gateway) runPlugin(req *request, p config.Plugin, phase string) {
 	if !ok || !contains(ext.info.Phases, phase) {
 		return
 	}
-	err := req.conn.worker.handleEvent(event{req: req, plugin: p, ext: ext, phase: phase})
+	ev := event{req: req, plugin: p, ext: ext, phase: phase}
+	err := req.conn.worker.handleEvent(ev)
+	var raised *raisedError
+	if errors.As(err, &raised) && phase == "access" {
+		// The access iterator runs each handler in a coroutine and logs
+		// what it raised (kong/init.lua, kong.log.err(cerr)); the other
+		// phases have no such catch.
+		at := req.conn.worker.g.env.Release.Lines().PluginRaised
+		req.conn.worker.log(konglog.Error, req.logContext(), ev.kongMessage(at, raised.text))
+	}
 	if errors.Is(err, errStartFailed) {
 		// get_instance_id raises a Lua error: Kong answers 500.
 		req.exitJSON(http.StatusInternalServerError, "An unexpected error occurred")

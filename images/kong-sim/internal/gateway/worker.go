@@ -214,6 +214,9 @@ func (w *worker) handleEvent(ev event) error {
 			if err == nil || ev.req.exited() {
 				return nil
 			}
+			if raised := raisedBySend(err); raised != nil {
+				return raised // no reset, no retry: handle_event never gets to them
+			}
 		}
 		if errors.Is(err, errNotReady) {
 			w.warnNotReady(ev)
@@ -279,6 +282,24 @@ func (w *worker) logRecovery(ev event, text string) bool {
 		}
 	}
 	return recoverable
+}
+
+// raisedError is a Lua error that pb_rpc.lua's assert(c:send(...)) raised
+// out of the plugin's handler: Kong's access iterator logs its text and
+// answers 500, as for a failed instance start.
+type raisedError struct{ text string }
+
+func (e *raisedError) Error() string { return e.text }
+func (e *raisedError) Unwrap() error { return errStartFailed }
+
+// raisedBySend is the Lua error Kong raises for err when err is a failed
+// send, else nil.
+func raisedBySend(err error) *raisedError {
+	var sendErr *pluginserver.SendError
+	if errors.As(err, &sendErr) {
+		return &raisedError{text: sendErr.Error()}
+	}
+	return nil
 }
 
 var (
@@ -348,6 +369,12 @@ func (w *worker) instanceID(ev event) (int32, error) {
 	}
 	client := w.clients[ev.ext.server.def.Name]
 	instanceID, err := client.StartInstance(ev.plugin.Name, w.instanceConfig(ev.plugin, conf))
+	if raised := raisedBySend(err); raised != nil {
+		// The assert raises out of call_start_instance before the line
+		// that removes the claim: it stays, without an id, and the
+		// worker's next requests wait on it (see waitForClaimSteps).
+		return 0, raised
+	}
 	if err != nil {
 		w.logConnectError(ev, err)
 		w.log(konglog.Error, ev.req.logContext(), ev.kongMessage(w.g.env.Release.Lines().StartingInstance, "starting instance: "+err.Error()))
@@ -363,7 +390,11 @@ func (w *worker) instanceID(ev event) (int32, error) {
 	info.id, info.hasID, info.conf, info.pluginName = instanceID, true, conf, ev.plugin.Name
 	w.mu.Unlock()
 	if hadOld {
-		_ = client.CloseInstance(oldID) // as Kong: another request may have closed it first
+		// As Kong: another request may have closed it first. Only a failed
+		// send raises, after the new instance is in place.
+		if raised := raisedBySend(client.CloseInstance(oldID)); raised != nil {
+			return 0, raised
+		}
 	}
 	return instanceID, nil
 }

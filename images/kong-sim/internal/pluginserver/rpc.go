@@ -26,14 +26,38 @@ type ConnectError struct{ Err error }
 // Error is the bare words OpenResty gives a failed connect: the system's
 // error text, lower-cased ("connection refused", "no such file or
 // directory"), without Go's "dial unix PATH: connect: ".
-func (e *ConnectError) Error() string {
+func (e *ConnectError) Error() string { return openRestyWords(e.Err) }
+func (e *ConnectError) Unwrap() error { return e.Err }
+
+// SendError is a call that could not be written after the connect (the
+// server died between the two). pb_rpc.lua sends with assert(c:send(...))
+// in every release (3.4.0 pb_rpc.lua 283-284 and 318-319; 3.9.0
+// rpc/pb_rpc.lua 264-265 and 284-285), so Kong raises a Lua error here
+// instead of returning one: the caller's recovery and clean-up never run.
+// mp_rpc.lua returns its send errors; MsgPackClient never gives this one.
+type SendError struct{ Err error }
+
+// Error is what c:send returns: the system's error text, lower-cased
+// ("broken pipe", "connection reset by peer"), or "timeout".
+func (e *SendError) Error() string {
+	var netErr net.Error
+	if errors.As(e.Err, &netErr) && netErr.Timeout() {
+		return "timeout"
+	}
+	return openRestyWords(e.Err)
+}
+func (e *SendError) Unwrap() error { return e.Err }
+
+// openRestyWords is how a cosocket reports a system error: strerror,
+// lower-cased "for compatibility with LuaSocket" (lua-nginx-module's
+// ngx_http_lua_socket_prepare_error_retvals).
+func openRestyWords(err error) string {
 	var errno syscall.Errno
-	if errors.As(e.Err, &errno) {
+	if errors.As(err, &errno) {
 		return strings.ToLower(errno.Error())
 	}
-	return e.Err.Error()
+	return err.Error()
 }
-func (e *ConnectError) Unwrap() error { return e.Err }
 
 // PDKFunc answers one PDK call made by a plugin during an event: the reply
 // frame, or an error, on which Kong abandons the connection without replying.
@@ -240,8 +264,13 @@ func readFrame(conn net.Conn) ([]byte, error) {
 	return data, cosocketError(err)
 }
 
+// writeFrame writes one ProtoBuf:1 frame; a failure is a *SendError (Kong's
+// assert raises on it).
 func writeFrame(conn net.Conn, data []byte) error {
-	return cosocketError(protocol.WriteFrame(conn, data))
+	if err := protocol.WriteFrame(conn, data); err != nil {
+		return &SendError{Err: err}
+	}
+	return nil
 }
 
 // cosocketError maps Go's I/O errors to the words OpenResty uses.

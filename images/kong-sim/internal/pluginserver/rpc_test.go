@@ -105,6 +105,38 @@ func TestServerClosingIsReportedAsClosed(t *testing.T) {
 	}
 }
 
+// TestASendAfterTheConnectIsASendError: the server is gone between the
+// connect and the send (its end closed). pb_rpc.lua asserts the send, so
+// this must not read as the "closed" Kong recovers from: it is a
+// *SendError, in OpenResty's words.
+func TestASendAfterTheConnectIsASendError(t *testing.T) {
+	l, err := net.Listen("unix", filepath.Join(t.TempDir(), "dying.socket"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	conn, err := net.Dial("unix", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	server, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	server.Close()
+	_, err = NewClient("").exchange(conn, &pb.RpcCall{Call: &pb.RpcCall_CmdCloseInstance{
+		CmdCloseInstance: &pb.CmdCloseInstance{InstanceId: 3},
+	}}, nil)
+	var sendErr *SendError
+	if !errors.As(err, &sendErr) || errors.Is(err, ErrClosed) {
+		t.Fatalf("err %#v, want a *SendError", err)
+	}
+	if err.Error() != "broken pipe" && err.Error() != "connection reset by peer" {
+		t.Errorf("err %q, want OpenResty's lower-cased strerror", err)
+	}
+}
+
 func TestStartInstanceReturnsTheStatus(t *testing.T) {
 	socket := fakeServer(t, func(conn net.Conn) {
 		call := readCall(t, conn)
