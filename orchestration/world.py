@@ -33,7 +33,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from orchestration import plugin, pulls, resources
+from orchestration import plugin, progress, pulls, resources
 from orchestration.collect import Collector, Signals, collect_file
 from orchestration.config import RunConfig
 from orchestration.errors import Interrupted, MatrixError, StackError
@@ -205,17 +205,20 @@ class VersionWorld:
         self._sampler: resources.Sampler | None = None
         self._requests_before_load: int | None = None
         self.resources: resources.Summary | None = None  # set once the world is finished
+        self.shown = progress.Line(version_dir.name + options.suffix)  # its live progress line
 
     # --- the world's life -----------------------------------------------------------------
 
     def __enter__(self) -> VersionWorld:
         try:
+            self._exits.enter_context(progress.showing(self.shown))
             if self._options.prestart_locust:  # imports itself while the stack comes up
                 self._prestarted = self._exits.enter_context(self._new_locust(self.config.requests))
             spec = self._stack_spec()
             self.counts = LogCounts(spec.plugin.log_name)
             write_plugin_facts(self.version_dir, spec.plugin.facts())
             self.cancel.raise_if_set()
+            self.shown.stage("starting Kong's containers")
             # The stack saves its whole log on the way down, however and whenever it ends.
             self.stack = self._exits.enter_context(
                 Stack(spec, keep=self.config.keep, log_path=self.log_path, on_log=self.counts.feed)
@@ -253,6 +256,7 @@ class VersionWorld:
         so it must be in the counts before the first phase.
         """
         LOGGER.info("%s: waiting for Kong (at most %.0fs)", self.label, self.config.ready_timeout_s)
+        self.shown.stage("waiting for Kong to answer", self.config.ready_timeout_s)
         ready_counter = self._stack().wait_ready(
             self.config.ready_timeout_s, check=self._starting_normally
         )
@@ -310,7 +314,10 @@ class VersionWorld:
             locust = self._exits.enter_context(self._new_locust(requests, path, for_s))
         amount = f"requests for {for_s:.0f}s" if for_s else f"{requests} requests"
         LOGGER.info("%s: sending %s with %d users", self.label, amount, self.config.users)
+        own_counts = self.contract.reports_new_calls
+        self.shown.load(locust.out_dir, requests, for_s, self.counts.signals, own_counts)
         locust.send(self.proxy_url, cancel=self.cancel, watch=self._kong_alive)
+        self.shown.stage("reading Kong's log for the load's last lines")
         self.cancel.raise_if_set()  # a cancelled Locust ends early: that is no measurement
         if locust.sent is not None and locust.sent[1]:  # failures: Kong may have died at the end
             self._kong_alive(grace_s=DEATH_GRACE_S)
@@ -473,6 +480,7 @@ class VersionWorld:
     def finish(self) -> Signals:
         """Take the stack down now (its log saved whole) and count the saved log: the record."""
         self._stop_sampler()
+        self.shown.stage("tearing down the stack")
         self._stack().close()
         if not self.log_path.is_file():
             raise StackError(
@@ -546,13 +554,16 @@ class VersionWorld:
                 raise MatrixError(
                     f"--sim needs a Kong version to stand in for, and {target.label!r} names none"
                 )
+            self.shown.stage(f"building or reusing the kong-sim images for {target.version}")
             images = build_sim_images(
                 target.version, repo_root=config.repo_root, docker_host=config.docker_host
             )
             kong_image, go_image = images.kong_image, images.go_image
         else:  # its base images may be on their way already (pulls.ahead)
             bases = registry_bases(self.source, kong_image, go_image)
+            self.shown.stage(f"waiting for the pull of {', '.join(bases) or 'nothing'}")
             pulls.wait_for(bases, config.docker_host, self.cancel.raise_if_set)
+        self.shown.stage(f"building or reusing the {self.source.label} plugin's image")
         image, self.contract = prepared(
             self.source,
             kong_image=kong_image,
