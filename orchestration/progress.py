@@ -141,11 +141,19 @@ def _log_parts(load: _Load) -> list[str]:
     return [f"{live} instances", f"New()/request {per_request}"]
 
 
+def _text_of(line: Line) -> str:
+    """The line's text; one that cannot be read (a file half-written, a bug) says so."""
+    try:
+        return line.text()
+    except Exception as error:  # the display never stops the run
+        return f"{line.label}: (its progress cannot be read: {error!r})"
+
+
 class Board:
     """The lines of the running versions, drawn on `stream` while it is entered.
 
     `live`: redraw them in place (a `rich` live display) every `LIVE_EVERY_S`; otherwise write
-    them as plain lines every `every_s`. `console` replaces the one made for `stream` (the
+    them as plain lines every `every_s` (default `PLAIN_EVERY_S`). `console` replaces the one made for `stream` (the
     benchmark draws to /dev/null as a terminal would).
     """
 
@@ -154,13 +162,13 @@ class Board:
         stream: TextIO,
         *,
         live: bool | None = None,
-        every_s: float = PLAIN_EVERY_S,
+        every_s: float | None = None,
         console: Console | None = None,
     ) -> None:
         self._stream = stream
         self._console = console or Console(file=stream, highlight=False, emoji=False)
         self.live = self._console.is_interactive if live is None else live
-        self._every_s = LIVE_EVERY_S if self.live else every_s
+        self._every_s = LIVE_EVERY_S if self.live else every_s or PLAIN_EVERY_S
         self._lines: list[Line] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -181,7 +189,7 @@ class Board:
         """Every line as it reads now."""
         with self._lock:
             lines = list(self._lines)
-        return [line.text() for line in lines]
+        return [_text_of(line) for line in lines]
 
     def __enter__(self) -> Board:
         if self.live:
@@ -211,10 +219,17 @@ class Board:
     def _draw(self) -> None:
         texts = self.texts()
         if self._live is not None:
+            self._follow_the_terminals_size()
             self._live.update(self._renderable(texts), refresh=True)
         elif texts:
             self._stream.write("".join(f"{PLAIN_PREFIX}{text}\n" for text in texts))
             self._stream.flush()
+
+    def _follow_the_terminals_size(self) -> None:
+        """rich measures the terminal on stdin, stdout or stderr, whichever answers first; the
+        lines go to `stream`, so its size is the one that counts (and it may change)."""
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            self._console.size = os.get_terminal_size(self._stream.fileno())
 
     @staticmethod
     def _renderable(texts: list[str]) -> Group:
