@@ -153,9 +153,8 @@ class Board:
     """The lines of the running versions, drawn on `stream` while it is entered.
 
     `live`: redraw them in place (a `rich` live display) every `LIVE_EVERY_S`; otherwise write
-    them as plain lines every `every_s` (default `PLAIN_EVERY_S`). `console` replaces the one made for `stream` (the
-    benchmark draws to /dev/null as a terminal would).
-    """
+    them as plain lines every `every_s` (default `PLAIN_EVERY_S`). `console` replaces the one
+    made for `stream` (the benchmark draws to /dev/null as a terminal would)."""
 
     def __init__(
         self,
