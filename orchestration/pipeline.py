@@ -20,6 +20,7 @@ until every worker has torn its stack down; a job already going down finishes an
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from typing import Any, Protocol
 
 from python_on_whales import DockerException
 
-from orchestration import evidence, pulls, report, scenarios
+from orchestration import evidence, progress, pulls, report, scenarios
 from orchestration.config import RunConfig
 from orchestration.engine import Engine
 from orchestration.engines import EnginePool
@@ -398,7 +399,11 @@ def run_matrix(
 
     publish()
     try:
-        with pulls.ahead(_pull_ahead(config, jobs)[0], engines.engines[0]):
+        shown = all(job.scenario != "ui" for job in jobs)  # the web UI shows its own
+        with (
+            progress.shown(sys.stderr, enabled=shown),
+            pulls.ahead(_pull_ahead(config, jobs)[0], engines.engines[0]),
+        ):
             # A cancelled job's row is discarded once every worker has ended: no lock needed.
             _measure_all(config, len(jobs), measure, cancel, lambda index: rows.pop(index, None))
     except (Interrupted, KeyboardInterrupt) as stop:

@@ -65,9 +65,12 @@ def prepare(
     source: PluginSource,
     engine: Engine,
     check_cancel: Callable[[], None],
+    *,
+    stage: Callable[[str], None] = lambda what: None,
 ) -> Prepared:
     """Build what `target` needs on `engine` and read the plugin's dump; `check_cancel` raises
-    when the run is stopping (checked while waiting for pulls)."""
+    when the run is stopping (checked while waiting for pulls); `stage` is told what it waits on
+    (the version's progress line)."""
     LOGGER.info("%s: preparing images", target.label)
     kong_image, go_image = target.image, config.go_image
     if config.sim:
@@ -75,10 +78,14 @@ def prepare(
             raise MatrixError(
                 f"--sim needs a Kong version to stand in for, and {target.label!r} names none"
             )
+        stage(f"building or reusing the kong-sim images for {target.version}")
         images = build_sim_images(target.version, engine)
         kong_image, go_image = images.kong_image, images.go_image
     else:  # its base images may be on their way already (pulls.ahead)
-        pulls.wait_for(registry_bases(source, kong_image, go_image), engine, check_cancel)
+        bases = registry_bases(source, kong_image, go_image)
+        stage(f"waiting for the pull of {', '.join(bases) or 'nothing'}")
+        pulls.wait_for(bases, engine, check_cancel)
+    stage(f"building or reusing the {source.label} plugin's image")
     image, contract = prepared(
         source,
         kong_image=kong_image,

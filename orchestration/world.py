@@ -34,7 +34,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from orchestration import plugin, resources
+from orchestration import plugin, progress, resources
 from orchestration.collect import Collector, Signals, collect_file
 from orchestration.config import RunConfig
 from orchestration.engine import Engine
@@ -197,8 +197,15 @@ class VersionWorld:
         self.version_dir = version_dir
         self.cancel = cancel
         self.source = source or default_plugin()
+        self.shown = progress.Line(version_dir.name + options.suffix)  # its live progress line
         self._preparation = preparation or functools.partial(
-            prepare, target, config, self.source, engine or Engine(), cancel.raise_if_set
+            prepare,
+            target,
+            config,
+            self.source,
+            engine or Engine(),
+            cancel.raise_if_set,
+            stage=self.shown.stage,
         )
         # Until the plugin's image is built and its dump read (`__enter__`): the example's.
         self.contract: PluginContract = EXAMPLE
@@ -219,12 +226,14 @@ class VersionWorld:
 
     def __enter__(self) -> VersionWorld:
         try:
+            self._exits.enter_context(progress.showing(self.shown))
             if self._options.prestart_locust:  # imports itself while the stack comes up
                 self._prestarted = self._exits.enter_context(self._new_locust(self.config.requests))
             spec = self._stack_spec()
             self.counts = LogCounts(spec.plugin.log_name)
             write_plugin_facts(self.version_dir, spec.plugin.facts())
             self.cancel.raise_if_set()
+            self.shown.stage("starting Kong's containers")
             # The stack saves its whole log on the way down, however and whenever it ends.
             self.stack = self._exits.enter_context(
                 Stack(spec, keep=self.config.keep, log_path=self.log_path, on_log=self.counts.feed)
@@ -262,6 +271,7 @@ class VersionWorld:
         so it must be in the counts before the first phase.
         """
         LOGGER.info("%s: waiting for Kong (at most %.0fs)", self.label, self.config.ready_timeout)
+        self.shown.stage("waiting for Kong to answer", self.config.ready_timeout)
         ready_counter = self._stack().wait_ready(
             self.config.ready_timeout, check=self._starting_normally
         )
@@ -319,7 +329,10 @@ class VersionWorld:
             locust = self._exits.enter_context(self._new_locust(requests, path, for_s))
         amount = f"requests for {for_s:.0f}s" if for_s else f"{requests} requests"
         LOGGER.info("%s: sending %s with %d users", self.label, amount, self.config.users)
+        own_counts = self.contract.reports_new_calls
+        self.shown.load(locust.out_dir, requests, for_s, self.counts.signals, own_counts)
         locust.send(self.proxy_url, cancel=self.cancel, watch=self._kong_alive)
+        self.shown.stage("reading Kong's log for the load's last lines")
         self.cancel.raise_if_set()  # a cancelled Locust ends early: that is no measurement
         if locust.sent is not None and locust.sent[1]:  # failures: Kong may have died at the end
             self._kong_alive(grace_s=DEATH_GRACE_S)
@@ -482,6 +495,7 @@ class VersionWorld:
     def finish(self) -> Signals:
         """Take the stack down now (its log saved whole) and count the saved log: the record."""
         self._stop_sampler()
+        self.shown.stage("tearing down the stack")
         self._stack().close()
         if not self.log_path.is_file():
             raise StackError(

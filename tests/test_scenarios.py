@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from orchestration import pipeline, scenarios
+from orchestration import pipeline, progress, scenarios
 from orchestration.collect import Signals
 from orchestration.config import SCENARIOS, RunConfig
 from orchestration.errors import UsageError
@@ -177,6 +177,7 @@ class _FakeWorld:
         self.contract = EXAMPLE
         self.workers = 4
         self.resources: Summary | None = None
+        self.shown = progress.Line("fake")
         self.calls: list[str] = []
         self._out_dir = out_dir
         self._applies_config = applies_config

@@ -13,6 +13,7 @@ import json
 import os
 import select
 import signal
+import struct
 import subprocess
 import sys
 import termios
@@ -40,8 +41,10 @@ SESSION_TIMEOUT_S = 180.0
 class Terminal:
     """`args` as the foreground job of a pseudo-terminal; what it prints is read as it comes."""
 
-    def __init__(self, args: list[str], cwd: Path) -> None:
+    def __init__(self, args: list[str], cwd: Path, term: str = "dumb", columns: int = 0) -> None:
         self._master, replica = os.openpty()
+        if columns:  # else the terminal says 0x0, and programs assume 80 columns
+            fcntl.ioctl(replica, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
 
         def become_the_terminals_job() -> None:
             os.setsid()  # a session of its own, whose controlling terminal is the replica
@@ -50,7 +53,7 @@ class Terminal:
         self.process = subprocess.Popen(
             args,
             cwd=cwd,
-            env={**_cli_env(), "NOX_DEFAULT_VENV_BACKEND": "none", "TERM": "dumb"},
+            env={**_cli_env(), "NOX_DEFAULT_VENV_BACKEND": "none", "TERM": term},
             stdin=replica,
             stdout=replica,
             stderr=replica,

@@ -26,6 +26,7 @@ from orchestration.errors import UsageError
 from orchestration.load import LoadResult
 from orchestration.plugin import Answer, PluginContract
 from orchestration.plugins import PluginSource, default_plugin
+from orchestration.progress import Line
 from orchestration.report import PhaseResult
 from orchestration.resources import Summary
 from orchestration.versions import Target
@@ -59,6 +60,7 @@ class World(Protocol):
     contract: PluginContract
     workers: int
     resources: Summary | None
+    shown: Line  # its live progress line
 
     def __enter__(self) -> World: ...
 

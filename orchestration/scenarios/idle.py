@@ -24,6 +24,7 @@ def run(session: Session) -> Outcome:
         first = world.ready()
         before = load_and_settle(world, world.send(share), first, "before-idle")
         LOGGER.info("%s: idle for %.0fs", world.label, config.idle)
+        world.shown.stage("idle, no requests", config.idle)
         deadline = time.monotonic() + config.idle
         while (left := deadline - time.monotonic()) > 0:
             session.cancel.raise_if_set()
