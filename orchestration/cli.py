@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from tabulate import tabulate
 
-from orchestration import __version__, evidence, report, selftest, versions
+from orchestration import __version__, drawing, evidence, report, selftest, versions
 from orchestration.collect import DEFAULT_PLUGIN as DEFAULT_PLUGIN_SERVER
 from orchestration.collect import collect_file, plugin_servers_in
 from orchestration.config import (
@@ -595,8 +595,7 @@ def _announce(row: VersionResult) -> None:
     tag = " [simulated]" if row.simulated else ""
     detail = f": {row.error}" if row.error else f", New()/request {per_request}"
     detail += "".join(f" [{finding}]" for finding in row.findings)
-    plugin = "" if row.plugin == "go" else f" {row.plugin}"
-    print(f"==> {row.version}{plugin}{tag}: {row.verdict}{detail}", file=sys.stderr, flush=True)
+    print(f"==> {report.short_label(row)}{tag}: {row.verdict}{detail}", file=sys.stderr, flush=True)
 
 
 def _add_wide_option(parser: argparse.ArgumentParser) -> None:
@@ -616,7 +615,7 @@ def _print_run(run: RunResult, run_dir: Path, column_set: report.ColumnSet) -> N
     """The table, then the report page (drawn last: the verdicts are on the screen by then)."""
     print(report.render_summary(run, column_set), flush=True)
     print(f"Results: {run_dir}", file=sys.stderr, flush=True)
-    report.finish_run(run_dir, run)
+    drawing.finish_run(run_dir, run)
 
 
 def _check_prerequisites(sim: bool, docker_hosts: tuple[str, ...] = ()) -> None:
@@ -847,7 +846,7 @@ def _cmd_bisect(args: argparse.Namespace) -> int:
     def measure(target: Target) -> VersionResult:
         step = replace(config, run_id=new_run_id(), targets=(target,))
         run = pipeline.run_matrix(step, announce=_announce)
-        report.finish_run(step.run_dir, run)
+        drawing.finish_run(step.run_dir, run)
         return run.versions[0]
 
     def say(line: str) -> None:
