@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from outcomes import config_for, load_outcome, signals
 
-from orchestration import drawing, pipeline, rows, scenarios
+from orchestration import drawing, pipeline, report, rows, scenarios
 from orchestration.config import RunConfig
 from orchestration.errors import Interrupted, StackError, UsageError
 from orchestration.load import LoadResult
-from orchestration.report import VersionResult
+from orchestration.report import RunResult, VersionResult
 from orchestration.scenarios import Outcome, phase
 from orchestration.versions import target_for_version
 from orchestration.world import Cancel, VersionWorld, folder_name
@@ -364,3 +364,26 @@ def test_a_signal_while_a_stack_goes_down_in_the_background_keeps_its_row_and_st
         ("interrupted", "interrupted"),
         ("interrupted", "interrupted"),
     ]
+
+
+def test_the_results_files_are_written_once_per_row_and_never_for_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two rows, two writes: none for the empty run at the start, none at the end for rows
+    already written (it was four: empty, a row, a row, the same again)."""
+    written: list[int] = []
+    write_run = report.write_run
+
+    def counting(run_dir: Path, run: RunResult) -> None:
+        written.append(len(run.versions))
+        write_run(run_dir, run)
+
+    monkeypatch.setattr(report, "write_run", counting)
+    monkeypatch.setattr(scenarios, "get", lambda _name: _scripted_scenario([], None, _churn(1500)))
+    config = config_for(tmp_path, "3.4.1.0", "3.6.0.0")
+
+    run = pipeline.run_matrix(config)
+
+    assert written == [1, 2]
+    assert report.load_run(config.run_dir).versions == run.versions
+    assert (tmp_path / "latest").resolve() == config.run_dir.resolve()

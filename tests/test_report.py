@@ -406,3 +406,15 @@ def test_report_prints_the_compact_table_and_the_full_one_with_wide(
     assert capsys.readouterr().out == report.render_summary(run, "compact") + "\n"
     cli.main(["report", str(run_dir), "--wide"])
     assert capsys.readouterr().out == report.render_summary(run, "full") + "\n"
+
+
+@pytest.mark.parametrize(
+    ("plugin", "scenario", "parts"),
+    [("go", "steady", ["3.4.1.0"]), ("python", "steady", ["3.4.1.0", "python"]),
+     ("go", "reload", ["3.4.1.0", "reload"]), ("js", "idle", ["3.4.1.0", "js", "idle"])],
+)  # fmt: skip
+def test_a_rows_label_leaves_out_the_default_plugin_and_scenario(
+    plugin: str, scenario: str, parts: list[str]
+) -> None:
+    assert report.label_parts("3.4.1.0", plugin, scenario) == parts
+    assert report.short_label(_row(plugin=plugin, scenario=scenario)) == " ".join(parts)

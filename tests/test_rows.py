@@ -271,3 +271,64 @@ def test_a_built_in_ran_on_every_request_that_came_back_with_its_header() -> Non
     clean = replace(load, failures=0)
     row = rows.row_from(base, load_outcome(signals(5, 9), signals(1805, 1009), clean))
     assert (row.ran_on, row.verdict, row.status) == (1000, "churn", "ok")
+
+
+class _Folder:
+    """A version folder's evidence, recording what the row asked of it."""
+
+    def __init__(self, failures: str | None = "5xx x3") -> None:
+        self.asked: list[str] = []
+        self._failures = failures
+
+    def hints(self, said: str) -> list[str]:
+        self.asked.append(f"hints for {said}")
+        return ["its dump was never read"]
+
+    def plugin_answers(self) -> str | None:
+        self.asked.append("answers")
+        return "401 x3"
+
+    def failure_causes(self) -> str | None:
+        self.asked.append("causes")
+        return self._failures
+
+
+def _base() -> VersionResult:
+    return rows.base_row(
+        rows.Job(target_for_version("3.4.1.0")), config_for(Path("/n")), Path("/x")
+    )
+
+
+def test_a_finished_row_without_a_verdict_says_what_its_folder_says() -> None:
+    load = LoadResult(1000, 1000, 0.0, 0.0, 0.0, 1.0)
+    folder = _Folder()
+    row = rows.finished_row(_base(), load_outcome(signals(5), signals(5), load), folder)
+    unmeasured = rows._unmeasured(1000, 1000)
+    assert row.error == f"{unmeasured}; its dump was never read"
+    assert (row.plugin_answers, row.failure_causes) == ("401 x3", "5xx x3")
+    assert folder.asked == [f"hints for {unmeasured}", "answers", "causes"]
+
+
+def test_a_load_that_fell_short_is_its_error_and_no_hint_is_read() -> None:
+    folder = _Folder()
+    failed = LoadResult(1000, 1000, 0.0, 0.0, 0.0, 1.0)  # unmeasured too: the shortfall says it
+    outcome = replace(load_outcome(signals(5), signals(5), failed), shortfall="only 600 of 1000")
+    row = rows.finished_row(_base(), outcome, folder)
+    assert (row.status, row.verdict, row.error) == ("error", "error", "only 600 of 1000")
+    assert folder.asked == ["answers", "causes"]
+
+
+def test_a_web_ui_session_a_signal_ended_is_interrupted_with_its_load_counted() -> None:
+    outcome = replace(load_outcome(signals(5), signals(1805), LOAD_1000), stopped_by=15)
+    row = rows.finished_row(_base(), outcome, _Folder())
+    assert (row.status, row.verdict, row.new_calls_per_request) == ("interrupted", "churn", 1.8)
+    assert row.error == (
+        "stopped by SIGTERM, as a web UI session ends: the load until then is counted"
+    )
+
+
+def test_an_error_row_has_the_folders_hints_unless_kong_died() -> None:
+    with_hints = rows.error_row(_base(), "readiness timed out", _Folder())
+    assert (with_hints.status, with_hints.verdict) == ("error", "error")
+    assert with_hints.error == "readiness timed out; its dump was never read"
+    assert rows.error_row(_base(), "Kong died", None).error == "Kong died"
