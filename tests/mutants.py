@@ -30,6 +30,7 @@ SCOPE: dict[str, tuple[str, ...]] = {
     "selftest": ("*",),
     "config": ("*",),
     "report": ("*",),
+    "drawing": ("*",),  # when the report page is drawn: report.py's until it moved
     # the verdict and row logic (Job.folder: a property, see below)
     "rows": ("*",),
     "pipeline": ("x_jobs_of", "xǁRunRowsǁwrite"),

@@ -332,3 +332,41 @@ def test_an_error_row_has_the_folders_hints_unless_kong_died() -> None:
     assert (with_hints.status, with_hints.verdict) == ("error", "error")
     assert with_hints.error == "readiness timed out; its dump was never read"
     assert rows.error_row(_base(), "Kong died", None).error == "Kong died"
+
+
+def test_a_base_row_says_which_job_where_and_on_which_engine() -> None:
+    from orchestration.plugins import resolve_plugins
+
+    (python,) = resolve_plugins(("python",), config_for(Path("/n")).repo_root)
+    config = replace(config_for(Path("/n")), docker_host="unix:///run/b.sock", workers=2)
+    job = rows.Job(target_for_version("3.6.0.0"), "reload", python)
+    row = rows.base_row(job, config, Path("/r/3.6.0.0-python-reload"))
+    assert (row.version, row.plugin, row.scenario) == ("3.6.0.0", "python", "reload")
+    assert (row.results_dir, row.engine, row.workers) == (
+        "/r/3.6.0.0-python-reload",
+        "unix:///run/b.sock",
+        2,
+    )
+    assert (row.status, row.verdict, row.error, row.simulated) == ("ok", "error", None, True)
+
+
+def test_rows_of_jobs_that_never_finished_say_why() -> None:
+    assert rows.interrupted_row(_base(), 15).error == (
+        "interrupted by SIGTERM; its stack was torn down"
+    )
+    assert rows.unfinished_row(_base(), RuntimeError("ours")).error == (
+        "not measured: the run stopped on an unexpected error (RuntimeError('ours')); every "
+        "stack was torn down"
+    )
+
+
+def test_only_an_error_row_gets_hints() -> None:
+    interrupted = rows.interrupted_row(_base(), 2)
+    assert rows.with_hints(interrupted, _Folder()) == interrupted
+    row = rows.finished_row(_base(), load_outcome(signals(5), signals(5), LOAD_1000), _Folder())
+    assert (row.failures, row.failure_causes) == (0, None)  # no failure: nothing to ask about
+
+
+def test_a_row_without_memory_samples_has_no_memory_figures() -> None:
+    row = rows.row_from(_base(), load_outcome(signals(5), signals(5), LOAD_1000))
+    assert (row.server_peak_rss_mb, row.server_rss_growth_per_10k_mb, row.leak) == (None,) * 3
