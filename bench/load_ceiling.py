@@ -2,8 +2,8 @@
 
 One kong-sim 3.6.0.0 stack (stable: no churn storm in the way) stays up for the whole benchmark.
 Sides, interleaved, each sending `REQUESTS` requests with 50 concurrent users:
-- ours: `orchestration.load.run_load` with locustfiles/hello.py (exact count, header check), as the
-  harness runs it, with 1 and with 2 Locust processes (`--processes 2`);
+- ours: `orchestration.load.HeadlessLocust` with locustfiles/hello.py (exact count, header
+  check), as the harness runs it, with 1 and with 2 Locust processes (`--processes 2`);
 - ours with the live display: the same 1-process load while `orchestration.progress` redraws the
   load's line (Locust's stats CSV read, rich's rendering) as on a terminal, drawn to /dev/null;
 - bare: bench/bare_locustfile.py, a FastHttpUser with no bookkeeping, 1 and 2 processes;
@@ -36,8 +36,7 @@ RUN_TIME_BOUND_S = 120
 
 
 def ours(url: str, out_dir: Path, processes: int) -> float:
-    result = load.run_load(
-        url,
+    locust = load.HeadlessLocust(
         requests=REQUESTS,
         users=USERS,
         spawn_rate=USERS,
@@ -45,7 +44,8 @@ def ours(url: str, out_dir: Path, processes: int) -> float:
         timeout_s=RUN_TIME_BOUND_S,
         processes=processes,
     )
-    return _rate(result)
+    with locust:
+        return _rate(locust.run(url))
 
 
 def ours_shown(url: str, out_dir: Path) -> float:

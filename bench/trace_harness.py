@@ -21,7 +21,7 @@ STARTED_AT_VARIABLE = "BENCH_STARTED_AT"  # time.time() just before this process
 STAGE_NAMES: tuple[tuple[str, str, str], ...] = (
     # (module or class, attribute, stage label)
     ("orchestration.cli", "_check_prerequisites", "pre-flight checks (docker, --sim tools)"),
-    ("orchestration.report", "preload_page_drawing", "report page preload (background)"),
+    ("orchestration.drawing", "preload_page_drawing", "report page preload (background)"),
     ("orchestration.load:HeadlessLocust", "__enter__", "start Locust (it then imports itself)"),
     (
         "orchestration.world:VersionWorld",

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from orchestration.collect import line_blocks
+from orchestration.errors import ImageUnavailable, KongDied, ReadyTimeout
 from orchestration.load import failure_kinds
 from orchestration.report import Verdict
 
@@ -70,6 +72,38 @@ def missing_proof(
             "in Kong's log"
         )
     return None
+
+
+@dataclass(frozen=True)
+class Folder:
+    """A version folder's evidence, read when a row asks for it (rows.FolderEvidence)."""
+
+    path: Path
+
+    def hints(self, said: str) -> list[str]:
+        return hints(self.path, said)
+
+    def plugin_answers(self) -> str | None:
+        return plugin_answers(self.path)
+
+    def failure_causes(self) -> str | None:
+        return failure_causes(self.path)
+
+
+def failure_text(error: BaseException, version_dir: Path) -> str:
+    """A failed job's one-line error; a failed build's own output is written to build.log in
+    its folder, and the line points at it and at the full kong.log when there is one."""
+    text = str(error) or type(error).__name__
+    if isinstance(error, (ReadyTimeout, KongDied)) and error.last_log_lines:
+        lines = [line.strip() for line in error.last_log_lines if line.strip()]
+        text += " | last log lines: " + " / ".join(lines)
+    if isinstance(error, ImageUnavailable) and error.build_output:
+        build_log = version_dir / "build.log"
+        build_log.write_text("\n".join(error.build_output) + "\n", encoding="utf-8")
+        text += f" | build output: {build_log}"
+    if (version_dir / KONG_LOG).is_file():
+        text += f" | full log: {version_dir / KONG_LOG}"
+    return text
 
 
 def hints(version_dir: Path, said: str = "") -> list[str]:

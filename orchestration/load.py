@@ -13,7 +13,7 @@ own, and leaves its reports in `out_dir`:
 A headless run starts before its target is known (`HeadlessLocust`): the child imports Locust at
 once, which is most of Locust's start-up, and then waits on its stdin for the target URL; `run`
 hands it over and waits for the result. So the caller can start Locust first and bring its target
-up meanwhile. `run_load` does both steps in one call.
+up meanwhile.
 
 How a headless run ends:
 - all N requests completed: a `LoadResult` (failed requests are counted, not raised);
@@ -375,38 +375,6 @@ class HeadlessLocust:
                 stop_process_group(worker)
 
 
-def run_load(
-    host_url: str,
-    *,
-    requests: int,
-    users: int,
-    spawn_rate: float,
-    out_dir: Path,
-    timeout_s: float,
-    locustfile: Path | None = None,
-    processes: int = 1,
-    cancel: threading.Event | None = None,
-    workers: LocustWorkers | None = None,
-) -> LoadResult:
-    """Start Locust and send exactly `requests` requests to `host_url` with `users` users.
-
-    `HeadlessLocust` in one call; the arguments are its own and `run`'s.
-    """
-    require_loopback(host_url)
-    locust = HeadlessLocust(
-        requests=requests,
-        users=users,
-        spawn_rate=spawn_rate,
-        out_dir=out_dir,
-        timeout_s=timeout_s,
-        locustfile=locustfile,
-        processes=processes,
-        workers=workers,
-    )
-    with locust:
-        return locust.run(host_url, cancel=cancel)
-
-
 NO_LOAD = LoadResult(requests=0, failures=0, rps=None, p50_ms=None, p95_ms=None, duration_s=0.0)
 
 
@@ -459,31 +427,6 @@ def run_web_ui(
         # Stopped before a test was ever started in the UI: Locust has no stats to write.
         return WebUiResult(NO_LOAD, stopped_by)
     return WebUiResult(read_stats(out_dir), stopped_by)
-
-
-def parse_stats_csv(path: Path) -> LoadResult:
-    """Read the "Aggregated" row of a Locust `<prefix>_stats.csv`."""
-    try:
-        with path.open(newline="", encoding="utf-8") as stats_file:
-            rows = list(csv.DictReader(stats_file))
-    except OSError as error:
-        raise LoadError(f"cannot read Locust's stats CSV {path}: {error}") from error
-    aggregated = next((row for row in rows if row.get("Name") == "Aggregated"), None)
-    if aggregated is None:
-        raise LoadError(f"{path} has no 'Aggregated' row: is it a Locust <prefix>_stats.csv?")
-    try:
-        requests = int(aggregated["Request Count"])
-        rps = float(aggregated["Requests/s"])
-        return LoadResult(
-            requests=requests,
-            failures=int(aggregated["Failure Count"]),
-            rps=rps if requests and rps > 0 else None,
-            p50_ms=milliseconds(aggregated["50%"]),
-            p95_ms=milliseconds(aggregated["95%"]),
-            duration_s=requests / rps if rps > 0 else 0.0,
-        )
-    except (KeyError, TypeError, ValueError) as error:
-        raise LoadError(f"{path}: unreadable Aggregated row ({error!r}): {aggregated}") from error
 
 
 def parse_stats_json(path: Path) -> LoadResult:
@@ -545,11 +488,6 @@ def percentile(histogram: Counter[int], count: int, fraction: float) -> int:
         if seen_from_top >= allowed_above:
             return response_ms
     return 0
-
-
-def milliseconds(cell: str) -> float | None:
-    """A percentile cell; Locust writes "N/A" when there were no requests."""
-    return None if cell == "N/A" else float(cell)
 
 
 def require_loopback(host_url: str) -> None:

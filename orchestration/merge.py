@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from orchestration import __version__, report
+from orchestration import __version__, drawing, report
 from orchestration.config import SCENARIOS, new_run_id
 from orchestration.errors import UsageError
 from orchestration.report import RunResult, VersionResult
@@ -138,7 +138,7 @@ def merge(sources: Sequence[Source], results_root: Path) -> tuple[RunResult, Pat
     run = RunResult(run_id, __version__, config, tuple(rows))
     report.write_config(run_dir, config)
     report.write_run(run_dir, run)
-    report.finish_run(run_dir, run)
+    drawing.finish_run(run_dir, run)
     report.point_latest(results_root, run_dir)
     return run, run_dir
 
@@ -194,8 +194,7 @@ def _config(
 
 
 def report_key(row: VersionResult) -> str:
-    parts = [row.version] + [row.plugin] * (row.plugin != "go")
-    return " ".join(parts + [row.scenario] * (row.scenario != "steady"))
+    return report.short_label(row)
 
 
 def differing_settings(sources: Sequence[Source]) -> dict[str, list[Any]]:

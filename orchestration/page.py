@@ -62,9 +62,7 @@ def key_of(row: VersionResult) -> Key:
 
 def label_of(key: Key) -> str:
     """`3.4.1.0`, `3.4.1.0 python`, or `3.6.0.0 reload` for a scenario other than steady."""
-    version, plugin, scenario = key
-    parts = [version] + [plugin] * (plugin != "go")
-    return " ".join(parts + [scenario] * (scenario != "steady"))
+    return " ".join(report.label_parts(*key))
 
 
 # --- charts ---------------------------------------------------------------------------------
@@ -90,8 +88,7 @@ def _row_at(one: Series, category: Category) -> VersionResult | None:
 
 def _tick_label(series: Sequence[Series], category: Category) -> str:
     key, occurrence = category
-    version, plugin, scenario = key
-    lines = [version] + [plugin] * (plugin != "go") + [scenario] * (scenario != "steady")
+    lines = report.label_parts(*key)
     if occurrence:
         lines.append(f"(row {occurrence + 1})")
     if any((row := _row_at(one, category)) is not None and row.simulated for one in series):

@@ -1,9 +1,10 @@
-"""The pipeline: schedule (target, scenario) pairs, turn each outcome into a row, write results.
+"""The pipeline: schedule the jobs (target, plugin, scenario), write each one's row as it comes.
 
-Each pair's outcome becomes a row, whatever happens: a failure is an `error` row with the reason,
-an interrupt an `interrupted` row, and the results files are rewritten after every row so nothing
-already measured is lost. What a scenario does with a version lives in orchestration/scenarios/;
-one version's running world (stack, live log counts, plugin probe, Locust) in world.py.
+Each job's outcome becomes a row (rows.py), whatever happens: a failure is an `error` row with
+the reason, an interrupt an `interrupted` row, and the results files are rewritten when a row
+comes in, so nothing already measured is lost. What a scenario does with a version lives in
+orchestration/scenarios/; one version's running world (stack, live log counts, plugin probe,
+Locust) in world.py.
 
 Scheduling: `--parallel K` runs K jobs at once; otherwise one after another, pipelined: a job
 starts (images, compose up, readiness) once the one before has its verdict, while that one's stack
@@ -26,63 +27,36 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from python_on_whales import DockerException
 
-from orchestration import evidence, progress, pulls, report, scenarios
+from orchestration import drawing, evidence, progress, pulls, report, rows, scenarios
 from orchestration.config import RunConfig
 from orchestration.engine import Engine
 from orchestration.engines import EnginePool
 from orchestration.errors import (
-    ImageUnavailable,
     Interrupted,
     KongDied,
     MatrixError,
-    ReadyTimeout,
     StackError,
     UsageError,
     signal_name,
 )
-from orchestration.plugins import (
-    DEFAULT_PLUGIN,
-    PluginSource,
-    default_plugin,
-    registry_bases,
-    resolve_plugins,
-)
+from orchestration.plugins import registry_bases, resolve_plugins
 from orchestration.processes import signals_held, stop_descendants
-from orchestration.report import PhaseResult, RunResult, VersionResult
+from orchestration.report import RunResult, VersionResult
 from orchestration.scenarios import Outcome, Session
-from orchestration.versions import Target
-from orchestration.world import NEVER_CANCELLED, Cancel, folder_name
+from orchestration.world import NEVER_CANCELLED, Cancel
 
 LOGGER = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Job:
-    """One row of a run: a target measured by a scenario, with a plugin."""
-
-    target: Target
-    scenario: str = scenarios.DEFAULT
-    plugin: PluginSource = field(default_factory=default_plugin)
-
-    @property
-    def folder(self) -> str:
-        """`3.4.1.0` for the default scenario and plugin (as before either), else with them:
-        `3.4.1.0-reload`, `3.4.1.0-python`, `3.4.1.0-python-reload`."""
-        parts = [self.target.label]
-        if self.plugin.label != DEFAULT_PLUGIN:
-            parts.append(self.plugin.label)
-        if self.scenario != scenarios.DEFAULT:
-            parts.append(self.scenario)
-        return folder_name("-".join(parts))
+Job = rows.Job  # what the pipeline schedules; its callers make them as pipeline.Job
 
 
 def jobs_of(config: RunConfig) -> tuple[Job, ...]:
-    """Every (target, plugin, scenario) of the run, targets first, in the order given."""
+    """Every (target, plugin, scenario) of the run, targets first, in the order given. The
+    plugin sources are resolved here, once per run, and travel with the jobs."""
     sources = resolve_plugins(config.plugins, config.repo_root)
     return tuple(
         Job(target, name, source)
@@ -90,159 +64,6 @@ def jobs_of(config: RunConfig) -> tuple[Job, ...]:
         for source in sources
         for name in config.scenarios
     )
-
-
-def _base_row(job: Job, config: RunConfig, version_dir: Path) -> VersionResult:
-    target = job.target
-    return VersionResult(
-        version=target.label,
-        image=target.image,
-        simulated=config.sim,
-        status="ok",
-        error=None,
-        expected=target.expected,
-        verdict="error",
-        matches_changelog=None,
-        workers=config.workers,
-        results_dir=str(version_dir),
-        scenario=job.scenario,
-        plugin=job.plugin.label,
-        engine=config.docker_host,
-    )
-
-
-def row_from(base: VersionResult, outcome: Outcome) -> VersionResult:
-    """The row: the verdict from the counted phases' New() calls per request, and every phase.
-
-    With several counted phases, latency is the worst phase's (highest p50 and p95, lowest
-    req/s): a figure no phase was worse than.
-    """
-    counted = [phase for phase in outcome.phases if phase.counted]
-    requests = sum(phase.requests or 0 for phase in counted)
-    failures = sum(phase.failures or 0 for phase in counted)
-    served = requests - failures  # requests that came back through the plugin
-    during = sum(phase.new_calls or 0 for phase in counted)
-    per_request = during / served if served > 0 else 0.0
-    first, last = outcome.first, outcome.last
-    tapped = last.tapped
-    ran_on = _ran_on(counted)
-    # No request through the plugin, no measurement: never call that "stable"; nor when the
-    # plugin did not run on every request, or started no instance (evidence.py).
-    unmeasured = _unmeasured(requests, failures)
-    instances = last.tap_instance_starts if tapped else last.new_calls_total
-    unproven = None if unmeasured else evidence.missing_proof(requests, ran_on, instances)
-    verdict, error = report.verdict_for(per_request), unmeasured
-    if unmeasured:
-        verdict = "error"
-    elif unproven is not None:
-        verdict, error = unproven
-
-    def worst(values: list[float | None], pick: Callable[[list[float]], float]) -> float | None:
-        known = [value for value in values if value is not None]
-        return pick(known) if known else None
-
-    row = replace(
-        base,
-        counted_by="tap" if tapped else "plugin",
-        verdict=verdict,
-        matches_changelog=report.matches_changelog(base.expected, verdict),
-        requests=requests,
-        failures=failures,
-        ran_on=ran_on,
-        new_calls_total=last.new_calls_total,
-        new_calls_before_load=first.new_calls_total,
-        new_calls_during_load=during,
-        new_calls_per_request=round(per_request, 4),
-        instance_starts=last.instance_starts,
-        instance_closes=last.instance_closes,
-        no_instance_errors=last.no_instance_errors,
-        rpc_closed_errors=last.rpc_closed_errors,
-        plugin_server_starts=last.plugin_server_starts,
-        plugin_server_exits=last.plugin_server_exits,
-        rps=worst([phase.rps for phase in counted], min),
-        p50_ms=worst([phase.p50_ms for phase in counted], max),
-        p95_ms=worst([phase.p95_ms for phase in counted], max),
-        plugin_counter=outcome.plugin_counter,
-        phases=outcome.phases,
-        findings=outcome.findings
-        + _disagreement(counted)
-        + report.small_sample(served, base.workers),
-        **_resource_fields(outcome),
-    )
-    if error:
-        return replace(row, status="error", error=error)
-    return row
-
-
-def _ran_on(counted: list[PhaseResult]) -> int | None:
-    """The requests of the counted phases that the plugin ran on; None if a phase has no count."""
-    counts = [phase.ran_on for phase in counted]
-    if not counts or None in counts:
-        return None
-    return sum(count or 0 for count in counts)
-
-
-def _with_hints(row: VersionResult, version_dir: Path) -> VersionResult:
-    """A row without a verdict gets what its folder says about why: the plugin's phases and
-    priority as Kong read them, the first crash of its server."""
-    if row.status != "error" or not row.error:
-        return row
-    return replace(row, error="; ".join([row.error, *evidence.hints(version_dir, row.error)]))
-
-
-def _disagreement(counted: list[PhaseResult]) -> tuple[str, ...]:
-    """`tap-disagrees` when kpm-tap and the plugin itself both counted a phase's instance
-    starts (go-pdk and the Python and JS PDKs make one New() per start) and got different
-    numbers: one of the two missed something, and the row says so."""
-    for phase in counted:
-        tap, own = phase.figures.get("tap_instance_starts"), phase.figures.get("plugin_new_calls")
-        if tap is not None and own is not None and tap != own:
-            return ("tap-disagrees",)
-    return ()
-
-
-def _unmeasured(requests: int, failures: int) -> str | None:
-    """Why a load measured nothing, or None: it needs requests, most of them through the plugin.
-
-    A failed request did not run the plugin (or not to the end), so it says nothing about
-    instances; a load where most failed (a killed Kong, a dead plugin server) is no
-    measurement of the release, whatever its New() count.
-    """
-    if not requests:
-        return "no request completed, so nothing was measured"
-    if failures * 2 > requests:
-        return (
-            f"{failures} of {requests} requests failed (see Locust's report in the version "
-            "folder): too few went through the plugin to measure it"
-        )
-    return None
-
-
-def _error_text(error: BaseException, version_dir: Path) -> str:
-    """The row's one-line error; a failed build's own output is written to build.log beside it."""
-    text = str(error) or type(error).__name__
-    if isinstance(error, (ReadyTimeout, KongDied)) and error.last_log_lines:
-        lines = [line.strip() for line in error.last_log_lines if line.strip()]
-        text += " | last log lines: " + " / ".join(lines)
-    if isinstance(error, ImageUnavailable) and error.build_output:
-        build_log = version_dir / "build.log"
-        build_log.write_text("\n".join(error.build_output) + "\n", encoding="utf-8")
-        text += f" | build output: {build_log}"
-    if (version_dir / "kong.log").is_file():
-        text += f" | full log: {version_dir / 'kong.log'}"
-    return text
-
-
-def _resource_fields(outcome: Outcome) -> dict[str, Any]:
-    """The plugin server's memory over the run's worlds: the highest of each figure."""
-    summaries = outcome.resources
-    growths = [s.server_rss_growth_per_10k_mb for s in summaries]
-    leaks = [s.leak for s in summaries if s.leak is not None]
-    return {
-        "server_peak_rss_mb": max((s.server_peak_rss_mb for s in summaries), default=None),
-        "server_rss_growth_per_10k_mb": max((g for g in growths if g is not None), default=None),
-        "leak": any(leaks) if leaks else None,
-    }
 
 
 def measure_job(
@@ -263,7 +84,8 @@ def measure_job(
     """
     version_dir = config.run_dir / job.folder
     version_dir.mkdir(parents=True, exist_ok=True)
-    base = _base_row(job, config, version_dir)
+    base = rows.base_row(job, config, version_dir)
+    folder = evidence.Folder(version_dir)
     started = time.monotonic()
     early = None if on_verdict is None else _early_rows(base, on_verdict)
     try:
@@ -274,57 +96,32 @@ def measure_job(
             job.target, config, version_dir, cancel, job.plugin, early, load_turn, engine
         )
         outcome = scenario.run(session)
-        row = _with_hints(row_from(base, outcome), version_dir)
-        row = replace(
-            row,
-            plugin_answers=evidence.plugin_answers(version_dir),
-            failure_causes=evidence.failure_causes(version_dir) if row.failures else None,
-        )
-        if outcome.shortfall:
-            row = replace(row, status="error", verdict="error", error=outcome.shortfall)
-        if outcome.stopped_by is not None:
+        if outcome.stopped_by is not None:  # a web UI session's end stops the run too
             cancel.set(outcome.stopped_by)
-            row = replace(
-                row,
-                status="interrupted",
-                error=f"stopped by {signal_name(outcome.stopped_by)}, as a web UI session "
-                "ends: the load until then is counted",
-            )
+        row = rows.finished_row(base, outcome, folder)
     except (MatrixError, DockerException) as error:
         if isinstance(error, Interrupted):
             raise
         cancel.raise_if_set()  # a failure caused by cancelling (a killed build) is an interrupt
         if isinstance(error, DockerException):  # python-on-whales outside our wrappers
             error = StackError(f"docker failed: {error}")
-        row = replace(base, status="error", error=_error_text(error, version_dir))
-        if not isinstance(error, KongDied):  # Kong's death is no news about the plugin
-            row = _with_hints(row, version_dir)
+        # Kong's death is no news about the plugin: no hints from its folder
+        hints_from = None if isinstance(error, KongDied) else folder
+        row = rows.error_row(base, evidence.failure_text(error, version_dir), hints_from)
     return replace(row, duration_s=round(time.monotonic() - started, 1))
 
 
 def _early_rows(
     base: VersionResult, on_verdict: Callable[[VersionResult], None]
 ) -> Callable[[Outcome], None]:
-    return lambda outcome: on_verdict(row_from(base, outcome))
+    """The early line's row, from the live counts before the teardown (the row written is
+    made from the saved log after it, and may read otherwise: then it is shown again)."""
+    return lambda outcome: on_verdict(rows.row_from(base, outcome))
 
 
-def says_the_same(shown: VersionResult, row: VersionResult) -> bool:
-    """Whether a verdict line shown early already says what the finished row says."""
-    return (shown.status, shown.verdict, shown.new_calls_per_request, shown.error) == (
-        row.status,
-        row.verdict,
-        row.new_calls_per_request,
-        row.error,
-    )
-
-
-def interrupted_row(job: Job, config: RunConfig, signal_number: int) -> VersionResult:
-    return replace(
-        _base_row(job, config, config.run_dir / job.folder),
-        status="interrupted",
-        verdict="interrupted",
-        error=f"interrupted by {signal_name(signal_number)}; its stack was torn down",
-    )
+def _base_row(job: Job, config: RunConfig) -> VersionResult:
+    """A job's row before it ran, in its folder of the run."""
+    return rows.base_row(job, config, config.run_dir / job.folder)
 
 
 def create_run_dir(config: RunConfig) -> None:
@@ -358,18 +155,9 @@ def run_matrix(
     """
     create_run_dir(config)
     report.write_config(config.run_dir, config.to_dict())
-    rows: dict[int, VersionResult] = {}
-    rows_lock = threading.Lock()  # worker threads publish too
+    report.point_latest(config.results_root, config.run_dir)
+    results = RunRows(config)
     cancel = Cancel()
-
-    def publish() -> RunResult:
-        with rows_lock:
-            ordered = tuple(rows[i] for i in sorted(rows))
-            run = RunResult(config.run_id, config.tool_version, config.to_dict(), ordered)
-            report.write_run(config.run_dir, run)
-            report.point_latest(config.results_root, config.run_dir)
-        return run
-
     jobs = jobs_of(config) if jobs is None else jobs
     engines = EnginePool(config.docker_hosts)
 
@@ -381,7 +169,7 @@ def run_matrix(
             announce(row)
             if turn is not None:  # its load is over: the next version may come up
                 turn.load_over.set()
-            report.preload_page_drawing()  # now, not sooner: see its docstring
+            drawing.preload_page_drawing()  # now, not sooner: see its docstring
 
         job_cancel, load_turn = (cancel, None) if turn is None else (turn.cancel, turn.wait)
         with engines.take() as engine:  # the least-loaded --docker-host engine, or the default
@@ -389,29 +177,29 @@ def run_matrix(
             row = measure_job(
                 jobs[index], job_config, job_cancel, show_early, load_turn, engine=engine
             )
-        with rows_lock:
-            rows[index] = row
-        if not any(says_the_same(early, row) for early in shown):  # else it is on the screen
+        results.put(index, row)
+        if not any(rows.says_the_same(early, row) for early in shown):  # else on the screen
             announce(row)
-        report.preload_page_drawing()
-        publish()
+        drawing.preload_page_drawing()
+        results.write()
         cancel.raise_if_set()
 
-    publish()
     try:
         shown = all(job.scenario != "ui" for job in jobs)  # the web UI shows its own
         with (
             progress.shown(sys.stderr, enabled=shown),
             pulls.ahead(_pull_ahead(config, jobs)[0], engines.engines[0]),
         ):
-            # A cancelled job's row is discarded once every worker has ended: no lock needed.
-            _measure_all(config, len(jobs), measure, cancel, lambda index: rows.pop(index, None))
+            # A cancelled job's row is discarded once every worker has ended.
+            _measure_all(config, len(jobs), measure, cancel, results.discard)
     except (Interrupted, KeyboardInterrupt) as stop:
         signal_number = stop.signal_number if isinstance(stop, Interrupted) else 2
         with signals_held():
             for index, job in enumerate(jobs):
-                rows.setdefault(index, interrupted_row(job, config, signal_number))
-            publish()
+                results.put_if_missing(
+                    index, rows.interrupted_row(_base_row(job, config), signal_number)
+                )
+            results.write()
         raise Interrupted(
             signal_number,
             f"interrupted by {signal_name(signal_number)}: every stack was torn down; finished "
@@ -420,10 +208,45 @@ def run_matrix(
     except Exception as bug:  # not a failure of Kong's or Docker's (those are error rows): ours
         with signals_held():
             for index, job in enumerate(jobs):
-                rows.setdefault(index, _unfinished_row(job, config, bug))
-            publish()
+                results.put_if_missing(index, rows.unfinished_row(_base_row(job, config), bug))
+            results.write()
         raise
-    return publish()
+    return results.write()
+
+
+class RunRows:
+    """A run's rows so far, by job index, and its results files (results.json, .csv, summary.md),
+    written when the rows have changed since the last write, never for nothing. Worker threads
+    put rows too."""
+
+    def __init__(self, config: RunConfig) -> None:
+        self._config = config
+        self._rows: dict[int, VersionResult] = {}
+        self._written: tuple[VersionResult, ...] | None = None
+        self._lock = threading.Lock()
+
+    def put(self, index: int, row: VersionResult) -> None:
+        with self._lock:
+            self._rows[index] = row
+
+    def put_if_missing(self, index: int, row: VersionResult) -> None:
+        with self._lock:
+            self._rows.setdefault(index, row)
+
+    def discard(self, index: int) -> None:
+        with self._lock:
+            self._rows.pop(index, None)
+
+    def write(self) -> RunResult:
+        """The run as its rows stand, its files rewritten if the rows changed."""
+        config = self._config
+        with self._lock:
+            ordered = tuple(self._rows[index] for index in sorted(self._rows))
+            run = RunResult(config.run_id, config.tool_version, config.to_dict(), ordered)
+            if ordered != self._written:
+                report.write_run(config.run_dir, run)
+                self._written = ordered
+        return run
 
 
 def registry_images(config: RunConfig, jobs: tuple[Job, ...]) -> list[str]:
@@ -464,15 +287,6 @@ def _measure_all(
     else:
         for index in range(count):
             measure(index)
-
-
-def _unfinished_row(job: Job, config: RunConfig, bug: Exception) -> VersionResult:
-    return replace(
-        _base_row(job, config, config.run_dir / job.folder),
-        status="error",
-        error=f"not measured: the run stopped on an unexpected error ({bug!r}); every stack was "
-        "torn down",
-    )
 
 
 def _measure_in_parallel(

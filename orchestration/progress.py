@@ -20,6 +20,7 @@ it is said once and the display goes on as plain lines, never raising into the r
 from __future__ import annotations
 
 import contextlib
+import csv
 import logging
 import os
 import sys
@@ -37,8 +38,7 @@ from rich.live import Live
 from rich.text import Text
 
 from orchestration.collect import Signals
-from orchestration.errors import LoadError
-from orchestration.load import STATS_CSV, parse_stats_csv
+from orchestration.load import STATS_CSV
 
 PLAIN_EVERY_S = 10.0  # how often plain lines are written: often enough to see a run is alive
 LIVE_EVERY_S = 0.5  # how often the terminal's lines are redrawn
@@ -118,12 +118,18 @@ class Line:
 
 
 def _read_figures(out_dir: Path) -> _LoadFigures | None:
-    """Locust's last stats write; None before its first, or while it rewrites the file."""
+    """The "Aggregated" row of Locust's last stats write (the CSV it rewrites once a second);
+    None before its first, or while it rewrites the file. The run's own figures come from
+    Locust's final JSON (load.py): these only show how far it is."""
     try:
-        result = parse_stats_csv(out_dir / STATS_CSV)
-    except LoadError:
+        with (out_dir / STATS_CSV).open(newline="", encoding="utf-8") as stats:
+            row = next(r for r in csv.DictReader(stats) if r.get("Name") == "Aggregated")
+        requests, rps = int(row["Request Count"]), float(row["Requests/s"])
+        return _LoadFigures(
+            requests, int(row["Failure Count"]), rps if requests and rps > 0 else None
+        )
+    except (OSError, StopIteration, KeyError, TypeError, ValueError):
         return None
-    return _LoadFigures(result.requests, result.failures, result.rps)
 
 
 def _log_parts(load: _Load) -> list[str]:

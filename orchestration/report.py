@@ -8,13 +8,10 @@ an interrupted run still leaves a readable one.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
-import logging
 import os
-import sys
 import tempfile
 import textwrap
 import threading
@@ -25,7 +22,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from tabulate import tabulate
 
-from orchestration.errors import Interrupted, UsageError
+from orchestration.errors import UsageError
 
 Status = Literal["ok", "error", "interrupted"]
 Verdict = Literal[
@@ -44,8 +41,6 @@ STABLE_AT = 0.01  # ... at or below which it reuses its instances
 # `churn`.
 MIN_REQUESTS_PER_WORKER = round(1 / STABLE_AT)
 SMALL_SAMPLE = "small-sample"
-
-LOGGER = logging.getLogger(__name__)
 
 _EXPECTED_VERDICT = {"affected": "churn", "baseline": "stable", "fixed": "stable"}
 
@@ -162,6 +157,18 @@ def small_sample(served: int, workers: int | None) -> tuple[str, ...]:
 def row_label(row: VersionResult) -> str:
     """Which row: `3.4.1.0, plugin go, scenario steady` (a run may hold several per version)."""
     return f"{row.version}, plugin {row.plugin}, scenario {row.scenario}"
+
+
+def label_parts(version: str, plugin: str, scenario: str) -> list[str]:
+    """What tells a row from the others of its version, the default plugin (`go`) and scenario
+    (`steady`) left out: `[3.4.1.0]`, `[3.4.1.0, python]`, `[3.6.0.0, python, reload]`. Its
+    version folder, the page's labels, merge's keys and the verdict line are made of them."""
+    return [version] + [plugin] * (plugin != "go") + [scenario] * (scenario != "steady")
+
+
+def short_label(row: VersionResult) -> str:
+    """`3.4.1.0`, `3.4.1.0 python`, `3.6.0.0 reload`: `label_parts` of a row, spaced."""
+    return " ".join(label_parts(row.version, row.plugin, row.scenario))
 
 
 def matches_changelog(expected: str, verdict: str) -> bool | None:
@@ -465,63 +472,12 @@ def write_atomic(path: Path, text: str) -> None:
 def write_run(run_dir: Path, run: RunResult) -> None:
     """(Re)write the results files of the run (JSON, CSV, Markdown); safe after each version.
 
-    The report page takes about half a second to draw, so `finish_run` draws it, once, after
-    the table is shown.
+    The report page takes about half a second to draw, so `drawing.finish_run` draws it, once,
+    after the table is shown.
     """
     write_atomic(run_dir / "results.json", json.dumps(run.to_dict(), indent=2) + "\n")
     write_atomic(run_dir / "results.csv", render_csv(run.versions))
     write_atomic(run_dir / "summary.md", render_summary(run))
-
-
-def finish_run(run_dir: Path, run: RunResult) -> None:
-    """Draw report.html once every row is in (an interrupted run's included), unless it already
-    shows these results. Called last, after the verdicts and the table are on the screen."""
-    if is_complete(run):
-        _draw_page(run_dir, run)
-
-
-def is_complete(run: RunResult) -> bool:
-    """Whether every (target, scenario) the run's configuration names has its row."""
-    targets = run.config.get("targets") or ()
-    scenarios = run.config.get("scenarios") or ("steady",)
-    return len(run.versions) >= len(targets) * len(scenarios)
-
-
-def preload_page_drawing() -> None:
-    """Import matplotlib (about 0.4 s) in the background while a run waits on Docker, so drawing
-    the page at the end costs only the drawing. A thread never receives signals, so a Ctrl-C
-    cannot leave the import half done. Once is enough; later calls do nothing.
-
-    Call it once a verdict is on the screen (its stack then goes down, which is waiting on
-    Docker): started with the run, the import took CPU from bringing the stack up and from
-    Locust on two busy cores, and the first verdict line came 0.36-0.56 s later (two
-    interleaved runs of `run 3.4.1.0 --sim`, medians of 6 and 8 each way).
-    """
-    if "orchestration.page" in sys.modules:  # imported, or being imported
-        return
-
-    def load() -> None:
-        with contextlib.suppress(Exception):  # drawing will say what is wrong, later
-            from orchestration import page  # noqa: F401
-
-    threading.Thread(target=load, name="kpm-page-import", daemon=True).start()
-
-
-def _draw_page(run_dir: Path, run: RunResult) -> None:
-    """report.html, unless it already shows these results. A failure to draw, or a Ctrl-C or
-    SIGTERM while it draws (the results are written and shown by then), costs the page only."""
-    try:
-        from orchestration import page  # matplotlib: loaded only when a page is drawn
-
-        page.write_page_if_changed(run_dir, run)
-    except (Exception, KeyboardInterrupt) as error:  # the page is derived; the run is safe
-        why = "stopped" if isinstance(error, (Interrupted, KeyboardInterrupt)) else str(error)
-        LOGGER.warning(
-            "could not draw %s: %s; `python -m orchestration report %s --html` draws it",
-            run_dir / "report.html",
-            why,
-            run_dir,
-        )
 
 
 def write_config(run_dir: Path, config: dict[str, Any]) -> None:

@@ -183,48 +183,6 @@ def test_cells_are_written_for_people(value: object, text: str) -> None:
     assert report._cell(value) == text
 
 
-def test_a_complete_run_draws_its_page_and_a_failure_to_draw_only_warns(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    from orchestration import page
-
-    drawn: list[tuple[Path, RunResult]] = []
-    monkeypatch.setattr(page, "write_page_if_changed", lambda *args: drawn.append(args))
-    for config in (
-        {"targets": ["3.4.1.0", "3.6.0.0"]},
-        {"targets": ["3.4.1.0"], "scenarios": [1, 2]},
-    ):
-        report.finish_run(tmp_path, RunResult("r", "0", config, (_row(),)))
-    assert drawn == [], "a run still missing rows draws no page"
-    run = RunResult("r", "0", {"targets": ["3.4.1.0"]}, (_row(),))
-    report.write_run(tmp_path, run)
-    assert drawn == [], "writing the results files draws no page: it must stay fast"
-    report.finish_run(tmp_path, run)
-    assert drawn == [(tmp_path, run)]
-
-    def fail(run_dir: Path, run: RunResult) -> Path:
-        raise RuntimeError("no fonts")
-
-    monkeypatch.setattr(page, "write_page_if_changed", fail)
-    report.finish_run(tmp_path, run)
-    assert caplog.messages == [
-        f"could not draw {tmp_path / 'report.html'}: no fonts; "
-        f"`python -m orchestration report {tmp_path} --html` draws it"
-    ]
-    assert report.load_run(tmp_path / "results.json") == run  # the run itself is safe
-
-    def interrupted(run_dir: Path, run: RunResult) -> Path:
-        raise KeyboardInterrupt
-
-    caplog.clear()
-    monkeypatch.setattr(page, "write_page_if_changed", interrupted)
-    report.finish_run(tmp_path, run)  # a Ctrl-C while drawing costs the page only
-    assert caplog.messages == [
-        f"could not draw {tmp_path / 'report.html'}: stopped; "
-        f"`python -m orchestration report {tmp_path} --html` draws it"
-    ]
-
-
 def test_the_optional_columns_take_their_places() -> None:
     row = _row(plugin="python", scenario="reload", counted_by="tap")
     headers, _ = report.table_cells([_row(), row])
@@ -242,34 +200,6 @@ def test_the_summary_names_the_engines_a_run_spread_over() -> None:
         "unix:///run/b.sock when it started (the `engine` column).\n\nVerdict:"
     ) in report.render_summary(run)
     assert "Engines:" not in report.render_summary(RunResult("r", "0", {}, (_row(),)))
-
-
-def test_the_page_module_is_imported_once_in_a_background_daemon_thread(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import sys
-    import threading
-
-    import orchestration
-    from orchestration import page
-
-    started: list[threading.Thread] = []
-
-    class Recorded(threading.Thread):
-        def start(self) -> None:
-            started.append(self)
-            super().start()
-
-    monkeypatch.setattr(threading, "Thread", Recorded)
-    report.preload_page_drawing()  # already imported: nothing to do
-    assert started == []
-    monkeypatch.delitem(sys.modules, "orchestration.page")
-    monkeypatch.delattr(orchestration, "page")
-    report.preload_page_drawing()
-    (importer,) = started
-    assert (importer.name, importer.daemon) == ("kpm-page-import", True)  # never holds an exit
-    importer.join(timeout=60)
-    assert sys.modules["orchestration.page"] is not page  # imported again, in that thread
 
 
 def test_version_folder_next_to_the_results_first_then_where_recorded(tmp_path: Path) -> None:
@@ -476,3 +406,15 @@ def test_report_prints_the_compact_table_and_the_full_one_with_wide(
     assert capsys.readouterr().out == report.render_summary(run, "compact") + "\n"
     cli.main(["report", str(run_dir), "--wide"])
     assert capsys.readouterr().out == report.render_summary(run, "full") + "\n"
+
+
+@pytest.mark.parametrize(
+    ("plugin", "scenario", "parts"),
+    [("go", "steady", ["3.4.1.0"]), ("python", "steady", ["3.4.1.0", "python"]),
+     ("go", "reload", ["3.4.1.0", "reload"]), ("js", "idle", ["3.4.1.0", "js", "idle"])],
+)  # fmt: skip
+def test_a_rows_label_leaves_out_the_default_plugin_and_scenario(
+    plugin: str, scenario: str, parts: list[str]
+) -> None:
+    assert report.label_parts("3.4.1.0", plugin, scenario) == parts
+    assert report.short_label(_row(plugin=plugin, scenario=scenario)) == " ".join(parts)

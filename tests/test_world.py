@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import cast
 
 import pytest
-from test_pipeline import _config
+from outcomes import config_for as _config
 
 from orchestration import pipeline, plugin, world
 from orchestration.collect import collect_file

@@ -7,7 +7,7 @@ import os
 import sys
 from dataclasses import replace
 
-from orchestration import report, versions
+from orchestration import drawing, versions
 from orchestration.commands import Command, common
 from orchestration.config import new_run_id
 from orchestration.errors import UsageError
@@ -51,7 +51,7 @@ def _bisect(args: argparse.Namespace) -> int:
     def measure(target: Target) -> VersionResult:
         step = replace(config, run_id=new_run_id(), targets=(target,))
         run = pipeline.run_matrix(step, announce=common.announce)
-        report.finish_run(step.run_dir, run)
+        drawing.finish_run(step.run_dir, run)
         return run.versions[0]
 
     def say(line: str) -> None:

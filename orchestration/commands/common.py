@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from orchestration import report, versions
+from orchestration import drawing, report, versions
 from orchestration.config import OPTIONS, REPO_ROOT, RunConfig, new_run_id
 from orchestration.errors import MatrixError, UsageError
 from orchestration.options import values_of
@@ -199,8 +199,7 @@ def announce(row: VersionResult) -> None:
     tag = " [simulated]" if row.simulated else ""
     detail = f": {row.error}" if row.error else f", New()/request {per_request}"
     detail += "".join(f" [{finding}]" for finding in row.findings)
-    plugin = "" if row.plugin == "go" else f" {row.plugin}"
-    print(f"==> {row.version}{plugin}{tag}: {row.verdict}{detail}", file=sys.stderr, flush=True)
+    print(f"==> {report.short_label(row)}{tag}: {row.verdict}{detail}", file=sys.stderr, flush=True)
 
 
 def column_set(args: argparse.Namespace) -> report.ColumnSet:
@@ -211,7 +210,7 @@ def print_run(run: RunResult, run_dir: Path, columns: report.ColumnSet) -> None:
     """The table, then the report page (drawn last: the verdicts are on the screen by then)."""
     print(report.render_summary(run, columns), flush=True)
     print(f"Results: {run_dir}", file=sys.stderr, flush=True)
-    report.finish_run(run_dir, run)
+    drawing.finish_run(run_dir, run)
 
 
 def junit_request(args: argparse.Namespace, labels: Sequence[str]) -> JunitRequest | None:
