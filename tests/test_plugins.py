@@ -1,4 +1,6 @@
-"""Tests for orchestration/plugins.py: --plugin values, images, dumps, --plugin-config."""
+"""Tests for orchestration/plugins.py and the modules behind it (plugin_sources, kinds/,
+plugin_images, plugin_dumps, plugin_config, host_fetch): --plugin values, images, dumps,
+--plugin-config."""
 
 from __future__ import annotations
 
@@ -13,9 +15,12 @@ from typing import Any
 import pytest
 from python_on_whales import DockerClient
 
-from orchestration import pipeline, plugins, sim
+from orchestration import host_fetch, pipeline, plugin_images, plugins, sim
 from orchestration.config import RunConfig
 from orchestration.errors import ConfigError, EnvironmentProblem, ImageUnavailable, StackError
+from orchestration.kinds import go as go_kind
+from orchestration.kinds import js as js_kind
+from orchestration.kinds import python as python_kind
 from orchestration.plugins import (
     PluginDump,
     PluginSource,
@@ -70,7 +75,7 @@ def test_builtins_by_name_and_all_in_order() -> None:
     go, go_latest = every[0], every[1]
     assert go.path == go_latest.path == REPO_ROOT / "plugins" / "example-plugin"
     assert (go.go_modfile, go_latest.go_modfile) == ("go.mod", "latest.mod")
-    assert go.go_directive == (1, 21)
+    assert go_kind.directive(go) == (1, 21)
     assert every[2].entry == "python-plugin.py"
 
 
@@ -212,10 +217,8 @@ def test_the_image_tag_follows_the_plugin_files(tmp_path: Path) -> None:
 
 def test_a_moved_registry_tag_gets_a_new_plugin_image(monkeypatch: pytest.MonkeyPatch) -> None:
     """`kong:latest` pulled anew has another id: the plugin image's tag must change with it."""
-    import orchestration.plugins as plugins_module
-
     ids = {"kong:latest": "sha256:aaa", "g": "sha256:g", "n": "sha256:n"}
-    monkeypatch.setattr(plugins_module, "image_identity", lambda image, *_: f"{image}@{ids[image]}")
+    monkeypatch.setattr(plugin_images, "image_identity", lambda image, *_: f"{image}@{ids[image]}")
     (source,) = resolve_plugins(["go"], REPO_ROOT)
     bases = {"kong_image": "kong:latest", "go_image": "g", "node_image": "n", "sim": False}
 
@@ -336,7 +339,7 @@ def test_go_pdk_06_dumps_a_bare_list_and_listens_on_its_own_socket() -> None:
 def test_the_go_pdk_version_is_what_go_mod_selects(
     tmp_path: Path, go_mod: str, version: str | None
 ) -> None:
-    assert _go_plugin(tmp_path / "p", go_mod).go_pdk_version == version
+    assert go_kind.pdk_version(_go_plugin(tmp_path / "p", go_mod)) == version
 
 
 def test_a_go_pluginserver_era_go_pdk_is_refused_before_any_work(tmp_path: Path) -> None:
@@ -372,14 +375,16 @@ def test_a_go_pluginserver_era_go_pdk_is_refused_before_any_work(tmp_path: Path)
 def test_an_old_ugorji_codec_builds_with_its_safe_tag(
     tmp_path: Path, go_mod: str, go_sum: str, tags: str
 ) -> None:
-    assert _go_plugin(tmp_path / "p", "module x\n" + go_mod, go_sum).go_build_tags == tags
+    source = _go_plugin(tmp_path / "p", "module x\n" + go_mod, go_sum)
+    assert go_kind.build_tags(source) == tags
 
 
 def test_the_fixtures_build_tags() -> None:
     (old, new) = resolve_plugins([str(GO_PDK_06), str(FIXTURE)], REPO_ROOT)
     (example,) = resolve_plugins(["go"], REPO_ROOT)
 
-    assert (old.go_build_tags, new.go_build_tags, example.go_build_tags) == ("safe", "", "")
+    tags = [go_kind.build_tags(source) for source in (old, new, example)]
+    assert tags == ["safe", "", ""]
 
 
 def test_kong_lowercases_the_server_name_and_keeps_the_plugins() -> None:
@@ -413,8 +418,8 @@ class _Engine:
     def __init__(self, monkeypatch: pytest.MonkeyPatch, output: str) -> None:
         self.ids = {"img": "sha256:aaa"}
         self.output, self.runs = output, 0
-        monkeypatch.setattr(plugins, "_image_id", lambda tag, host=None: self.ids.get(tag))
-        monkeypatch.setattr(plugins, "run_in_image", self.run)
+        monkeypatch.setattr(plugin_images, "image_id", lambda tag, host=None: self.ids.get(tag))
+        monkeypatch.setattr(plugin_images, "run_in_image", self.run)
 
     def run(self, image: str, command: list[str], **_: object) -> str:
         self.runs += 1
@@ -682,10 +687,10 @@ def test_a_built_image_is_dumped_once(
     def no_docker_run(*args: object, **kwargs: object) -> str:
         raise AssertionError("the image was asked again")
 
-    monkeypatch.setattr(plugins, "run_in_image", no_docker_run)
+    monkeypatch.setattr(plugin_images, "run_in_image", no_docker_run)
     assert cached_dump(image, source, cache=tmp_path) == asked
-    assert plugins._image_id(image) == DockerClient().image.inspect(image).id
-    assert plugins._image_id("kong-plugin-matrix:no-such-image") is None
+    assert plugin_images.image_id(image) == DockerClient().image.inspect(image).id
+    assert plugin_images.image_id("kong-plugin-matrix:no-such-image") is None
 
 
 @pytest.mark.docker
@@ -700,8 +705,8 @@ def test_a_server_that_never_listens_fails_the_check(sim_images: sim.SimImages) 
 
 
 def test_pdk_pins_are_exact() -> None:
-    requirements = (REPO_ROOT / plugins.PYTHON_PDK_REQUIREMENTS).read_text()
-    package = json.loads((REPO_ROOT / plugins.JS_PDK_FILES[0]).read_text())
+    requirements = (REPO_ROOT / python_kind.PDK_REQUIREMENTS).read_text()
+    package = json.loads((REPO_ROOT / js_kind.PDK_FILES[0]).read_text())
 
     assert "kong-pdk==0.36 --hash=sha256:" in requirements
     assert package["dependencies"] == {"kong-pdk": "0.6.0"}
@@ -720,7 +725,7 @@ def test_the_servers_process_name_is_what_proc_shows(
     kind: str, start_command: str, name: str
 ) -> None:
     """kill-server and the memory sampler find the server by it (comm)."""
-    assert plugins.process_name_of(kind, start_command) == name  # type: ignore[arg-type]
+    assert plugins.process_name_of(kind, start_command) == name
 
 
 NAMED = PluginDump("srv", "rate-tag", "MsgPack:1", ("access",), 1, "1", SCHEMA, "s", "q", "/s")
@@ -820,7 +825,7 @@ def test_the_go_built_ins_build_the_example_plugins_binary() -> None:
 def test_a_pdk_that_cannot_be_fetched_is_that_plugins_error(tmp_path: Path) -> None:
     failing = [sys.executable, "-c", "import sys; sys.exit('ERROR: No matching distribution')"]
     with pytest.raises(ImageUnavailable) as caught:
-        plugins._fetch(failing, what="the Python PDK (kong-pdk) from PyPI")
+        host_fetch.fetch_pdk(failing, what="the Python PDK (kong-pdk) from PyPI")
     assert str(caught.value) == (
         f"could not fetch the Python PDK (kong-pdk) from PyPI (`{' '.join(failing)}`: ERROR: No "
         "matching distribution); check this machine's network"
@@ -865,20 +870,20 @@ def test_requirements_are_read_without_what_the_image_carries(tmp_path: Path) ->
         },
     )
 
-    assert plugins.python_requirements(directory) == [
+    assert python_kind.requirements(directory) == [
         "six==1.16.0",
         f"-r {directory / 'more.txt'}",
         str(directory / "vendored"),
         "attrs>=23",
     ]
-    assert plugins.python_requirements(_write(tmp_path / "none", {"p.py": "x"})) == []
+    assert python_kind.requirements(_write(tmp_path / "none", {"p.py": "x"})) == []
 
 
 def test_a_python_plugin_with_only_the_pdk_fetches_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     def no_fetch(*args: object, **kwargs: object) -> None:
         raise AssertionError("fetched")
 
-    monkeypatch.setattr(plugins, "_fetch_dependencies", no_fetch)
+    monkeypatch.setattr(host_fetch, "fetch_dependencies", no_fetch)
     for name in ("python", "js"):
         (source,) = resolve_plugins([name], REPO_ROOT)
         assert plugins.plugin_dependencies(source, REPO_ROOT) is None
@@ -961,12 +966,12 @@ def test_an_unreachable_registry_is_this_machines_problem(
 def test_a_compiled_wheel_is_refused_and_the_images_own_are_dropped(tmp_path: Path) -> None:
     for wheel in ("six-1.16.0-py2.py3-none-any.whl", "greenlet-3.0.3-cp311-cp311-linux.whl"):
         (tmp_path / wheel).write_text("")
-    plugins._keep_pure_wheels(tmp_path, tmp_path / "requirements.txt")  # greenlet: the image's
+    python_kind.keep_pure_wheels(tmp_path, tmp_path / "requirements.txt")  # greenlet: the image's
     assert [p.name for p in tmp_path.iterdir()] == ["six-1.16.0-py2.py3-none-any.whl"]
 
     (tmp_path / "ujson-5.9.0-cp311-cp311-manylinux_2_17_x86_64.whl").write_text("")
     with pytest.raises(ConfigError, match=r"requirements.txt needs ujson 5.9.0, which comes only"):
-        plugins._keep_pure_wheels(tmp_path, tmp_path / "requirements.txt")
+        python_kind.keep_pure_wheels(tmp_path, tmp_path / "requirements.txt")
 
 
 def test_the_fixtures_dependencies_are_declared_as_users_write_them(
@@ -981,8 +986,8 @@ def test_the_fixtures_dependencies_are_declared_as_users_write_them(
             seen = {p.name: p.read_text() for p in folder.glob("*.json")}
         fetched.append((command, seen))
 
-    monkeypatch.setattr(plugins, "_fetch_dependencies", fetch)
-    monkeypatch.setattr(plugins, "_keep_pure_wheels", lambda *args: None)
+    monkeypatch.setattr(host_fetch, "fetch_dependencies", fetch)
+    monkeypatch.setattr(python_kind, "keep_pure_wheels", lambda *args: None)
     monkeypatch.setattr(shutil, "which", lambda _name: "/usr/bin/npm")
     resolve_plugins([str(PY_WITH_DEPS), str(JS_WITH_DEPS)], tmp_path)
 
@@ -1030,9 +1035,9 @@ def test_the_image_tag_follows_the_fetched_dependencies(
     bases = {"kong_image": "k", "go_image": "g", "node_image": "n", "sim": True}
     without = plugin_image_tag(source, repo_root=REPO_ROOT, **bases)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(plugins, "plugin_dependencies", lambda *args: tmp_path / "deps-1")
+    monkeypatch.setattr(plugin_images, "plugin_dependencies", lambda *args: tmp_path / "deps-1")
     first = plugin_image_tag(source, repo_root=REPO_ROOT, **bases)  # type: ignore[arg-type]
-    monkeypatch.setattr(plugins, "plugin_dependencies", lambda *args: tmp_path / "deps-2")
+    monkeypatch.setattr(plugin_images, "plugin_dependencies", lambda *args: tmp_path / "deps-2")
     second = plugin_image_tag(source, repo_root=REPO_ROOT, **bases)  # type: ignore[arg-type]
 
     assert len({without, first, second}) == 3
