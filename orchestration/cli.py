@@ -529,7 +529,7 @@ NEEDS_GO = {"kill-server": "the server's process name, which is the plugin's onl
 
 def _plugins(args: argparse.Namespace) -> tuple[str, ...]:
     """The --plugin values, each resolved once here so a bad one fails before any Docker work."""
-    from orchestration.plugins import resolve_plugins
+    from orchestration.plugins import resolve_plugins, runs_as_its_own_process
 
     chosen = tuple(getattr(args, "plugin", None) or default_of("plugins"))
     sources = resolve_plugins(chosen, REPO_ROOT)
@@ -540,7 +540,7 @@ def _plugins(args: argparse.Namespace) -> tuple[str, ...]:
     for name in getattr(args, "scenario", None) or ():
         for source in sources:
             needs = NEEDS_BUILT_IN.get(name) if not source.builtin else None
-            needs = needs or (NEEDS_GO.get(name) if source.kind != "go" else None)
+            needs = needs or (NEEDS_GO.get(name) if not runs_as_its_own_process(source) else None)
             if needs:
                 raise UsageError(
                     f"--scenario {name} cannot measure the plugin {source.label!r}: it needs "

@@ -90,6 +90,7 @@ __all__ = [
     "registry_bases",
     "resolve_plugins",
     "run_in_image",
+    "runs_as_its_own_process",
     "stage_context",
     "strip_terminal_codes",
     "validate_plugin_config",
@@ -147,6 +148,12 @@ def process_name_of(kind: str, start_command: str) -> str:
     binary's own name, the interpreter's for Python (`python3 script.py`) and for
     kong-js-pluginserver (a node script)."""
     return kind_named(kind).process_name(start_command)
+
+
+def runs_as_its_own_process(source: PluginSource) -> bool:
+    """Whether the plugin's server runs under a process name of its own (kill-server finds it
+    by that name): a Go binary does, Python's and JavaScript's servers run as python3 and node."""
+    return kind_named(source.kind).own_process_name
 
 
 # --- preparing a fresh machine ---------------------------------------------------------------

@@ -5,6 +5,7 @@ plugin_images, plugin_dumps, plugin_config, host_fetch): --plugin values, images
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from python_on_whales import DockerClient
 from orchestration import host_fetch, pipeline, plugin_images, plugins, sim
 from orchestration.config import RunConfig
 from orchestration.errors import ConfigError, EnvironmentProblem, ImageUnavailable, StackError
+from orchestration.kinds import KINDS, kind_named
 from orchestration.kinds import go as go_kind
 from orchestration.kinds import js as js_kind
 from orchestration.kinds import python as python_kind
@@ -1086,3 +1088,74 @@ def test_every_problem_of_a_config_is_named_at_once() -> None:
     assert str(raised.value).startswith("--plugin-config has 2 problems for plugin p: (1) ")
     assert "names of plugin p must be a JSON array (array)" in str(raised.value)
     assert "config.tag is required" in str(raised.value)
+
+
+# --- the kinds: one protocol, one module and one Dockerfile target each -----------------------
+
+
+def test_each_kind_is_a_target_of_the_plugin_dockerfile() -> None:
+    dockerfile = (REPO_ROOT / "images" / "plugins" / "Dockerfile").read_text()
+    targets = re.findall(r"^FROM \S+ AS (\S+)$", dockerfile, re.MULTILINE)
+
+    assert [kind.name for kind in KINDS] == ["go", "python", "js"]
+    assert {kind.name for kind in KINDS} <= set(targets)
+
+
+def test_no_module_outside_the_kinds_asks_which_kind_a_plugin_is() -> None:
+    """What differs by kind is asked of the kind (orchestration/kinds), never branched on."""
+    asking = re.compile(
+        r"""\.kind\s*(?:==|!=|in\b|not in\b)|\bkind\s*(?:==|!=)\s*["'](?:go|python|js)"""
+    )
+    package = REPO_ROOT / "orchestration"
+    found = [
+        f"{path.relative_to(package)}:{number}: {line.strip()}"
+        for path in sorted(package.rglob("*.py"))
+        if "kinds" not in path.relative_to(package).parts
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if asking.search(line) and "leftover.kind" not in line
+    ]
+    assert found == []
+
+
+def test_an_unknown_kind_is_refused_with_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match=r"no plugin kind 'rust': the kinds are go, python, js"):
+        kind_named("rust")
+
+
+def test_prepare_fetches_each_pdk_fetched_on_this_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    fetched: list[str] = []
+    for kind in KINDS:
+        monkeypatch.setattr(kind, "fetch_pdk", lambda root, name=kind.name: fetched.append(name))
+
+    timings = plugins.prepare(REPO_ROOT, sim_base=False)
+
+    assert list(timings) == ["python-pdk", "js-pdk"]  # go-pdk: the Go build fetches it
+    assert fetched == ["python", "js"]
+
+
+@pytest.mark.parametrize(
+    ("value", "staged"),
+    [
+        ("go", {"plugin/main.go", "plugin/go.mod", "plugin/latest.mod"}),
+        ("python", {"plugin/python-plugin.py", "pdk/kong_pdk-0.36-py3-none-any.whl"}),
+        ("js", {"plugin/js-plugin/package.json", "pdk/node_modules/kong-pdk/package.json"}),
+    ],
+)
+def test_each_kind_stages_what_its_target_copies(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str, staged: set[str]
+) -> None:
+    """The context the Dockerfile's header describes: plugin/, gomodcache/, pdk/, tap/ always;
+    the PDK (faked here: no network) and the plugin where its kind's target looks."""
+    pdk = _write(tmp_path / "pdk", {"kong_pdk-0.36-py3-none-any.whl": ""})
+    _write(pdk / "node_modules" / "kong-pdk", {"package.json": "{}"})
+    for kind in KINDS:
+        monkeypatch.setattr(kind, "fetch_pdk", lambda root: pdk)
+    (source,) = resolve_plugins([value], REPO_ROOT)
+    context = tmp_path / "context"
+
+    plugins.stage_context(source, context, repo_root=REPO_ROOT, offline_modules=False)
+
+    files = {p.relative_to(context).as_posix() for p in context.rglob("*") if p.is_file()}
+    assert staged <= files
+    assert {"Dockerfile", "install-runtime.sh", "upstream.conf", "tap/go.mod"} <= files
+    assert all((context / folder).is_dir() for folder in ("plugin", "gomodcache", "pdk"))

@@ -37,6 +37,9 @@ class Kind(Protocol):
     # on kong-sim's Debian variant rather than the FROM-scratch kong-sim
     needs_runtime: bool
     pdk_pins: tuple[Path, ...]  # files pinning a PDK fetched on this machine (repo-relative)
+    # the server's process name is the plugin's own (a Go binary), not an interpreter's that
+    # another process may share (python3, node): kill-server finds the server by it
+    own_process_name: bool
 
     def detect(self, directory: Path) -> list[str]:
         """The top-level files of `directory` that show a plugin of this kind (none: not one)."""

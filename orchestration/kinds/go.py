@@ -47,6 +47,7 @@ class Go(Kind):
     )
     marker = "go.mod"
     needs_runtime = False
+    own_process_name = True
     pdk_pins: tuple[Path, ...] = ()  # go.mod pins go-pdk; the build fetches it
 
     def detect(self, directory: Path) -> list[str]:

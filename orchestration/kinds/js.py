@@ -40,6 +40,7 @@ class JavaScript(Kind):
     expected = "a JavaScript plugin (package.json or a .js using kong-pdk / exporting Plugin)"
     marker = "package.json"
     needs_runtime = True
+    own_process_name = False
     pdk_pins = PDK_FILES
 
     def detect(self, directory: Path) -> list[str]:

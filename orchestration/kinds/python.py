@@ -39,6 +39,7 @@ class Python(Kind):
     expected = "a Python plugin (a .py importing kong_pdk)"
     marker = "the Python server script"
     needs_runtime = True
+    own_process_name = False
     pdk_pins = (PDK_REQUIREMENTS,)
 
     def detect(self, directory: Path) -> list[str]:
