@@ -59,7 +59,7 @@ def registry_bases(source: PluginSource, kong_image: str, go_image: str) -> tupl
     """The registry images a real (not --sim) build of `source` on `kong_image` starts from:
     every target copies kpm-tap from the `golang` stage; a kind may need another (js: node)."""
     bases = (kong_image, go_image_for(source, go_image))
-    node = kind_of(source).node_image(kong_image, sim=False)
+    node = kind_of(source).kind_image(kong_image, sim=False)
     return bases if node == kong_image else (*bases, node)
 
 
@@ -68,7 +68,7 @@ def plugin_image_tag(
     *,
     kong_image: str,
     go_image: str,
-    node_image: str,
+    kind_image: str,
     sim: bool,
     repo_root: Path,
     docker_host: str | None = None,
@@ -89,7 +89,7 @@ def plugin_image_tag(
         for file in _files_under(repo_root / relative):
             digest.update(file.relative_to(repo_root).as_posix().encode() + b"\0")
             digest.update(hashlib.sha256(file.read_bytes()).digest())
-    bases = [kong_image, go_image, node_image]
+    bases = [kong_image, go_image, kind_image]
     dependencies = plugin_dependencies(source, repo_root)  # its folder is named by their hash
     for text in [
         dependencies.name if dependencies else "",
@@ -115,7 +115,7 @@ class ImagePlan:
     tag: str
     kong_image: str  # the base: a Kong image, kong-sim, or (a runtime kind under --sim) its twin
     go_image: str
-    node_image: str
+    kind_image: str  # the Dockerfile's KIND_IMAGE (Kind.kind_image)
     offline_modules: bool  # Go modules downloaded on this machine into the context
 
 
@@ -140,17 +140,17 @@ def plan_plugin_image(
         kong_image = sim_images.build_kong_sim_runtime(
             kong_image, repo_root=repo_root, docker_host=docker_host
         )
-    node_image = kind.node_image(kong_image, sim=sim)
+    kind_image = kind.kind_image(kong_image, sim=sim)
     tag = plugin_image_tag(
         source,
         kong_image=kong_image,
         go_image=go_image,
-        node_image=node_image,
+        kind_image=kind_image,
         sim=sim,
         repo_root=repo_root,
         docker_host=docker_host,
     )
-    return ImagePlan(tag, kong_image, go_image, node_image, offline_modules)
+    return ImagePlan(tag, kong_image, go_image, kind_image, offline_modules)
 
 
 def build_plugin_image(
@@ -185,7 +185,7 @@ def build_plugin_image(
         "KPM_PLUGIN_TARGET": source.kind,
         "KPM_GO_IMAGE": plan.go_image,
         "KPM_KONG_IMAGE": plan.kong_image,
-        "KPM_NODE_IMAGE": plan.node_image,
+        "KPM_KIND_IMAGE": plan.kind_image,
         "KPM_PLUGIN_NAME": source.entry or source.label,
         **kind_of(source).build_variables(source),
     }

@@ -205,7 +205,7 @@ def test_the_golang_image_meets_the_go_directive(tmp_path: Path) -> None:
 def test_the_image_tag_follows_the_plugin_files(tmp_path: Path) -> None:
     directory = _write(tmp_path / "my-js", {"hello.js": JS_PLUGIN})
     (source,) = resolve_plugins([str(directory)], REPO_ROOT)
-    bases = {"kong_image": "k", "go_image": "g", "node_image": "n", "sim": True}
+    bases = {"kong_image": "k", "go_image": "g", "kind_image": "n", "sim": True}
 
     before = plugin_image_tag(source, repo_root=REPO_ROOT, **bases)  # type: ignore[arg-type]
     again = plugin_image_tag(source, repo_root=REPO_ROOT, **bases)  # type: ignore[arg-type]
@@ -222,7 +222,7 @@ def test_a_moved_registry_tag_gets_a_new_plugin_image(monkeypatch: pytest.Monkey
     ids = {"kong:latest": "sha256:aaa", "g": "sha256:g", "n": "sha256:n"}
     monkeypatch.setattr(plugin_images, "image_identity", lambda image, *_: f"{image}@{ids[image]}")
     (source,) = resolve_plugins(["go"], REPO_ROOT)
-    bases = {"kong_image": "kong:latest", "go_image": "g", "node_image": "n", "sim": False}
+    bases = {"kong_image": "kong:latest", "go_image": "g", "kind_image": "n", "sim": False}
 
     before = plugin_image_tag(source, repo_root=REPO_ROOT, **bases)  # type: ignore[arg-type]
     ids["kong:latest"] = "sha256:bbb"
@@ -1034,7 +1034,7 @@ def test_the_image_tag_follows_the_fetched_dependencies(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     (source,) = resolve_plugins(["python"], REPO_ROOT)
-    bases = {"kong_image": "k", "go_image": "g", "node_image": "n", "sim": True}
+    bases = {"kong_image": "k", "go_image": "g", "kind_image": "n", "sim": True}
     without = plugin_image_tag(source, repo_root=REPO_ROOT, **bases)  # type: ignore[arg-type]
 
     monkeypatch.setattr(plugin_images, "plugin_dependencies", lambda *args: tmp_path / "deps-1")

@@ -80,9 +80,10 @@ class Kind(Protocol):
         """The golang image the build uses (every target builds kpm-tap with it)."""
         return go_image
 
-    def node_image(self, kong_image: str, *, sim: bool) -> str:
-        """The Dockerfile's NODE_IMAGE: any image the build has already, since an unused stage
-        must still name one."""
+    def kind_image(self, kong_image: str, *, sim: bool) -> str:
+        """The Dockerfile's KIND_IMAGE: a registry image the kind's target builds from besides
+        Kong's and golang's (js: node's). By default any image the build has already, since an
+        unused stage must still name one."""
         return kong_image
 
     def build_variables(self, source: PluginSource) -> dict[str, str]:

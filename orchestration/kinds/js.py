@@ -69,7 +69,7 @@ class JavaScript(Kind):
         """kong-js-pluginserver is a node script."""
         return "node"
 
-    def node_image(self, kong_image: str, *, sim: bool) -> str:
+    def kind_image(self, kong_image: str, *, sim: bool) -> str:
         """Where node comes from: NODE_IMAGE, or under --sim the Debian kong-sim variant."""
         return kong_image if sim else NODE_IMAGE
 
