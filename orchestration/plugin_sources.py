@@ -37,8 +37,7 @@ def builtin_plugins(repo_root: Path) -> dict[str, PluginSource]:
             "python",
             (repo_root / "plugins/python-plugin").resolve(),
             True,
-            "go.mod",
-            "python-plugin.py",
+            entry="python-plugin.py",
         ),
         "js": PluginSource("js", "js", (repo_root / "plugins/js-plugin").resolve(), True),
     }
@@ -124,8 +123,8 @@ def plugin_from_directory(directory: Path) -> PluginSource:
 
 def _either(phrases: Iterable[str]) -> str:
     """`a, b or c`."""
-    listed = list(phrases)
-    return ", ".join(listed[:-1]) + f" or {listed[-1]}" if len(listed) > 1 else "".join(listed)
+    *others, last = phrases
+    return f"{', '.join(others)} or {last}" if others else last
 
 
 def plugin_dependencies(source: PluginSource, repo_root: Path) -> Path | None:

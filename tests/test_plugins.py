@@ -1158,3 +1158,22 @@ def test_each_kind_stages_what_its_target_copies(
     assert staged <= files
     assert {"Dockerfile", "install-runtime.sh", "upstream.conf", "tap/go.mod"} <= files
     assert all((context / folder).is_dir() for folder in ("plugin", "gomodcache", "pdk"))
+
+
+def test_a_folder_without_a_plugin_is_told_what_each_kind_looks_like(tmp_path: Path) -> None:
+    def refusal(path: Path) -> str:
+        with pytest.raises(ConfigError) as raised:
+            plugins.plugin_from_directory(path)
+        return str(raised.value)
+
+    empty = _write(tmp_path / "empty", {"main.go": "package main"})
+    assert refusal(empty) == (
+        f"--plugin {empty}: no plugin found. Expected a Go main package on go-pdk (go.mod and a "
+        ".go file `package main` importing github.com/Kong/go-pdk), a Python plugin (a .py "
+        "importing kong_pdk) or a JavaScript plugin (package.json or a .js using kong-pdk / "
+        "exporting Plugin)"
+    )
+    assert refusal(empty / "main.go") == (
+        f"--plugin {empty / 'main.go'} is a file: give the plugin's directory (the one holding "
+        "go.mod, the Python server script or package.json)"
+    )

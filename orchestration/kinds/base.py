@@ -74,7 +74,7 @@ class Kind(Protocol):
 
     def process_name(self, start_command: str) -> str:
         """The server's process name (comm) in the container: by default the start command's."""
-        return PurePosixPath(start_command.split(maxsplit=1)[0]).name
+        return PurePosixPath(start_command.partition(" ")[0]).name
 
     def go_image(self, source: PluginSource, go_image: str) -> str:
         """The golang image the build uses (every target builds kpm-tap with it)."""
