@@ -42,13 +42,16 @@ SCOPE: dict[str, tuple[str, ...]] = {
         "xǁPluginContractǁkong_environment",
         "xǁPluginContractǁdeclarative",
     ),
-    # resolving --plugin, checking --plugin-config and the server's process name; the rest builds
-    # images and asks them for their dump
-    "plugins": (
-        "x_process_name_of",
+    # resolving --plugin, checking --plugin-config and the server's process name (by its kind);
+    # the rest builds images and asks them for their dump
+    "plugins": ("x_process_name_of", "x_runs_as_its_own_process"),
+    "plugin_sources": (
         "x_builtin_plugins",
         "x_resolve_plugins",
         "x__refuse_duplicates",
+        "x__either",
+    ),
+    "plugin_config": (
         "x_validate_plugin_config",
         "x__check_record",
         "x__is_integer",
@@ -58,6 +61,8 @@ SCOPE: dict[str, tuple[str, ...]] = {
         "x__describe",
         "x__wrong",
     ),
+    "kinds.base": ("xǁKindǁprocess_name",),
+    "kinds.js": ("xǁJavaScriptǁprocess_name",),
 }
 KILLED = {1, 3}  # 3: pytest's internal error, which mutmut counts as a kill
 SURVIVED = 0
@@ -69,7 +74,7 @@ def patterns(module: str) -> list[str]:
 
 def results(module: str, root: Path = Path("mutants")) -> dict[str, int | None]:
     """Each mutant in scope and its exit code (mutmut's .meta file; None: not run yet)."""
-    meta = root / "orchestration" / f"{module}.py.meta"
+    meta = root / "orchestration" / Path(*module.split(".")).with_suffix(".py.meta")
     if not meta.exists():
         return {}
     codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]

@@ -25,3 +25,14 @@ def test_scores_count_only_the_mutants_in_scope_and_a_pytest_error_as_a_kill(
     lines = score_lines(["plugin"], tmp_path)
     assert lines[1].split() == ["plugin", "2", "4", "50%", "exit", "33:", "1"]
     assert lines[-1] == "orchestration.plugin.xǁPluginContractǁdeclarative__mutmut_3"
+
+
+def test_a_module_in_a_package_is_read_from_its_package_folder(tmp_path: Path) -> None:
+    meta = tmp_path / "orchestration" / "kinds" / "js.py.meta"
+    meta.parent.mkdir(parents=True)
+    codes = {
+        "orchestration.kinds.js.xǁJavaScriptǁprocess_name__mutmut_1": 1,
+        "orchestration.kinds.js.xǁJavaScriptǁprocess_name__mutmut_2": 0,
+    }
+    meta.write_text(json.dumps({"exit_code_by_key": codes}))
+    assert scores(["kinds.js"], tmp_path) == {"kinds.js": 50.0}

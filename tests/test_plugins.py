@@ -1,8 +1,11 @@
-"""Tests for orchestration/plugins.py: --plugin values, images, dumps, --plugin-config."""
+"""Tests for orchestration/plugins.py and the modules behind it (plugin_sources, kinds/,
+plugin_images, plugin_dumps, plugin_config, host_fetch): --plugin values, images, dumps,
+--plugin-config."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -13,10 +16,14 @@ from typing import Any
 import pytest
 from python_on_whales import DockerClient
 
-from orchestration import pipeline, plugins, sim
+from orchestration import host_fetch, pipeline, plugin_images, plugins, sim
 from orchestration.config import RunConfig
 from orchestration.engine import Engine
 from orchestration.errors import ConfigError, EnvironmentProblem, ImageUnavailable, StackError
+from orchestration.kinds import KINDS, kind_named
+from orchestration.kinds import go as go_kind
+from orchestration.kinds import js as js_kind
+from orchestration.kinds import python as python_kind
 from orchestration.plugins import (
     PluginDump,
     PluginSource,
@@ -71,7 +78,7 @@ def test_builtins_by_name_and_all_in_order() -> None:
     go, go_latest = every[0], every[1]
     assert go.path == go_latest.path == REPO_ROOT / "plugins" / "example-plugin"
     assert (go.go_modfile, go_latest.go_modfile) == ("go.mod", "latest.mod")
-    assert go.go_directive == (1, 21)
+    assert go_kind.directive(go) == (1, 21)
     assert every[2].entry == "python-plugin.py"
 
 
@@ -199,7 +206,7 @@ def test_the_golang_image_meets_the_go_directive(tmp_path: Path) -> None:
 def test_the_image_tag_follows_the_plugin_files(tmp_path: Path) -> None:
     directory = _write(tmp_path / "my-js", {"hello.js": JS_PLUGIN})
     (source,) = resolve_plugins([str(directory)], REPO_ROOT)
-    bases = {"kong_image": "k", "go_image": "g", "node_image": "n", "sim": True}
+    bases = {"kong_image": "k", "go_image": "g", "kind_image": "n", "sim": True}
 
     before = plugin_image_tag(source, repo_root=REPO_ROOT, **bases)  # type: ignore[arg-type]
     again = plugin_image_tag(source, repo_root=REPO_ROOT, **bases)  # type: ignore[arg-type]
@@ -213,12 +220,10 @@ def test_the_image_tag_follows_the_plugin_files(tmp_path: Path) -> None:
 
 def test_a_moved_registry_tag_gets_a_new_plugin_image(monkeypatch: pytest.MonkeyPatch) -> None:
     """`kong:latest` pulled anew has another id: the plugin image's tag must change with it."""
-    import orchestration.plugins as plugins_module
-
     ids = {"kong:latest": "sha256:aaa", "g": "sha256:g", "n": "sha256:n"}
-    monkeypatch.setattr(plugins_module, "image_identity", lambda image, *_: f"{image}@{ids[image]}")
+    monkeypatch.setattr(plugin_images, "image_identity", lambda image, *_: f"{image}@{ids[image]}")
     (source,) = resolve_plugins(["go"], REPO_ROOT)
-    bases = {"kong_image": "kong:latest", "go_image": "g", "node_image": "n", "sim": False}
+    bases = {"kong_image": "kong:latest", "go_image": "g", "kind_image": "n", "sim": False}
 
     before = plugin_image_tag(source, repo_root=REPO_ROOT, **bases)  # type: ignore[arg-type]
     ids["kong:latest"] = "sha256:bbb"
@@ -337,7 +342,7 @@ def test_go_pdk_06_dumps_a_bare_list_and_listens_on_its_own_socket() -> None:
 def test_the_go_pdk_version_is_what_go_mod_selects(
     tmp_path: Path, go_mod: str, version: str | None
 ) -> None:
-    assert _go_plugin(tmp_path / "p", go_mod).go_pdk_version == version
+    assert go_kind.pdk_version(_go_plugin(tmp_path / "p", go_mod)) == version
 
 
 def test_a_go_pluginserver_era_go_pdk_is_refused_before_any_work(tmp_path: Path) -> None:
@@ -373,14 +378,16 @@ def test_a_go_pluginserver_era_go_pdk_is_refused_before_any_work(tmp_path: Path)
 def test_an_old_ugorji_codec_builds_with_its_safe_tag(
     tmp_path: Path, go_mod: str, go_sum: str, tags: str
 ) -> None:
-    assert _go_plugin(tmp_path / "p", "module x\n" + go_mod, go_sum).go_build_tags == tags
+    source = _go_plugin(tmp_path / "p", "module x\n" + go_mod, go_sum)
+    assert go_kind.build_tags(source) == tags
 
 
 def test_the_fixtures_build_tags() -> None:
     (old, new) = resolve_plugins([str(GO_PDK_06), str(FIXTURE)], REPO_ROOT)
     (example,) = resolve_plugins(["go"], REPO_ROOT)
 
-    assert (old.go_build_tags, new.go_build_tags, example.go_build_tags) == ("safe", "", "")
+    tags = [go_kind.build_tags(source) for source in (old, new, example)]
+    assert tags == ["safe", "", ""]
 
 
 def test_kong_lowercases_the_server_name_and_keeps_the_plugins() -> None:
@@ -414,8 +421,8 @@ class _Engine:
     def __init__(self, monkeypatch: pytest.MonkeyPatch, output: str) -> None:
         self.ids = {"img": "sha256:aaa"}
         self.output, self.runs = output, 0
-        monkeypatch.setattr(plugins, "_image_id", lambda tag, host=None: self.ids.get(tag))
-        monkeypatch.setattr(plugins, "run_in_image", self.run)
+        monkeypatch.setattr(plugin_images, "image_id", lambda tag, host=None: self.ids.get(tag))
+        monkeypatch.setattr(plugin_images, "run_in_image", self.run)
 
     def run(self, image: str, command: list[str], **_: object) -> str:
         self.runs += 1
@@ -683,10 +690,10 @@ def test_a_built_image_is_dumped_once(
     def no_docker_run(*args: object, **kwargs: object) -> str:
         raise AssertionError("the image was asked again")
 
-    monkeypatch.setattr(plugins, "run_in_image", no_docker_run)
+    monkeypatch.setattr(plugin_images, "run_in_image", no_docker_run)
     assert cached_dump(image, source, cache=tmp_path) == asked
-    assert plugins._image_id(image) == DockerClient().image.inspect(image).id
-    assert plugins._image_id("kong-plugin-matrix:no-such-image") is None
+    assert plugin_images.image_id(image) == DockerClient().image.inspect(image).id
+    assert plugin_images.image_id("kong-plugin-matrix:no-such-image") is None
 
 
 @pytest.mark.docker
@@ -701,8 +708,8 @@ def test_a_server_that_never_listens_fails_the_check(sim_images: sim.SimImages) 
 
 
 def test_pdk_pins_are_exact() -> None:
-    requirements = (REPO_ROOT / plugins.PYTHON_PDK_REQUIREMENTS).read_text()
-    package = json.loads((REPO_ROOT / plugins.JS_PDK_FILES[0]).read_text())
+    requirements = (REPO_ROOT / python_kind.PDK_REQUIREMENTS).read_text()
+    package = json.loads((REPO_ROOT / js_kind.PDK_FILES[0]).read_text())
 
     assert "kong-pdk==0.36 --hash=sha256:" in requirements
     assert package["dependencies"] == {"kong-pdk": "0.6.0"}
@@ -721,7 +728,7 @@ def test_the_servers_process_name_is_what_proc_shows(
     kind: str, start_command: str, name: str
 ) -> None:
     """kill-server and the memory sampler find the server by it (comm)."""
-    assert plugins.process_name_of(kind, start_command) == name  # type: ignore[arg-type]
+    assert plugins.process_name_of(kind, start_command) == name
 
 
 NAMED = PluginDump("srv", "rate-tag", "MsgPack:1", ("access",), 1, "1", SCHEMA, "s", "q", "/s")
@@ -821,7 +828,7 @@ def test_the_go_built_ins_build_the_example_plugins_binary() -> None:
 def test_a_pdk_that_cannot_be_fetched_is_that_plugins_error(tmp_path: Path) -> None:
     failing = [sys.executable, "-c", "import sys; sys.exit('ERROR: No matching distribution')"]
     with pytest.raises(ImageUnavailable) as caught:
-        plugins._fetch(failing, what="the Python PDK (kong-pdk) from PyPI")
+        host_fetch.fetch_pdk(failing, what="the Python PDK (kong-pdk) from PyPI")
     assert str(caught.value) == (
         f"could not fetch the Python PDK (kong-pdk) from PyPI (`{' '.join(failing)}`: ERROR: No "
         "matching distribution); check this machine's network"
@@ -866,20 +873,20 @@ def test_requirements_are_read_without_what_the_image_carries(tmp_path: Path) ->
         },
     )
 
-    assert plugins.python_requirements(directory) == [
+    assert python_kind.requirements(directory) == [
         "six==1.16.0",
         f"-r {directory / 'more.txt'}",
         str(directory / "vendored"),
         "attrs>=23",
     ]
-    assert plugins.python_requirements(_write(tmp_path / "none", {"p.py": "x"})) == []
+    assert python_kind.requirements(_write(tmp_path / "none", {"p.py": "x"})) == []
 
 
 def test_a_python_plugin_with_only_the_pdk_fetches_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     def no_fetch(*args: object, **kwargs: object) -> None:
         raise AssertionError("fetched")
 
-    monkeypatch.setattr(plugins, "_fetch_dependencies", no_fetch)
+    monkeypatch.setattr(host_fetch, "fetch_dependencies", no_fetch)
     for name in ("python", "js"):
         (source,) = resolve_plugins([name], REPO_ROOT)
         assert plugins.plugin_dependencies(source, REPO_ROOT) is None
@@ -962,12 +969,12 @@ def test_an_unreachable_registry_is_this_machines_problem(
 def test_a_compiled_wheel_is_refused_and_the_images_own_are_dropped(tmp_path: Path) -> None:
     for wheel in ("six-1.16.0-py2.py3-none-any.whl", "greenlet-3.0.3-cp311-cp311-linux.whl"):
         (tmp_path / wheel).write_text("")
-    plugins._keep_pure_wheels(tmp_path, tmp_path / "requirements.txt")  # greenlet: the image's
+    python_kind.keep_pure_wheels(tmp_path, tmp_path / "requirements.txt")  # greenlet: the image's
     assert [p.name for p in tmp_path.iterdir()] == ["six-1.16.0-py2.py3-none-any.whl"]
 
     (tmp_path / "ujson-5.9.0-cp311-cp311-manylinux_2_17_x86_64.whl").write_text("")
     with pytest.raises(ConfigError, match=r"requirements.txt needs ujson 5.9.0, which comes only"):
-        plugins._keep_pure_wheels(tmp_path, tmp_path / "requirements.txt")
+        python_kind.keep_pure_wheels(tmp_path, tmp_path / "requirements.txt")
 
 
 def test_the_fixtures_dependencies_are_declared_as_users_write_them(
@@ -982,8 +989,8 @@ def test_the_fixtures_dependencies_are_declared_as_users_write_them(
             seen = {p.name: p.read_text() for p in folder.glob("*.json")}
         fetched.append((command, seen))
 
-    monkeypatch.setattr(plugins, "_fetch_dependencies", fetch)
-    monkeypatch.setattr(plugins, "_keep_pure_wheels", lambda *args: None)
+    monkeypatch.setattr(host_fetch, "fetch_dependencies", fetch)
+    monkeypatch.setattr(python_kind, "keep_pure_wheels", lambda *args: None)
     monkeypatch.setattr(shutil, "which", lambda _name: "/usr/bin/npm")
     resolve_plugins([str(PY_WITH_DEPS), str(JS_WITH_DEPS)], tmp_path)
 
@@ -1028,12 +1035,12 @@ def test_the_image_tag_follows_the_fetched_dependencies(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     (source,) = resolve_plugins(["python"], REPO_ROOT)
-    bases = {"kong_image": "k", "go_image": "g", "node_image": "n", "sim": True}
+    bases = {"kong_image": "k", "go_image": "g", "kind_image": "n", "sim": True}
     without = plugin_image_tag(source, repo_root=REPO_ROOT, **bases)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(plugins, "plugin_dependencies", lambda *args: tmp_path / "deps-1")
+    monkeypatch.setattr(plugin_images, "plugin_dependencies", lambda *args: tmp_path / "deps-1")
     first = plugin_image_tag(source, repo_root=REPO_ROOT, **bases)  # type: ignore[arg-type]
-    monkeypatch.setattr(plugins, "plugin_dependencies", lambda *args: tmp_path / "deps-2")
+    monkeypatch.setattr(plugin_images, "plugin_dependencies", lambda *args: tmp_path / "deps-2")
     second = plugin_image_tag(source, repo_root=REPO_ROOT, **bases)  # type: ignore[arg-type]
 
     assert len({without, first, second}) == 3
@@ -1082,3 +1089,95 @@ def test_every_problem_of_a_config_is_named_at_once() -> None:
     assert str(raised.value).startswith("--plugin-config has 2 problems for plugin p: (1) ")
     assert "names of plugin p must be a JSON array (array)" in str(raised.value)
     assert "config.tag is required" in str(raised.value)
+
+
+# --- the kinds: one protocol, one module and one Dockerfile target each -----------------------
+
+
+def test_each_kind_is_a_target_of_the_plugin_dockerfile() -> None:
+    dockerfile = (REPO_ROOT / "images" / "plugins" / "Dockerfile").read_text()
+    targets = re.findall(r"^FROM \S+ AS (\S+)$", dockerfile, re.MULTILINE)
+
+    assert [kind.name for kind in KINDS] == ["go", "python", "js"]
+    assert {kind.name for kind in KINDS} <= set(targets)
+
+
+def test_no_module_outside_the_kinds_asks_which_kind_a_plugin_is() -> None:
+    """What differs by kind is asked of the kind (orchestration/kinds), never branched on."""
+    names = "|".join(kind.name for kind in KINDS)
+    asking = re.compile(
+        rf"""\bkind\s*(?:==|!=)\s*["'](?:{names})["']"""
+        rf"""|\.kind\s+(?:not\s+)?in\s*[(\[{{]\s*["'](?:{names})["']"""
+    )
+    package = REPO_ROOT / "orchestration"
+    found = [
+        f"{path.relative_to(package)}:{number}: {line.strip()}"
+        for path in sorted(package.rglob("*.py"))
+        if "kinds" not in path.relative_to(package).parts
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if asking.search(line)
+    ]
+    assert found == []
+
+
+def test_an_unknown_kind_is_refused_with_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match=r"no plugin kind 'rust': the kinds are go, python, js"):
+        kind_named("rust")
+
+
+def test_prepare_fetches_each_pdk_fetched_on_this_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    fetched: list[str] = []
+    for kind in KINDS:
+        monkeypatch.setattr(kind, "fetch_pdk", lambda root, name=kind.name: fetched.append(name))
+
+    timings = plugins.prepare(REPO_ROOT, sim_base=False)
+
+    assert list(timings) == ["python-pdk", "js-pdk"]  # go-pdk: the Go build fetches it
+    assert fetched == ["python", "js"]
+
+
+@pytest.mark.parametrize(
+    ("value", "staged"),
+    [
+        ("go", {"plugin/main.go", "plugin/go.mod", "plugin/latest.mod"}),
+        ("python", {"plugin/python-plugin.py", "pdk/kong_pdk-0.36-py3-none-any.whl"}),
+        ("js", {"plugin/js-plugin/package.json", "pdk/node_modules/kong-pdk/package.json"}),
+    ],
+)
+def test_each_kind_stages_what_its_target_copies(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str, staged: set[str]
+) -> None:
+    """The context the Dockerfile's header describes: plugin/, gomodcache/, pdk/, tap/ always;
+    the PDK (faked here: no network) and the plugin where its kind's target looks."""
+    pdk = _write(tmp_path / "pdk", {"kong_pdk-0.36-py3-none-any.whl": ""})
+    _write(pdk / "node_modules" / "kong-pdk", {"package.json": "{}"})
+    for kind in KINDS:
+        monkeypatch.setattr(kind, "fetch_pdk", lambda root: pdk)
+    (source,) = resolve_plugins([value], REPO_ROOT)
+    context = tmp_path / "context"
+
+    plugins.stage_context(source, context, repo_root=REPO_ROOT, offline_modules=False)
+
+    files = {p.relative_to(context).as_posix() for p in context.rglob("*") if p.is_file()}
+    assert staged <= files
+    assert {"Dockerfile", "install-runtime.sh", "upstream.conf", "tap/go.mod"} <= files
+    assert all((context / folder).is_dir() for folder in ("plugin", "gomodcache", "pdk"))
+
+
+def test_a_folder_without_a_plugin_is_told_what_each_kind_looks_like(tmp_path: Path) -> None:
+    def refusal(path: Path) -> str:
+        with pytest.raises(ConfigError) as raised:
+            plugins.plugin_from_directory(path)
+        return str(raised.value)
+
+    empty = _write(tmp_path / "empty", {"main.go": "package main"})
+    assert refusal(empty) == (
+        f"--plugin {empty}: no plugin found. Expected a Go main package on go-pdk (go.mod and a "
+        ".go file `package main` importing github.com/Kong/go-pdk), a Python plugin (a .py "
+        "importing kong_pdk) or a JavaScript plugin (package.json or a .js using kong-pdk / "
+        "exporting Plugin)"
+    )
+    assert refusal(empty / "main.go") == (
+        f"--plugin {empty / 'main.go'} is a file: give the plugin's directory (the one holding "
+        "go.mod, the Python server script or package.json)"
+    )

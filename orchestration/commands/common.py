@@ -127,7 +127,7 @@ def _check_locust_workers(config: RunConfig) -> None:
 
 def _check_plugins(config: RunConfig, one_plugin_for: str | None) -> None:
     """The plugins against the scenarios; one plugin only for `one_plugin_for` (ui, bisect)."""
-    from orchestration.plugins import resolve_plugins
+    from orchestration.plugins import resolve_plugins, runs_as_its_own_process
 
     sources = resolve_plugins(config.plugins, REPO_ROOT)
     if len(sources) > 1 and one_plugin_for:
@@ -138,7 +138,7 @@ def _check_plugins(config: RunConfig, one_plugin_for: str | None) -> None:
     for name in config.scenarios:
         for source in sources:
             needs = NEEDS_BUILT_IN.get(name) if not source.builtin else None
-            needs = needs or (NEEDS_GO.get(name) if source.kind != "go" else None)
+            needs = needs or (NEEDS_GO.get(name) if not runs_as_its_own_process(source) else None)
             if needs:
                 raise UsageError(
                     f"--scenario {name} cannot measure the plugin {source.label!r}: it needs "

@@ -1,0 +1,288 @@
+"""A plugin's image: built on one Kong base from images/plugins/Dockerfile (the target named
+after its kind) in a staged context, so a plugin directory may live anywhere; the tag is a hash
+of what went in, so an unchanged plugin reuses its image. Also the one way this package runs a
+command in a plugin image (`run_in_image`). Every Docker call of plugin building is here."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestration import sim as sim_images
+from orchestration.engines import docker_command
+from orchestration.errors import StackError
+from orchestration.host_fetch import describe_output
+from orchestration.kinds import kind_of
+from orchestration.kinds.base import PLUGIN_IMAGES_DIR, SKIPPED_NAMES, PluginSource, plugin_files
+from orchestration.plugin_sources import plugin_dependencies
+from orchestration.stack import (
+    LABEL,
+    build_service_image,
+    compose_client,
+    image_identity,
+    signals_blocked,
+    tag_safe,
+    write_env_file,
+)
+
+LOGGER = logging.getLogger(__name__)
+
+PLUGIN_COMPOSE_FILE = PLUGIN_IMAGES_DIR / "compose.yaml"
+PLUGIN_DOCKERFILE_FILES = ("Dockerfile", "install-runtime.sh", "upstream.conf")
+# kpm-tap's sources in kong-sim's module, as images/plugins/Dockerfile's `tap` stage copies them.
+TAP_INPUTS = (
+    "go.mod",
+    "go.sum",
+    "internal/protocol",
+    "internal/tap",
+    "cmd/kpm-tap",
+)
+KONG_SIM_DIR = Path("images/kong-sim")
+PLUGIN_IMAGE_REPOSITORY = "kong-plugin-matrix"
+DUMP_TIMEOUT_S = 120.0
+
+
+def go_image_for(source: PluginSource, go_image: str) -> str:
+    """The golang image that builds `source` (a Go plugin's `go` directive may need a newer one
+    than `go_image`)."""
+    return kind_of(source).go_image(source, go_image)
+
+
+def registry_bases(source: PluginSource, kong_image: str, go_image: str) -> tuple[str, ...]:
+    """The registry images a real (not --sim) build of `source` on `kong_image` starts from:
+    every target copies kpm-tap from the `golang` stage; a kind may need another (js: node)."""
+    bases = (kong_image, go_image_for(source, go_image))
+    node = kind_of(source).kind_image(kong_image, sim=False)
+    return bases if node == kong_image else (*bases, node)
+
+
+def plugin_image_tag(
+    source: PluginSource,
+    *,
+    kong_image: str,
+    go_image: str,
+    kind_image: str,
+    sim: bool,
+    repo_root: Path,
+    docker_host: str | None = None,
+) -> str:
+    """`kong-plugin-matrix:plugin-<label>[-sim]-<hash>`: the hash covers the plugin's files and
+    fetched dependencies, the Dockerfile family, kpm-tap's sources, the PDK pins, the kind's
+    build variables and the base images (by id when a registry tag is present locally)."""
+    kind = kind_of(source)
+    digest = hashlib.sha256()
+    for name, data in plugin_files(source):
+        digest.update(b"plugin/" + name.encode() + b"\0" + hashlib.sha256(data).digest())
+    inputs = [
+        *(PLUGIN_IMAGES_DIR / name for name in PLUGIN_DOCKERFILE_FILES),
+        *(KONG_SIM_DIR / name for name in TAP_INPUTS),
+        *kind.pdk_pins,
+    ]
+    for relative in inputs:
+        for file in _files_under(repo_root / relative):
+            digest.update(file.relative_to(repo_root).as_posix().encode() + b"\0")
+            digest.update(hashlib.sha256(file.read_bytes()).digest())
+    bases = [kong_image, go_image, kind_image]
+    dependencies = plugin_dependencies(source, repo_root)  # its folder is named by their hash
+    for text in [
+        dependencies.name if dependencies else "",
+        source.kind,
+        source.entry,
+        *(f"{name}={value}" for name, value in sorted(kind.build_variables(source).items())),
+        *_identities(bases, sim, docker_host),
+    ]:
+        digest.update(text.encode() + b"\0")
+    flavour = "-sim" if sim else ""
+    label = tag_safe(source.label).lower()[:40]
+    return f"{PLUGIN_IMAGE_REPOSITORY}:plugin-{label}{flavour}-{digest.hexdigest()[:12]}"
+
+
+def _identities(images: Iterable[str], sim: bool, docker_host: str | None = None) -> list[str]:
+    return list(images) if sim else [image_identity(image, docker_host) for image in images]
+
+
+@dataclass(frozen=True)
+class ImagePlan:
+    """What one plugin image is built from, and its tag."""
+
+    tag: str
+    kong_image: str  # the base: a Kong image, kong-sim, or (a runtime kind under --sim) its twin
+    go_image: str
+    kind_image: str  # the Dockerfile's KIND_IMAGE (Kind.kind_image)
+    offline_modules: bool  # Go modules downloaded on this machine into the context
+
+
+def plan_plugin_image(
+    source: PluginSource,
+    *,
+    kong_image: str,
+    go_image: str,
+    sim: bool,
+    repo_root: Path,
+    docker_host: str | None = None,
+) -> ImagePlan:
+    """The tag `build_plugin_image` builds or reuses, and its bases (for a kind that installs a
+    runtime, under --sim, the Debian kong-sim variant, built here when missing)."""
+    kind = kind_of(source)
+    go_image = go_image if sim else go_image_for(source, go_image)
+    # The go-builder stand-in has no module proxy: a build on it needs the modules with it.
+    offline_modules = sim or go_image.startswith(sim_images.GO_BUILDER_REPOSITORY + ":")
+    if offline_modules:
+        kind.check_offline_build(source)
+    if sim and kind.needs_runtime:
+        kong_image = sim_images.build_kong_sim_runtime(
+            kong_image, repo_root=repo_root, docker_host=docker_host
+        )
+    kind_image = kind.kind_image(kong_image, sim=sim)
+    tag = plugin_image_tag(
+        source,
+        kong_image=kong_image,
+        go_image=go_image,
+        kind_image=kind_image,
+        sim=sim,
+        repo_root=repo_root,
+        docker_host=docker_host,
+    )
+    return ImagePlan(tag, kong_image, go_image, kind_image, offline_modules)
+
+
+def build_plugin_image(
+    source: PluginSource,
+    *,
+    kong_image: str,
+    go_image: str,
+    sim: bool,
+    repo_root: Path,
+    docker_host: str | None = None,
+) -> str:
+    """Build `source` on `kong_image` (reused when its tag exists) and return the tag.
+
+    With `sim`, `kong_image` is the kong-sim tag and `go_image` the go-builder
+    (sim.build_sim_images): a kind that installs a runtime then builds on the Debian kong-sim
+    variant, and a Go plugin's modules are downloaded on this machine into the context.
+    """
+    plan = plan_plugin_image(
+        source,
+        kong_image=kong_image,
+        go_image=go_image,
+        sim=sim,
+        repo_root=repo_root,
+        docker_host=docker_host,
+    )
+    tag = plan.tag
+    if image_id(tag, docker_host) is not None:
+        LOGGER.info("reusing %s for plugin %s", tag, source.label)
+        return tag
+    variables = {
+        "KPM_PLUGIN_IMAGE": tag,
+        "KPM_PLUGIN_TARGET": source.kind,
+        "KPM_GO_IMAGE": plan.go_image,
+        "KPM_KONG_IMAGE": plan.kong_image,
+        "KPM_KIND_IMAGE": plan.kind_image,
+        "KPM_PLUGIN_NAME": source.entry or source.label,
+        **kind_of(source).build_variables(source),
+    }
+    with tempfile.TemporaryDirectory(prefix="kpm-plugin-build-") as scratch:
+        context = Path(scratch) / "context"
+        variables["KPM_PLUGIN_CONTEXT"] = str(context)
+        stage_context(source, context, repo_root=repo_root, offline_modules=plan.offline_modules)
+        env_file = write_env_file(Path(scratch) / "build.env", variables)
+        project = f"kpm-plugin-build-{Path(scratch).name.rsplit('-', 1)[-1].lower()}"
+        builder = compose_client(
+            repo_root / PLUGIN_COMPOSE_FILE, project, env_file, variables, host=docker_host
+        )
+        build_service_image(builder, "plugin", tag)
+    return tag
+
+
+def image_id(tag: str, docker_host: str | None = None) -> str | None:
+    """The image's ID on the engine, or None when it has no image of that name."""
+    return sim_images.image_ids(docker_host, tag).get(tag)
+
+
+def stage_context(
+    source: PluginSource, context: Path, *, repo_root: Path, offline_modules: bool
+) -> None:
+    """Fill a build context for images/plugins/Dockerfile (see its header): this folder's files
+    and kpm-tap's sources here, the plugin and what its target needs by its kind."""
+    context.mkdir(parents=True)
+    for name in PLUGIN_DOCKERFILE_FILES:
+        shutil.copy2(repo_root / PLUGIN_IMAGES_DIR / name, context / name)
+    kind_of(source).stage(
+        source,
+        context,
+        repo_root=repo_root,
+        offline=offline_modules,
+        dependencies=plugin_dependencies(source, repo_root),
+    )
+    for folder in ("plugin", "gomodcache", "pdk"):  # every target copies each
+        (context / folder).mkdir(exist_ok=True)
+    for relative in TAP_INPUTS:
+        origin = repo_root / KONG_SIM_DIR / relative
+        target = context / "tap" / relative
+        if origin.is_dir():
+            shutil.copytree(origin, target, ignore=shutil.ignore_patterns("*_test.go"))
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(origin, target)
+
+
+def _files_under(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        return []
+    return sorted(p for p in path.rglob("*") if p.is_file() and not SKIPPED_NAMES & set(p.parts))
+
+
+def run_in_image(
+    image: str,
+    command: Sequence[str],
+    *,
+    what: str,
+    timeout_s: float = DUMP_TIMEOUT_S,
+    docker_host: str | None = None,
+) -> str:
+    """`docker run --rm --network none` of `command` in `image`, labelled as ours; the container
+    is removed however this ends (a timeout, Ctrl-C). Returns its stdout."""
+    name = f"kpm-plugin-{uuid.uuid4().hex[:12]}"
+    docker = docker_command(docker_host)
+    docker_run = [
+        *docker,
+        "run",
+        "--rm",
+        "--name",
+        name,
+        "--network",
+        "none",
+        "--label",
+        f"{LABEL}=1",
+        "--entrypoint",
+        command[0],
+        image,
+        *command[1:],
+    ]
+    try:
+        completed = subprocess.run(
+            docker_run, capture_output=True, text=True, timeout=timeout_s, check=False
+        )
+    except BaseException as error:
+        with signals_blocked():
+            subprocess.run([*docker, "rm", "-f", name], capture_output=True, check=False)
+        if isinstance(error, subprocess.TimeoutExpired):
+            raise StackError(f"{what} gave no answer within {timeout_s:.0f}s in {image}") from None
+        raise
+    if completed.returncode != 0:
+        detail = describe_output(f"{completed.stderr}\n{completed.stdout}")
+        raise StackError(
+            f"{what} failed in {image} (`{' '.join(command)}`, exit code "
+            f"{completed.returncode}): {detail}"
+        )
+    return completed.stdout
