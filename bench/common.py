@@ -136,13 +136,14 @@ def machine_description() -> dict[str, str]:
 
 def sim_stack_spec(version: str, work_dir: Path, *, workers: int = 4) -> StackSpec:
     """The spec the harness would use for `version --sim` (images built now if missing)."""
-    images = build_sim_images(version, Engine())
+    engine = Engine()
+    images = build_sim_images(version, engine)
     image, contract = prepared(
         default_plugin(),
         kong_image=images.kong_image,
         go_image=images.go_image,
         sim=True,
-        repo_root=REPO_ROOT,
+        engine=engine,
     )
     run_id = f"bench-{new_run_id()}"
     return StackSpec(

@@ -209,8 +209,7 @@ def docker_command(host: str | None) -> list[str]:
 
 
 def build_service_image(docker: DockerClient, service: str, image: str) -> None:
-    """`Engine.build` for a Compose client made by `Engine.compose` (or, until plugins.py takes
-    an Engine, by `stack.compose_client`)."""
+    """`Engine.build`: `service`'s image built by a Compose client made by `Engine.compose`."""
     output: deque[str] = deque(maxlen=BUILD_OUTPUT_LINES)
     LOGGER.info("building %s", image)
     started = time.monotonic()

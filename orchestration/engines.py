@@ -22,7 +22,6 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from orchestration.engine import Engine
-from orchestration.engine import docker_command as docker_command  # noqa: PLC0414  (plugins.py)
 from orchestration.errors import EnvironmentProblem, UsageError
 from orchestration.loopback import is_loopback
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from orchestration.errors import ConfigError, EnvironmentProblem, ImageUnavailable
-from orchestration.stack import run_host_command
+from orchestration.processes import run_host_command
 
 LOGGER = logging.getLogger(__name__)
 

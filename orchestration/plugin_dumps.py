@@ -1,12 +1,10 @@
-"""Asking a plugin image what Kong would ask: its query command's dump (cached by image ID), and
-whether its server listens where the dump says."""
+"""Asking a plugin image what Kong would ask: its query command's dump (cached by image ID)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-import math
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestration import plugin_images
+from orchestration.engine import Engine
 from orchestration.errors import StackError
 from orchestration.host_fetch import describe_output
 from orchestration.kinds import kind_of
@@ -25,7 +24,6 @@ LOGGER = logging.getLogger(__name__)
 DUMP_CACHE_DIR = Path(".cache/dumps")
 PROTOBUF = "ProtoBuf:1"
 MSGPACK = "MsgPack:1"
-LISTEN_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -49,35 +47,34 @@ def commands_for(source: PluginSource) -> tuple[str, str]:
     return kind_of(source).commands(source)
 
 
-def dump_plugin(image: str, source: PluginSource, docker_host: str | None = None) -> PluginDump:
-    """Run the plugin's query command in `image` as Kong does and read what it says."""
+def dump_plugin(image: str, source: PluginSource, engine: Engine) -> PluginDump:
+    """Run the plugin's query command in `image` on `engine` as Kong does and read what it
+    says."""
     start, query = commands_for(source)
-    output = _ask(image, source, query, docker_host)
+    output = _ask(image, source, query, engine)
     return parse_dump(output, source, start_command=start, query_command=query)
 
 
-def _ask(image: str, source: PluginSource, query: str, docker_host: str | None) -> str:
+def _ask(image: str, source: PluginSource, query: str, engine: Engine) -> str:
     what = f"the query command of plugin {source.label}"
-    return plugin_images.run_in_image(image, query.split(), what=what, docker_host=docker_host)
+    return plugin_images.run_in_image(image, query.split(), what=what, engine=engine)
 
 
-def cached_dump(
-    image: str, source: PluginSource, *, cache: Path, docker_host: str | None = None
-) -> PluginDump:
+def cached_dump(image: str, source: PluginSource, engine: Engine, *, cache: Path) -> PluginDump:
     """`dump_plugin`, asked once per image: the output is kept under `cache`, named by the
     image's ID and the query command, and read back (one `docker image inspect` instead of a
     `docker run`) while that image exists. Only output that parses as a dump is kept."""
     start, query = commands_for(source)
-    image_id = plugin_images.image_id(image, docker_host)
+    image_id = plugin_images.image_id(image, engine)
     if image_id is None:  # not on the engine: let the run say so as it always has
-        return dump_plugin(image, source, docker_host=docker_host)
+        return dump_plugin(image, source, engine)
     key = hashlib.sha256(f"{image_id}\0{query}".encode()).hexdigest()[:32]
     kept = cache / f"{key}.json"
     try:
         return parse_dump(kept.read_text(), source, start_command=start, query_command=query)
     except (OSError, StackError):  # not kept yet, unreadable, or not a dump: ask the image
         pass
-    output = _ask(image, source, query, docker_host)
+    output = _ask(image, source, query, engine)
     dump = parse_dump(output, source, start_command=start, query_command=query)
     _keep(kept, output)
     return dump
@@ -172,22 +169,3 @@ def _config_schema(info: Mapping[str, Any], source: PluginSource) -> Mapping[str
             config: Mapping[str, Any] = field["config"]
             return config
     raise StackError(f"plugin {source.label}: its dumped schema has no `config` record")
-
-
-def check_server_listens(
-    image: str, source: PluginSource, dump: PluginDump, timeout_s: float = LISTEN_TIMEOUT_S
-) -> None:
-    """Start the plugin server in `image` with its start command and wait for its socket."""
-    attempts = max(1, math.ceil(timeout_s / 0.1))
-    script = (
-        f"{dump.start_command} & "
-        f"i=0; while [ $i -lt {attempts} ]; do "
-        f'[ -S "{dump.socket}" ] && echo listening && exit 0; sleep 0.1; i=$((i+1)); done; '
-        f"echo 'no socket at {dump.socket}'; exit 1"
-    )
-    plugin_images.run_in_image(
-        image,
-        ["/bin/sh", "-c", script],
-        what=f"the plugin server of {source.label}",
-        timeout_s=timeout_s + 30,
-    )

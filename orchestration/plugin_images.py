@@ -11,26 +11,20 @@ import shutil
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from orchestration import sim as sim_images
-from orchestration.engines import docker_command
+from orchestration.config import REPO_ROOT
+from orchestration.engine import Engine
 from orchestration.errors import StackError
 from orchestration.host_fetch import describe_output
 from orchestration.kinds import kind_of
 from orchestration.kinds.base import PLUGIN_IMAGES_DIR, SKIPPED_NAMES, PluginSource, plugin_files
 from orchestration.plugin_sources import plugin_dependencies
-from orchestration.stack import (
-    LABEL,
-    build_service_image,
-    compose_client,
-    image_identity,
-    signals_blocked,
-    tag_safe,
-    write_env_file,
-)
+from orchestration.processes import signals_blocked
+from orchestration.stack import LABEL, hash_sources, tag_safe, write_env_file
 
 LOGGER = logging.getLogger(__name__)
 
@@ -70,12 +64,13 @@ def plugin_image_tag(
     go_image: str,
     kind_image: str,
     sim: bool,
-    repo_root: Path,
-    docker_host: str | None = None,
+    engine: Engine,
+    root: Path = REPO_ROOT,
 ) -> str:
     """`kong-plugin-matrix:plugin-<label>[-sim]-<hash>`: the hash covers the plugin's files and
     fetched dependencies, the Dockerfile family, kpm-tap's sources, the PDK pins, the kind's
-    build variables and the base images (by id when a registry tag is present locally)."""
+    build variables and the base images (by id on `engine` when a registry tag is present
+    there). `root`: where the sources are (a copy of the repository, in tests)."""
     kind = kind_of(source)
     digest = hashlib.sha256()
     for name, data in plugin_files(source):
@@ -85,27 +80,21 @@ def plugin_image_tag(
         *(KONG_SIM_DIR / name for name in TAP_INPUTS),
         *kind.pdk_pins,
     ]
-    for relative in inputs:
-        for file in _files_under(repo_root / relative):
-            digest.update(file.relative_to(repo_root).as_posix().encode() + b"\0")
-            digest.update(hashlib.sha256(file.read_bytes()).digest())
+    # The plugin's own skip list (kinds/base.py): a user's folder may hold Git's and tools' caches.
+    hash_sources(digest, root, inputs, skipped=SKIPPED_NAMES)
     bases = [kong_image, go_image, kind_image]
-    dependencies = plugin_dependencies(source, repo_root)  # its folder is named by their hash
+    dependencies = plugin_dependencies(source, root)  # its folder is named by their hash
     for text in [
         dependencies.name if dependencies else "",
         source.kind,
         source.entry,
         *(f"{name}={value}" for name, value in sorted(kind.build_variables(source).items())),
-        *_identities(bases, sim, docker_host),
+        *(bases if sim else [engine.identity(image) for image in bases]),
     ]:
         digest.update(text.encode() + b"\0")
     flavour = "-sim" if sim else ""
     label = tag_safe(source.label).lower()[:40]
     return f"{PLUGIN_IMAGE_REPOSITORY}:plugin-{label}{flavour}-{digest.hexdigest()[:12]}"
-
-
-def _identities(images: Iterable[str], sim: bool, docker_host: str | None = None) -> list[str]:
-    return list(images) if sim else [image_identity(image, docker_host) for image in images]
 
 
 @dataclass(frozen=True)
@@ -125,11 +114,12 @@ def plan_plugin_image(
     kong_image: str,
     go_image: str,
     sim: bool,
-    repo_root: Path,
-    docker_host: str | None = None,
+    engine: Engine,
+    root: Path = REPO_ROOT,
 ) -> ImagePlan:
-    """The tag `build_plugin_image` builds or reuses, and its bases (for a kind that installs a
-    runtime, under --sim, the Debian kong-sim variant, built here when missing)."""
+    """The tag `build_plugin_image` builds or reuses on `engine`, and its bases (for a kind that
+    installs a runtime, under --sim, the Debian kong-sim variant, built here when missing).
+    `root`: where the sources are (a copy of the repository, in tests of the tag)."""
     kind = kind_of(source)
     go_image = go_image if sim else go_image_for(source, go_image)
     # The go-builder stand-in has no module proxy: a build on it needs the modules with it.
@@ -137,9 +127,7 @@ def plan_plugin_image(
     if offline_modules:
         kind.check_offline_build(source)
     if sim and kind.needs_runtime:
-        kong_image = sim_images.build_kong_sim_runtime(
-            kong_image, repo_root=repo_root, docker_host=docker_host
-        )
+        kong_image = sim_images.sim_runtime_image(kong_image, engine)
     kind_image = kind.kind_image(kong_image, sim=sim)
     tag = plugin_image_tag(
         source,
@@ -147,8 +135,8 @@ def plan_plugin_image(
         go_image=go_image,
         kind_image=kind_image,
         sim=sim,
-        repo_root=repo_root,
-        docker_host=docker_host,
+        engine=engine,
+        root=root,
     )
     return ImagePlan(tag, kong_image, go_image, kind_image, offline_modules)
 
@@ -159,25 +147,20 @@ def build_plugin_image(
     kong_image: str,
     go_image: str,
     sim: bool,
-    repo_root: Path,
-    docker_host: str | None = None,
+    engine: Engine,
 ) -> str:
-    """Build `source` on `kong_image` (reused when its tag exists) and return the tag.
+    """Build `source` on `kong_image` on `engine` (reused when its tag exists there) and return
+    the tag.
 
     With `sim`, `kong_image` is the kong-sim tag and `go_image` the go-builder
     (sim.build_sim_images): a kind that installs a runtime then builds on the Debian kong-sim
     variant, and a Go plugin's modules are downloaded on this machine into the context.
     """
     plan = plan_plugin_image(
-        source,
-        kong_image=kong_image,
-        go_image=go_image,
-        sim=sim,
-        repo_root=repo_root,
-        docker_host=docker_host,
+        source, kong_image=kong_image, go_image=go_image, sim=sim, engine=engine
     )
     tag = plan.tag
-    if image_id(tag, docker_host) is not None:
+    if image_id(tag, engine) is not None:
         LOGGER.info("reusing %s for plugin %s", tag, source.label)
         return tag
     variables = {
@@ -192,40 +175,35 @@ def build_plugin_image(
     with tempfile.TemporaryDirectory(prefix="kpm-plugin-build-") as scratch:
         context = Path(scratch) / "context"
         variables["KPM_PLUGIN_CONTEXT"] = str(context)
-        stage_context(source, context, repo_root=repo_root, offline_modules=plan.offline_modules)
+        stage_context(source, context, offline_modules=plan.offline_modules)
         env_file = write_env_file(Path(scratch) / "build.env", variables)
         project = f"kpm-plugin-build-{Path(scratch).name.rsplit('-', 1)[-1].lower()}"
-        builder = compose_client(
-            repo_root / PLUGIN_COMPOSE_FILE, project, env_file, variables, host=docker_host
-        )
-        build_service_image(builder, "plugin", tag)
+        builder = engine.compose(REPO_ROOT / PLUGIN_COMPOSE_FILE, project, env_file, variables)
+        engine.build(builder, "plugin", tag)
     return tag
 
 
-def image_id(tag: str, docker_host: str | None = None) -> str | None:
-    """The image's ID on the engine, or None when it has no image of that name."""
-    return sim_images.image_ids(docker_host, tag).get(tag)
+def image_id(tag: str, engine: Engine) -> str | None:
+    """The image's ID on `engine`, or None when it has no image of that name."""
+    return engine.image_ids(tag).get(tag)
 
 
-def stage_context(
-    source: PluginSource, context: Path, *, repo_root: Path, offline_modules: bool
-) -> None:
+def stage_context(source: PluginSource, context: Path, *, offline_modules: bool) -> None:
     """Fill a build context for images/plugins/Dockerfile (see its header): this folder's files
     and kpm-tap's sources here, the plugin and what its target needs by its kind."""
     context.mkdir(parents=True)
     for name in PLUGIN_DOCKERFILE_FILES:
-        shutil.copy2(repo_root / PLUGIN_IMAGES_DIR / name, context / name)
+        shutil.copy2(REPO_ROOT / PLUGIN_IMAGES_DIR / name, context / name)
     kind_of(source).stage(
         source,
         context,
-        repo_root=repo_root,
         offline=offline_modules,
-        dependencies=plugin_dependencies(source, repo_root),
+        dependencies=plugin_dependencies(source, REPO_ROOT),
     )
     for folder in ("plugin", "gomodcache", "pdk"):  # every target copies each
         (context / folder).mkdir(exist_ok=True)
     for relative in TAP_INPUTS:
-        origin = repo_root / KONG_SIM_DIR / relative
+        origin = REPO_ROOT / KONG_SIM_DIR / relative
         target = context / "tap" / relative
         if origin.is_dir():
             shutil.copytree(origin, target, ignore=shutil.ignore_patterns("*_test.go"))
@@ -234,28 +212,18 @@ def stage_context(
             shutil.copy2(origin, target)
 
 
-def _files_under(path: Path) -> list[Path]:
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
-        return []
-    return sorted(p for p in path.rglob("*") if p.is_file() and not SKIPPED_NAMES & set(p.parts))
-
-
 def run_in_image(
     image: str,
     command: Sequence[str],
     *,
     what: str,
+    engine: Engine,
     timeout_s: float = DUMP_TIMEOUT_S,
-    docker_host: str | None = None,
 ) -> str:
-    """`docker run --rm --network none` of `command` in `image`, labelled as ours; the container
-    is removed however this ends (a timeout, Ctrl-C). Returns its stdout."""
+    """`docker run --rm --network none` of `command` in `image` on `engine`, labelled as ours;
+    the container is removed however this ends (a timeout, Ctrl-C). Returns its stdout."""
     name = f"kpm-plugin-{uuid.uuid4().hex[:12]}"
-    docker = docker_command(docker_host)
-    docker_run = [
-        *docker,
+    docker_run = engine.command(
         "run",
         "--rm",
         "--name",
@@ -268,14 +236,14 @@ def run_in_image(
         command[0],
         image,
         *command[1:],
-    ]
+    )
     try:
         completed = subprocess.run(
             docker_run, capture_output=True, text=True, timeout=timeout_s, check=False
         )
     except BaseException as error:
         with signals_blocked():
-            subprocess.run([*docker, "rm", "-f", name], capture_output=True, check=False)
+            subprocess.run(engine.command("rm", "-f", name), capture_output=True, check=False)
         if isinstance(error, subprocess.TimeoutExpired):
             raise StackError(f"{what} gave no answer within {timeout_s:.0f}s in {image}") from None
         raise

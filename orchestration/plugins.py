@@ -6,7 +6,7 @@ The work is in modules of their own, whose public names this one re-exports:
   plugin_sources  `--plugin` values into `PluginSource`s (built-ins, `all`, directories)
   kinds/          one module per plugin kind (go, python, js) behind one protocol
   plugin_images   the image: staged context, tag, build; running a command in it
-  plugin_dumps    the query command's dump, and whether the server listens
+  plugin_dumps    the query command's dump, cached by image ID
   plugin_config   `--plugin-config` against the dumped schema
   host_fetch      what builds need, fetched on this machine (.cache/pdk, .cache/deps)
 """
@@ -18,9 +18,10 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from orchestration import sim as sim_images
+from orchestration.config import REPO_ROOT
+from orchestration.engine import Engine
 from orchestration.host_fetch import describe_output, first_error_line, strip_terminal_codes
 from orchestration.kinds import KINDS, detect_kinds, kind_named
 from orchestration.kinds.base import PluginSource
@@ -31,7 +32,6 @@ from orchestration.plugin_dumps import (
     DUMP_CACHE_DIR,
     PluginDump,
     cached_dump,
-    check_server_listens,
     commands_for,
     dump_plugin,
     parse_dump,
@@ -70,7 +70,6 @@ __all__ = [
     "build_plugin_image",
     "builtin_plugins",
     "cached_dump",
-    "check_server_listens",
     "commands_for",
     "contract_for",
     "default_plugin",
@@ -103,21 +102,15 @@ def prepared(
     kong_image: str,
     go_image: str,
     sim: bool,
-    repo_root: Path,
+    engine: Engine,
     config_json: str = "{}",
-    docker_host: str | None = None,
 ) -> tuple[str, PluginContract]:
-    """Build the plugin's image, read its dump as Kong will, check `config_json` against the
-    schema it dumps; the image's tag and the harness's contract with the plugin."""
+    """Build the plugin's image on `engine`, read its dump as Kong will, check `config_json`
+    against the schema it dumps; the image's tag and the harness's contract with the plugin."""
     image = build_plugin_image(
-        source,
-        kong_image=kong_image,
-        go_image=go_image,
-        sim=sim,
-        repo_root=repo_root,
-        docker_host=docker_host,
+        source, kong_image=kong_image, go_image=go_image, sim=sim, engine=engine
     )
-    dump = cached_dump(image, source, cache=repo_root / DUMP_CACHE_DIR, docker_host=docker_host)
+    dump = cached_dump(image, source, engine, cache=REPO_ROOT / DUMP_CACHE_DIR)
     validate_plugin_config(json.loads(config_json), dump)
     return image, contract_for(source, dump, config_json)
 
@@ -159,20 +152,20 @@ def runs_as_its_own_process(source: PluginSource) -> bool:
 # --- preparing a fresh machine ---------------------------------------------------------------
 
 
-def prepare(repo_root: Path, *, sim_base: bool) -> dict[str, float]:
+def prepare(*, sim_base: bool, engine: Engine | None = None) -> dict[str, float]:
     """Fetch every PDK fetched on this machine into the cache (`<kind>-pdk`) and, with
-    `sim_base`, make sure a Debian base image exists (debootstrap on a machine without a
-    registry). Returns the seconds each step took."""
+    `sim_base`, make sure a Debian base image exists on `engine` (None: the default one;
+    debootstrap on a machine without a registry). Returns the seconds each step took."""
     timings: dict[str, float] = {}
     for kind in KINDS:
         if not kind.pdk_pins:  # its build brings its own PDK
             continue
         started = time.monotonic()
-        kind.fetch_pdk(repo_root)
+        kind.fetch_pdk()
         timings[f"{kind.name}-pdk"] = time.monotonic() - started
     if sim_base:
         started = time.monotonic()
-        sim_images.debian_base_image()
+        sim_images.debian_base_image(engine or Engine())
         timings["debian-base"] = time.monotonic() - started
     return timings
 
@@ -184,8 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("usage: python -m orchestration.plugins prepare [--sim]", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    repo_root = Path(__file__).resolve().parent.parent
-    for step, seconds in prepare(repo_root, sim_base="--sim" in args).items():
+    for step, seconds in prepare(sim_base="--sim" in args).items():
         print(f"{step}: {seconds:.1f}s")
     return 0
 

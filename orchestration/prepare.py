@@ -91,8 +91,7 @@ def prepare(
         kong_image=kong_image,
         go_image=go_image,
         sim=config.sim,
-        repo_root=REPO_ROOT,  # plugins.py's own argument, until it reads the constant
+        engine=engine,
         config_json=config.plugin_config,
-        docker_host=engine.host,  # plugins.py's own argument, until it takes an Engine
     )
     return Prepared(target.label, kong_image, go_image, image, contract, engine)

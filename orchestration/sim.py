@@ -109,11 +109,6 @@ def build_sim_images(version: str, engine: Engine, *, root: Path = REPO_ROOT) ->
     return images
 
 
-def image_ids(docker_host: str | None, *tags: str) -> dict[str, str]:
-    """`Engine.image_ids`, for plugins.py until it is handed an Engine."""
-    return Engine(docker_host).image_ids(*tags)
-
-
 def _tags(version: str, repo_root: Path, tools: _HostTools) -> SimImages:
     module_files = [
         str(module / name) for module in GO_MODULE_DIRS for name in ("go.mod", "go.sum")
@@ -389,14 +384,6 @@ def kong_sim_runtime_tag(kong_sim_image: str, debian_image: str, engine: Engine)
     digest = sources_digest(REPO_ROOT, KONG_SIM_RUNTIME_INPUTS, extra=[kong_sim_image, debian])
     version = _kong_sim_version(kong_sim_image, engine)
     return f"{KONG_SIM_RUNTIME_REPOSITORY}:{tag_safe(version)}-{digest}"
-
-
-def build_kong_sim_runtime(
-    kong_sim_image: str, *, repo_root: Path = REPO_ROOT, docker_host: str | None = None
-) -> str:
-    """`sim_runtime_image` for plugins.py until it is handed an Engine (`repo_root` is always
-    the repository's: the constant)."""
-    return sim_runtime_image(kong_sim_image, Engine(docker_host))
 
 
 def sim_runtime_image(kong_sim_image: str, engine: Engine) -> str:

@@ -28,20 +28,23 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple
 
-from python_on_whales import DockerClient, DockerException
+from python_on_whales import DockerException
 from python_on_whales.utils import run as run_docker
 
 from orchestration import plugin
 from orchestration.config import REPO_ROOT
 from orchestration.engine import Engine, docker_problem
-from orchestration.engine import build_service_image as build_service_image  # noqa: PLC0414  (plugins.py)
 from orchestration.errors import EnvironmentProblem, KongDied, ReadyTimeout, StackError
 from orchestration.loopback import LOOPBACK
 from orchestration.owner import Owner
 from orchestration.plugin import EXAMPLE, PluginContract
-from orchestration.processes import last_lines, signal_group, signals_held
-from orchestration.processes import run_host_command as run_host_command  # noqa: PLC0414
-from orchestration.processes import signals_blocked as signals_blocked  # noqa: PLC0414
+from orchestration.processes import (
+    last_lines,
+    run_host_command,
+    signal_group,
+    signals_blocked,
+    signals_held,
+)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -118,11 +121,6 @@ def project_name_for(run_id: str, version: str) -> str:
     return re.sub(r"[^a-z0-9_-]+", "-", raw).strip("-_")
 
 
-def image_identity(image: str, docker_host: str | None = None) -> str:
-    """`Engine.identity`, for plugins.py until it is handed an Engine."""
-    return Engine(docker_host).identity(image)
-
-
 def tag_safe(text: str) -> str:
     """`text` usable in a Docker tag: `kong/kong-gateway:3.4` -> `kong-kong-gateway-3.4`."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip(".-")[:80]
@@ -131,16 +129,29 @@ def tag_safe(text: str) -> str:
 def sources_digest(repo_root: Path, inputs: Iterable[str], extra: Iterable[str] = ()) -> str:
     """A short hash of the named files and folders (paths and contents) and `extra` strings."""
     digest = hashlib.sha256()
-    for relative in inputs:
-        for path in _files_under(repo_root / relative):
-            digest.update(path.relative_to(repo_root).as_posix().encode() + b"\0")
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    hash_sources(digest, repo_root, inputs)
     for text in extra:
         digest.update(text.encode() + b"\0")
     return digest.hexdigest()[:DIGEST_LENGTH]
 
 
-def _files_under(path: Path) -> list[Path]:
+def hash_sources(
+    digest: hashlib._Hash,
+    repo_root: Path,
+    inputs: Iterable[Path | str],
+    *,
+    skipped: frozenset[str] = SKIPPED_NAMES,
+) -> None:
+    """Feed `digest` the named files and every file under the named folders (each one's path
+    relative to `repo_root`, and its content's hash), leaving out paths through a `skipped`
+    name."""
+    for relative in inputs:
+        for path in _files_under(repo_root / relative, skipped):
+            digest.update(path.relative_to(repo_root).as_posix().encode() + b"\0")
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+
+
+def _files_under(path: Path, skipped: frozenset[str]) -> list[Path]:
     if path.is_file():
         return [path]
     if not path.is_dir():
@@ -148,7 +159,7 @@ def _files_under(path: Path) -> list[Path]:
     return sorted(
         child
         for child in path.rglob("*")
-        if child.is_file() and not SKIPPED_NAMES.intersection(child.parts)
+        if child.is_file() and not skipped.intersection(child.parts)
     )
 
 
@@ -182,21 +193,6 @@ def check_docker(*, daemon: bool = True) -> None:
         )
         answer.result()
         compose.result()
-
-
-def compose_client(
-    compose_file: Path,
-    project_name: str,
-    env_file: Path,
-    variables: Iterable[str] = (),
-    *,
-    own_session: bool = False,
-    host: str | None = None,
-) -> DockerClient:
-    """`Engine.compose`, for plugins.py until it is handed an Engine."""
-    return Engine(host).compose(
-        compose_file, project_name, env_file, variables, own_session=own_session
-    )
 
 
 def write_env_file(env_file: Path, variables: Mapping[str, str]) -> Path:

@@ -13,13 +13,8 @@ from runs import REPO, cli
 from second_engine import our_objects, second_dockerd
 
 from orchestration import clean, engine
-from orchestration.engines import (
-    EnginePool,
-    check_engines,
-    docker_command,
-    parse_docker_host,
-    parse_docker_hosts,
-)
+from orchestration.engine import docker_command
+from orchestration.engines import EnginePool, check_engines, parse_docker_host, parse_docker_hosts
 from orchestration.errors import EnvironmentProblem, UsageError
 
 FIRST_ENGINE = "unix:///var/run/docker.sock"  # where CI's (and Debian's) dockerd listens

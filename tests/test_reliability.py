@@ -241,7 +241,12 @@ def _plugin_tag(version: str, repo: Path, *, sim: bool) -> str:
     images = build_sim_images(version, Engine(), root=repo)
     (source,) = resolve_plugins(["go"], repo)
     plan = plan_plugin_image(
-        source, kong_image=images.kong_image, go_image=images.go_image, sim=sim, repo_root=repo
+        source,
+        kong_image=images.kong_image,
+        go_image=images.go_image,
+        sim=sim,
+        engine=Engine(),
+        root=repo,
     )
     return plan.tag
 
@@ -486,7 +491,7 @@ def test_missing_image_is_an_error_row_and_the_matrix_goes_on(
     missing = "kong/kong-gateway:9.9.9.9"
     (source,) = resolve_plugins(["go"], REPO)
     good_tag = plan_plugin_image(
-        source, kong_image=local.kong_image, go_image=local.go_image, sim=False, repo_root=REPO
+        source, kong_image=local.kong_image, go_image=local.go_image, sim=False, engine=Engine()
     ).tag
     try:
         started = time.monotonic()

@@ -34,7 +34,6 @@ from orchestration.stack import (
     Stack,
     StackSpec,
     check_docker,
-    compose_client,
     plugin_not_answering,
     plugin_server_lines,
     project_name_for,
@@ -343,7 +342,7 @@ def test_keep_leaves_the_stack_running(
             pass
         kept = _labelled(spec.run_id)
     finally:
-        compose_client(spec.compose_file, spec.project_name, spec.env_file).compose.down(
+        spec.engine.compose(spec.compose_file, spec.project_name, spec.env_file).compose.down(
             volumes=True, remove_orphans=True, quiet=True
         )
 
@@ -384,7 +383,7 @@ def test_images_compose_file_publishes_only_on_loopback(
     )
     write_env_file(spec.env_file, spec.compose_variables())
     write_service_env_file(spec.kong_env_file, spec.kong_variables())
-    client = compose_client(
+    client = spec.engine.compose(
         spec.compose_file, spec.project_name, spec.env_file, spec.compose_variables()
     )
 
@@ -422,7 +421,7 @@ def test_a_license_in_the_shell_reaches_kong_and_no_file_of_ours(
     )
     write_env_file(spec.env_file, spec.compose_variables())
     write_service_env_file(spec.kong_env_file, spec.kong_variables())
-    client = compose_client(
+    client = spec.engine.compose(
         spec.compose_file, spec.project_name, spec.env_file, spec.compose_variables()
     )
 
@@ -436,7 +435,7 @@ def test_a_teardown_process_starts_deaf_to_the_terminals_ctrl_c() -> None:
     """Between its start and `setsid`, a teardown must not die of the Ctrl-C that caused it."""
     import signal
 
-    from orchestration.stack import signals_blocked
+    from orchestration.processes import signals_blocked
 
     with signals_blocked():
         child = subprocess.Popen(["sleep", "5"])

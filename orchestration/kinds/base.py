@@ -63,7 +63,6 @@ class Kind(Protocol):
         source: PluginSource,
         context: Path,
         *,
-        repo_root: Path,
         offline: bool,
         dependencies: Path | None,
     ) -> None:
@@ -99,7 +98,7 @@ class Kind(Protocol):
         """The plugin's own dependencies, fetched on this machine (None: nothing to fetch)."""
         return None
 
-    def fetch_pdk(self, repo_root: Path) -> Path | None:
+    def fetch_pdk(self) -> Path | None:
         """The PDK fetched on this machine, cached (None: the build brings its own)."""
         return None
 

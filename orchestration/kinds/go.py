@@ -105,7 +105,6 @@ class Go(Kind):
         source: PluginSource,
         context: Path,
         *,
-        repo_root: Path,
         offline: bool,
         dependencies: Path | None,
     ) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from orchestration import host_fetch
 from orchestration import sim as sim_images
+from orchestration.config import REPO_ROOT
 from orchestration.errors import ConfigError
 from orchestration.kinds.base import (
     KONG_PREFIX,
@@ -78,7 +79,6 @@ class JavaScript(Kind):
         source: PluginSource,
         context: Path,
         *,
-        repo_root: Path,
         offline: bool,
         dependencies: Path | None,
     ) -> None:
@@ -89,7 +89,7 @@ class JavaScript(Kind):
         if _is_package(source.path):
             plugin_dir = plugin_dir / source.path.name
         write_plugin_files(source, plugin_dir)
-        _copy_tree(self.fetch_pdk(repo_root), context / "pdk")
+        _copy_tree(self.fetch_pdk(), context / "pdk")
         if dependencies is not None:
             _copy_tree(dependencies / "node_modules", plugin_dir / "node_modules")
 
@@ -129,7 +129,7 @@ class JavaScript(Kind):
             repo_root, f"js-deps-{source.label}", key, fetch, host_fetch.DEPENDENCY_CACHE_DIR
         )
 
-    def fetch_pdk(self, repo_root: Path) -> Path:
+    def fetch_pdk(self) -> Path:
         """A folder holding `node_modules/` of the pinned kong-pdk (npm ci from the lock),
         cached."""
 
@@ -138,14 +138,14 @@ class JavaScript(Kind):
                 "JavaScript plugin images carry kong-pdk from npm, fetched on this machine"
             )
             for pin in PDK_FILES:
-                shutil.copy2(repo_root / pin, folder / pin.name)
+                shutil.copy2(REPO_ROOT / pin, folder / pin.name)
             command = ["npm", "ci", *NPM_QUIET_FLAGS, "--prefix", str(folder)]
             host_fetch.fetch_pdk(command, what="the JavaScript PDK (kong-pdk) from npm")
             for pin in PDK_FILES:
                 (folder / pin.name).unlink()
 
-        pins = [repo_root / pin for pin in PDK_FILES]
-        return host_fetch.cached(repo_root, self.name, host_fetch.pins_key(pins), fetch)
+        pins = [REPO_ROOT / pin for pin in PDK_FILES]
+        return host_fetch.cached(REPO_ROOT, self.name, host_fetch.pins_key(pins), fetch)
 
 
 KIND = JavaScript()

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from orchestration import host_fetch
+from orchestration.config import REPO_ROOT
 from orchestration.errors import ConfigError, EnvironmentProblem
 from orchestration.kinds.base import (
     KONG_PREFIX,
@@ -62,14 +63,13 @@ class Python(Kind):
         source: PluginSource,
         context: Path,
         *,
-        repo_root: Path,
         offline: bool,
         dependencies: Path | None,
     ) -> None:
         """The plugin in plugin/; kong-pdk's wheel and the plugin's own in pdk/ (the image
         unpacks every one)."""
         write_plugin_files(source, context / "plugin")
-        shutil.copytree(self.fetch_pdk(repo_root), context / "pdk")
+        shutil.copytree(self.fetch_pdk(), context / "pdk")
         if dependencies is not None:
             shutil.copytree(dependencies, context / "pdk", dirs_exist_ok=True)
 
@@ -97,13 +97,13 @@ class Python(Kind):
             repo_root, f"python-deps-{source.label}", key, fetch, host_fetch.DEPENDENCY_CACHE_DIR
         )
 
-    def fetch_pdk(self, repo_root: Path) -> Path:
+    def fetch_pdk(self) -> Path:
         """A folder holding the pinned kong-pdk wheel (pip download, hash-checked), cached."""
-        pinned = repo_root / PDK_REQUIREMENTS
+        pinned = REPO_ROOT / PDK_REQUIREMENTS
         command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"]
         command += ["--require-hashes", "-r", str(pinned)]
         return host_fetch.cached(
-            repo_root,
+            REPO_ROOT,
             self.name,
             host_fetch.pins_key([pinned]),
             lambda folder: host_fetch.fetch_pdk(
