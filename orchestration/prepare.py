@@ -41,15 +41,17 @@ class Prepared:
     def spec(
         self, config: RunConfig, *, workers: int, suffix: str, env_dir: Path, tap: bool
     ) -> StackSpec:
-        """One stack of the job: `suffix` tells apart several stacks of one job (the `workers`
-        scenario's), in its Compose project name and env file."""
+        """One stack of the job: `env_dir` is the job's own folder (one per version, plugin and
+        scenario), so its name tells the job's Compose project apart from every other job's of the
+        run, two plugins of one version among them; `suffix` tells apart several stacks of one job
+        (the `workers` scenario's), in its project name and env file."""
         return StackSpec(
             version=self.version,
             kong_image=self.kong_image,
             go_image=self.go_image,
             image_tag=self.image_tag,
             workers=workers,
-            project_name=project_name_for(config.run_id, self.version + suffix),
+            project_name=project_name_for(config.run_id, env_dir.name + suffix),
             run_id=config.run_id,
             env_file=env_dir / f"compose{suffix}.env",
             plugin=self.contract,
