@@ -32,12 +32,12 @@ from python_on_whales import DockerClient, DockerException
 from python_on_whales.utils import run as run_docker
 
 from orchestration import plugin
-from orchestration.config import REPO_ROOT
 from orchestration.engine import Engine, docker_problem
 from orchestration.engine import build_service_image as build_service_image  # noqa: PLC0414  (plugins.py)
 from orchestration.errors import EnvironmentProblem, KongDied, ReadyTimeout, StackError
 from orchestration.loopback import LOOPBACK
 from orchestration.owner import Owner
+from orchestration.paths import REPO_ROOT
 from orchestration.plugin import EXAMPLE, PluginContract
 from orchestration.processes import last_lines, signal_group, signals_held
 from orchestration.processes import run_host_command as run_host_command  # noqa: PLC0414

@@ -14,12 +14,12 @@ from orchestration import sim as sim_images
 from orchestration.errors import ConfigError
 from orchestration.kinds.base import (
     KONG_PREFIX,
-    PLUGIN_IMAGES_DIR,
     Kind,
     PluginSource,
     read_text,
     write_plugin_files,
 )
+from orchestration.paths import PLUGIN_IMAGES_DIR
 
 PDK_FILES = (
     PLUGIN_IMAGES_DIR / "pdk-js" / "package.json",
