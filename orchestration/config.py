@@ -12,14 +12,17 @@ import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestration import __version__, versions
 from orchestration.errors import UsageError
 from orchestration.options import RUN_COMMANDS, Bound, Option, option, options_of
+from orchestration.paths import REPO_ROOT
 from orchestration.versions import Target
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+if TYPE_CHECKING:  # a type only: the plugin kinds are above the configuration
+    from orchestration.kinds.base import PluginSource
+
 DEFAULT_GO_IMAGE = "golang:1.22"
 # Registry images pulled at once, before a run needs them (orchestration/pulls.py, `pull`).
 PULLS_AT_ONCE = 3
@@ -65,14 +68,6 @@ def _scenarios(chosen: tuple[str, ...]) -> tuple[str, ...]:
     return chosen
 
 
-def _plugins(chosen: tuple[str, ...]) -> tuple[str, ...]:
-    """Each value names a built-in or a plugin folder, once: a bad one fails before any work."""
-    from orchestration.plugins import resolve_plugins  # plugins reads this module
-
-    resolve_plugins(chosen, REPO_ROOT)
-    return chosen
-
-
 def _plugin_config(raw: str) -> str:
     """--plugin-config as compact JSON: it must be one JSON object."""
     try:
@@ -88,18 +83,6 @@ def _plugin_config(raw: str) -> str:
             f"{type(parsed).__name__}: {raw}"
         )
     return json.dumps(parsed, separators=(",", ":"), sort_keys=True)
-
-
-def _docker_hosts(urls: tuple[str, ...]) -> tuple[str, ...]:
-    from orchestration.engines import parse_docker_hosts  # engines reads this module's callers
-
-    return parse_docker_hosts(urls)
-
-
-def _expectations(pairs: tuple[str, ...]) -> dict[str, str]:
-    from orchestration.junit import parse_expectations
-
-    return parse_expectations(pairs)
 
 
 @dataclass(frozen=True)
@@ -232,7 +215,9 @@ class RunConfig:
             f"{', '.join(f'`{name}`' for name in SCENARIOS)}; one row per version and scenario",
         ),
     )
-    # `--plugin` values as given: built-in names (go, go-latest, python, js, all) or folders
+    # `--plugin` values as given: built-in names (go, go-latest, python, js, all) or folders;
+    # resolved by the command layer (its check is handed in: the plugin kinds are above this
+    # module) into `plugin_sources`, once for the run.
     plugins: tuple[str, ...] = field(
         default=("go",),
         metadata=option(
@@ -241,7 +226,6 @@ class RunConfig:
             "kind is told from its files); default {default}",
             name="plugin",
             metavar="NAME|PATH",
-            check=_plugins,
             readme="the plugin to measure, repeatable: `go`, `go-latest`, `python`, `js`, `all` "
             "(those four) or your plugin's folder; one row per (version, plugin); see [Your own "
             "plugin](#your-own-plugin)",
@@ -313,7 +297,6 @@ class RunConfig:
             name="docker_host",
             commands=RUN_COMMANDS | {"clean"},
             metavar="URL",
-            check=_docker_hosts,
             readme="a Docker engine on this machine to spread versions over (repeatable); see "
             "[More than one machine](#more-than-one-machine)",
         ),
@@ -355,6 +338,9 @@ class RunConfig:
             metavar="P",
         ),
     )
+    # What `plugins` names, resolved once at the edge (commands/common.py, config_from); the jobs
+    # are made from these. config.json has both: the names as given, and what they resolved to.
+    plugin_sources: tuple[PluginSource, ...] = ()
     tool_version: str = __version__
     repo_root: Path = field(default=REPO_ROOT)
 
@@ -364,6 +350,9 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["plugin_sources"] = [  # what each name gave: its label, kind and folder
+            {**asdict(source), "path": str(source.path)} for source in self.plugin_sources
+        ]
         data["results_root"] = str(self.results_root)
         data["repo_root"] = str(self.repo_root)
         data["targets"] = [asdict(t) for t in self.targets]
@@ -398,7 +387,6 @@ COMMAND_OPTIONS = (
         kind="list",
         commands=REPORT_COMMANDS,
         metavar="VERSION=VERDICT",
-        check=_expectations,
     ),
     Option(
         "wide",

@@ -9,6 +9,11 @@ A value comes from the flag, else from the environment, else from the default (n
 and the flag's text and the variable's text go through the same parsing and checks, so a bad
 `KPM_REQUESTS` fails as `--requests` does, naming the variable.
 
+A check that needs a module above the configuration (resolving `--plugin` needs the plugin
+kinds, `--docker-host` the engines, `--expect` the JUnit report) is not declared here: the
+command layer hands it in by the option's name (`values_of(..., checks=)`), and it is run and
+named like the option's own, so this module and config.py import nothing above them.
+
 In the environment a switch is one of `1 true yes on` or `0 false no off` (any case), a
 repeatable option's values are separated by whitespace, and an empty variable counts as unset.
 """
@@ -32,6 +37,7 @@ FALSE_WORDS = ("0", "false", "no", "off")
 RUN_COMMANDS = frozenset({"run", "matrix", "ui", "bisect", "pull", "selftest"})
 
 Kind = Literal["int", "float", "text", "path", "switch", "list"]
+Check = Callable[[Any], Any]  # a parsed value into the one the run uses, or a UsageError
 N = TypeVar("N", int, float)
 
 
@@ -69,7 +75,7 @@ class Option:
     bound: Bound | None = None
     metavar: str | None = None
     # Turns a parsed value into the one the run uses, or raises UsageError naming the flag.
-    check: Callable[[Any], Any] | None = None
+    check: Check | None = None
     # README's options table, when it says more than --help; else the help.
     readme: str | None = None
     # The RunConfig field it fills (None: the command uses it itself, e.g. --junit).
@@ -93,15 +99,19 @@ class Option:
             return " ".join(self.default)
         return str(self.default)
 
-    def value(self, given: Any, environ: Mapping[str, str]) -> Any:
-        """The flag's value if given, else the variable's, else the default; parsed, checked."""
+    def value(self, given: Any, environ: Mapping[str, str], handed_in: Check | None = None) -> Any:
+        """The flag's value if given, else the variable's, else the default; parsed, checked.
+
+        `handed_in` is the option's check from a layer above the configuration: it runs after
+        the option's own, on the default too (the default `--plugin` is resolved as well)."""
+        then: Check = handed_in or (lambda value: value)
         if given is not None:
-            return self._checked(given)
+            return then(self._checked(given))
         text = environ.get(self.variable, "").strip()
         if not text:
-            return self.default
+            return then(self.default)
         try:
-            return self._checked(self._from_environment(text))
+            return then(self._checked(self._from_environment(text)))
         except UsageError as error:
             raise UsageError(f"{self.variable}={text!r}: {error}") from None
 
@@ -198,11 +208,14 @@ def values_of(
     command: str,
     declared: Iterable[Option],
     environ: Mapping[str, str] | None = None,
+    checks: Mapping[str, Check] | None = None,
 ) -> dict[str, Any]:
-    """Every option `command` takes, by name: flag over environment over default, checked."""
+    """Every option `command` takes, by name: flag over environment over default, checked (with
+    `checks`, those handed in from above the configuration, by option name)."""
     env = os.environ if environ is None else environ
+    handed_in = checks or {}
     return {
-        each.name: each.value(getattr(args, each.name, None), env)
+        each.name: each.value(getattr(args, each.name, None), env, handed_in.get(each.name))
         for each in declared
         if command in each.commands
     }

@@ -43,7 +43,7 @@ from orchestration.errors import (
     UsageError,
     signal_name,
 )
-from orchestration.plugins import registry_bases, resolve_plugins
+from orchestration.plugins import registry_bases
 from orchestration.processes import signals_held, stop_descendants
 from orchestration.report import RunResult, VersionResult
 from orchestration.scenarios import Outcome, Session
@@ -56,12 +56,13 @@ Job = rows.Job  # what the pipeline schedules; its callers make them as pipeline
 
 def jobs_of(config: RunConfig) -> tuple[Job, ...]:
     """Every (target, plugin, scenario) of the run, targets first, in the order given. The
-    plugin sources are resolved here, once per run, and travel with the jobs."""
-    sources = resolve_plugins(config.plugins, config.repo_root)
+    plugin sources were resolved once, into the configuration, and travel with the jobs."""
+    if not config.plugin_sources:
+        raise ValueError("RunConfig.plugin_sources is empty: resolve --plugin into it first")
     return tuple(
         Job(target, name, source)
         for target in config.targets
-        for source in sources
+        for source in config.plugin_sources
         for name in config.scenarios
     )
 
@@ -412,7 +413,7 @@ def run_ui(config: RunConfig) -> RunResult:
     Ctrl-C (or SIGTERM) is how a web UI session ends: its row holds what the load until then
     measured, marked `interrupted`, the results are written, and `Interrupted` is raised.
     """
-    (source, *others) = resolve_plugins(config.plugins, config.repo_root)
+    (source, *others) = config.plugin_sources
     if others:
         raise UsageError("ui serves one plugin at a time: name one --plugin")
     return run_matrix(config, jobs=(Job(config.targets[0], "ui", source),))

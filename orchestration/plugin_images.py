@@ -21,7 +21,8 @@ from orchestration.engine import Engine
 from orchestration.errors import StackError
 from orchestration.host_fetch import describe_output
 from orchestration.kinds import kind_of
-from orchestration.kinds.base import PLUGIN_IMAGES_DIR, SKIPPED_NAMES, PluginSource, plugin_files
+from orchestration.kinds.base import SKIPPED_NAMES, PluginSource, plugin_files
+from orchestration.paths import KONG_SIM_DIR, PLUGIN_IMAGES_DIR
 from orchestration.plugin_sources import plugin_dependencies
 from orchestration.processes import signals_blocked
 from orchestration.stack import LABEL, hash_sources, tag_safe, write_env_file
@@ -38,7 +39,6 @@ TAP_INPUTS = (
     "internal/tap",
     "cmd/kpm-tap",
 )
-KONG_SIM_DIR = Path("images/kong-sim")
 PLUGIN_IMAGE_REPOSITORY = "kong-plugin-matrix"
 DUMP_TIMEOUT_S = 120.0
 

@@ -7,10 +7,10 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from orchestration.config import REPO_ROOT
 from orchestration.errors import ConfigError
 from orchestration.kinds import KINDS, detect_kinds, kind_named, kind_of
 from orchestration.kinds.base import PluginSource
+from orchestration.paths import REPO_ROOT
 
 EXAMPLE_PLUGIN_DIR = Path("plugins/example-plugin")
 BUILTIN_NAMES = ("go", "go-latest", "python", "js")

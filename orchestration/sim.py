@@ -25,9 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestration.config import REPO_ROOT
 from orchestration.engine import Engine
 from orchestration.errors import EnvironmentProblem, ImageUnavailable, StackError
+from orchestration.paths import KONG_SIM_DIR, PLUGIN_IMAGES_DIR, REPO_ROOT
 from orchestration.processes import run_host_command
 from orchestration.stack import LABEL, sources_digest, tag_safe, write_env_file
 
@@ -38,7 +38,6 @@ KONG_SIM_REPOSITORY = "kong-plugin-matrix/kong-sim"
 SIM_BUILD_PROJECT = "kpm-sim-build"
 SIM_COMPOSE_FILE = Path("images/go-builder/compose.yaml")
 GO_BUILDER_DIR = Path("images/go-builder")
-KONG_SIM_DIR = Path("images/kong-sim")
 GO_MODULE_DIRS = (Path("plugins/example-plugin"), KONG_SIM_DIR)
 
 # Parts of GOROOT a build never reads; leaving them out keeps the context small.
@@ -287,7 +286,6 @@ LOCAL_DEBIAN_IMAGE = "kong-plugin-matrix/debian:bookworm-minbase"
 DEFAULT_DEBIAN_MIRROR = "http://deb.debian.org/debian"
 APT_SOURCES = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))
 KONG_SIM_RUNTIME_REPOSITORY = "kong-plugin-matrix/kong-sim-runtime"
-PLUGIN_IMAGES_DIR = Path("images/plugins")
 PLUGIN_COMPOSE_FILE = PLUGIN_IMAGES_DIR / "compose.yaml"
 KONG_SIM_RUNTIME_INPUTS = (
     str(PLUGIN_IMAGES_DIR / "kong-sim-runtime.Dockerfile"),

@@ -32,11 +32,11 @@ from python_on_whales import DockerException
 from python_on_whales.utils import run as run_docker
 
 from orchestration import plugin
-from orchestration.config import REPO_ROOT
 from orchestration.engine import Engine, docker_problem
 from orchestration.errors import EnvironmentProblem, KongDied, ReadyTimeout, StackError
 from orchestration.loopback import LOOPBACK
 from orchestration.owner import Owner
+from orchestration.paths import REPO_ROOT
 from orchestration.plugin import EXAMPLE, PluginContract
 from orchestration.processes import (
     last_lines,

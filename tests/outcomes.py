@@ -9,6 +9,7 @@ from pathlib import Path
 from orchestration.collect import Signals
 from orchestration.config import RunConfig
 from orchestration.load import LoadResult
+from orchestration.plugins import default_plugin
 from orchestration.scenarios import Outcome, phase
 from orchestration.versions import target_for_version
 
@@ -39,6 +40,7 @@ def config_for(tmp_path: Path, *versions: str) -> RunConfig:
         targets=tuple(target_for_version(v) for v in versions),
         results_root=tmp_path,
         sim=True,
+        plugin_sources=(default_plugin(),),  # what the CLI resolves the default --plugin into
     )
 
 

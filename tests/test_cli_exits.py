@@ -7,7 +7,7 @@ import io
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from orchestration.commands import report as report_command
 from orchestration.config import RunConfig
 from orchestration.engine import Engine
 from orchestration.errors import Interrupted, StackError
+from orchestration.paths import REPO_ROOT
 from orchestration.report import RunResult, VersionResult
 
 
@@ -207,6 +208,41 @@ def test_plugins_and_their_config_reach_the_run_as_given(
     (config,) = stage.configs
     assert config.plugins == ("all", "tests/plugins/rate-tag")
     assert config.plugin_config == '{"limit":5,"tag":"a"}'
+
+
+def test_the_plugins_are_resolved_once_into_the_configuration(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool]
+) -> None:
+    """--plugin is resolved at the edge, once per run (not again by the option reading of
+    --wide or --junit, the scenario check or the job list): the jobs come from the sources the
+    configuration carries."""
+    from orchestration import plugins
+
+    resolved: list[tuple[str, ...]] = []
+    resolve = plugins.resolve_plugins
+
+    def counted(values: Sequence[str], repo_root: Path) -> tuple[plugins.PluginSource, ...]:
+        resolved.append(tuple(values))
+        return resolve(values, repo_root)
+
+    jobs: list[pipeline.Job] = []
+
+    def scheduled(config: RunConfig) -> RunResult:
+        jobs.extend(pipeline.jobs_of(config))
+        return _written(config)
+
+    monkeypatch.setattr(plugins, "resolve_plugins", counted)
+    stage = Stage(scheduled)
+    junit = str(tmp_path / "junit.xml")
+    args = ["run", "3.4.1.0", "--plugin", "go", "--plugin", "python", "--wide", "--junit", junit]
+    assert _main(monkeypatch, tmp_path, stage, *args) == 0
+    (config,) = stage.configs
+    assert resolved == [("go", "python")]
+    assert [s.label for s in config.plugin_sources] == ["go", "python"]
+    assert [job.plugin for job in jobs] == list(config.plugin_sources)
+    assert _main(monkeypatch, tmp_path, stage, "run", "3.4.1.0") == 0  # the default, resolved
+    assert resolved[1:] == [("go",)]
+    assert stage.configs[1].plugin_sources == resolve(["go"], REPO_ROOT)
 
 
 # --- the options as README documents them: defaults, flags, the environment -----------------

@@ -20,6 +20,28 @@ def resolve(name: str, flag: str | None, environ: dict[str, str] | None = None) 
     return option_named(name).value(flag, environ or {})
 
 
+def test_a_check_handed_in_from_above_runs_on_every_value_and_is_named_like_its_own() -> None:
+    """--plugin's check lives above the configuration (it needs the plugin kinds): handed in, it
+    sees the flag's, the variable's and the default's value, and its failure names the variable
+    the value came from."""
+    seen: list[object] = []
+
+    def resolving(names: tuple[str, ...]) -> str:
+        seen.append(names)
+        if "bad" in names:
+            raise UsageError("no such plugin")
+        return "resolved"
+
+    plugin = option_named("plugin")
+    assert plugin.value(["js"], {}, resolving) == "resolved"
+    assert plugin.value(None, {"KPM_PLUGIN": "python js"}, resolving) == "resolved"
+    assert plugin.value(None, {}, resolving) == "resolved"
+    assert seen == [("js",), ("python", "js"), ("go",)]
+    with pytest.raises(UsageError, match=r"^KPM_PLUGIN='bad': no such plugin$"):
+        plugin.value(None, {"KPM_PLUGIN": "bad"}, resolving)
+    assert plugin.value(None, {"KPM_PLUGIN": "bad"}) == ("bad",)  # nothing handed in
+
+
 def test_flag_beats_environment_beats_default() -> None:
     env = {"KPM_REQUESTS": "200"}
     assert resolve("requests", "50", env) == 50

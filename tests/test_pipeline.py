@@ -158,8 +158,12 @@ def test_a_plugin_other_than_the_default_gets_a_folder_and_a_row_label_of_its_ow
 ) -> None:
     from orchestration.plugins import resolve_plugins
 
+    config = config_for(tmp_path, "3.4.1.0")
     config = replace(
-        config_for(tmp_path, "3.4.1.0"), plugins=("go", "python"), scenarios=("steady", "idle")
+        config,
+        plugins=("go", "python"),
+        plugin_sources=resolve_plugins(("go", "python"), config.repo_root),
+        scenarios=("steady", "idle"),
     )
     jobs = pipeline.jobs_of(config)
     assert [job.folder for job in jobs] == [

@@ -12,14 +12,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from orchestration import drawing, report, versions
-from orchestration.config import OPTIONS, REPO_ROOT, RunConfig, new_run_id
+from orchestration.config import OPTIONS, RunConfig, new_run_id
 from orchestration.errors import MatrixError, UsageError
-from orchestration.options import values_of
+from orchestration.options import Check, values_of
+from orchestration.paths import REPO_ROOT
 from orchestration.report import RunResult, VersionResult
 from orchestration.versions import Target
 
 if TYPE_CHECKING:  # the adapter imports python-on-whales: only for commands that use Docker
     from orchestration.engine import Engine
+    from orchestration.plugins import PluginSource
 
 # Scenarios that read what only the built-in plugins report: their config echo (reload), their
 # header on the Lua route's twin (overhead); kill-server finds the server by its process name,
@@ -31,9 +33,31 @@ JunitRequest = tuple[Path, dict[str, str]]
 _T = TypeVar("_T")
 
 
-def options(args: argparse.Namespace) -> dict[str, Any]:
-    """The declared options of `args.command`: flag over KPM_* variable over default, checked."""
-    return values_of(args, args.command, OPTIONS)
+def options(args: argparse.Namespace, **more: Check) -> dict[str, Any]:
+    """The declared options of `args.command`: flag over KPM_* variable over default, checked,
+    with the checks that live above the configuration handed in (`more`: others, by name)."""
+    checks = {"docker_host": _docker_hosts, "expect": _expectations, **more}
+    return values_of(args, args.command, OPTIONS, checks=checks)
+
+
+def _docker_hosts(urls: tuple[str, ...]) -> tuple[str, ...]:
+    from orchestration.engines import parse_docker_hosts
+
+    return parse_docker_hosts(urls)
+
+
+def _expectations(pairs: tuple[str, ...]) -> dict[str, str]:
+    from orchestration.junit import parse_expectations
+
+    return parse_expectations(pairs)
+
+
+def _plugins(names: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[PluginSource, ...]]:
+    """--plugin's values as given (config.json keeps them) and the plugins they name, resolved
+    here, once for the run: a bad one fails before any work."""
+    from orchestration.plugins import resolve_plugins
+
+    return names, resolve_plugins(names, REPO_ROOT)
 
 
 def config_from(
@@ -47,7 +71,7 @@ def config_from(
     """The run's configuration, validated before any Docker work. `targets` turns the --image
     values into the versions to measure, as the command reads its arguments; `fixed` holds what
     the command decides itself (selftest: sim)."""
-    values = options(args)
+    values = options(args, plugin=_plugins)
     results_root = values["results"].resolve()
     if writes_results:
         results_root = writable_folder(results_root)
@@ -56,6 +80,7 @@ def config_from(
     if len(set(labels)) != len(labels):
         raise UsageError(f"a version is named twice: {' '.join(labels)}")
     fields = {o.field: values[o.name] for o in OPTIONS if o.field and o.name in values}
+    fields["plugins"], fields["plugin_sources"] = values["plugin"]
     fields.update(fixed, run_id=new_run_id(), targets=chosen, results_root=results_root)
     config = RunConfig(**fields)
     _check_plugins(config, args.command if one_plugin else None)
@@ -127,9 +152,9 @@ def _check_locust_workers(config: RunConfig) -> None:
 
 def _check_plugins(config: RunConfig, one_plugin_for: str | None) -> None:
     """The plugins against the scenarios; one plugin only for `one_plugin_for` (ui, bisect)."""
-    from orchestration.plugins import resolve_plugins, runs_as_its_own_process
+    from orchestration.plugins import runs_as_its_own_process
 
-    sources = resolve_plugins(config.plugins, REPO_ROOT)
+    sources = config.plugin_sources
     if len(sources) > 1 and one_plugin_for:
         raise UsageError(
             f"{one_plugin_for} follows one plugin: name one --plugin (got "

@@ -94,7 +94,7 @@ def _selftest(args: argparse.Namespace) -> int:
 
 def _selftest_run(config: RunConfig) -> int:
     from orchestration import pipeline
-    from orchestration.config import REPO_ROOT
+    from orchestration.paths import REPO_ROOT
     from orchestration.plugins import resolve_plugins
 
     plugins = {

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
-PLUGIN_IMAGES_DIR = Path("images/plugins")
 KONG_PREFIX = "/usr/local/kong"
 SKIPPED_NAMES = frozenset({".git", "__pycache__", ".DS_Store", ".mypy_cache", ".pytest_cache"})
 

@@ -15,12 +15,12 @@ from orchestration.config import REPO_ROOT
 from orchestration.errors import ConfigError
 from orchestration.kinds.base import (
     KONG_PREFIX,
-    PLUGIN_IMAGES_DIR,
     Kind,
     PluginSource,
     read_text,
     write_plugin_files,
 )
+from orchestration.paths import PLUGIN_IMAGES_DIR
 
 PDK_FILES = (
     PLUGIN_IMAGES_DIR / "pdk-js" / "package.json",

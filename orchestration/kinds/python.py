@@ -16,12 +16,12 @@ from orchestration.config import REPO_ROOT
 from orchestration.errors import ConfigError, EnvironmentProblem
 from orchestration.kinds.base import (
     KONG_PREFIX,
-    PLUGIN_IMAGES_DIR,
     Kind,
     PluginSource,
     read_text,
     write_plugin_files,
 )
+from orchestration.paths import PLUGIN_IMAGES_DIR
 
 PDK_REQUIREMENTS = PLUGIN_IMAGES_DIR / "pdk-python" / "requirements.txt"
 PYTHON = "/usr/bin/python3"
