@@ -16,13 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestration import sim as sim_images
-from orchestration.config import REPO_ROOT
 from orchestration.engine import Engine
 from orchestration.errors import StackError
 from orchestration.host_fetch import describe_output
 from orchestration.kinds import kind_of
 from orchestration.kinds.base import SKIPPED_NAMES, PluginSource, plugin_files
-from orchestration.paths import KONG_SIM_DIR, PLUGIN_IMAGES_DIR
+from orchestration.paths import KONG_SIM_DIR, PLUGIN_IMAGES_DIR, REPO_ROOT
 from orchestration.plugin_sources import plugin_dependencies
 from orchestration.processes import signals_blocked
 from orchestration.stack import LABEL, hash_sources, tag_safe, write_env_file

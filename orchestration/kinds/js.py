@@ -11,7 +11,6 @@ from pathlib import Path
 
 from orchestration import host_fetch
 from orchestration import sim as sim_images
-from orchestration.config import REPO_ROOT
 from orchestration.errors import ConfigError
 from orchestration.kinds.base import (
     KONG_PREFIX,
@@ -20,7 +19,7 @@ from orchestration.kinds.base import (
     read_text,
     write_plugin_files,
 )
-from orchestration.paths import PLUGIN_IMAGES_DIR
+from orchestration.paths import PLUGIN_IMAGES_DIR, REPO_ROOT
 
 PDK_FILES = (
     PLUGIN_IMAGES_DIR / "pdk-js" / "package.json",

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 from orchestration import host_fetch
-from orchestration.config import REPO_ROOT
 from orchestration.errors import ConfigError, EnvironmentProblem
 from orchestration.kinds.base import (
     KONG_PREFIX,
@@ -21,7 +20,7 @@ from orchestration.kinds.base import (
     read_text,
     write_plugin_files,
 )
-from orchestration.paths import PLUGIN_IMAGES_DIR
+from orchestration.paths import PLUGIN_IMAGES_DIR, REPO_ROOT
 
 PDK_REQUIREMENTS = PLUGIN_IMAGES_DIR / "pdk-python" / "requirements.txt"
 PYTHON = "/usr/bin/python3"
