@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestration.config import new_run_id
+from orchestration.contract import declarative_template
 from orchestration.engine import Engine
-from orchestration.plugin import declarative_template
 from orchestration.plugins import default_plugin, prepared
 from orchestration.sim import build_sim_images
 from orchestration.stack import Stack, StackSpec, project_name_for

@@ -26,7 +26,7 @@ from rich.console import Console
 
 from bench.common import Samples, Section, interleave, ratio, run, sim_stack
 from orchestration import load, progress
-from orchestration.collect import Signals
+from orchestration.collect import LogSignals
 
 VERSION = "3.6.0.0"
 REQUESTS = 5000
@@ -52,7 +52,7 @@ def ours_shown(url: str, out_dir: Path) -> float:
     """`ours` with one process while the live display draws the load's line, as a run does on
     a terminal 100 columns wide (its log counts stand still here: the harness counts the log
     whether or not anything shows it)."""
-    log = Signals(0, 0, 0, 0, 0, 0, 0, 0, 0)
+    log = LogSignals(0, 0, 0, 0, 0, 0, 0, 0, 0)
     with Path(os.devnull).open("w", encoding="utf-8") as nowhere:
         console = Console(file=nowhere, force_terminal=True, force_interactive=True, width=100)
         with progress.Board(nowhere, live=True, console=console) as board:

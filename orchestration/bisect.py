@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from orchestration import versions
 from orchestration.errors import Interrupted, MatrixError, UsageError
-from orchestration.report import VersionResult, expected_verdict
+from orchestration.report import Row, expected_verdict
 from orchestration.versions import Target
 
 Say = Callable[[str], None]
@@ -30,11 +30,11 @@ Say = Callable[[str], None]
 class Step:
     target: Target
     verdict: str
-    row: VersionResult
+    row: Row
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Bisection:
     good: Step
     steps: tuple[Step, ...]  # after GOOD, in the order they ran (BAD first)
     first_different: Target  # the answer
@@ -117,9 +117,9 @@ def _several_changes(candidates: Sequence[Target]) -> str | None:
 
 def search(
     candidates: Sequence[Target],
-    measure: Callable[[Target], VersionResult],
+    measure: Callable[[Target], Row],
     say: Say = lambda _line: None,
-) -> Outcome:
+) -> Bisection:
     """The first of `candidates` (GOOD first, BAD last) whose verdict is unlike GOOD's."""
     if len(candidates) < 2:
         raise UsageError("bisect needs a GOOD and a BAD version (or two --image tags at least)")
@@ -144,7 +144,7 @@ def search(
             low = middle
         else:
             high = middle
-    return Outcome(good, tuple(steps), candidates[high], in_order=bool(several))
+    return Bisection(good, tuple(steps), candidates[high], in_order=bool(several))
 
 
 def _same_at_both_ends(good: Step, bad: Step, candidates: Sequence[Target]) -> str:
@@ -179,7 +179,7 @@ def _where_it_stopped(good: Step, left: Sequence[Target]) -> str:
     )
 
 
-def _step(target: Target, measure: Callable[[Target], VersionResult], say: Say, why: str) -> Step:
+def _step(target: Target, measure: Callable[[Target], Row], say: Say, why: str) -> Step:
     row = measure(target)
     if row.status != "ok":
         raise MatrixError(

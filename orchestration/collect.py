@@ -139,7 +139,7 @@ from typing import BinaryIO
 
 from orchestration.errors import UsageError
 
-DEFAULT_PLUGIN = "example-plugin"
+DEFAULT_LOG_NAME = "example-plugin"
 MAX_LINE_BYTES = 4 * 1024 * 1024
 READ_CHUNK_BYTES = 64 * 1024  # small enough that the several scans of one chunk stay in CPU cache
 SHARP_DROP_MIN = 200
@@ -189,7 +189,7 @@ def _kong_line_head(*, capture: bool) -> bytes:
 
 
 @dataclass(frozen=True)
-class Signals:
+class LogSignals:
     """What one Kong log says about one plugin server's instances."""
 
     new_calls_total: int
@@ -407,7 +407,7 @@ class _NoInstancePairs:
 class Collector:
     """Counts the signals incrementally: feed lines (or blocks of whole lines), then ask."""
 
-    def __init__(self, plugin: str = DEFAULT_PLUGIN) -> None:
+    def __init__(self, plugin: str = DEFAULT_LOG_NAME) -> None:
         self._patterns = _PluginPatterns(plugin)
         self._lifetimes = _NewCallLifetimes()
         self._no_instance = _NoInstancePairs()
@@ -460,11 +460,11 @@ class Collector:
         caught up with a request the plugin answered last, the count its header reported."""
         return self._lifetimes.latest
 
-    def signals(self) -> Signals:
+    def signals(self) -> LogSignals:
         """The counts so far (feeding may continue afterwards)."""
         counts = self._counts
         untagged_are_ours = not self._other_plugin_named
-        return Signals(
+        return LogSignals(
             new_calls_total=self._lifetimes.total,
             counter_lines=counts["counter_lines"],
             instance_starts=counts["instance_starts"]
@@ -798,7 +798,7 @@ def plugin_servers_in(path: Path) -> list[str]:
     return list(names)
 
 
-def collect_lines(lines: Iterable[str | bytes], plugin: str = DEFAULT_PLUGIN) -> Signals:
+def collect_lines(lines: Iterable[str | bytes], plugin: str = DEFAULT_LOG_NAME) -> LogSignals:
     """Count the signals in `lines`, one log line per item (line endings optional)."""
     collector = Collector(plugin)
     for line in lines:
@@ -806,7 +806,7 @@ def collect_lines(lines: Iterable[str | bytes], plugin: str = DEFAULT_PLUGIN) ->
     return collector.signals()
 
 
-def collect_file(path: Path, plugin: str = DEFAULT_PLUGIN) -> Signals:
+def collect_file(path: Path, plugin: str = DEFAULT_LOG_NAME) -> LogSignals:
     """Count the signals in the log file at `path`, streaming it in constant memory."""
     collector = Collector(plugin)
     for block in _log_blocks(path):

@@ -18,7 +18,7 @@ from typing import Any
 from tabulate import tabulate
 
 from orchestration.errors import UsageError
-from orchestration.report import RunResult, VersionResult, load_run
+from orchestration.report import Row, RunResult, load_run
 
 DEFAULT_NEW_ABSOLUTE = 0.05  # New() per request
 DEFAULT_P95_RELATIVE = 0.25
@@ -60,7 +60,7 @@ class Figures:
     simulated: bool
 
     @classmethod
-    def of(cls, row: VersionResult) -> Figures:
+    def of(cls, row: Row) -> Figures:
         return cls(
             row.verdict,
             row.new_calls_per_request,
@@ -132,9 +132,9 @@ def run_dir_of(path: Path) -> Path:
     return path if path.is_dir() else path.parent
 
 
-def _first_by_key(run: RunResult) -> dict[Key, VersionResult]:
+def _first_by_key(run: RunResult) -> dict[Key, Row]:
     """Each (version, plugin, scenario)'s first row: a merged run may hold two (flagged there)."""
-    rows: dict[Key, VersionResult] = {}
+    rows: dict[Key, Row] = {}
     for row in run.versions:
         rows.setdefault((row.version, row.plugin, row.scenario), row)
     return rows
@@ -159,9 +159,7 @@ def compare(
     return Comparison(old, new, old_path, new_path, thresholds, tuple(rows))
 
 
-def _changes(
-    old: VersionResult | None, new: VersionResult | None, thresholds: Thresholds
-) -> list[Change]:
+def _changes(old: Row | None, new: Row | None, thresholds: Thresholds) -> list[Change]:
     if old is None:
         return [Change("presence", "only in NEW", regression=False)]
     if new is None:

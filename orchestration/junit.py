@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestration.errors import UsageError
-from orchestration.report import RunResult, VersionResult, write_atomic
+from orchestration.report import Row, RunResult, write_atomic
 
 EXPECTABLE = ("churn", "stable", "inconclusive")
 
@@ -23,7 +23,7 @@ EXPECTABLE = ("churn", "stable", "inconclusive")
 class Case:
     """One test case: a row of the run and why it failed (nothing when it passed)."""
 
-    row: VersionResult
+    row: Row
     problems: tuple[str, ...]
 
     @property
@@ -61,7 +61,7 @@ def cases(run: RunResult, expected: Mapping[str, str]) -> list[Case]:
     return [Case(row, _problems(row, expected.get(row.version))) for row in run.versions]
 
 
-def _problems(row: VersionResult, wanted: str | None) -> tuple[str, ...]:
+def _problems(row: Row, wanted: str | None) -> tuple[str, ...]:
     if row.status != "ok":
         return (f"{row.status}: {row.error or 'no measurement'}",)
     problems = []

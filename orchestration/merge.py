@@ -21,7 +21,7 @@ from typing import Any
 from orchestration import __version__, drawing, report
 from orchestration.config import SCENARIOS, new_run_id
 from orchestration.errors import UsageError
-from orchestration.report import RunResult, VersionResult
+from orchestration.report import Row, RunResult
 from orchestration.versions import KNOWN_VERSIONS
 
 CONFLICT = "conflict"
@@ -95,13 +95,13 @@ def _run_folders_under(path: Path, depth: int = 3) -> list[Path]:
     return found
 
 
-def _order(row: VersionResult) -> tuple[int, str, str, int]:
+def _order(row: Row) -> tuple[int, str, str, int]:
     scenario = SCENARIOS.index(row.scenario) if row.scenario in SCENARIOS else len(SCENARIOS)
     release = _RELEASE_ORDER.get(row.version, len(_RELEASE_ORDER))
     return (release, row.version, row.plugin, scenario)
 
 
-def merged_rows(sources: Sequence[Source]) -> list[tuple[Source, VersionResult]]:
+def merged_rows(sources: Sequence[Source]) -> list[tuple[Source, Row]]:
     """Every source's rows in release order, conflicting ones flagged; the sort is stable, so
     the rows of one key stay in the order the sources were given."""
     pairs = [(source, row) for source in sources for row in source.run.versions]
@@ -143,9 +143,7 @@ def merge(sources: Sequence[Source], results_root: Path) -> tuple[RunResult, Pat
     return run, run_dir
 
 
-def _with_folder(
-    source: Source, row: VersionResult, run_dir: Path, used: set[str]
-) -> VersionResult:
+def _with_folder(source: Source, row: Row, run_dir: Path, used: set[str]) -> Row:
     """The row pointing at its own copy of its version folder (renamed if the name is taken)."""
     folder = report.version_folder(source.run_dir, row)
     if folder is None:
@@ -169,9 +167,7 @@ def _link_or_copy(source: str, destination: str) -> None:
         shutil.copy2(source, destination)
 
 
-def _config(
-    run_id: str, sources: Sequence[Source], rows: Sequence[VersionResult]
-) -> dict[str, Any]:
+def _config(run_id: str, sources: Sequence[Source], rows: Sequence[Row]) -> dict[str, Any]:
     conflicts = sorted(
         {report_key(row) for row in rows if any(f.startswith(f"{CONFLICT}:") for f in row.findings)}
     )
@@ -193,7 +189,7 @@ def _config(
     }
 
 
-def report_key(row: VersionResult) -> str:
+def report_key(row: Row) -> str:
     return report.short_label(row)
 
 

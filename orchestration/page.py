@@ -32,7 +32,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import NullLocator
 
 from orchestration import report
-from orchestration.report import RunResult, VersionResult
+from orchestration.report import Row, RunResult
 
 PAGE_NAME = "report.html"
 # A zero New()/req has no place on a log scale: it is drawn at this floor and labelled "0".
@@ -56,7 +56,7 @@ class Series:
     run_dir: Path | None = None
 
 
-def key_of(row: VersionResult) -> Key:
+def key_of(row: Row) -> Key:
     return (row.version, row.plugin, row.scenario)
 
 
@@ -80,7 +80,7 @@ def _categories(series: Sequence[Series]) -> list[Category]:
     return found
 
 
-def _row_at(one: Series, category: Category) -> VersionResult | None:
+def _row_at(one: Series, category: Category) -> Row | None:
     key, occurrence = category
     rows = [row for row in one.run.versions if key_of(row) == key]
     return rows[occurrence] if occurrence < len(rows) else None

@@ -45,7 +45,7 @@ from orchestration.errors import (
 )
 from orchestration.plugins import registry_bases
 from orchestration.processes import signals_held, stop_descendants
-from orchestration.report import RunResult, VersionResult
+from orchestration.report import Row, RunResult
 from orchestration.scenarios import Outcome, Session
 from orchestration.world import NEVER_CANCELLED, Cancel
 
@@ -71,11 +71,11 @@ def measure_job(
     job: Job,
     config: RunConfig,
     cancel: Cancel = NEVER_CANCELLED,
-    on_verdict: Callable[[VersionResult], None] | None = None,
+    on_verdict: Callable[[Row], None] | None = None,
     load_turn: Callable[[], None] | None = None,
     *,
     engine: Engine | None = None,
-) -> VersionResult:
+) -> Row:
     """Run one job on `engine` (None: the default engine). Failures become an error row;
     interrupts propagate as Interrupted.
 
@@ -112,15 +112,13 @@ def measure_job(
     return replace(row, duration_s=round(time.monotonic() - started, 1))
 
 
-def _early_rows(
-    base: VersionResult, on_verdict: Callable[[VersionResult], None]
-) -> Callable[[Outcome], None]:
+def _early_rows(base: Row, on_verdict: Callable[[Row], None]) -> Callable[[Outcome], None]:
     """The early line's row, from the live counts before the teardown (the row written is
     made from the saved log after it, and may read otherwise: then it is shown again)."""
     return lambda outcome: on_verdict(rows.row_from(base, outcome))
 
 
-def _base_row(job: Job, config: RunConfig) -> VersionResult:
+def _base_row(job: Job, config: RunConfig) -> Row:
     """A job's row before it ran, in its folder of the run."""
     return rows.base_row(job, config, config.run_dir / job.folder)
 
@@ -144,7 +142,7 @@ def create_run_dir(config: RunConfig) -> None:
 
 def run_matrix(
     config: RunConfig,
-    announce: Callable[[VersionResult], None] = lambda _row: None,
+    announce: Callable[[Row], None] = lambda _row: None,
     jobs: tuple[Job, ...] | None = None,
 ) -> RunResult:
     """Run every job (default: each target with each scenario of `config`), writing the results
@@ -163,9 +161,9 @@ def run_matrix(
     engines = EnginePool(config.docker_hosts)
 
     def measure(index: int, turn: Turn | None = None) -> None:
-        shown: list[VersionResult] = []  # the verdict line shown before the teardown, if any
+        shown: list[Row] = []  # the verdict line shown before the teardown, if any
 
-        def show_early(row: VersionResult) -> None:
+        def show_early(row: Row) -> None:
             shown.append(row)
             announce(row)
             if turn is not None:  # its load is over: the next version may come up
@@ -222,15 +220,15 @@ class RunRows:
 
     def __init__(self, config: RunConfig) -> None:
         self._config = config
-        self._rows: dict[int, VersionResult] = {}
-        self._written: tuple[VersionResult, ...] | None = None
+        self._rows: dict[int, Row] = {}
+        self._written: tuple[Row, ...] | None = None
         self._lock = threading.Lock()
 
-    def put(self, index: int, row: VersionResult) -> None:
+    def put(self, index: int, row: Row) -> None:
         with self._lock:
             self._rows[index] = row
 
-    def put_if_missing(self, index: int, row: VersionResult) -> None:
+    def put_if_missing(self, index: int, row: Row) -> None:
         with self._lock:
             self._rows.setdefault(index, row)
 

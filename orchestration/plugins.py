@@ -20,13 +20,13 @@ import time
 from collections.abc import Sequence
 
 from orchestration import sim as sim_images
+from orchestration.contract import EXAMPLE, PluginContract
 from orchestration.engine import Engine
 from orchestration.host_fetch import describe_output, first_error_line, strip_terminal_codes
 from orchestration.kinds import KINDS, detect_kinds, kind_named
 from orchestration.kinds.base import PluginSource
 from orchestration.kinds.js import NODE_IMAGE
 from orchestration.paths import REPO_ROOT
-from orchestration.plugin import EXAMPLE, PluginContract
 from orchestration.plugin_config import validate_plugin_config
 from orchestration.plugin_dumps import (
     DUMP_CACHE_DIR,

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from orchestration import pulls
 from orchestration.config import RunConfig
+from orchestration.contract import PluginContract, declarative_template
 from orchestration.engine import Engine
 from orchestration.errors import MatrixError
 from orchestration.paths import REPO_ROOT
-from orchestration.plugin import PluginContract, declarative_template
 from orchestration.plugins import PluginSource, prepared, registry_bases
 from orchestration.sim import build_sim_images
 from orchestration.stack import StackSpec, project_name_for

@@ -37,7 +37,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
-from orchestration.collect import Signals
+from orchestration.collect import LogSignals
 from orchestration.load import STATS_CSV
 
 PLAIN_EVERY_S = 10.0  # how often plain lines are written: often enough to see a run is alive
@@ -53,9 +53,9 @@ class _Load:
     requests: int  # 0: time-bound
     for_s: float | None
     started: float
-    log: Callable[[], Signals]
+    log: Callable[[], LogSignals]
     own_counts: bool  # the plugin counts itself (its counter lines); else kpm-tap's counts
-    before: Signals
+    before: LogSignals
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ class Line:
         out_dir: Path,
         requests: int,
         for_s: float | None,
-        log: Callable[[], Signals],
+        log: Callable[[], LogSignals],
         own_counts: bool,
     ) -> None:
         """A load starts: `requests` requests (0: for `for_s` seconds), Locust's stats written to

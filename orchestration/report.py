@@ -74,7 +74,7 @@ class PhaseResult:
 
 
 @dataclass(frozen=True)
-class VersionResult:
+class Row:
     """One (version, plugin, scenario) measurement; counts are None where the run stopped short."""
 
     version: str
@@ -126,7 +126,7 @@ class VersionResult:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> VersionResult:
+    def from_dict(cls, data: dict[str, Any]) -> Row:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["phases"] = tuple(PhaseResult.from_dict(p) for p in data.get("phases") or ())
@@ -154,7 +154,7 @@ def small_sample(served: int, workers: int | None) -> tuple[str, ...]:
     return (SMALL_SAMPLE,) if 0 < served < MIN_REQUESTS_PER_WORKER * (workers or 1) else ()
 
 
-def row_label(row: VersionResult) -> str:
+def row_label(row: Row) -> str:
     """Which row: `3.4.1.0, plugin go, scenario steady` (a run may hold several per version)."""
     return f"{row.version}, plugin {row.plugin}, scenario {row.scenario}"
 
@@ -166,7 +166,7 @@ def label_parts(version: str, plugin: str, scenario: str) -> list[str]:
     return [version] + [plugin] * (plugin != "go") + [scenario] * (scenario != "steady")
 
 
-def short_label(row: VersionResult) -> str:
+def short_label(row: Row) -> str:
     """`3.4.1.0`, `3.4.1.0 python`, `3.6.0.0 reload`: `label_parts` of a row, spaced."""
     return " ".join(label_parts(row.version, row.plugin, row.scenario))
 
@@ -184,7 +184,7 @@ class RunResult:
     run_id: str
     tool_version: str
     config: dict[str, Any]
-    versions: tuple[VersionResult, ...]
+    versions: tuple[Row, ...]
 
     @property
     def all_ok(self) -> bool:
@@ -204,7 +204,7 @@ class RunResult:
             run_id=data["run_id"],
             tool_version=data["tool_version"],
             config=data.get("config", {}),
-            versions=tuple(VersionResult.from_dict(v) for v in data.get("versions", [])),
+            versions=tuple(Row.from_dict(v) for v in data.get("versions", [])),
         )
 
 
@@ -285,7 +285,7 @@ def _cell(value: Any) -> str:
 
 
 def _columns(
-    results: tuple[VersionResult, ...] | list[VersionResult], column_set: ColumnSet = "full"
+    results: tuple[Row, ...] | list[Row], column_set: ColumnSet = "full"
 ) -> list[tuple[str, str]]:
     if column_set == "compact":
         return _compact_columns(results)
@@ -303,7 +303,7 @@ def _columns(
 
 
 def _compact_columns(
-    results: tuple[VersionResult, ...] | list[VersionResult],
+    results: tuple[Row, ...] | list[Row],
 ) -> list[tuple[str, str]]:
     """COMPACT_COLUMNS, with plugin and scenario when there is more than one or it is not the
     default, `simulated` when some rows ran on Kong and some on kong-sim, `counted by` when the
@@ -323,7 +323,7 @@ def _compact_columns(
 
 
 def table_cells(
-    results: tuple[VersionResult, ...] | list[VersionResult], column_set: ColumnSet = "full"
+    results: tuple[Row, ...] | list[Row], column_set: ColumnSet = "full"
 ) -> tuple[list[str], list[list[str]]]:
     """The summary table's headers and pre-formatted cells in a column set (Markdown, the
     terminal and the report page share them, so a row reads the same everywhere)."""
@@ -332,9 +332,7 @@ def table_cells(
     return [header for header, _ in columns], rows
 
 
-def render_table(
-    results: tuple[VersionResult, ...] | list[VersionResult], column_set: ColumnSet = "full"
-) -> str:
+def render_table(results: tuple[Row, ...] | list[Row], column_set: ColumnSet = "full") -> str:
     """The GitHub-format table; every cell is pre-formatted text so versions stay as written.
     The compact set is drawn without padding, to fit a terminal."""
     headers, rows = table_cells(results, column_set)
@@ -355,7 +353,7 @@ def render_narrow(headers: list[str], rows: list[list[str]]) -> str:
     )
 
 
-def phase_cells(result: VersionResult) -> tuple[list[str], list[list[str]]]:
+def phase_cells(result: Row) -> tuple[list[str], list[list[str]]]:
     """A scenario's phase table: headers and pre-formatted cells, figures included."""
     figure_names = list(dict.fromkeys(k for phase in result.phases for k in phase.figures))
     headers = [header for header, _ in PHASE_COLUMNS] + [k.replace("_", " ") for k in figure_names]
@@ -367,7 +365,7 @@ def phase_cells(result: VersionResult) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
-def render_phases(result: VersionResult, column_set: ColumnSet = "full") -> str:
+def render_phases(result: Row, column_set: ColumnSet = "full") -> str:
     """One row per phase of a scenario, with the figures particular to it."""
     headers, rows = phase_cells(result)
     if column_set == "compact":
@@ -442,9 +440,9 @@ def _wrap_prose(line: str) -> list[str]:
     )
 
 
-def render_csv(results: tuple[VersionResult, ...]) -> str:
+def render_csv(results: tuple[Row, ...]) -> str:
     buffer = io.StringIO()
-    names = [f.name for f in fields(VersionResult) if f.name != "phases"]  # phases: in the JSON
+    names = [f.name for f in fields(Row) if f.name != "phases"]  # phases: in the JSON
     writer = csv.DictWriter(buffer, fieldnames=names, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     for result in results:
@@ -498,7 +496,7 @@ def point_latest(results_root: Path, run_dir: Path) -> None:
         raise
 
 
-def version_folder(run_dir: Path | None, row: VersionResult) -> Path | None:
+def version_folder(run_dir: Path | None, row: Row) -> Path | None:
     """A row's folder (kong.log, resources.csv): next to its results.json first, since a run
     folder may have been moved, copied or merged since; else where it was recorded."""
     if row.results_dir is None:
@@ -546,7 +544,7 @@ def _not_a_run(data: object) -> str | None:
     if not isinstance(data.get("config", {}), dict):
         return f"its 'config' is a JSON {_json_kind(data['config'])}, not an object"
     for index, row in enumerate(data["versions"]):
-        problem = _not_a_record(row, VersionResult)
+        problem = _not_a_record(row, Row)
         for phase in row["phases"] if problem is None and "phases" in row else ():
             problem = problem or _not_a_record(phase, PhaseResult)
         if problem is not None:

@@ -1,4 +1,4 @@
-"""A job's row: from what its scenario measured (an `Outcome`) to the `VersionResult` written.
+"""A job's row: from what its scenario measured (an `Outcome`) to the `Row` written.
 
 Pure: no Docker, no files, no clock. What a version folder says (why the plugin did not run,
 its own non-2xx answers, what the failed requests were) comes in through `FolderEvidence`,
@@ -16,7 +16,7 @@ from orchestration import evidence, report, scenarios
 from orchestration.config import RunConfig
 from orchestration.errors import signal_name
 from orchestration.plugins import PluginSource, default_plugin
-from orchestration.report import PhaseResult, VersionResult
+from orchestration.report import PhaseResult, Row
 from orchestration.scenarios import Outcome
 from orchestration.versions import Target
 from orchestration.world import folder_name
@@ -46,10 +46,10 @@ class FolderEvidence(Protocol):
     def failure_causes(self) -> str | None: ...
 
 
-def base_row(job: Job, config: RunConfig, version_dir: Path) -> VersionResult:
+def base_row(job: Job, config: RunConfig, version_dir: Path) -> Row:
     """The job's row before anything is measured: which job, where, on which engine."""
     target = job.target
-    return VersionResult(
+    return Row(
         version=target.label,
         image=target.image,
         simulated=config.sim,
@@ -66,7 +66,7 @@ def base_row(job: Job, config: RunConfig, version_dir: Path) -> VersionResult:
     )
 
 
-def finished_row(base: VersionResult, outcome: Outcome, folder: FolderEvidence) -> VersionResult:
+def finished_row(base: Row, outcome: Outcome, folder: FolderEvidence) -> Row:
     """The row a job writes: `row_from`, then what the folder says, a load that fell short (an
     error with what it measured) and a web UI session ended by a signal (`interrupted`, its load
     counted)."""
@@ -89,14 +89,14 @@ def finished_row(base: VersionResult, outcome: Outcome, folder: FolderEvidence) 
     )
 
 
-def error_row(base: VersionResult, error: str, folder: FolderEvidence | None) -> VersionResult:
+def error_row(base: Row, error: str, folder: FolderEvidence | None) -> Row:
     """A job that failed before its verdict; `folder` None: nothing in it is news about the
     plugin (Kong died)."""
     row = replace(base, status="error", error=error)
     return row if folder is None else with_hints(row, folder)
 
 
-def interrupted_row(base: VersionResult, signal_number: int) -> VersionResult:
+def interrupted_row(base: Row, signal_number: int) -> Row:
     """A job a signal stopped (or kept from starting): its stack was torn down."""
     return replace(
         base,
@@ -106,7 +106,7 @@ def interrupted_row(base: VersionResult, signal_number: int) -> VersionResult:
     )
 
 
-def unfinished_row(base: VersionResult, bug: Exception) -> VersionResult:
+def unfinished_row(base: Row, bug: Exception) -> Row:
     """A job the run never finished because of an error of ours."""
     return replace(
         base,
@@ -116,7 +116,7 @@ def unfinished_row(base: VersionResult, bug: Exception) -> VersionResult:
     )
 
 
-def row_from(base: VersionResult, outcome: Outcome) -> VersionResult:
+def row_from(base: Row, outcome: Outcome) -> Row:
     """The row: the verdict from the counted phases' New() calls per request, and every phase.
 
     With several counted phases, latency is the worst phase's (highest p50 and p95, lowest
@@ -179,7 +179,7 @@ def row_from(base: VersionResult, outcome: Outcome) -> VersionResult:
     return row
 
 
-def says_the_same(shown: VersionResult, row: VersionResult) -> bool:
+def says_the_same(shown: Row, row: Row) -> bool:
     """Whether a verdict line shown early already says what the finished row says."""
     return (shown.status, shown.verdict, shown.new_calls_per_request, shown.error) == (
         row.status,
@@ -189,7 +189,7 @@ def says_the_same(shown: VersionResult, row: VersionResult) -> bool:
     )
 
 
-def with_hints(row: VersionResult, folder: FolderEvidence) -> VersionResult:
+def with_hints(row: Row, folder: FolderEvidence) -> Row:
     """A row without a verdict gets what its folder says about why: the plugin's phases and
     priority as Kong read them, the first crash of its server."""
     if row.status != "error" or not row.error:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from orchestration.report import RunResult, VersionResult
+from orchestration.report import Row, RunResult
 
 SELFTEST_VERSIONS = ("3.4.0.0", "3.4.1.0", "3.6.0.0", "3.9.0.0")
 # The other built-in plugins, each on a churning and a fixed release.
@@ -49,7 +49,7 @@ def planned() -> tuple[tuple[str, str], ...]:
     )
 
 
-def _checks_for(row: VersionResult, requests: int, as_reported: bool) -> list[Check]:
+def _checks_for(row: Row, requests: int, as_reported: bool) -> list[Check]:
     def check(what: str, passed: bool, detail: str) -> Check:
         return Check(row.version, what, passed, detail, row.plugin)
 

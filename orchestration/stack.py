@@ -31,13 +31,12 @@ from typing import Any, NamedTuple
 from python_on_whales import DockerException
 from python_on_whales.utils import run as run_docker
 
-from orchestration import plugin
+from orchestration.contract import EXAMPLE, LOOPBACK_OPENER, PluginContract, ask
 from orchestration.engine import Engine, docker_problem
 from orchestration.errors import EnvironmentProblem, KongDied, ReadyTimeout, StackError
 from orchestration.loopback import LOOPBACK
 from orchestration.owner import Owner
 from orchestration.paths import REPO_ROOT
-from orchestration.plugin import EXAMPLE, PluginContract
 from orchestration.processes import (
     last_lines,
     run_host_command,
@@ -569,7 +568,7 @@ class Stack:
                 f"admin GET /status answered {admin.error or admin.status}", kong_answered=False
             )
         contract = self.spec.plugin
-        hello = plugin.ask(self.proxy_url, contract.route, contract, PROBE_TIMEOUT_S)
+        hello = ask(self.proxy_url, contract.route, contract, PROBE_TIMEOUT_S)
         if hello.error is not None:
             return _Readiness(f"GET {contract.route} failed: {hello.error}")
         if contract.marker_header is None:  # a plugin that sets no header of ours
@@ -732,7 +731,7 @@ class _ProbeResult(NamedTuple):
 def _probe(url: str) -> _ProbeResult:
     """GET `url` (always a loopback URL) once, with a short timeout."""
     try:
-        with plugin.LOOPBACK_OPENER.open(url, timeout=PROBE_TIMEOUT_S) as response:
+        with LOOPBACK_OPENER.open(url, timeout=PROBE_TIMEOUT_S) as response:
             return _ProbeResult(response.status, None)
     except urllib.error.HTTPError as error:
         return _ProbeResult(error.code, None)

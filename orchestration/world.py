@@ -34,14 +34,21 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from orchestration import plugin, progress, resources
-from orchestration.collect import Collector, Signals, collect_file
+from orchestration import progress, resources
+from orchestration.collect import Collector, LogSignals, collect_file
 from orchestration.config import RunConfig
+from orchestration.contract import (
+    EXAMPLE,
+    LOOPBACK_OPENER,
+    PROBE_TIMEOUT_S,
+    Answer,
+    PluginContract,
+    ask,
+)
 from orchestration.engine import Engine
 from orchestration.errors import Interrupted, StackError
 from orchestration.evidence import first_server_trouble, write_plugin_facts
 from orchestration.load import HeadlessLocust, LoadResult, LoadShortfall, LocustWorkers
-from orchestration.plugin import EXAMPLE, Answer, PluginContract
 from orchestration.plugins import PluginSource, default_plugin
 from orchestration.prepare import Prepared, prepare
 from orchestration.stack import Stack, StackSpec
@@ -93,11 +100,11 @@ class LogCounts:
             self._collector.feed_block(lines)
             self._changed.notify_all()
 
-    def signals(self) -> Signals:
+    def signals(self) -> LogSignals:
         with self._changed:
             return self._collector.signals()
 
-    def wait_until(self, reached: Callable[[Signals], bool], timeout_s: float) -> Signals:
+    def wait_until(self, reached: Callable[[LogSignals], bool], timeout_s: float) -> LogSignals:
         """The counts once `reached` holds for them, or after `timeout_s` as they are then."""
         with self._changed:
             self._changed.wait_for(lambda: reached(self._collector.signals()), timeout_s)
@@ -117,7 +124,7 @@ class LogCounts:
             )
 
 
-def _tap_counts(signals: Signals) -> tuple[int, int, int, int, int]:
+def _tap_counts(signals: LogSignals) -> tuple[int, int, int, int, int]:
     return (
         signals.tap_ran_on,
         signals.tap_instance_starts,
@@ -264,7 +271,7 @@ class VersionWorld:
     def admin_url(self) -> str:
         return self._stack().admin_url
 
-    def ready(self) -> Signals:
+    def ready(self) -> LogSignals:
         """Wait for Kong and the plugin, warm every worker up, and return the log's counts then.
 
         Every worker starts its first instance on its first request: that is start-up, not churn,
@@ -305,7 +312,7 @@ class VersionWorld:
         return max(counters) if counters else None
 
     def ask(self, path: str) -> Answer:
-        return plugin.ask(self.proxy_url, path, self.contract)
+        return ask(self.proxy_url, path, self.contract)
 
     def probe(self, purpose: str) -> Answer:
         """One request on the plugin's route, alone: the plugin's own count and config."""
@@ -402,7 +409,7 @@ class VersionWorld:
             method="POST",
         )
         try:
-            with plugin.LOOPBACK_OPENER.open(request, timeout=plugin.PROBE_TIMEOUT_S) as response:
+            with LOOPBACK_OPENER.open(request, timeout=PROBE_TIMEOUT_S) as response:
                 status = response.status
         except urllib.error.HTTPError as error:
             detail = error.read(500).decode(errors="replace")
@@ -431,7 +438,7 @@ class VersionWorld:
         except (ValueError, IndexError):
             raise StackError(f"{self.label}: killing the plugin server said {output!r}") from None
 
-    def settle(self, answer: Answer, counter_lines: Callable[[], int]) -> Signals:
+    def settle(self, answer: Answer, counter_lines: Callable[[], int]) -> LogSignals:
         """Wait (bounded) until the log holds everything up to the request `answer` came from.
 
         The plugin's count in its header says how far its New() count got, and that request was
@@ -470,7 +477,7 @@ class VersionWorld:
             or not code_is_public(self.target)
         )
 
-    def _settle_tap(self) -> Signals:
+    def _settle_tap(self) -> LogSignals:
         """The counts once kpm-tap's lines are all in: it writes a start or close line as each
         happens and its totals line at most once a second when something changed, so the log
         has caught up once the totals line says anything happened and then nothing changes
@@ -492,7 +499,7 @@ class VersionWorld:
         )
         return self.counts.signals()
 
-    def finish(self) -> Signals:
+    def finish(self) -> LogSignals:
         """Take the stack down now (its log saved whole) and count the saved log: the record."""
         self._stop_sampler()
         self.shown.stage("tearing down the stack")
@@ -524,7 +531,7 @@ class VersionWorld:
             return 0
         return max(0, self._progress(self.counts.signals()) - self._requests_before_load)
 
-    def _progress(self, signals: Signals) -> int:
+    def _progress(self, signals: LogSignals) -> int:
         """Requests served so far, as the log tells: one counter line each, or for a plugin that
         reports nothing, the requests kpm-tap saw it run on."""
         if self.contract.reports_new_calls:
@@ -571,7 +578,7 @@ class VersionWorld:
             tap=self.tap,
         )
 
-    def settle_after(self, ready_counter: int | None) -> Signals:
+    def settle_after(self, ready_counter: int | None) -> LogSignals:
         """The log's counts once the last probe's own line is in (before a load).
 
         The probes went through the plugin, which logged one counter line each with the count

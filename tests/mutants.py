@@ -2,7 +2,7 @@
 
     python -m tests.mutants                  every module below, smallest first
     python -m tests.mutants versions config  just those
-    python -m tests.mutants --min-score 90 plugin   exit 1 when a module scores less (CI)
+    python -m tests.mutants --min-score 90 contract   exit 1 when a module scores less (CI)
 
 mutmut (configured in pyproject.toml) copies the tree to mutants/, records which tests call
 which function, then runs each mutant against only those tests. The verdict and row logic is
@@ -37,7 +37,7 @@ SCOPE: dict[str, tuple[str, ...]] = {
     "cli": ("*",),
     "collect": ("*",),
     # what the harness tells Kong about a plugin; the rest of the module probes a running Kong
-    "plugin": (
+    "contract": (
         "xǁPluginContractǁstart_command",
         "xǁPluginContractǁkong_environment",
         "xǁPluginContractǁdeclarative",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from orchestration.collect import Signals
+from orchestration.collect import LogSignals
 from orchestration.config import RunConfig
 from orchestration.load import LoadResult
 from orchestration.plugins import default_plugin
@@ -14,8 +14,8 @@ from orchestration.scenarios import Outcome, phase
 from orchestration.versions import target_for_version
 
 
-def signals(new_calls: int, counter_lines: int = 0) -> Signals:
-    return Signals(
+def signals(new_calls: int, counter_lines: int = 0) -> LogSignals:
+    return LogSignals(
         new_calls_total=new_calls,
         counter_lines=counter_lines,
         instance_starts=3,
@@ -29,7 +29,7 @@ def signals(new_calls: int, counter_lines: int = 0) -> Signals:
 
 
 def load_outcome(
-    first: Signals, last: Signals, load: LoadResult, plugin_counter: int | None = None
+    first: LogSignals, last: LogSignals, load: LoadResult, plugin_counter: int | None = None
 ) -> Outcome:
     return Outcome((phase("load", "the load", first, last, load),), first, last, plugin_counter)
 
@@ -44,7 +44,7 @@ def config_for(tmp_path: Path, *versions: str) -> RunConfig:
     )
 
 
-def tapped(new_calls: int, tap_starts: int, counter_lines: int, ran_on: int = 0) -> Signals:
+def tapped(new_calls: int, tap_starts: int, counter_lines: int, ran_on: int = 0) -> LogSignals:
     return replace(
         signals(new_calls, counter_lines),
         tap_starts=1,

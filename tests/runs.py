@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
-from orchestration.report import RunResult, VersionResult, load_run
+from orchestration.report import Row, RunResult, load_run
 
 REPO = Path(__file__).resolve().parent.parent
 SIM_RUN = REPO / "tests" / "fixtures" / "runs" / "sim-matrix"
@@ -29,9 +29,7 @@ def sim_run() -> RunResult:
     return load_run(SIM_RUN)
 
 
-def write_folder(
-    folder: Path, run_id: str, rows: Iterable[VersionResult], source: Path = SIM_RUN
-) -> Path:
+def write_folder(folder: Path, run_id: str, rows: Iterable[Row], source: Path = SIM_RUN) -> Path:
     """A run folder holding `rows` (and their version folders, copied from `source`)."""
     folder.mkdir(parents=True)
     chosen = tuple(rows)

@@ -12,7 +12,7 @@ from test_reliability import REPO, _cli_env
 
 from orchestration import bisect
 from orchestration.errors import Interrupted, MatrixError, UsageError
-from orchestration.report import VersionResult
+from orchestration.report import Row
 from orchestration.versions import Target, target_for_image
 
 CHURNS = {"3.4.1.0", "3.4.1.1", "3.4.2.0", "3.4.2.1", "3.5.0.0", "3.5.0.1"}
@@ -20,12 +20,12 @@ CHURNS = {"3.4.1.0", "3.4.1.1", "3.4.2.0", "3.4.2.1", "3.5.0.0", "3.5.0.1"}
 
 def _measured(
     ran: list[str], errors: frozenset[str] = frozenset(), churns: frozenset[str] | set[str] = CHURNS
-) -> Callable[[Target], VersionResult]:
-    def measure(target: Target) -> VersionResult:
+) -> Callable[[Target], Row]:
+    def measure(target: Target) -> Row:
         ran.append(target.label)
         verdict = "churn" if target.label in churns else "stable"
         status = "error" if target.label in errors else "ok"
-        return VersionResult(
+        return Row(
             target.label, target.image, True, status, None, target.expected,  # type: ignore[arg-type]
             verdict if status == "ok" else "error", None,  # type: ignore[arg-type]
         )  # fmt: skip
@@ -139,10 +139,10 @@ def test_a_step_without_a_verdict_stops_the_search() -> None:
         bisect.search(bisect.between("3.4.0.0", "3.4.2.1"), _measured([], frozenset({"3.4.1.1"})))
 
 
-def _stopped_at(stop: str, stopped_by: BaseException) -> Callable[[Target], VersionResult]:
+def _stopped_at(stop: str, stopped_by: BaseException) -> Callable[[Target], Row]:
     measured = _measured([])
 
-    def measure(target: Target) -> VersionResult:
+    def measure(target: Target) -> Row:
         if target.label == stop:
             raise stopped_by
         return measured(target)
@@ -183,7 +183,7 @@ def test_an_interrupted_bisect_over_images_lists_the_images_left(
     churns = {target_for_image(images[-1]).label, *CHURNS}
     measured = _measured([], churns=churns)
 
-    def stop(target: Target) -> VersionResult:
+    def stop(target: Target) -> Row:
         if target.label == target_for_image(images[stopped_on]).label:
             raise KeyboardInterrupt
         return measured(target)

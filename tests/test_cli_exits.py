@@ -20,7 +20,7 @@ from orchestration.config import RunConfig
 from orchestration.engine import Engine
 from orchestration.errors import Interrupted, StackError
 from orchestration.paths import REPO_ROOT
-from orchestration.report import RunResult, VersionResult
+from orchestration.report import Row, RunResult
 
 
 class Stage:
@@ -35,8 +35,8 @@ class Stage:
         return self.answer(config)
 
 
-def _row(version: str, status: str = "ok", verdict: str = "stable") -> VersionResult:
-    return VersionResult(
+def _row(version: str, status: str = "ok", verdict: str = "stable") -> Row:
+    return Row(
         version=version,
         image=f"kong/kong-gateway:{version}",
         simulated=True,
@@ -48,7 +48,7 @@ def _row(version: str, status: str = "ok", verdict: str = "stable") -> VersionRe
     )
 
 
-def _written(config: RunConfig, *rows: VersionResult) -> RunResult:
+def _written(config: RunConfig, *rows: Row) -> RunResult:
     run = RunResult(config.run_id, config.tool_version, config.to_dict(), rows)
     config.run_dir.mkdir(parents=True, exist_ok=True)
     report.write_run(config.run_dir, run)
@@ -749,7 +749,7 @@ def test_collect_without_a_log_exits_2(
     assert capsys.readouterr().err == f"error: {make(tmp_path)} {message}\n"
 
 
-def _finished_run(tmp_path: Path, *rows: VersionResult) -> Path:
+def _finished_run(tmp_path: Path, *rows: Row) -> Path:
     config = RunConfig("r1", (), tmp_path)
     _written(config, *rows)
     return config.run_dir

@@ -18,7 +18,7 @@ from orchestration.collect import (
     CLOSED_PAIRING_CONNECTIONS,
     MAX_LINE_BYTES,
     Collector,
-    Signals,
+    LogSignals,
     collect_file,
     collect_lines,
     line_blocks,
@@ -34,7 +34,7 @@ _TREE = Path(__file__).resolve().parents[1]
 _REPO = _TREE.parent if _TREE.name == "mutants" else _TREE
 REAL_LOGS = _REPO.parent / "shared" / "real-logs"
 CLIENT = ', client: 172.18.0.1, server: kong, request: "GET /hello HTTP/1.1", host: "kong:8000"'
-ZERO = Signals(0, 0, 0, 0, 0, 0, 0, 0, 0)
+ZERO = LogSignals(0, 0, 0, 0, 0, 0, 0, 0, 0)
 
 
 def counter_line(value: int, name: str = "example-plugin") -> str:
@@ -55,8 +55,8 @@ def starting_line(name: str = "example-plugin") -> str:
     return f"2023/11/21 22:33:01 [notice] 2346#0: *1 [kong] process.lua:252 Starting {name}"
 
 
-def expected(**counts: int) -> Signals:
-    return Signals(**{**ZERO.to_dict(), **counts})
+def expected(**counts: int) -> LogSignals:
+    return LogSignals(**{**ZERO.to_dict(), **counts})
 
 
 FIXTURE_SIGNALS = {
@@ -177,7 +177,9 @@ def test_lines_blocks_and_tiny_chunks_agree(name: str) -> None:
     )
 
 
-def _one_by_one_and_in_tiny_chunks(data: bytes, plugin: str) -> tuple[Signals, Signals, Signals]:
+def _one_by_one_and_in_tiny_chunks(
+    data: bytes, plugin: str
+) -> tuple[LogSignals, LogSignals, LogSignals]:
     """The counts fed line by line, in 7-byte chunks, and as one block."""
     one_by_one = collect_lines(data.splitlines(keepends=True), plugin)
     tiny_chunks, whole = Collector(plugin), Collector(plugin)
@@ -187,7 +189,7 @@ def _one_by_one_and_in_tiny_chunks(data: bytes, plugin: str) -> tuple[Signals, S
     return one_by_one, tiny_chunks.signals(), whole.signals()
 
 
-def collect_every_way(lines: list[str], plugin: str = "example-plugin") -> Signals:
+def collect_every_way(lines: list[str], plugin: str = "example-plugin") -> LogSignals:
     """The counts of `lines`, after checking that line by line, 7-byte chunks and one block
     agree (the fast paths for whole blocks must give what the lines one at a time give)."""
     data = "".join(line + "\n" for line in lines).encode()
@@ -230,7 +232,7 @@ def test_str_lines_as_the_pipeline_passes_them() -> None:
         ),
     ],
 )
-def test_other_plugin_servers_in_the_same_log(plugin: str, signals: Signals) -> None:
+def test_other_plugin_servers_in_the_same_log(plugin: str, signals: LogSignals) -> None:
     assert collect_file(FIXTURES / "multi_plugin.log", plugin=plugin) == signals
 
 
@@ -945,7 +947,7 @@ def test_bad_plugin_name_is_refused() -> None:
 
 # --- real Kong logs users committed to public bug reproductions (see its README) ---
 
-# Each truth.json key -> our Signals field, in one place.
+# Each truth.json key -> our LogSignals field, in one place.
 TRUTH_KEY_TO_SIGNAL = {
     "new_calls_total": "new_calls_total",
     "counter_lines": "counter_lines",

@@ -11,10 +11,10 @@ from runs import cli, sim_run, write_folder
 
 from orchestration import compare
 from orchestration.errors import UsageError
-from orchestration.report import RunResult, VersionResult
+from orchestration.report import Row, RunResult
 
 
-def _steady(run: RunResult) -> dict[str, VersionResult]:
+def _steady(run: RunResult) -> dict[str, Row]:
     return {row.version: row for row in run.versions if row.scenario == "steady"}
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from orchestration import evidence
-from orchestration.plugin import PluginContract
+from orchestration.contract import PluginContract
 
 
 @pytest.mark.parametrize(

@@ -11,12 +11,12 @@ import pytest
 from runs import REPO, cli, sim_run, write_folder
 
 from orchestration import merge, report
-from orchestration.report import VersionResult, load_run
+from orchestration.report import Row, load_run
 
 TIMING_HEADERS = {"req/s", "p95 ms"}
 
 
-def _table_without_timing(rows: tuple[VersionResult, ...]) -> list[list[str]]:
+def _table_without_timing(rows: tuple[Row, ...]) -> list[list[str]]:
     headers, cells = report.table_cells(rows)
     keep = [i for i, header in enumerate(headers) if header not in TIMING_HEADERS]
     return [[headers[i] for i in keep]] + [[row[i] for i in keep] for row in cells]
@@ -156,7 +156,7 @@ def test_two_sim_runs_merge_into_the_table_of_one(tmp_path: Path) -> None:
         "requests",
     )
 
-    def decisions(rows: tuple[VersionResult, ...]) -> list[tuple[object, ...]]:
+    def decisions(rows: tuple[Row, ...]) -> list[tuple[object, ...]]:
         return [tuple(getattr(row, name) for name in decided) for row in rows]
 
     assert decisions(merged.versions) == decisions(full.versions)

@@ -19,7 +19,7 @@ from orchestration import drawing, pipeline, report, rows, scenarios
 from orchestration.config import RunConfig
 from orchestration.errors import Interrupted, StackError, UsageError
 from orchestration.load import LoadResult
-from orchestration.report import RunResult, VersionResult
+from orchestration.report import Row, RunResult
 from orchestration.scenarios import Outcome, phase
 from orchestration.versions import target_for_version
 from orchestration.world import Cancel, VersionWorld, folder_name
@@ -64,7 +64,7 @@ def test_interrupt_keeps_finished_rows_and_marks_the_rest(
 
     def fake_measure(
         job: pipeline.Job, _config: RunConfig, *_cancel: object, **_engine: object
-    ) -> VersionResult:
+    ) -> Row:
         if job.target.label == "3.4.0.0":
             return finished
         raise Interrupted(15)
@@ -96,9 +96,7 @@ def test_a_parallel_worker_that_raises_stops_the_run_and_keeps_what_finished(
     config = replace(config_for(tmp_path, "3.4.0.0", "3.4.1.0", "3.6.0.0"), parallel=2)
     finished = replace(rows.base_row(pipeline.Job(config.targets[0]), config, tmp_path))
 
-    def measure(
-        job: pipeline.Job, _config: RunConfig, *_cancel: object, **_engine: object
-    ) -> VersionResult:
+    def measure(job: pipeline.Job, _config: RunConfig, *_cancel: object, **_engine: object) -> Row:
         if job.target.label == "3.4.1.0":
             raise RuntimeError("a bug of ours")
         return replace(finished, version=job.target.label)
@@ -200,11 +198,11 @@ def _churn(new_calls: int) -> Outcome:
 
 def _run_showing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, early: Outcome | None, final: Outcome
-) -> tuple[list[str], list[VersionResult]]:
+) -> tuple[list[str], list[Row]]:
     events: list[str] = []
-    shown: list[VersionResult] = []
+    shown: list[Row] = []
 
-    def announce(row: VersionResult) -> None:
+    def announce(row: Row) -> None:
         events.append(f"verdict {row.verdict} {row.new_calls_per_request}")
         shown.append(row)
 
@@ -297,10 +295,10 @@ class _PipelinedJobs:
         job: pipeline.Job,
         _config: RunConfig,
         cancel: Cancel,
-        on_verdict: Callable[[VersionResult], None] | None = None,
+        on_verdict: Callable[[Row], None] | None = None,
         load_turn: Callable[[], None] | None = None,
         **_engine: object,
-    ) -> VersionResult:
+    ) -> Row:
         label = job.target.label
         self.cancels[label] = cancel
         self.events.append(f"start {label}")

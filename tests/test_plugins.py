@@ -20,6 +20,7 @@ from python_on_whales import DockerClient
 
 from orchestration import host_fetch, pipeline, plugin_images, plugins, sim
 from orchestration.config import RunConfig
+from orchestration.contract import declarative_template
 from orchestration.engine import Engine
 from orchestration.errors import (
     ConfigError,
@@ -32,7 +33,6 @@ from orchestration.kinds import KINDS, kind_named
 from orchestration.kinds import go as go_kind
 from orchestration.kinds import js as js_kind
 from orchestration.kinds import python as python_kind
-from orchestration.plugin import declarative_template
 from orchestration.plugins import (
     PluginDump,
     PluginSource,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from outcomes import config_for
 
+from orchestration.contract import EXAMPLE
 from orchestration.engine import Engine
-from orchestration.plugin import EXAMPLE
 from orchestration.prepare import Prepared
 
 

@@ -28,11 +28,11 @@ from test_reliability import REPO, _remove_leftovers, assert_nothing_left
 from test_under_nox import Terminal, nox_session
 
 from orchestration import progress
-from orchestration.collect import Signals
+from orchestration.collect import LogSignals
 from orchestration.load import STATS_CSV
 
 FIXTURES = Path(__file__).parent / "fixtures"
-NOTHING = Signals(0, 0, 0, 0, 0, 0, 0, 0, 0)
+NOTHING = LogSignals(0, 0, 0, 0, 0, 0, 0, 0, 0)
 ERASE_LINE = "\x1b[2K"  # how rich's live display takes its lines back to redraw them
 CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\r")
 
@@ -51,7 +51,7 @@ class Log:
     def __init__(self) -> None:
         self.signals = NOTHING
 
-    def __call__(self) -> Signals:
+    def __call__(self) -> LogSignals:
         return self.signals
 
 
@@ -240,9 +240,9 @@ def nowhere() -> Iterator[TextIO]:
 def test_a_line_that_cannot_be_read_says_so_and_the_others_go_on(
     fast: None, nowhere: TextIO
 ) -> None:
-    read: list[Signals] = []
+    read: list[LogSignals] = []
 
-    def log_that_breaks() -> Signals:  # read once as the load starts, then broken
+    def log_that_breaks() -> LogSignals:  # read once as the load starts, then broken
         if read:
             raise ValueError("half a line")
         read.append(NOTHING)

@@ -11,11 +11,11 @@ import pytest
 
 from orchestration import report
 from orchestration.errors import UsageError
-from orchestration.report import RunResult, VersionResult
+from orchestration.report import Row, RunResult
 
 
-def _row(**changes: object) -> VersionResult:
-    row = VersionResult(
+def _row(**changes: object) -> Row:
+    row = Row(
         version="3.4.1.0",
         image="kong/kong-gateway:3.4.1.0",
         simulated=True,
@@ -160,7 +160,7 @@ def _run_with_phases() -> RunResult:
 def test_results_json_round_trips_phases_and_findings() -> None:
     run = _run_with_phases()
     data = json.loads(json.dumps(run.to_dict()))
-    assert set(data["versions"][0]) == {f.name for f in fields(VersionResult)}
+    assert set(data["versions"][0]) == {f.name for f in fields(Row)}
     assert data["versions"][0]["phases"][1]["name"] == "change"
     assert data["versions"][0]["findings"] == ["stale-config", "slow"]
     assert RunResult.from_dict(data) == run
@@ -221,9 +221,7 @@ def test_results_files_are_for_people_and_spreadsheets(tmp_path: Path) -> None:
     assert (tmp_path / "results.json").read_text().startswith('{\n  "run_id": "r",\n  "tool')
     text = (tmp_path / "results.csv").read_bytes().decode()
     assert "\r" not in text
-    assert text.splitlines()[0].split(",") == [
-        f.name for f in fields(VersionResult) if f.name != "phases"
-    ]
+    assert text.splitlines()[0].split(",") == [f.name for f in fields(Row) if f.name != "phases"]
     first = next(csv.DictReader(io.StringIO(text)))
     assert (first["findings"], first["requests"], first["error"]) == (
         "stale-config;slow",
@@ -334,7 +332,7 @@ def test_a_small_sample_is_a_finding_in_the_table_and_the_csv() -> None:
     assert "small-sample" in report.render_csv((row,))
 
 
-def _widest_one_plugin_rows() -> tuple[VersionResult, ...]:
+def _widest_one_plugin_rows() -> tuple[Row, ...]:
     """A one-plugin steady run at the widest its cells get: the longest release numbers and
     verdicts, five-digit counts, a finding, an error row."""
     return (

@@ -10,14 +10,14 @@ from outcomes import LOAD_1000, config_for, load_outcome, signals, tapped
 
 from orchestration import rows
 from orchestration.load import LoadResult
-from orchestration.report import PhaseResult, VersionResult
+from orchestration.report import PhaseResult, Row
 from orchestration.resources import Summary
 from orchestration.scenarios import Outcome
 from orchestration.versions import target_for_image, target_for_version
 
 
 def test_row_counts_only_the_load() -> None:
-    config_row = VersionResult(
+    config_row = Row(
         version="3.4.1.0",
         image="i",
         simulated=True,
@@ -293,7 +293,7 @@ class _Folder:
         return self._failures
 
 
-def _base() -> VersionResult:
+def _base() -> Row:
     return rows.base_row(
         rows.Job(target_for_version("3.4.1.0")), config_for(Path("/n")), Path("/x")
     )

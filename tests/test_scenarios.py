@@ -14,12 +14,12 @@ from typing import Any, TypeVar
 import pytest
 
 from orchestration import pipeline, progress, scenarios
-from orchestration.collect import Signals
+from orchestration.collect import LogSignals
 from orchestration.config import SCENARIOS, RunConfig
+from orchestration.contract import EXAMPLE, Answer
 from orchestration.errors import UsageError
 from orchestration.load import LoadResult
-from orchestration.plugin import EXAMPLE, Answer
-from orchestration.report import PhaseResult, VersionResult
+from orchestration.report import PhaseResult, Row
 from orchestration.resources import Summary
 from orchestration.versions import target_for_version
 from orchestration.world import WorldOptions
@@ -40,7 +40,7 @@ def _config(tmp_path: Path, **changes: object) -> RunConfig:
     return config
 
 
-def _run(tmp_path: Path, version: str, scenario: str, **changes: object) -> VersionResult:
+def _run(tmp_path: Path, version: str, scenario: str, **changes: object) -> Row:
     config = _config(tmp_path, **changes)
     row = pipeline.measure_job(pipeline.Job(target_for_version(version), scenario), config)
     assert row.status == "ok", row.error
@@ -48,7 +48,7 @@ def _run(tmp_path: Path, version: str, scenario: str, **changes: object) -> Vers
     return row
 
 
-def _phases(row: VersionResult) -> dict[str, PhaseResult]:
+def _phases(row: Row) -> dict[str, PhaseResult]:
     return {phase.name: phase for phase in row.phases}
 
 
@@ -200,8 +200,8 @@ class _FakeWorld:
     def proxy_url(self) -> str:
         return "http://127.0.0.1:1"
 
-    def _signals(self) -> Signals:
-        return Signals(
+    def _signals(self) -> LogSignals:
+        return LogSignals(
             new_calls_total=self._served,
             counter_lines=self._served,
             instance_starts=self._served,
@@ -213,7 +213,7 @@ class _FakeWorld:
             lines=self._served,
         )
 
-    def ready(self) -> Signals:
+    def ready(self) -> LogSignals:
         self.calls.append("ready")
         return self._signals()
 
@@ -253,14 +253,14 @@ class _FakeWorld:
         self._server_starts += 1  # Kong respawns it
         return 1
 
-    def settle(self, answer: Answer, counter_lines: Callable[[], int]) -> Signals:
+    def settle(self, answer: Answer, counter_lines: Callable[[], int]) -> LogSignals:
         return self._signals()
 
-    def settle_after(self, ready_counter: int | None) -> Signals:
+    def settle_after(self, ready_counter: int | None) -> LogSignals:
         self.calls.append("settle_after")
         return self._signals()
 
-    def finish(self) -> Signals:
+    def finish(self) -> LogSignals:
         self.calls.append("finish")
         return self._signals()
 

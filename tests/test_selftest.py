@@ -5,15 +5,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 from orchestration import selftest
-from orchestration.report import RunResult, VersionResult
+from orchestration.report import Row, RunResult
 
 CONDITIONS = {"workers": 4, "requests": 1000, "users": 50}
 
 
-def _row(
-    version: str, verdict: str, per_request: float, before: int, plugin: str = "go"
-) -> VersionResult:
-    return VersionResult(
+def _row(version: str, verdict: str, per_request: float, before: int, plugin: str = "go") -> Row:
+    return Row(
         plugin=plugin,
         version=version,
         image=f"kong/kong-gateway:{version}",
@@ -35,7 +33,7 @@ def _row(
     )
 
 
-def _good_rows() -> list[VersionResult]:
+def _good_rows() -> list[Row]:
     others = [
         row
         for plugin in selftest.OTHER_PLUGINS
@@ -53,7 +51,7 @@ def _good_rows() -> list[VersionResult]:
     ]
 
 
-def _failed(rows: list[VersionResult], config: dict[str, object] | None = None) -> list[str]:
+def _failed(rows: list[Row], config: dict[str, object] | None = None) -> list[str]:
     run = RunResult("r", "0", dict(CONDITIONS if config is None else config), tuple(rows))
     checks = selftest.evaluate(run, 1000)
     return [

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 from python_on_whales import DockerClient
 
+from orchestration.contract import EXAMPLE
 from orchestration.errors import EnvironmentProblem, ImageUnavailable, ReadyTimeout
-from orchestration.plugin import EXAMPLE
 from orchestration.stack import (
     DEFAULT_COMPOSE_FILE,
     LABEL,

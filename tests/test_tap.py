@@ -17,7 +17,7 @@ import pytest
 
 from orchestration import pipeline
 from orchestration.config import RunConfig
-from orchestration.report import VersionResult
+from orchestration.report import Row
 from orchestration.versions import target_for_version
 
 TAP_STARTED = re.compile(rb"\] kpm-tap: instance started id=\d+ total=(\d+)")
@@ -60,7 +60,7 @@ def test_tap_counts_every_instance_start_the_plugin_saw(tmp_path: Path, version:
         assert started <= config.workers  # stable: one instance per worker
 
 
-def _measured(tmp_path: Path, version: str, plugin: str, *, tap: bool) -> VersionResult:
+def _measured(tmp_path: Path, version: str, plugin: str, *, tap: bool) -> Row:
     from orchestration.plugins import resolve_plugins
 
     (source,) = resolve_plugins((plugin,), Path(__file__).resolve().parents[1])

@@ -16,7 +16,7 @@ from typing import cast
 import pytest
 from outcomes import config_for as _config
 
-from orchestration import pipeline, plugin, world
+from orchestration import contract, pipeline, world
 from orchestration.collect import collect_file
 from orchestration.errors import Interrupted
 from orchestration.load import LocustWorkers
@@ -57,8 +57,8 @@ def counter_server() -> Iterator[str]:
 
 
 def test_plugin_counter_is_read_from_the_header(counter_server: str) -> None:
-    assert plugin.ask(counter_server, "/hello").counter == 2007
-    assert plugin.ask(counter_server, "/other").counter is None
+    assert contract.ask(counter_server, "/hello").counter == 2007
+    assert contract.ask(counter_server, "/other").counter is None
 
 
 def test_warm_up_reaches_every_worker_on_new_connections(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from orchestration.commands import Command, common
 from orchestration.config import new_run_id
 from orchestration.errors import UsageError
 from orchestration.owner import OWNER_ENV, Owner
-from orchestration.report import VersionResult
+from orchestration.report import Row
 from orchestration.versions import Target
 
 
@@ -48,7 +48,7 @@ def _bisect(args: argparse.Namespace) -> int:
     labels = " ".join(t.label for t in config.targets)
     print(f"bisect: {len(config.targets)} versions in order: {labels}", file=sys.stderr)
 
-    def measure(target: Target) -> VersionResult:
+    def measure(target: Target) -> Row:
         step = replace(config, run_id=new_run_id(), targets=(target,))
         run = pipeline.run_matrix(step, announce=common.announce)
         drawing.finish_run(step.run_dir, run)

@@ -10,8 +10,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from orchestration import evidence
-from orchestration.collect import DEFAULT_PLUGIN as DEFAULT_PLUGIN_SERVER
-from orchestration.collect import collect_file, plugin_servers_in
+from orchestration.collect import DEFAULT_LOG_NAME, collect_file, plugin_servers_in
 from orchestration.commands import Command
 from orchestration.errors import UsageError
 
@@ -71,7 +70,7 @@ def _plugins_in(log: Path, asked: str | None) -> list[str]:
     facts = evidence.read_plugin_facts(log.parent)
     if facts and facts.get("log_name"):
         return [str(facts["log_name"])]
-    return plugin_servers_in(log) or [DEFAULT_PLUGIN_SERVER]
+    return plugin_servers_in(log) or [DEFAULT_LOG_NAME]
 
 
 COLLECT = Command("collect", "count the churn signals in a Kong log you have", _collect, _arguments)

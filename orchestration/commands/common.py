@@ -16,7 +16,7 @@ from orchestration.config import OPTIONS, RunConfig, new_run_id
 from orchestration.errors import MatrixError, UsageError
 from orchestration.options import Check, values_of
 from orchestration.paths import REPO_ROOT
-from orchestration.report import RunResult, VersionResult
+from orchestration.report import Row, RunResult
 from orchestration.versions import Target
 
 if TYPE_CHECKING:  # the adapter imports python-on-whales: only for commands that use Docker
@@ -219,7 +219,7 @@ def engines_to_survey(docker_hosts: tuple[str, ...]) -> tuple[Engine, ...]:
     return EnginePool(docker_hosts).engines
 
 
-def announce(row: VersionResult) -> None:
+def announce(row: Row) -> None:
     per_request = "-" if row.new_calls_per_request is None else f"{row.new_calls_per_request:.3f}"
     tag = " [simulated]" if row.simulated else ""
     detail = f": {row.error}" if row.error else f", New()/request {per_request}"

@@ -19,12 +19,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
-from orchestration.collect import Signals
+from orchestration.collect import LogSignals
 from orchestration.config import SCENARIOS, RunConfig
+from orchestration.contract import Answer, PluginContract
 from orchestration.engine import Engine
 from orchestration.errors import UsageError
 from orchestration.load import LoadResult
-from orchestration.plugin import Answer, PluginContract
 from orchestration.plugins import PluginSource, default_plugin
 from orchestration.progress import Line
 from orchestration.report import PhaseResult
@@ -77,7 +77,7 @@ class World(Protocol):
     @property
     def proxy_url(self) -> str: ...
 
-    def ready(self) -> Signals: ...
+    def ready(self) -> LogSignals: ...
 
     def warm_up(self) -> int | None: ...
 
@@ -95,11 +95,11 @@ class World(Protocol):
 
     def kill_plugin_server(self) -> int: ...
 
-    def settle(self, answer: Answer, counter_lines: Callable[[], int]) -> Signals: ...
+    def settle(self, answer: Answer, counter_lines: Callable[[], int]) -> LogSignals: ...
 
-    def settle_after(self, ready_counter: int | None) -> Signals: ...
+    def settle_after(self, ready_counter: int | None) -> LogSignals: ...
 
-    def finish(self) -> Signals: ...
+    def finish(self) -> LogSignals: ...
 
 
 @dataclass(frozen=True)
@@ -141,8 +141,8 @@ class Outcome:
     """A scenario's phases, and the log's counts at its start (after warm-up) and end."""
 
     phases: tuple[PhaseResult, ...]
-    first: Signals  # the first world's log after warm-up
-    last: Signals  # the last world's saved log, counted whole
+    first: LogSignals  # the first world's log after warm-up
+    last: LogSignals  # the last world's saved log, counted whole
     plugin_counter: int | None = None  # the plugin's own count at the end (its header)
     shortfall: str | None = None  # set when a load ended before every request was sent
     stopped_by: int | None = None  # the signal that ended a web UI session
@@ -160,8 +160,8 @@ class Scenario:
 def phase(
     name: str,
     about: str,
-    before: Signals,
-    after: Signals,
+    before: LogSignals,
+    after: LogSignals,
     load: LoadResult | None,
     *,
     counted: bool = True,
@@ -208,11 +208,11 @@ class Loaded:
 
     load: LoadResult
     shortfall: str | None
-    end: Signals
+    end: LogSignals
     answer: Answer  # the probe after it: the plugin's own count and config
 
 
-def load_and_settle(world: World, pending: SentLoad, since: Signals, purpose: str) -> Loaded:
+def load_and_settle(world: World, pending: SentLoad, since: LogSignals, purpose: str) -> Loaded:
     """Wait for a sent load's result and for its log lines: a probe after it says how far the
     plugin's count got (without one, a counter line per request served since `since`)."""
     answer = world.probe(purpose)
@@ -222,7 +222,7 @@ def load_and_settle(world: World, pending: SentLoad, since: Signals, purpose: st
 
 
 def announce_early(
-    session: Session, about: str, before: Signals, settled: Signals, pending: SentLoad
+    session: Session, about: str, before: LogSignals, settled: LogSignals, pending: SentLoad
 ) -> None:
     """Hand the verdict on as soon as the load's log lines are in, before the stack goes down.
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import statistics
 
-from orchestration.collect import Signals
+from orchestration.collect import LogSignals
 from orchestration.load import LoadResult
 from orchestration.report import PhaseResult
 from orchestration.scenarios import Outcome, Scenario, Session, load_and_settle, phase, sampled
@@ -62,7 +62,7 @@ def run(session: Session) -> Outcome:
     )
 
 
-def _ratios(loads: dict[str, list[LoadResult]], mark: Signals, last: Signals) -> PhaseResult:
+def _ratios(loads: dict[str, list[LoadResult]], mark: LogSignals, last: LogSignals) -> PhaseResult:
     def median(kind: str, figure: str) -> float:
         return float(statistics.median(getattr(load, figure) for load in loads[kind]))
 

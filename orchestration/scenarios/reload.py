@@ -15,9 +15,9 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from orchestration.collect import Signals
+from orchestration.collect import LogSignals
+from orchestration.contract import KONG_YML, Answer, declarative_template
 from orchestration.errors import StackError
-from orchestration.plugin import KONG_YML, Answer, declarative_template
 from orchestration.scenarios import (
     Outcome,
     Scenario,
@@ -105,7 +105,7 @@ def _with_message(declarative: dict[str, Any], plugin_name: str, message: str) -
     return changed
 
 
-def _ask_which_config(world: World, message: str) -> tuple[int, int, Answer, Signals]:
+def _ask_which_config(world: World, message: str) -> tuple[int, int, Answer, LogSignals]:
     """How many of ten new connections per worker answered with `message`, the last answer, and
     the log's counts once its line is in."""
     answers = [world.probe("which-config") for _ in range(WARM_UP_PER_WORKER * world.workers)]

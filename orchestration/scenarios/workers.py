@@ -6,7 +6,7 @@ request can change with the worker count; the report's Kong ran 4. `--workers` d
 
 from __future__ import annotations
 
-from orchestration.collect import Signals
+from orchestration.collect import LogSignals
 from orchestration.report import PhaseResult
 from orchestration.scenarios import (
     Outcome,
@@ -27,8 +27,8 @@ def run(session: Session) -> Outcome:
     config = session.config
     phases: list[PhaseResult] = []
     worlds: list[World] = []
-    first: Signals | None = None
-    last: Signals | None = None
+    first: LogSignals | None = None
+    last: LogSignals | None = None
     shortfall, counter = None, None
     for workers in WORKER_COUNTS:
         options = WorldOptions(workers=workers, suffix=f"-w{workers}")

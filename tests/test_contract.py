@@ -1,4 +1,4 @@
-"""Tests for orchestration.plugin: what Kong is told about a plugin, and its declarative config."""
+"""Tests for orchestration.contract: what Kong is told about a plugin, its declarative config."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestration.contract import EXAMPLE, PluginContract, declarative_template
 from orchestration.errors import StackError
-from orchestration.plugin import EXAMPLE, PluginContract, declarative_template
 from orchestration.stack import StackSpec, write_service_env_file
 
 REPO = Path(__file__).resolve().parents[1]
