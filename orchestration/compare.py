@@ -18,7 +18,8 @@ from typing import Any
 from tabulate import tabulate
 
 from orchestration.errors import UsageError
-from orchestration.report import Row, RunResult, load_run
+from orchestration.report import Row, RunResult
+from orchestration.run_files import load_run
 
 DEFAULT_NEW_ABSOLUTE = 0.05  # New() per request
 DEFAULT_P95_RELATIVE = 0.25

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestration.errors import UsageError
-from orchestration.report import Row, RunResult, write_atomic
+from orchestration.report import Row, RunResult
+from orchestration.run_files import write_atomic
 
 EXPECTABLE = ("churn", "stable", "inconclusive")
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from orchestration import __version__, drawing, report
+from orchestration import __version__, drawing, report, run_files
 from orchestration.config import SCENARIOS, new_run_id
 from orchestration.errors import UsageError
 from orchestration.report import Row, RunResult
@@ -64,21 +64,21 @@ def _sources_in(path: Path) -> list[Source]:
             "them, e.g. downloaded CI artifacts"
         )
     if path.is_file():
-        return [Source(report.load_run(path), path.parent)]
+        return [Source(run_files.load_run(path), path.parent)]
     if not path.is_dir():
         raise UsageError(
             f"{path} is neither a folder nor a file: pass run folders (results/<run-id>) or "
             "folders holding them"
         )
     if (path / "results.json").is_file():
-        return [Source(report.load_run(path), path)]
+        return [Source(run_files.load_run(path), path)]
     found = _run_folders_under(path)
     if not found:
         raise UsageError(
             f"{path} holds no results.json, nor run folders with one: pass run folders "
             "(results/<run-id>) or folders holding them"
         )
-    return [Source(report.load_run(folder), folder) for folder in found]
+    return [Source(run_files.load_run(folder), folder) for folder in found]
 
 
 def _run_folders_under(path: Path, depth: int = 3) -> list[Path]:
@@ -136,16 +136,16 @@ def merge(sources: Sequence[Source], results_root: Path) -> tuple[RunResult, Pat
         rows.append(_with_folder(source, row, run_dir, used))
     config = _config(run_id, sources, rows)
     run = RunResult(run_id, __version__, config, tuple(rows))
-    report.write_config(run_dir, config)
-    report.write_run(run_dir, run)
+    run_files.write_config(run_dir, config)
+    run_files.write_run(run_dir, run)
     drawing.finish_run(run_dir, run)
-    report.point_latest(results_root, run_dir)
+    run_files.point_latest(results_root, run_dir)
     return run, run_dir
 
 
 def _with_folder(source: Source, row: Row, run_dir: Path, used: set[str]) -> Row:
     """The row pointing at its own copy of its version folder (renamed if the name is taken)."""
-    folder = report.version_folder(source.run_dir, row)
+    folder = run_files.version_folder(source.run_dir, row)
     if folder is None:
         return replace(row, results_dir=None)
     name = folder.name if folder.name not in used else f"{folder.name}-{source.run.run_id}"

@@ -31,7 +31,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import NullLocator
 
-from orchestration import report
+from orchestration import report, run_files
 from orchestration.report import Row, RunResult
 
 PAGE_NAME = "report.html"
@@ -252,7 +252,7 @@ def memory_traces(series: Sequence[Series]) -> list[MemoryTrace]:
     for one in series:
         prefix = f"{one.name}: " if len(series) > 1 else ""
         for row in one.run.versions:
-            folder = report.version_folder(one.run_dir, row)
+            folder = run_files.version_folder(one.run_dir, row)
             if folder is None:
                 continue
             for path in sorted(folder.glob("resources*.csv")):
@@ -420,7 +420,7 @@ def render_run_page(run: RunResult, run_dir: Path | None) -> str:
 def write_page(run_dir: Path, run: RunResult) -> Path:
     """Draw `run_dir/report.html` for `run`; returns its path."""
     path = run_dir / PAGE_NAME
-    report.write_atomic(path, f"{_fingerprint_line(run)}{render_run_page(run, run_dir)}")
+    run_files.write_atomic(path, f"{_fingerprint_line(run)}{render_run_page(run, run_dir)}")
     return path
 
 

@@ -31,7 +31,7 @@ from typing import Protocol
 
 from python_on_whales import DockerException
 
-from orchestration import drawing, evidence, progress, pulls, report, rows, scenarios
+from orchestration import drawing, evidence, progress, pulls, rows, run_files, scenarios
 from orchestration.config import RunConfig
 from orchestration.engine import Engine
 from orchestration.engines import EnginePool
@@ -153,8 +153,8 @@ def run_matrix(
     ended with its measurement (a web UI session) is kept as it is.
     """
     create_run_dir(config)
-    report.write_config(config.run_dir, config.to_dict())
-    report.point_latest(config.results_root, config.run_dir)
+    run_files.write_config(config.run_dir, config.to_dict())
+    run_files.point_latest(config.results_root, config.run_dir)
     results = RunRows(config)
     cancel = Cancel()
     jobs = jobs_of(config) if jobs is None else jobs
@@ -243,7 +243,7 @@ class RunRows:
             ordered = tuple(self._rows[index] for index in sorted(self._rows))
             run = RunResult(config.run_id, config.tool_version, config.to_dict(), ordered)
             if ordered != self._written:
-                report.write_run(config.run_dir, run)
+                run_files.write_run(config.run_dir, run)
                 self._written = ordered
         return run
 

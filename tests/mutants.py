@@ -30,6 +30,7 @@ SCOPE: dict[str, tuple[str, ...]] = {
     "selftest": ("*",),
     "config": ("*",),
     "report": ("*",),
+    "run_files": ("*",),  # writing and reading a run folder: report.py's until it moved
     "drawing": ("*",),  # when the report page is drawn: report.py's until it moved
     # the verdict and row logic (Job.folder: a property, see below)
     "rows": ("*",),

@@ -13,7 +13,8 @@ from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
-from orchestration.report import Row, RunResult, load_run
+from orchestration.report import Row, RunResult
+from orchestration.run_files import load_run
 
 REPO = Path(__file__).resolve().parent.parent
 SIM_RUN = REPO / "tests" / "fixtures" / "runs" / "sim-matrix"

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from orchestration import cli, pipeline, report, versions
+from orchestration import cli, pipeline, run_files, versions
 from orchestration.commands import common
 from orchestration.commands import report as report_command
 from orchestration.config import RunConfig
@@ -51,7 +51,7 @@ def _row(version: str, status: str = "ok", verdict: str = "stable") -> Row:
 def _written(config: RunConfig, *rows: Row) -> RunResult:
     run = RunResult(config.run_id, config.tool_version, config.to_dict(), rows)
     config.run_dir.mkdir(parents=True, exist_ok=True)
-    report.write_run(config.run_dir, run)
+    run_files.write_run(config.run_dir, run)
     return run
 
 
@@ -1404,7 +1404,7 @@ def test_selftest_passes_a_good_run_and_plans_every_built_in(
     assert jobs == list(selftest.planned())
     assert prerequisites == [True]  # offline, always
     shown = capsys.readouterr()
-    checks = selftest.evaluate(report.load_run(configs[0].run_dir), 1000)
+    checks = selftest.evaluate(run_files.load_run(configs[0].run_dir), 1000)
     table = [[c.strip() for c in line.split("|")[1:-1]] for line in shown.out.splitlines()]
     assert table[-len(checks) - 2] == ["version", "plugin", "check", "result", "detail"]
     assert table[-len(checks) :] == [
@@ -1483,7 +1483,7 @@ def test_compare_prints_the_markdown_once_and_an_unwritable_page_exits_2(
     def refused(_path: Path, _text: str) -> None:
         raise OSError(30, "Read-only file system")
 
-    monkeypatch.setattr(report, "write_atomic", refused)
+    monkeypatch.setattr(run_files, "write_atomic", refused)
     page_file = tmp_path / "page.html"
     assert cli.main(["compare", str(old), str(new), "--html", str(page_file)]) == 2
     assert capsys.readouterr().err == (
@@ -1564,7 +1564,7 @@ def test_selftest_announces_rows_and_counts_what_passed(
     assert cli.main(["selftest", "--results", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "==> 3.4.1.0 [simulated]: stable, New()/request 1.800\n" in err
-    run = report.load_run(next(p for p in tmp_path.iterdir() if p.name != "latest"))
+    run = run_files.load_run(next(p for p in tmp_path.iterdir() if p.name != "latest"))
     checks = selftest.evaluate(run, 1000)
     failed = sum(not c.passed for c in checks)
     assert err.endswith(f"selftest: {len(checks) - failed} passed, {failed} failed\n")

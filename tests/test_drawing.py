@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from test_report import _row
 
-from orchestration import drawing, report
+from orchestration import drawing, run_files
 from orchestration.report import RunResult
 
 
@@ -26,7 +26,7 @@ def test_a_complete_run_draws_its_page_and_a_failure_to_draw_only_warns(
         drawing.finish_run(tmp_path, RunResult("r", "0", config, (_row(),)))
     assert drawn == [], "a run still missing rows draws no page"
     run = RunResult("r", "0", {"targets": ["3.4.1.0"]}, (_row(),))
-    report.write_run(tmp_path, run)
+    run_files.write_run(tmp_path, run)
     assert drawn == [], "writing the results files draws no page: it must stay fast"
     drawing.finish_run(tmp_path, run)
     assert drawn == [(tmp_path, run)]
@@ -40,7 +40,7 @@ def test_a_complete_run_draws_its_page_and_a_failure_to_draw_only_warns(
         f"could not draw {tmp_path / 'report.html'}: no fonts; "
         f"`python -m orchestration report {tmp_path} --html` draws it"
     ]
-    assert report.load_run(tmp_path / "results.json") == run  # the run itself is safe
+    assert run_files.load_run(tmp_path / "results.json") == run  # the run itself is safe
 
     def interrupted(run_dir: Path, run: RunResult) -> Path:
         raise KeyboardInterrupt

@@ -11,7 +11,8 @@ import pytest
 from runs import REPO, cli, sim_run, write_folder
 
 from orchestration import merge, report
-from orchestration.report import Row, load_run
+from orchestration.report import Row
+from orchestration.run_files import load_run
 
 TIMING_HEADERS = {"req/s", "p95 ms"}
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from outcomes import config_for, load_outcome, signals
 
-from orchestration import drawing, pipeline, report, rows, scenarios
+from orchestration import drawing, pipeline, rows, run_files, scenarios
 from orchestration.config import RunConfig
 from orchestration.errors import Interrupted, StackError, UsageError
 from orchestration.load import LoadResult
@@ -379,18 +379,18 @@ def test_the_results_files_are_written_once_per_row_and_never_for_nothing(
     """Two rows, two writes: none for the empty run at the start, none at the end for rows
     already written (it was four: empty, a row, a row, the same again)."""
     written: list[int] = []
-    write_run = report.write_run
+    write_run = run_files.write_run
 
     def counting(run_dir: Path, run: RunResult) -> None:
         written.append(len(run.versions))
         write_run(run_dir, run)
 
-    monkeypatch.setattr(report, "write_run", counting)
+    monkeypatch.setattr(run_files, "write_run", counting)
     monkeypatch.setattr(scenarios, "get", lambda _name: _scripted_scenario([], None, _churn(1500)))
     config = config_for(tmp_path, "3.4.1.0", "3.6.0.0")
 
     run = pipeline.run_matrix(config)
 
     assert written == [1, 2]
-    assert report.load_run(config.run_dir).versions == run.versions
+    assert run_files.load_run(config.run_dir).versions == run.versions
     assert (tmp_path / "latest").resolve() == config.run_dir.resolve()

@@ -26,7 +26,7 @@ import psutil
 import pytest
 from python_on_whales import DockerClient
 
-from orchestration import pipeline, processes, report, scenarios, stack, world
+from orchestration import pipeline, processes, run_files, scenarios, stack, world
 from orchestration.config import RunConfig
 from orchestration.engine import Engine, build_failure
 from orchestration.errors import EnvironmentProblem, ReadyTimeout, StackError
@@ -470,7 +470,7 @@ def test_threads_publishing_at_once_leave_valid_results(tmp_path: Path) -> None:
 
     def point(run_dir: Path) -> None:
         for _ in range(50):
-            report.point_latest(tmp_path, run_dir)
+            run_files.point_latest(tmp_path, run_dir)
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(point, runs))
@@ -794,7 +794,7 @@ def test_two_runs_at_once_building_the_same_tag_both_succeed(
     assert len(run_ids) == 2
     latest = runs.results / "latest"
     assert latest.resolve().name in run_ids
-    assert report.load_run(latest).all_ok
+    assert run_files.load_run(latest).all_ok
     for run_id in run_ids:
         assert _saved_rows(runs.results / run_id)["3.4.1.0"]["requests"] == 200
     assert_nothing_left(runs.results)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration import report
+from orchestration import report, run_files
 from orchestration.errors import UsageError
 from orchestration.report import Row, RunResult
 
@@ -82,12 +82,12 @@ def test_run_files_round_trip_and_latest_link(tmp_path: Path) -> None:
         {"requests": 1000},
         (_row(), _row(version="3.4.0.0", verdict="error", status="error", error="boom")),
     )
-    report.write_run(run_dir, run)
-    report.point_latest(tmp_path, run_dir)
+    run_files.write_run(run_dir, run)
+    run_files.point_latest(tmp_path, run_dir)
     data = json.loads((run_dir / "results.json").read_text())
     assert data["run_id"] == "run-1"
     assert data["versions"][0]["new_calls_per_request"] == 2.0
-    assert report.load_run(tmp_path / "latest") == run
+    assert run_files.load_run(tmp_path / "latest") == run
     summary = (run_dir / "summary.md").read_text()
     assert "SIMULATED" in summary and "boom" in summary
     csv_lines = (run_dir / "results.csv").read_text().splitlines()
@@ -98,16 +98,16 @@ def test_run_files_round_trip_and_latest_link(tmp_path: Path) -> None:
 
 def test_load_run_explains_missing_and_broken_files(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"no results\.json"):
-        report.load_run(tmp_path)
+        run_files.load_run(tmp_path)
     (tmp_path / "results.json").write_text('{"run_id": ')
     with pytest.raises(UsageError, match="not valid JSON"):
-        report.load_run(tmp_path)
+        run_files.load_run(tmp_path)
 
 
 def test_write_atomic_replaces_whole_file(tmp_path: Path) -> None:
     target = tmp_path / "f.json"
-    report.write_atomic(target, "old")
-    report.write_atomic(target, "new")
+    run_files.write_atomic(target, "old")
+    run_files.write_atomic(target, "new")
     assert target.read_text() == "new"
     assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
 
@@ -142,7 +142,7 @@ def test_summary_shows_each_scenarios_phases_as_a_table() -> None:
 
 
 def test_config_json_is_indented_for_people(tmp_path: Path) -> None:
-    report.write_config(tmp_path, {"requests": 1000, "targets": ["3.4.1.0"]})
+    run_files.write_config(tmp_path, {"requests": 1000, "targets": ["3.4.1.0"]})
     assert (tmp_path / "config.json").read_text() == (
         '{\n  "requests": 1000,\n  "targets": [\n    "3.4.1.0"\n  ]\n}\n'
     )
@@ -206,18 +206,18 @@ def test_version_folder_next_to_the_results_first_then_where_recorded(tmp_path: 
     recorded = tmp_path / "old" / "3.4.1.0"
     moved = tmp_path / "moved"
     row = _row(results_dir=str(recorded))
-    assert report.version_folder(moved, _row(results_dir=None)) is None
-    assert report.version_folder(moved, row) is None  # neither exists
+    assert run_files.version_folder(moved, _row(results_dir=None)) is None
+    assert run_files.version_folder(moved, row) is None  # neither exists
     recorded.mkdir(parents=True)
-    assert report.version_folder(moved, row) == recorded
-    assert report.version_folder(None, row) == recorded
+    assert run_files.version_folder(moved, row) == recorded
+    assert run_files.version_folder(None, row) == recorded
     (moved / "3.4.1.0").mkdir(parents=True)
-    assert report.version_folder(moved, row) == moved / "3.4.1.0"
+    assert run_files.version_folder(moved, row) == moved / "3.4.1.0"
 
 
 def test_results_files_are_for_people_and_spreadsheets(tmp_path: Path) -> None:
     run = _run_with_phases()
-    report.write_run(tmp_path, run)
+    run_files.write_run(tmp_path, run)
     assert (tmp_path / "results.json").read_text().startswith('{\n  "run_id": "r",\n  "tool')
     text = (tmp_path / "results.csv").read_bytes().decode()
     assert "\r" not in text
@@ -286,7 +286,7 @@ def test_table_cells_are_printed_as_formatted() -> None:
 
 
 def test_write_atomic_makes_the_folders(tmp_path: Path) -> None:
-    report.write_atomic(tmp_path / "a" / "b" / "f.json", "x")
+    run_files.write_atomic(tmp_path / "a" / "b" / "f.json", "x")
     assert (tmp_path / "a" / "b" / "f.json").read_text() == "x"
 
 
@@ -294,14 +294,14 @@ def test_a_failed_write_keeps_the_old_file_and_its_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     target = tmp_path / "f.json"
-    report.write_atomic(target, "old")
+    run_files.write_atomic(target, "old")
 
     def disk_full(fd: int) -> None:
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "fsync", disk_full)
     with pytest.raises(OSError, match="disk full"):
-        report.write_atomic(target, "new")
+        run_files.write_atomic(target, "new")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
 
@@ -399,7 +399,7 @@ def test_report_prints_the_compact_table_and_the_full_one_with_wide(
     from orchestration import cli
 
     run_dir = Path(__file__).parent / "fixtures" / "runs" / "sim-matrix"
-    run = report.load_run(run_dir)
+    run = run_files.load_run(run_dir)
     cli.main(["report", str(run_dir)])
     assert capsys.readouterr().out == report.render_summary(run, "compact") + "\n"
     cli.main(["report", str(run_dir), "--wide"])

@@ -13,7 +13,7 @@ import pytest
 from chromium import Chromium, find_chromium
 from runs import REPO, cli, copy_run, sim_run
 
-from orchestration import drawing, page, report
+from orchestration import drawing, page, report, run_files
 from orchestration.report import RunResult
 
 CHART_TEXT = "Array.from(document.querySelectorAll('#{} svg text')).map(t => t.textContent.trim())"
@@ -116,11 +116,11 @@ def test_the_page_is_drawn_once_at_the_end(tmp_path: Path) -> None:
     config = {**run.config, "scenarios": ["steady", "kill-server"]}
     run_dir = copy_run(tmp_path / "run")
     partial = RunResult(run.run_id, run.tool_version, config, run.versions[:3])
-    report.write_run(run_dir, partial)
+    run_files.write_run(run_dir, partial)
     drawing.finish_run(run_dir, partial)
     assert not (run_dir / "report.html").exists()  # 3 of 10 rows: not drawn yet
     complete = replace(partial, versions=run.versions)
-    report.write_run(run_dir, complete)
+    run_files.write_run(run_dir, complete)
     assert not (run_dir / "report.html").exists()  # results files only: they must be fast
     drawing.finish_run(run_dir, complete)
     drawn = (run_dir / "report.html").stat().st_mtime_ns
@@ -138,7 +138,7 @@ def test_a_page_that_cannot_be_drawn_costs_the_page_only(
 
     monkeypatch.setattr(page, "render_run_page", broken)
     run_dir = copy_run(tmp_path / "run")
-    report.write_run(run_dir, sim_run())
+    run_files.write_run(run_dir, sim_run())
     drawing.finish_run(run_dir, sim_run())
     assert (run_dir / "summary.md").is_file() and not (run_dir / "report.html").exists()
     assert "no ink" in caplog.text and "--html" in caplog.text

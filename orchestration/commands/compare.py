@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from orchestration import compare, report
+from orchestration import compare, run_files
 from orchestration.commands import Command, common
 from orchestration.compare import DEFAULT_NEW_ABSOLUTE, DEFAULT_P95_RELATIVE, DEFAULT_RSS_RELATIVE
 from orchestration.errors import UsageError
@@ -56,7 +56,7 @@ def _compare(args: argparse.Namespace) -> int:
     print(compare.render_json(result) if args.json else compare.render_markdown(result), end="")
     if args.html is not None:
         html = compare.render_html(result)
-        common.writing(args.html, lambda: report.write_atomic(args.html, html))
+        common.writing(args.html, lambda: run_files.write_atomic(args.html, html))
         print(f"Report page: {args.html}", file=sys.stderr)
     return 1 if result.regressions else 0
 

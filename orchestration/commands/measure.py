@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from tabulate import tabulate
 
-from orchestration import report, selftest, versions
+from orchestration import run_files, selftest, versions
 from orchestration.commands import Command, common
 from orchestration.config import RunConfig
 from orchestration.errors import Interrupted, UsageError
@@ -30,7 +30,7 @@ def _measure(
     try:
         finished = run(config)
     except Interrupted:
-        finished = report.load_run(config.run_dir)  # as written on the way out
+        finished = run_files.load_run(config.run_dir)  # as written on the way out
         common.print_run(finished, config.run_dir, common.column_set(args))
         common.write_junit(junit_request, finished)
         raise

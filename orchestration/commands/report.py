@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from orchestration import report
+from orchestration import report, run_files
 from orchestration.commands import Command, common
 from orchestration.config import DEFAULT_RESULTS
 from orchestration.errors import UsageError
@@ -31,7 +31,7 @@ def _report(args: argparse.Namespace) -> int:
         raise UsageError(
             f"{args.run} does not exist: pass a run folder (results/<run-id>) or its results.json"
         )
-    run = report.load_run(args.run)
+    run = run_files.load_run(args.run)
     junit_request = common.junit_request(args, [row.version for row in run.versions])
     if args.html or args.open:
         from orchestration import page
