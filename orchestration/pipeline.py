@@ -156,6 +156,9 @@ def run_matrix(
     run_files.write_config(config.run_dir, config.to_dict())
     run_files.point_latest(config.results_root, config.run_dir)
     results = RunRows(config)
+    # The empty run at once: a run killed before its first row (SIGKILL, which no handler sees)
+    # still leaves a run folder that `report` and `collect` read.
+    results.write()
     cancel = Cancel()
     jobs = jobs_of(config) if jobs is None else jobs
     engines = EnginePool(config.docker_hosts)

@@ -166,6 +166,13 @@ def test_a_low_priority_plugin_runs_every_phase_it_has_on_every_request(tmp_path
     for name, phase in plugins.items():
         log = (run / f"3.6.0.0-{name}" / "kong.log").read_text()
         served = log.count('"GET /hello')
-        events, phases = TOTALS.findall(log)[-1]
+        last_totals = list(TOTALS.finditer(log))[-1]
+        events, phases = last_totals.groups()
+        # The tap writes its totals on a timer: the probes after the load may come after its
+        # last line (seen in CI under load: 242 of 245). Every request logged before that line
+        # had its event counted in it (an event comes before its request's access-log line).
+        served_before = log[: last_totals.start()].count('"GET /hello')
+        ran = int(phases.removeprefix(f"{phase}:"))
         assert served >= 200
-        assert phases == f"{phase}:{served}", f"{name}: events={events} phases={phases}"
+        assert phases == f"{phase}:{ran}", f"{name}: events={events} phases={phases}"
+        assert served_before <= ran <= served, (name, served_before, ran, served)
