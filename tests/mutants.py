@@ -34,7 +34,19 @@ SCOPE: dict[str, tuple[str, ...]] = {
     # the verdict and row logic (Job.folder: a property, see below)
     "rows": ("*",),
     "pipeline": ("x_jobs_of", "xǁRunRowsǁwrite"),
+    # the command line: the parser and main (cli), the declared options (options), each command
     "cli": ("*",),
+    "options": ("*",),
+    "commands.common": ("*",),
+    "commands.measure": ("*",),
+    "commands.versions": ("*",),
+    "commands.collect": ("*",),
+    "commands.bisect": ("*",),
+    "commands.compare": ("*",),
+    "commands.report": ("*",),
+    "commands.pull": ("*",),
+    "commands.clean": ("*",),
+    "commands.merge": ("*",),
     "collect": ("*",),
     # what the harness tells Kong about a plugin; the rest of the module probes a running Kong
     "plugin": (

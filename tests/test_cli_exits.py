@@ -1045,13 +1045,13 @@ def test_a_run_announces_each_row_as_it_comes(capsys: pytest.CaptureFixture[str]
     common.announce(row)
     common.announce(replace(row, simulated=False, plugin="python", new_calls_per_request=None))
     common.announce(_row("3.6.0.0", "error", "error"))
-    common.announce(replace(row, findings=("small-sample",)))
+    common.announce(replace(row, findings=("small-sample", "stale-config")))
     common.announce(replace(row, plugin="js", scenario="reload"))  # two rows of 3.4.1.0 apart
     assert capsys.readouterr().err.splitlines() == [
         "==> 3.4.1.0 [simulated]: churn, New()/request 0.912",
         "==> 3.4.1.0 python: churn, New()/request -",
         "==> 3.6.0.0 [simulated]: error: boom",
-        "==> 3.4.1.0 [simulated]: churn, New()/request 0.912 [small-sample]",
+        "==> 3.4.1.0 [simulated]: churn, New()/request 0.912 [small-sample] [stale-config]",
         "==> 3.4.1.0 js reload [simulated]: churn, New()/request 0.912",
     ]
 
