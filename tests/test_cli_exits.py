@@ -477,7 +477,12 @@ def test_each_kind_of_option_is_flag_over_environment_over_default(
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
-        ("KPM_SIM", "maybe", "KPM_SIM='maybe': --sim is a switch: write 1, true, yes, on"),
+        (
+            "KPM_SIM",
+            "maybe",
+            "KPM_SIM='maybe': --sim is a switch: write 1, true, yes, on to turn it on, or 0, "
+            "false, no, off to turn it off\n",
+        ),
         ("KPM_USERS", "abc", "KPM_USERS='abc': --users takes a number between 1 and 10000"),
         ("KPM_REQUESTS", "0", "KPM_REQUESTS='0': --requests must be between 1 and 10000000"),
         ("KPM_IDLE", "60", "KPM_IDLE='60': --idle must be between 61 and 86400, got 60"),

@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
+from orchestration.errors import UsageError
 from orchestration.options import RUN_COMMANDS, Bound, Option, option, options_of
 
 
@@ -60,3 +63,16 @@ def test_an_option_knows_its_flag_and_variable_from_its_name() -> None:
     assert (results.flag, results.variable) == ("--results", "KPM_RESULTS")
     docker = Option("docker_host", "where", (), "list")
     assert (docker.flag, docker.variable) == ("--docker-host", "KPM_DOCKER_HOST")
+
+
+def test_a_number_without_a_range_is_parsed_as_its_kind_and_any_value_taken() -> None:
+    count = Option("count", "how many", 1, "int")
+    ratio = Option("ratio", "how much", 0.5, "float")
+    assert count.value("-3", {}) == -3 and type(count.value("3", {})) is int
+    assert ratio.value("1e9", {}) == 1e9 and type(ratio.value("2", {})) is float
+    with pytest.raises(UsageError) as error:
+        count.value("2.5", {})  # a whole number only
+    assert str(error.value) == "--count takes a number, got '2.5'"
+    with pytest.raises(UsageError) as error:
+        ratio.value("", {})
+    assert str(error.value) == "--ratio takes a number, got ''"
