@@ -832,6 +832,45 @@ def test_report_junit_writes_the_file_and_says_where(
     assert 'failures="1"' in junit_file.read_text()
 
 
+def test_a_results_or_junit_place_that_cannot_be_one_is_named_in_full(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool],
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    taken = tmp_path / "taken"
+    taken.write_text("a file")
+    stage = Stage(_written)
+    monkeypatch.setattr(pipeline, "run_matrix", stage)
+    assert cli.main(["run", "3.4.1.0", "--results", str(taken / "results")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --results {taken / 'results'}: {taken} is a file; pass a folder for the run "
+        "folders (it is made when missing)\n"
+    )
+    junit_file = Path("/proc/junit.xml")  # /proc is a folder nobody can make files in
+    assert _main(monkeypatch, tmp_path, stage, "run", "3.4.1.0", "--junit", str(junit_file)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --junit {junit_file}: cannot write there (") and err.endswith(
+        "); pass a folder you may write to\n"
+    ), err
+    assert stage.configs == [] and prerequisites == []
+
+
+def test_a_junit_file_that_fails_to_write_is_named(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from orchestration import junit
+
+    def denied(*_: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(junit, "write", denied)
+    run_dir = _finished_run(tmp_path, _row("3.4.0.0"))
+    junit_file = tmp_path / "junit.xml"
+    assert cli.main(["report", str(run_dir), "--junit", str(junit_file)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: cannot write {junit_file}: Permission denied; pass a folder you may write to\n"
+    )
+
+
 # --- compare, merge, clean, bisect, selftest and the ui path, Docker stubbed -----------------
 
 
