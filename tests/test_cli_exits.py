@@ -847,10 +847,12 @@ def test_a_results_or_junit_place_that_cannot_be_one_is_named_in_full(
     )
     junit_file = Path("/proc/junit.xml")  # /proc is a folder nobody can make files in
     assert _main(monkeypatch, tmp_path, stage, "run", "3.4.1.0", "--junit", str(junit_file)) == 2
-    err = capsys.readouterr().err
-    assert err.startswith(f"error: --junit {junit_file}: cannot write there (") and err.endswith(
-        "); pass a folder you may write to\n"
-    ), err
+    with pytest.raises(OSError) as refused:
+        (junit_file.parent / ".kpm-probe").mkdir()
+    assert capsys.readouterr().err == (
+        f"error: --junit {junit_file}: cannot write there ({refused.value.strerror}); pass a "
+        "folder you may write to\n"
+    )
     assert stage.configs == [] and prerequisites == []
 
 
@@ -1587,6 +1589,22 @@ def test_a_run_says_where_its_results_are(
     shown = capsys.readouterr()
     assert f"Results: {stage.configs[0].run_dir}\n" in shown.err
     assert "Results:" not in shown.out
+
+
+def test_a_run_prints_the_compact_table_and_the_full_one_with_wide(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool],
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    cases: tuple[tuple[tuple[str, ...], report.ColumnSet], ...] = (
+        ((), "compact"),
+        (("--wide",), "full"),
+    )
+    for args, columns in cases:
+        stage = Stage(lambda config: _written(config, _row("3.4.0.0")))
+        assert _main(monkeypatch, tmp_path, stage, "run", "3.4.0.0", *args) == 0
+        run = report.load_run(stage.configs[0].run_dir)
+        assert capsys.readouterr().out == report.render_summary(run, columns) + "\n", columns
+    assert report.render_summary(run, "compact") != report.render_summary(run, "full")
 
 
 def test_bisect_announces_each_step_and_checks_the_engines_it_was_given(
