@@ -193,3 +193,18 @@ def test_a_number_without_a_range_is_parsed_as_its_kind_and_any_value_taken() ->
     with pytest.raises(UsageError) as error:
         ratio.value("", {})
     assert str(error.value) == "--ratio takes a number, got ''"
+
+
+def test_values_of_reads_the_environment_given_and_only_the_commands_options() -> None:
+    import argparse
+
+    from orchestration.options import values_of
+
+    count = Option("count", "how many", 1, "int", commands=frozenset({"run"}))
+    ratio = Option("ratio", "how much", 0.5, "float", commands=frozenset({"report"}))
+    bare = argparse.Namespace()  # a parser that never declared --count: as not given
+    assert values_of(bare, "run", (count, ratio), {"KPM_COUNT": "3"}) == {"count": 3}
+    assert values_of(argparse.Namespace(count="4"), "run", (count,), {"KPM_COUNT": "3"}) == {
+        "count": 4
+    }
+    assert values_of(bare, "report", (count, ratio), {}) == {"ratio": 0.5}
