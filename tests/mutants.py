@@ -107,7 +107,7 @@ def scores(modules: list[str], root: Path = Path("mutants")) -> dict[str, float]
 
 
 def score_lines(modules: list[str], root: Path = Path("mutants")) -> list[str]:
-    lines = [f"{'module':<10} {'killed':>7} {'total':>6} {'score':>6}  other"]
+    lines = [f"{'module':<16} {'killed':>7} {'total':>6} {'score':>6}  other"]
     survivors: list[str] = []
     for module in modules:
         codes = results(module, root)
@@ -117,7 +117,7 @@ def score_lines(modules: list[str], root: Path = Path("mutants")) -> list[str]:
         other = ", ".join(
             f"exit {code}: {count}" for code, count in sorted(others.items(), key=str)
         )
-        lines.append(f"{module:<10} {killed:>7} {len(codes):>6} {score:>6}  {other}")
+        lines.append(f"{module:<16} {killed:>7} {len(codes):>6} {score:>6}  {other}")
         survivors += sorted(name for name, code in codes.items() if code == SURVIVED)
     lines += ["", f"{len(survivors)} surviving (mutmut show NAME):", *survivors]
     return lines

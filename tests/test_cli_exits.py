@@ -143,7 +143,10 @@ def test_a_failure_is_an_error_line_and_exit_1(
             "--scenario reload cannot measure the plugin 'rate-tag'",
         ),
         (["ui", "3.4.1.0", "--plugin", "all"], "ui follows one plugin"),
-        (["bisect", "3.4.0.0", "3.4.2.1", "--plugin", "go", "--plugin", "js"], "bisect follows"),
+        (
+            ["bisect", "3.4.0.0", "3.4.2.1", "--plugin", "go", "--plugin", "js"],
+            "bisect follows one plugin: name one --plugin (got go, js)\n",
+        ),
         (
             ["run", "3.4.1.0", "--plugin", "python", "--scenario", "kill-server"],
             "--scenario kill-server cannot measure the plugin 'python'",
