@@ -1191,6 +1191,38 @@ def test_output_to_a_reader_that_quit_goes_to_dev_null_from_then_on() -> None:
     os.close(writer)
 
 
+class _GoneStream:
+    """A stream whose writes fail and whose descriptor cannot be had: no `fileno` at all
+    (AttributeError), a closed file's (ValueError) or one the process does not hold (OSError)."""
+
+    def __init__(self, fileno: Callable[[], int] | None) -> None:
+        if fileno is not None:
+            self.fileno = fileno
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EIO, "Input/output error")
+
+
+def _closed() -> int:
+    raise ValueError("I/O operation on closed file")
+
+
+@pytest.mark.parametrize("fileno", [None, _closed, lambda: -1], ids=["none", "closed", "bad"])
+def test_output_that_went_keeps_quiet_whatever_the_stream(
+    fileno: Callable[[], int] | None,
+) -> None:
+    stream = cli._OutputThatMayGo(_GoneStream(fileno))
+    assert stream.write("lost\n") == 5
+    assert stream.write("and gone\n") == 9
+
+
+def test_output_that_may_go_is_the_stream_for_everything_else() -> None:
+    inner = io.StringIO()
+    stream = cli._OutputThatMayGo(inner)
+    stream.write("kept")
+    assert stream.getvalue() == "kept" and stream.isatty() is False
+
+
 def test_main_keeps_an_ignored_signal_ignored(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool]
 ) -> None:
