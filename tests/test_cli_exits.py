@@ -1216,10 +1216,19 @@ def test_output_that_went_keeps_quiet_whatever_the_stream(
     assert stream.write("and gone\n") == 9
 
 
+class _Flushed(io.StringIO):
+    flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+
 def test_output_that_may_go_is_the_stream_for_everything_else() -> None:
-    inner = io.StringIO()
+    inner = _Flushed()
     stream = cli._OutputThatMayGo(inner)
     stream.write("kept")
+    stream.flush()
+    assert inner.flushes == 1
     assert stream.getvalue() == "kept" and stream.isatty() is False
 
 
