@@ -35,7 +35,19 @@ SCOPE: dict[str, tuple[str, ...]] = {
     # the verdict and row logic (Job.folder: a property, see below)
     "rows": ("*",),
     "pipeline": ("x_jobs_of", "xǁRunRowsǁwrite"),
+    # the command line: the parser and main (cli), the declared options (options), each command
     "cli": ("*",),
+    "options": ("*",),
+    "commands.common": ("*",),
+    "commands.measure": ("*",),
+    "commands.versions": ("*",),
+    "commands.collect": ("*",),
+    "commands.bisect": ("*",),
+    "commands.compare": ("*",),
+    "commands.report": ("*",),
+    "commands.pull": ("*",),
+    "commands.clean": ("*",),
+    "commands.merge": ("*",),
     "collect": ("*",),
     # what the harness tells Kong about a plugin; the rest of the module probes a running Kong
     "contract": (
@@ -96,7 +108,7 @@ def scores(modules: list[str], root: Path = Path("mutants")) -> dict[str, float]
 
 
 def score_lines(modules: list[str], root: Path = Path("mutants")) -> list[str]:
-    lines = [f"{'module':<10} {'killed':>7} {'total':>6} {'score':>6}  other"]
+    lines = [f"{'module':<16} {'killed':>7} {'total':>6} {'score':>6}  other"]
     survivors: list[str] = []
     for module in modules:
         codes = results(module, root)
@@ -106,7 +118,7 @@ def score_lines(modules: list[str], root: Path = Path("mutants")) -> list[str]:
         other = ", ".join(
             f"exit {code}: {count}" for code, count in sorted(others.items(), key=str)
         )
-        lines.append(f"{module:<10} {killed:>7} {len(codes):>6} {score:>6}  {other}")
+        lines.append(f"{module:<16} {killed:>7} {len(codes):>6} {score:>6}  {other}")
         survivors += sorted(name for name, code in codes.items() if code == SURVIVED)
     lines += ["", f"{len(survivors)} surviving (mutmut show NAME):", *survivors]
     return lines

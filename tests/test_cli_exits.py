@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from orchestration import cli, pipeline, run_files, versions
+from orchestration import cli, pipeline, report, run_files, versions
 from orchestration.commands import common
 from orchestration.commands import report as report_command
 from orchestration.config import RunConfig
@@ -144,7 +144,10 @@ def test_a_failure_is_an_error_line_and_exit_1(
             "--scenario reload cannot measure the plugin 'rate-tag'",
         ),
         (["ui", "3.4.1.0", "--plugin", "all"], "ui follows one plugin"),
-        (["bisect", "3.4.0.0", "3.4.2.1", "--plugin", "go", "--plugin", "js"], "bisect follows"),
+        (
+            ["bisect", "3.4.0.0", "3.4.2.1", "--plugin", "go", "--plugin", "js"],
+            "bisect follows one plugin: name one --plugin (got go, js)\n",
+        ),
         (
             ["run", "3.4.1.0", "--plugin", "python", "--scenario", "kill-server"],
             "--scenario kill-server cannot measure the plugin 'python'",
@@ -513,7 +516,12 @@ def test_each_kind_of_option_is_flag_over_environment_over_default(
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
-        ("KPM_SIM", "maybe", "KPM_SIM='maybe': --sim is a switch: write 1, true, yes, on"),
+        (
+            "KPM_SIM",
+            "maybe",
+            "KPM_SIM='maybe': --sim is a switch: write 1, true, yes, on to turn it on, or 0, "
+            "false, no, off to turn it off\n",
+        ),
         ("KPM_USERS", "abc", "KPM_USERS='abc': --users takes a number between 1 and 10000"),
         ("KPM_REQUESTS", "0", "KPM_REQUESTS='0': --requests must be between 1 and 10000000"),
         ("KPM_IDLE", "60", "KPM_IDLE='60': --idle must be between 61 and 86400, got 60"),
@@ -863,6 +871,47 @@ def test_report_junit_writes_the_file_and_says_where(
     assert 'failures="1"' in junit_file.read_text()
 
 
+def test_a_results_or_junit_place_that_cannot_be_one_is_named_in_full(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool],
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    taken = tmp_path / "taken"
+    taken.write_text("a file")
+    stage = Stage(_written)
+    monkeypatch.setattr(pipeline, "run_matrix", stage)
+    assert cli.main(["run", "3.4.1.0", "--results", str(taken / "results")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --results {taken / 'results'}: {taken} is a file; pass a folder for the run "
+        "folders (it is made when missing)\n"
+    )
+    junit_file = Path("/proc/junit.xml")  # /proc is a folder nobody can make files in
+    assert _main(monkeypatch, tmp_path, stage, "run", "3.4.1.0", "--junit", str(junit_file)) == 2
+    with pytest.raises(OSError) as refused:
+        (junit_file.parent / ".kpm-probe").mkdir()
+    assert capsys.readouterr().err == (
+        f"error: --junit {junit_file}: cannot write there ({refused.value.strerror}); pass a "
+        "folder you may write to\n"
+    )
+    assert stage.configs == [] and prerequisites == []
+
+
+def test_a_junit_file_that_fails_to_write_is_named(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from orchestration import junit
+
+    def denied(*_: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(junit, "write", denied)
+    run_dir = _finished_run(tmp_path, _row("3.4.0.0"))
+    junit_file = tmp_path / "junit.xml"
+    assert cli.main(["report", str(run_dir), "--junit", str(junit_file)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: cannot write {junit_file}: Permission denied; pass a folder you may write to\n"
+    )
+
+
 # --- compare, merge, clean, bisect, selftest and the ui path, Docker stubbed -----------------
 
 
@@ -1081,13 +1130,13 @@ def test_a_run_announces_each_row_as_it_comes(capsys: pytest.CaptureFixture[str]
     common.announce(row)
     common.announce(replace(row, simulated=False, plugin="python", new_calls_per_request=None))
     common.announce(_row("3.6.0.0", "error", "error"))
-    common.announce(replace(row, findings=("small-sample",)))
+    common.announce(replace(row, findings=("small-sample", "stale-config")))
     common.announce(replace(row, plugin="js", scenario="reload"))  # two rows of 3.4.1.0 apart
     assert capsys.readouterr().err.splitlines() == [
         "==> 3.4.1.0 [simulated]: churn, New()/request 0.912",
         "==> 3.4.1.0 python: churn, New()/request -",
         "==> 3.6.0.0 [simulated]: error: boom",
-        "==> 3.4.1.0 [simulated]: churn, New()/request 0.912 [small-sample]",
+        "==> 3.4.1.0 [simulated]: churn, New()/request 0.912 [small-sample] [stale-config]",
         "==> 3.4.1.0 js reload [simulated]: churn, New()/request 0.912",
     ]
 
@@ -1176,6 +1225,47 @@ def test_output_to_a_reader_that_quit_goes_to_dev_null_from_then_on() -> None:
     stream.flush()
     assert os.write(writer, b"x") == 1  # the descriptor now leads to /dev/null
     os.close(writer)
+
+
+class _GoneStream:
+    """A stream whose writes fail and whose descriptor cannot be had: no `fileno` at all
+    (AttributeError), a closed file's (ValueError) or one the process does not hold (OSError)."""
+
+    def __init__(self, fileno: Callable[[], int] | None) -> None:
+        if fileno is not None:
+            self.fileno = fileno
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EIO, "Input/output error")
+
+
+def _closed() -> int:
+    raise ValueError("I/O operation on closed file")
+
+
+@pytest.mark.parametrize("fileno", [None, _closed, lambda: -1], ids=["none", "closed", "bad"])
+def test_output_that_went_keeps_quiet_whatever_the_stream(
+    fileno: Callable[[], int] | None,
+) -> None:
+    stream = cli._OutputThatMayGo(_GoneStream(fileno))
+    assert stream.write("lost\n") == 5
+    assert stream.write("and gone\n") == 9
+
+
+class _Flushed(io.StringIO):
+    flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+
+def test_output_that_may_go_is_the_stream_for_everything_else() -> None:
+    inner = _Flushed()
+    stream = cli._OutputThatMayGo(inner)
+    stream.write("kept")
+    stream.flush()
+    assert inner.flushes == 1
+    assert stream.getvalue() == "kept" and stream.isatty() is False
 
 
 def test_main_keeps_an_ignored_signal_ignored(
@@ -1581,6 +1671,22 @@ def test_a_run_says_where_its_results_are(
     assert "Results:" not in shown.out
 
 
+def test_a_run_prints_the_compact_table_and_the_full_one_with_wide(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prerequisites: list[bool],
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    cases: tuple[tuple[tuple[str, ...], report.ColumnSet], ...] = (
+        ((), "compact"),
+        (("--wide",), "full"),
+    )
+    for args, columns in cases:
+        stage = Stage(lambda config: _written(config, _row("3.4.0.0")))
+        assert _main(monkeypatch, tmp_path, stage, "run", "3.4.0.0", *args) == 0
+        run = run_files.load_run(stage.configs[0].run_dir)
+        assert capsys.readouterr().out == report.render_summary(run, columns) + "\n", columns
+    assert report.render_summary(run, "compact") != report.render_summary(run, "full")
+
+
 def test_bisect_announces_each_step_and_checks_the_engines_it_was_given(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -1624,8 +1730,8 @@ def test_merge_warnings_list_every_conflict_and_setting(
     (two / "results.json").write_text(json.dumps(data))
     assert cli.main(["merge", str(one), str(two), "--results", str(tmp_path / "m")]) == 0
     error = capsys.readouterr().err.splitlines()
-    conflicts = error[0].removeprefix("warning: measured by more than one source, both rows kept: ")
-    assert len(conflicts.split(", ")) == len(rows)
+    labels = ", ".join(sorted(report.short_label(row) for row in rows))
+    assert error[0] == f"warning: measured by more than one source, both rows kept: {labels}"
     assert error[1] == (
         f"warning: the sources ran with different settings: requests {requests} vs 5000; "
         f"users {users} vs 7"
