@@ -79,7 +79,11 @@ def test_reload_shows_which_releases_keep_a_stale_config(
     assert ("stale-config" in row.findings) is stale
     assert all(not p.counted for p in changes) and _phases(row)["steady"].counted
     if version == "3.7.1.0":  # one new instance per worker per change, not per request
-        assert [p.new_calls for p in changes] == [4, 4]
+        # A worker that serves no request between the change and the phase's end starts its
+        # instance when the config is asked after it, outside the phase: under CI's load the
+        # change can land late in its load ([4, 1] seen once). Per request would be ~share.
+        news = [p.new_calls for p in changes]
+        assert all(new is not None and 1 <= new <= 4 for new in news), news  # 4 workers
         assert row.verdict == "stable"
     if version == "3.4.1.0":
         assert row.verdict == "churn"
