@@ -69,6 +69,11 @@ SKIPPED_NAMES = frozenset({"__pycache__", ".DS_Store"})
 BAKED_DECLARATIVE_CONFIG = "/etc/kong/kong.yml"  # images/kong.yml, in every plugin image
 
 
+# When Kong's container was seen stopped, and what that means for the row (KongDied's text).
+DURING_LOAD = ("during the load", "the load was stopped and no verdict is given")
+AFTER_LOAD = ("after its load, before its teardown", "no verdict is given for that load")
+
+
 @dataclass(frozen=True)
 class StackSpec:
     """Everything one stack needs; written to `env_file` as the KPM_* Compose variables."""
@@ -344,12 +349,18 @@ class Stack:
     ) -> None:
         self.close()
 
-    def close(self) -> None:
-        """Save the log and tear the stack down now, as leaving the block does (once only)."""
+    def close(self, *, expect_running: bool = False) -> None:
+        """Save the log and tear the stack down now, as leaving the block does (once only).
+
+        `expect_running`: Kong must still be running now, as after a finished load; if its
+        container stopped (killed, crashed), raise KongDied after the teardown: a load whose last
+        response came just before Kong died is no ground for a verdict either."""
         if self._closed:
             return
         self._closed = True
-        self._tear_down()
+        died = self._tear_down(expect_running)
+        if died is not None:
+            raise died
 
     @property
     def proxy_url(self) -> str:
@@ -520,26 +531,7 @@ class Stack:
         follower = self._follower
         if self._closed or follower is None or follower.running:
             return None
-        try:
-            state = self._service_state()
-            container = self._docker.container.inspect(str(state["Name"])) if state else None
-        except (DockerException, ValueError, KeyError) as error:
-            return KongDied(
-                f"Kong's container of {self._describe()} stopped answering, and its state "
-                f"cannot be read: {error}",
-                last_log_lines=self._log_tail(),
-            )
-        if container is None:
-            return KongDied(
-                f"Kong's container of {self._describe()} is gone (removed from outside)",
-                last_log_lines=self._log_tail(),
-            )
-        if container.state.running:  # only the log follower stopped: Kong runs on
-            return None
-        return KongDied(
-            _death_text(self._describe(), container.state.exit_code, container.state.oom_killed),
-            last_log_lines=self._log_tail(),
-        )
+        return self._stopped()
 
     def _fail_if_exited(self) -> str:
         """Raise if the container is gone or exited; else return its health status."""
@@ -590,11 +582,40 @@ class Stack:
             return (f"(could not read the log: {last_lines(error.stderr, 1)})",)
         return tuple(text.splitlines()[-LOG_TAIL_LINES:])
 
-    def _tear_down(self) -> None:
+    def _tear_down(self, expect_running: bool = False) -> KongDied | None:
+        died = None
         with signals_held():  # a second Ctrl-C must not cut the log short or skip the down
             if self._started and self.log_path is not None:
                 self._finish_log(self.log_path)
+            if expect_running and self._started and not self.keep:
+                died = self._stopped(AFTER_LOAD)  # last look before "tearing down" is logged
             self._remove()
+        return died
+
+    def _stopped(self, moment: tuple[str, str] = DURING_LOAD) -> KongDied | None:
+        """Why Kong's container is not running now (one look at it), or None if it runs."""
+        try:
+            state = self._service_state()
+            container = self._docker.container.inspect(str(state["Name"])) if state else None
+        except (DockerException, ValueError, KeyError) as error:
+            return KongDied(
+                f"Kong's container of {self._describe()} stopped answering, and its state "
+                f"cannot be read: {error}",
+                last_log_lines=self._log_tail(),
+            )
+        if container is None:
+            return KongDied(
+                f"Kong's container of {self._describe()} is gone (removed from outside)",
+                last_log_lines=self._log_tail(),
+            )
+        if container.state.running:
+            return None
+        return KongDied(
+            _death_text(
+                self._describe(), container.state.exit_code, container.state.oom_killed, moment
+            ),
+            last_log_lines=self._log_tail(),
+        )
 
     def _finish_log(self, path: Path) -> None:
         """Stop following the log; read it whole instead if it was never followed to the end."""
@@ -652,7 +673,12 @@ class Stack:
         return f"stack {self.spec.project_name} (Kong {self.spec.version}){engine}"
 
 
-def _death_text(described: str, exit_code: int | None, oom_killed: bool | None) -> str:
+def _death_text(
+    described: str,
+    exit_code: int | None,
+    oom_killed: bool | None,
+    moment: tuple[str, str] = DURING_LOAD,
+) -> str:
     """Kong's container stopped: its exit code, what that means, and that no verdict follows."""
     why = ""
     if oom_killed:
@@ -663,10 +689,10 @@ def _death_text(described: str, exit_code: int | None, oom_killed: bool | None) 
         except ValueError:
             name = f"signal {exit_code - 128}"
         why = f" ({name}: killed from outside, as `docker kill` or an OOM kill does)"
+    when, consequence = moment
     return (
-        f"Kong died during the load: the container of {described} exited with code "
-        f"{exit_code}{why}; the load was stopped and no verdict is given (Kong's fault, not the "
-        "plugin's). Its last log lines say why"
+        f"Kong died {when}: the container of {described} exited with code {exit_code}{why}; "
+        f"{consequence} (Kong's fault, not the plugin's). Its last log lines say why"
     )
 
 

@@ -503,7 +503,7 @@ class VersionWorld:
         """Take the stack down now (its log saved whole) and count the saved log: the record."""
         self._stop_sampler()
         self.shown.stage("tearing down the stack")
-        self._stack().close()
+        self._stack().close(expect_running=True)  # Kong dead by now: KongDied, no verdict
         if not self.log_path.is_file():
             raise StackError(
                 f"Kong's log could not be saved to {self.log_path}; see the warning above"

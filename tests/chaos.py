@@ -4,11 +4,15 @@
 
 Each run is `run <version>` or `matrix --parallel 2 <two versions>` with a few hundred requests.
 One fault hits it after a delay drawn from a seeded RNG (the seed is printed; `--seed` replays the
-same plan, `--only N` just run N of it): SIGINT to the harness's process group (a terminal's
-Ctrl-C), SIGTERM or SIGKILL to the harness alone, `docker kill` of a Kong container, SIGKILL of the
-plugin server inside it (from the host: kong-sim images have no shell), SIGKILL of a Locust's
-process group. A fault whose target does not exist yet waits for it (bounded); the moment recorded
-is the stage the run was in when the fault really hit, read from its `kpm:` progress lines.
+same plan, `--only N` just run N of it), counted from the run's start, or, for a fault whose target
+lives only while the load does (the plugin server, a Locust), from the run's first `sending` line:
+a run's load lasts under a second in kong-sim, so a delay from the start lands after it about as
+often as in it, and a fault that misses its target proves nothing. The faults: SIGINT to the
+harness's process group (a terminal's Ctrl-C), SIGTERM or SIGKILL to the harness alone, `docker
+kill` of a Kong container, SIGKILL of the plugin server inside it (from the host: kong-sim images
+have no shell), SIGKILL of a Locust's process group. A fault whose target does not exist yet waits
+for it (bounded); the moment recorded is the stage the run was in when the fault really hit, read
+from its `kpm:` progress lines (the later one, if a line came while the fault was being sent).
 
 After each run (and `python -m orchestration clean` after a SIGKILL of the harness, or a run the
 soak had to kill) the soak records: what of the run is left (containers, networks, volumes,
@@ -79,6 +83,13 @@ REQUESTS = (200, 300, 400, 500)
 # Seconds from start to exit of an unfaulted run on a 2-core machine (images cached): delays are
 # drawn within these, so faults land across every stage.
 SPAN_S = {"run": 2.6, "matrix": 4.5}
+# Faults counted from the first `sending` line, their delays drawn within LOAD_SPAN_S, their runs'
+# requests from LOAD_REQUESTS: 400 requests keep kong-sim's load going ~0.8 s on 2 cores (seen in
+# `kpm:` lines), twice the span plus the ~0.1 s a `docker top` takes.
+LOAD_FAULTS = ("kill plugin server", "kill Locust")
+LOAD_MARK = ": sending "
+LOAD_SPAN_S = 0.3
+LOAD_REQUESTS = (400, 500)
 MATRIX_SHARE = 0.25
 HARNESS_OPTIONS = ("--sim", "--ready-timeout", "60", "--load-timeout", "60")
 RUN_TIMEOUT_S = 150.0  # well above a run's own bounds (60 s ready, 60 s load, 15 s log settle)
@@ -96,7 +107,7 @@ STAGE_MARKS = (
     ("Results: ", "done"),  # the table is out: a signal now must not change the exit
     ("interrupted by", "finished"),
     ("tearing down", "tearing down"),
-    (": sending ", "sending"),
+    (LOAD_MARK, "sending"),
     (" is ready at ", "waiting for Kong"),
     (": waiting for Kong", "waiting for Kong"),
     (": preparing images", "preparing images"),
@@ -117,7 +128,7 @@ class Planned:
     command: str  # run or matrix
     versions: tuple[str, ...]
     requests: int
-    delay_s: float
+    delay_s: float  # from the start, or from the first LOAD_MARK line for a LOAD_FAULTS fault
     pick: int  # which version's container or Locust, when there are two
 
     def args(self) -> list[str]:
@@ -142,16 +153,16 @@ def plan(seed: int, runs: int) -> list[Planned]:
         command = "matrix" if matrix else "run"
         versions = tuple(rng.sample(VERSIONS, 2 if matrix else 1))
         fault = faults.pop()
+        load = fault in LOAD_FAULTS
+        requests = rng.choice(LOAD_REQUESTS if load else REQUESTS)
         planned.append(
             Planned(
                 index=index,
                 fault=fault,
                 command=command,
                 versions=versions,
-                requests=PANICKING_REQUESTS
-                if fault == "panicking plugin"
-                else rng.choice(REQUESTS),
-                delay_s=round(rng.uniform(0, SPAN_S[command]), 2),
+                requests=PANICKING_REQUESTS if fault == "panicking plugin" else requests,
+                delay_s=round(rng.uniform(0, LOAD_SPAN_S if load else SPAN_S[command]), 2),
                 pick=rng.randrange(len(versions)),
             )
         )
@@ -286,8 +297,19 @@ INJECTORS: dict[str, Callable[[Planned, CliRun], str | None]] = {
 }
 
 
+def _load_started(run: CliRun, started: float) -> float:
+    """When the run's first LOAD_MARK line came (polled), or now if it ended or never sends."""
+    while time.monotonic() < started + RUN_TIMEOUT_S and run.process.poll() is None:
+        if any(LOAD_MARK in line for line in list(run.lines)):
+            break
+        time.sleep(0.01)
+    return time.monotonic()
+
+
 def inject(planned: Planned, run: CliRun, started: float) -> Hit:
     """Wait for the planned moment, then hit; a missing target is waited for (bounded)."""
+    if planned.fault in LOAD_FAULTS:
+        started = _load_started(run, started)
     while time.monotonic() < started + planned.delay_s and run.process.poll() is None:
         time.sleep(0.01)
     deadline = time.monotonic() + TARGET_WAIT_S
@@ -297,8 +319,11 @@ def inject(planned: Planned, run: CliRun, started: float) -> Hit:
             return Hit(MISSED, f"the run ended first (exit {run.process.returncode})")
         version = INJECTORS[planned.fault](planned, run)
         if version is not None:
+            # A stage that began while the injector worked (a `docker ps` takes ~50 ms) may have
+            # begun before the hit: the later one is the one the run is sure to have been in.
+            stages = [stage_of(seen, version or None) for seen in (lines, list(run.lines))]
             return Hit(
-                stage_of(lines, version or None),
+                max(stages, key=STAGES.index),
                 f"at {time.monotonic() - started:.2f}s",
                 version or None,
             )
@@ -424,7 +449,7 @@ def fault_untold(planned: Planned, hit: Hit, row: dict[str, Any]) -> tuple[str, 
     elif planned.fault == "docker kill Kong" and hit.stage == "sending":
         if hit.version != row.get("version"):
             return None
-        told = told and error.startswith("Kong died during the load")
+        told = told and error.startswith("Kong died ")  # during its load, or after it
         what = "after Kong was killed during its load"
     else:
         return None
@@ -646,8 +671,9 @@ WRONG_VERDICT_RULE = (
     "few hundred requests; such a row is listed as a *restart finding* with its numbers, not "
     "counted as wrong. `error` and `interrupted` rows claim no measurement and are never wrong."
     " Two faults forbid a verdict outright, and a row that has one is wrong too: **Kong killed "
-    "during the row's load** must give an error row that starts `Kong died during the load` (its "
-    "exit code and signal or OOM kill, the load stopped at once, nothing blamed on the plugin); a "
+    "during the row's load** must give an error row that starts `Kong died` (during the load: "
+    "its exit code and signal or OOM kill, the load stopped at once, nothing blamed on the "
+    "plugin; or after it, when its last response came just before the kill); a "
     "**panicking plugin** (tests/plugins/go-panics-sometimes: its Access handler panics on every "
     "150th request, which ends its server) must give an error row (`partial`, or `error` when most "
     "requests failed during its outages) quoting `panic: go-panics-sometimes`."

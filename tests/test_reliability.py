@@ -433,7 +433,7 @@ class _StackWithoutLog:
     def __exit__(self, *_: object) -> None:
         return None
 
-    def close(self) -> None:
+    def close(self, *, expect_running: bool = False) -> None:
         return None
 
     def exec_command(self) -> list[str]:

@@ -24,7 +24,7 @@ import pytest
 from python_on_whales import DockerClient
 
 from orchestration.contract import EXAMPLE
-from orchestration.errors import EnvironmentProblem, ImageUnavailable, ReadyTimeout
+from orchestration.errors import EnvironmentProblem, ImageUnavailable, KongDied, ReadyTimeout
 from orchestration.stack import (
     DEFAULT_COMPOSE_FILE,
     LABEL,
@@ -272,6 +272,55 @@ def test_stack_follows_its_log_into_log_path(
     assert followed.count('"GET /hello" 200') == 4
     assert "kong-1" not in followed  # no Compose prefix
     assert _labelled(spec.run_id) == ([], [])
+
+
+@pytest.mark.docker
+def test_a_kong_killed_before_the_teardown_is_told_during_and_after_its_load(
+    tmp_path: Path, fixture_env: pytest.MonkeyPatch, fixture_image: str
+) -> None:
+    """A kill seen by `death()` (the load's watch) and one seen only by the teardown's last look
+    (a load whose last response came just before it) are both KongDied, each saying when."""
+    during = _fixture_spec(tmp_path / "during", fixture_image)
+    after = _fixture_spec(tmp_path / "after", fixture_image)
+    for spec in (during, after):
+        spec.env_file.parent.mkdir()
+
+    with Stack(during, log_path=tmp_path / "during.log") as stack:
+        stack.wait_ready(timeout_s=60)
+        assert stack.death() is None
+        _kill(during.run_id)
+        _wait_for("the follower to see the death", lambda: stack.death() is not None)
+        seen = stack.death()
+    with Stack(after, log_path=tmp_path / "after.log") as stack:
+        stack.wait_ready(timeout_s=60)
+        _kill(after.run_id)
+        with pytest.raises(KongDied) as raised:
+            stack.close(expect_running=True)
+
+    assert seen is not None
+    assert str(seen).startswith("Kong died during the load: the container of stack ")
+    assert str(raised.value).startswith("Kong died after its load, before its teardown: ")
+    for text in (str(seen), str(raised.value)):
+        assert "exited with code 137 (SIGKILL: killed from outside" in text
+    assert "fixture: starting" in (tmp_path / "after.log").read_text()  # saved before the down
+    assert _labelled(during.run_id) == _labelled(after.run_id) == ([], [])
+
+
+@pytest.mark.docker
+def test_a_running_kong_closes_quietly_when_expected_to_run(
+    tmp_path: Path, fixture_env: pytest.MonkeyPatch, fixture_image: str
+) -> None:
+    spec = _fixture_spec(tmp_path, fixture_image)
+    with Stack(spec, log_path=tmp_path / "kong.log") as stack:
+        stack.wait_ready(timeout_s=60)
+        stack.close(expect_running=True)  # raises if it reads Kong as stopped
+
+    assert _labelled(spec.run_id) == ([], [])
+
+
+def _kill(run_id: str) -> None:
+    (container,) = _labelled(run_id)[0]
+    subprocess.run(["docker", "kill", container], check=True, capture_output=True, timeout=30)
 
 
 @pytest.mark.docker
