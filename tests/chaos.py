@@ -488,6 +488,7 @@ class Outcome:
     wrong_verdicts: list[str] = field(default_factory=list)
     restart_findings: list[str] = field(default_factory=list)
     bad_exits: list[str] = field(default_factory=list)  # a traceback, or an exit code off its fault
+    python_startup: bool = False  # the signal came before a line of the harness ran
 
     @property
     def hung(self) -> bool:
@@ -507,6 +508,20 @@ class Outcome:
 
 
 EXPECTED_EXIT = {"SIGINT group": (130,), "SIGTERM harness": (143,), "SIGKILL harness": (-9,)}
+CAUGHT_SIGNALS = {"SIGINT group": signal.SIGINT, "SIGTERM harness": signal.SIGTERM}
+
+
+def in_python_startup(planned: Planned, hit: Hit, run: CliRun) -> bool:
+    """Whether a SIGINT or SIGTERM landed while Python itself was starting (site's .pth files,
+    runpy finding `orchestration.__main__`: ~30 ms), before any line of the harness could
+    install a handler: Python's default handling, which no program changes. SIGTERM ends the
+    process (-15 here, 143 to a shell), SIGINT is a KeyboardInterrupt traceback in Python's own
+    frames; nothing was started. The harness's first lines catch both (`__main__.py`)."""
+    number = CAUGHT_SIGNALS.get(planned.fault)
+    if number is None or hit.stage != "starting" or "/orchestration/" in run.stderr:
+        return False
+    killed = run.process.returncode == -number
+    return killed or run.stderr.rstrip().endswith("KeyboardInterrupt")
 
 
 def _bad_exits(planned: Planned, hit: Hit, run: CliRun) -> list[str]:
@@ -531,7 +546,9 @@ def check(outcome: Outcome, run: CliRun) -> Outcome:
     results = run.results
     outcome.leaks = leaks(results, run.process.pid)
     outcome.temp_files = temp_files(results)
-    outcome.bad_exits = [] if outcome.hung else _bad_exits(outcome.planned, outcome.hit, run)
+    outcome.python_startup = in_python_startup(outcome.planned, outcome.hit, run)
+    ours = not outcome.hung and not outcome.python_startup
+    outcome.bad_exits = _bad_exits(outcome.planned, outcome.hit, run) if ours else []
     for run_id in _run_ids(results):
         run_dir = results / run_id
         outcome.unreadable += unreadable(run_dir)
@@ -612,6 +629,10 @@ def _totals(outcomes: Sequence[Outcome]) -> list[tuple[str, int]]:
             total(lambda o: len(o.restart_findings)),
         ),
         ("unexpected exit codes or tracebacks", total(lambda o: len(o.bad_exits))),
+        (
+            "signals Python took while starting, before the harness's first line (its default)",
+            total(lambda o: o.python_startup),
+        ),
     ]
 
 
