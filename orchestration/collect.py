@@ -148,6 +148,12 @@ SMALL_RESTART_CONFIRM_CLIMBS = 8  # new highs of a low run after a drop that is 
 CLOSED_PAIRING_CONNECTIONS = 4096  # connections whose last `closed` was an unpaired [error]
 NO_INSTANCE_PAIRING_WINDOW = 256  # unpaired `no plugin instance` ids kept per side
 
+# nginx's error-log head (`2026/12/08 02:21:33 [debug] 1004#0: *20 `), and the request context
+# after its message (`, client: ...`, `, context: ngx.timer`): what quoting a line cuts off.
+NGINX_HEAD = r"^.*?\[(?:debug|info|notice|warn|error|crit|alert|emerg)\] \d+#\d+: (?:\*\d+ )?"
+NGINX_CONTEXT = r", (?:client|context): .*$"
+KONG_SOURCE = r"(?:\[kong\] \S+:\d+ )?"  # Kong's `[kong] file.lua:NN ` after the head
+
 _PLUGIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _NAME_IN_LINE = rb"[A-Za-z0-9][A-Za-z0-9_.-]*"
 _COUNTER_MESSAGE = b"New() has been called "

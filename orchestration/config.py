@@ -287,8 +287,8 @@ class RunConfig:
             metavar="PORT",
         ),
     )
-    # --docker-host engines the versions are spread over (empty: the docker CLI's default), and
-    # the one a job runs on: the pipeline sets it per job (orchestration/engines.py).
+    # --docker-host engines the versions are spread over (empty: the docker CLI's default); the
+    # pipeline hands each job one of them (orchestration/engines.py).
     docker_hosts: tuple[str, ...] = field(
         default=(),
         metadata=option(
@@ -301,7 +301,6 @@ class RunConfig:
             "[More than one machine](#more-than-one-machine)",
         ),
     )
-    docker_host: str | None = None
     # Locust's distributed mode (orchestration/load.py, LocustWorkers): workers started here, or
     # workers started elsewhere the master waits for; where the master listens (0: a free port).
     locust_workers: int = field(

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestration.collect import line_blocks
+from orchestration.collect import NGINX_CONTEXT, NGINX_HEAD, line_blocks
 from orchestration.errors import ImageUnavailable, KongDied, ReadyTimeout
 from orchestration.load import failure_kinds
 from orchestration.report import Verdict
@@ -153,11 +153,8 @@ _TROUBLE = re.compile(
     rb"|plugin '[^']{1,100}' (?:not enabled|not found|is not installed)"
     rb"|no plugin named '?[^'\s]{1,100}'?)[^\n]{0,300}",
 )
-# nginx's request context after a message (`, client: ...`, `, context: ngx.timer`)
-_CONTEXT = re.compile(rb", (?:client|context): .*\Z")
-_HEAD = re.compile(
-    rb"^.*?\[(?:debug|info|notice|warn|error|crit|alert|emerg)\] \d+#\d+: (?:\*\d+ )?"
-)
+_CONTEXT = re.compile(NGINX_CONTEXT.encode())
+_HEAD = re.compile(NGINX_HEAD.encode())
 
 
 def first_server_trouble(log: Path, server_names: tuple[str, ...]) -> str | None:

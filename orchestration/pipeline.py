@@ -85,14 +85,14 @@ def measure_job(
     """
     version_dir = config.run_dir / job.folder
     version_dir.mkdir(parents=True, exist_ok=True)
-    base = rows.base_row(job, config, version_dir)
+    engine = engine or Engine()
+    base = rows.base_row(job, config, version_dir, engine.host)
     folder = evidence.Folder(version_dir)
     started = time.monotonic()
     early = None if on_verdict is None else _early_rows(base, on_verdict)
     try:
         cancel.raise_if_set()
         scenario = scenarios.get(job.scenario)
-        engine = engine or Engine()
         session = Session(
             job.target, config, version_dir, cancel, job.plugin, early, load_turn, engine
         )
@@ -175,10 +175,7 @@ def run_matrix(
 
         job_cancel, load_turn = (cancel, None) if turn is None else (turn.cancel, turn.wait)
         with engines.take() as engine:  # the least-loaded --docker-host engine, or the default
-            job_config = replace(config, docker_host=engine.host)
-            row = measure_job(
-                jobs[index], job_config, job_cancel, show_early, load_turn, engine=engine
-            )
+            row = measure_job(jobs[index], config, job_cancel, show_early, load_turn, engine=engine)
         results.put(index, row)
         if not any(rows.says_the_same(early, row) for early in shown):  # else on the screen
             announce(row)
@@ -263,10 +260,9 @@ def registry_images(config: RunConfig, jobs: tuple[Job, ...]) -> list[str]:
 def _pull_ahead(config: RunConfig, jobs: tuple[Job, ...]) -> tuple[list[str], str | None]:
     """The registry images the whole run builds on, and the engine to pull them to: none with
     --sim (built here) or several engines (each version's engine is chosen when it starts)."""
-    engines = config.docker_hosts or (config.docker_host,)
-    if config.sim or len(engines) > 1:
+    if config.sim or len(config.docker_hosts) > 1:
         return [], None
-    return registry_images(config, jobs), engines[0]
+    return registry_images(config, jobs), next(iter(config.docker_hosts), None)
 
 
 class _Measure(Protocol):

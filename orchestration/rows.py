@@ -46,8 +46,9 @@ class FolderEvidence(Protocol):
     def failure_causes(self) -> str | None: ...
 
 
-def base_row(job: Job, config: RunConfig, version_dir: Path) -> Row:
-    """The job's row before anything is measured: which job, where, on which engine."""
+def base_row(job: Job, config: RunConfig, version_dir: Path, engine: str | None = None) -> Row:
+    """The job's row before anything is measured: which job, where, on which engine (its
+    --docker-host; None: the docker CLI's own)."""
     target = job.target
     return Row(
         version=target.label,
@@ -62,7 +63,7 @@ def base_row(job: Job, config: RunConfig, version_dir: Path) -> Row:
         results_dir=str(version_dir),
         scenario=job.scenario,
         plugin=job.plugin.label,
-        engine=config.docker_host,
+        engine=engine,
     )
 
 

@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 from python_on_whales import DockerException
 from python_on_whales.utils import run as run_docker
 
+from orchestration.collect import KONG_SOURCE, NGINX_CONTEXT, NGINX_HEAD
 from orchestration.contract import EXAMPLE, LOOPBACK_OPENER, PluginContract, ask
 from orchestration.engine import Engine, docker_problem
 from orchestration.errors import EnvironmentProblem, KongDied, ReadyTimeout, StackError
@@ -722,10 +723,10 @@ def plugin_server_lines(log: str, contract: PluginContract) -> list[str]:
     name = re.escape(contract.name)
     own = re.compile(rf"\[{name}:\d+\]")
     kongs = re.compile(rf"\[{name}\]|Starting {name}\b|pluginserver '{name}'")
-    lines = [re.sub(r", client: .*$", "", line.strip()) for line in log.splitlines()]
+    lines = [re.sub(NGINX_CONTEXT, "", line.strip()) for line in log.splitlines()]
     distinct: dict[str, str] = {}  # message (no time, pid, file:line) -> its last line
     for line in (line for line in lines if kongs.search(line)):
-        message = re.sub(r"^.*?\] \d+#\d+: (?:\*\d+ )?(?:\[kong\] \S+:\d+ )?", "", line)
+        message = re.sub(NGINX_HEAD + KONG_SOURCE, "", line)
         distinct.pop(message, None)
         distinct[message] = line
     server = [line for line in lines if own.search(line)][-PLUGIN_LINES_SHOWN:]

@@ -338,9 +338,9 @@ def test_a_base_row_says_which_job_where_and_on_which_engine() -> None:
     from orchestration.plugins import resolve_plugins
 
     (python,) = resolve_plugins(("python",), config_for(Path("/n")).repo_root)
-    config = replace(config_for(Path("/n")), docker_host="unix:///run/b.sock", workers=2)
+    config = replace(config_for(Path("/n")), workers=2)
     job = rows.Job(target_for_version("3.6.0.0"), "reload", python)
-    row = rows.base_row(job, config, Path("/r/3.6.0.0-python-reload"))
+    row = rows.base_row(job, config, Path("/r/3.6.0.0-python-reload"), "unix:///run/b.sock")
     assert (row.version, row.plugin, row.scenario) == ("3.6.0.0", "python", "reload")
     assert (row.results_dir, row.engine, row.workers) == (
         "/r/3.6.0.0-python-reload",

@@ -526,9 +526,8 @@ def test_a_plugin_that_never_answers_is_told_about_the_plugin() -> None:
 
     assert lines == [
         "2026/12/07 21:10:39 [info] 1001#0: *1 [go-pdk-06:18] Listening on socket: "
-        "/tmp/kpm-tap/go-pdk-06.socket, context: ngx.timer",
-        "2026/12/07 21:10:39 [notice] 1001#0: *1 [kong] process.lua:252 Starting go-pdk-06, "
-        "context: ngx.timer",
+        "/tmp/kpm-tap/go-pdk-06.socket",
+        "2026/12/07 21:10:39 [notice] 1001#0: *1 [kong] process.lua:252 Starting go-pdk-06",
         "2026/12/07 21:10:55 [error] 1002#0: *260 [kong] mp_rpc.lua:206 [go-pdk-06] trying to "
         "connect: no such file or directory",
     ]
