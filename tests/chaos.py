@@ -84,12 +84,13 @@ REQUESTS = (200, 300, 400, 500)
 # drawn within these, so faults land across every stage.
 SPAN_S = {"run": 2.6, "matrix": 4.5}
 # Faults counted from the first `sending` line, their delays drawn within LOAD_SPAN_S, their runs'
-# requests from LOAD_REQUESTS: 400 requests keep kong-sim's load going ~0.8 s on 2 cores (seen in
-# `kpm:` lines), twice the span plus the ~0.1 s a `docker top` takes.
+# requests from LOAD_REQUESTS: kong-sim serves ~1500 requests/s on 2 cores (rows' rps), so 500
+# requests last ~0.33 s, more than the span plus the ~0.1 s a `docker top` takes. (With 400 and a
+# 0.3 s span, 3 of 10 plugin-server kills of a 70-run soak landed after the load.)
 LOAD_FAULTS = ("kill plugin server", "kill Locust")
 LOAD_MARK = ": sending "
-LOAD_SPAN_S = 0.3
-LOAD_REQUESTS = (400, 500)
+LOAD_SPAN_S = 0.15
+LOAD_REQUESTS = (500, 600)
 MATRIX_SHARE = 0.25
 HARNESS_OPTIONS = ("--sim", "--ready-timeout", "60", "--load-timeout", "60")
 RUN_TIMEOUT_S = 150.0  # well above a run's own bounds (60 s ready, 60 s load, 15 s log settle)
