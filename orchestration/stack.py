@@ -588,7 +588,7 @@ class Stack:
         with signals_held():  # a second Ctrl-C must not cut the log short or skip the down
             if self._started and self.log_path is not None:
                 self._finish_log(self.log_path)
-            if expect_running and self._started and not self.keep:
+            if expect_running and self._started:
                 died = self._stopped(AFTER_LOAD)  # last look before "tearing down" is logged
             self._remove()
         return died
