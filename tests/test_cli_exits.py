@@ -94,9 +94,12 @@ def test_an_interrupt_exits_128_plus_the_signal_with_the_table_and_no_error_pref
         _written(config, _row("3.4.1.0", "interrupted", "interrupted"))
         raise Interrupted(signal_number, "interrupted by it: every stack was torn down")
 
-    assert _main(monkeypatch, tmp_path, Stage(interrupted), "run", "3.4.1.0") == code
+    stage = Stage(interrupted)
+    assert _main(monkeypatch, tmp_path, stage, "run", "3.4.1.0") == code
     shown = capsys.readouterr()
-    assert "| 3.4.1.0 " in shown.out  # the table as written on the way out
+    run = run_files.load_run(stage.configs[0].run_dir)
+    assert shown.out == report.render_summary(run, "compact") + "\n"  # as written on the way out
+    assert "| 3.4.1.0 " in shown.out
     assert shown.err.splitlines()[-1] == "interrupted by it: every stack was torn down"
 
 
@@ -667,6 +670,35 @@ def test_versions_fits_120_columns_and_one_version_shows_its_source_in_full(
     assert json.loads(capsys.readouterr().out)["source"] == newest.source
     assert cli.main(["versions", "3.4.x", "--long"]) == 2
     assert "drop --default, --series and --long" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["3.4.1.0", "3.4.x"])  # default and no alias; neither
+def test_one_version_is_a_field_a_line_its_source_wrapped_at_120(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    known = versions.lookup(name)
+    assert cli.main(["versions", name]) == 0
+    head, _, source = capsys.readouterr().out.rstrip("\n").partition("\nsource: ")
+    assert head.split("\n") == [
+        f"version: {known.version}",
+        f"edition: {known.edition}",
+        f"image: {known.image}",
+        f"changelog: {known.expected}",
+        f"default matrix: {'yes' if known.in_default_matrix else 'no'}",
+        f"aliases: {' '.join(versions.aliases_of(known)) or '-'}",
+    ]
+    lines = f"source: {source}".split("\n")
+    assert " ".join(" ".join(lines).split()) == f"source: {known.source}"
+    assert all(len(line) <= 120 for line in lines)
+    assert all(line.startswith("  ") and line[2] != " " for line in lines[1:])
+    if len(known.source) > 120:  # 3.4.1.0's: wrapped at 120, not textwrap's 70
+        assert len(lines) > 1 and len(lines[0]) > 100
+
+
+def test_one_version_refuses_every_listing_switch(capsys: pytest.CaptureFixture[str]) -> None:
+    for switch in ("--default", "--series", "--long"):
+        assert cli.main(["versions", "3.4.1.0", switch]) == 2
+        assert "drop --default, --series and --long" in capsys.readouterr().err
 
 
 FACTS_LOG = Path(__file__).resolve().parent / "fixtures" / "facts_excerpt.log"
@@ -1489,12 +1521,16 @@ def test_selftest_passes_a_good_run_and_plans_every_built_in(
         jobs.extend((j.target.label, j.plugin.label) for j in kwargs["jobs"])  # type: ignore[attr-defined]
         return good(config)
 
+    checked: list[tuple[object, ...]] = []
     monkeypatch.setattr(pipeline, "run_matrix", run_matrix)
+    monkeypatch.setattr(common, "check_prerequisites", lambda *given: checked.append(given))
     assert cli.main(["selftest", "--results", str(tmp_path)]) == 0
     assert jobs == list(selftest.planned())
-    assert prerequisites == [True]  # offline, always
+    assert checked == [(True, ())]  # offline, always; the default engine
     shown = capsys.readouterr()
-    checks = selftest.evaluate(run_files.load_run(configs[0].run_dir), 1000)
+    run = run_files.load_run(configs[0].run_dir)
+    assert shown.out.startswith(report.render_summary(run, "compact") + "\n")
+    checks = selftest.evaluate(run, 1000)
     table = [[c.strip() for c in line.split("|")[1:-1]] for line in shown.out.splitlines()]
     assert table[-len(checks) - 2] == ["version", "plugin", "check", "result", "detail"]
     assert table[-len(checks) :] == [

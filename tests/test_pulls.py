@@ -196,11 +196,23 @@ def test_the_run_pulls_each_versions_bases_on_its_one_engine(tmp_path: Path) -> 
 # --- python -m orchestration pull ---------------------------------------------------------
 
 
+CALLS: list[tuple[str, object]] = []  # what `pull` asked of the prerequisites and the sizes
+
+
 @pytest.fixture
 def pull_command(registry: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """`cli.main(["pull", ...])` against the stand-in registry; every image is 120 MB."""
-    monkeypatch.setattr(common, "check_prerequisites", lambda sim, hosts: None)
-    monkeypatch.setattr(pulls, "sizes", lambda host, *images: dict.fromkeys(images, 120_000_000))
+    """`cli.main(["pull", ...])` against the stand-in registry; every image is 120 MB. What it
+    asks is in CALLS."""
+    CALLS.clear()
+
+    def sizes(engine: Engine, *images: str) -> dict[str, int]:
+        CALLS.append(("sizes", engine.host))
+        return dict.fromkeys(images, 120_000_000)
+
+    monkeypatch.setattr(
+        common, "check_prerequisites", lambda sim, hosts: CALLS.append(("check", (sim, hosts)))
+    )
+    monkeypatch.setattr(pulls, "sizes", sizes)
     return registry
 
 
@@ -214,7 +226,27 @@ def test_pull_fetches_every_base_of_the_run_at_once(
     expected = sorted([first, second, DEFAULT_GO_IMAGE, NODE_IMAGE])
     assert code == 0
     assert sorted(e[1] for e in _events(pull_command) if e[0] == "end") == expected
+    assert [cell.strip() for cell in table.splitlines()[0].split("|")[1:-1]] == [
+        "engine", "image", "result", "size",
+    ]  # fmt: skip
     assert _table(table) == [["the default Docker engine", i, "pulled", "120 MB"] for i in expected]
+    # a real run's prerequisites (not --sim's), on the default engine, whose sizes are read
+    assert CALLS == [("check", (False, ())), ("sizes", None)]  # None: the default engine
+
+
+def test_pull_writes_no_results_and_rounds_sizes_to_megabytes(
+    pull_command: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(pulls, "sizes", lambda _engine, *images: dict.fromkeys(images, 2_500_001))
+    results = tmp_path / "a-file"  # a run would refuse it (exit 2): pull writes nothing there
+    results.write_text("")
+
+    assert cli.main(["pull", "--image", "kong/kong-gateway:3.4", "--results", str(results)]) == 0
+    assert {row[3] for row in _table(capsys.readouterr().out)} == {"3 MB"}  # 2.500001 MB
+    assert results.read_text() == ""
 
 
 def test_a_failed_pull_is_a_row_and_exit_1(

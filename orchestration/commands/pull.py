@@ -29,13 +29,13 @@ def _pull(args: argparse.Namespace) -> int:
         raise UsageError("--sim builds its images on this machine: there is nothing to pull")
     common.check_prerequisites(False, config.docker_hosts)
     images = pipeline.registry_images(config, pipeline.jobs_of(config))
-    rows, failed = [], 0
+    rows, failed = [], False
     for engine in EnginePool(config.docker_hosts).engines:
         outcomes = pulls.pull_now(images, engine, _never_cancelled)
         there = [i for i, outcome in outcomes.items() if not outcome.startswith(pulls.FAILED)]
+        failed = failed or len(there) < len(outcomes)
         sizes = pulls.sizes(engine, *there)
         for image, outcome in outcomes.items():
-            failed += image not in there
             size = f"{sizes[image] / 1e6:.0f} MB" if image in sizes else "-"
             rows.append([engine.describe(), image, outcome, size])
     print(tabulate(rows, headers=["engine", "image", "result", "size"], tablefmt="github"))
