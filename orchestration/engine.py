@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 import subprocess
 import time
 from collections import deque
@@ -173,8 +172,6 @@ class Engine:
         project_name: str,
         env_file: Path,
         variables: Iterable[str] = (),
-        *,
-        own_session: bool = False,
     ) -> DockerClient:
         """A client for one Compose project on this engine whose `variables` are read from
         `env_file` only.
@@ -182,16 +179,13 @@ class Engine:
         Compose lets the shell environment override an env file, and the CLI reads
         KPM_* variables too (`KPM_WORKERS=4 ... --workers 2`): the named variables are
         removed from the environment of every docker call, so the file always wins.
-        `own_session` starts each docker call in a session of its own (`setsid`, where
-        there is one), so a Ctrl-C at the terminal does not reach it: for teardown.
         """
         unset = [arg for name in variables for arg in ("-u", name)]
-        session = ["setsid"] if own_session and shutil.which("setsid") else []
         return DockerClient(
             compose_files=[compose_file],
             compose_project_name=project_name,
             compose_env_files=[env_file],
-            client_call=[*session, "env", *unset, "docker"],
+            client_call=["env", *unset, "docker"],
             host=self.host,
         )
 

@@ -59,6 +59,26 @@ def run_host_command(
     return completed.stdout
 
 
+def run_in_own_session(command: list[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
+    """Run `command` in a session of its own, made before it is executed, so no Ctrl-C or
+    SIGTERM sent to our process group reaches it (for a teardown). One that comes between the
+    fork and the new session meets our own handlers, copied into the child, not the command's;
+    one that killed it anyway (a negative exit) runs it once more. Output captured; raises
+    subprocess.TimeoutExpired."""
+    for _attempt in range(2):
+        completed = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+            start_new_session=True,
+        )
+        if completed.returncode >= 0:
+            break
+    return completed
+
+
 def last_lines(text: str | None, count: int) -> str:
     """The last `count` lines of `text` that are not blank."""
     lines = [line for line in (text or "").splitlines() if line.strip()]

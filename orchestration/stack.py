@@ -41,8 +41,8 @@ from orchestration.paths import REPO_ROOT
 from orchestration.processes import (
     last_lines,
     run_host_command,
+    run_in_own_session,
     signal_group,
-    signals_blocked,
     signals_held,
 )
 
@@ -65,6 +65,7 @@ STATE_CHECK_INTERVAL_S = 1.0  # between reads of the container's state: one dock
 FOLLOW_READ_BYTES = 64 * 1024
 FOLLOW_STOP_S = 10.0  # how long a stopped log follower may take to hand over its last lines
 PROBE_TIMEOUT_S = 2.0
+TEARDOWN_TIMEOUT_S = 180.0  # `compose down`: stops Kong (its grace), removes the network
 DIGEST_LENGTH = 12
 SKIPPED_NAMES = frozenset({"__pycache__", ".DS_Store"})
 BAKED_DECLARATIVE_CONFIG = "/etc/kong/kong.yml"  # images/kong.yml, in every plugin image
@@ -643,19 +644,21 @@ class Stack:
         LOGGER.info("tearing down %s", self._describe())
         spec = self.spec
         teardown = spec.engine.compose(
-            spec.compose_file,
-            spec.project_name,
-            spec.env_file,
-            spec.compose_variables(),
-            own_session=True,
+            spec.compose_file, spec.project_name, spec.env_file, spec.compose_variables()
         )
+        down = [str(arg) for arg in teardown.client_config.docker_compose_cmd]
+        down += ["down", "--volumes", "--remove-orphans"]
         try:
-            with signals_blocked():
-                teardown.compose.down(volumes=True, remove_orphans=True, quiet=True)
-        except DockerException as error:
-            failure = docker_problem(error)
+            # Its own session: a second Ctrl-C must not stop it (a blocked signal only waited,
+            # and killed the `docker` it became: a stack left behind in CI).
+            completed = run_in_own_session(down, TEARDOWN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            failure = f"`docker compose down` gave no answer in {TEARDOWN_TIMEOUT_S:.0f}s"
         else:
-            return
+            if completed.returncode == 0:
+                return
+            said = last_lines(completed.stderr, 3)
+            failure = f"docker exited with code {completed.returncode}: {said}".rstrip(": ")
         # Logged, never raised: a teardown error must not hide why the run stopped.
         LOGGER.error(
             "could not tear down %s: %s; remove it with: docker compose -p %s down --volumes",

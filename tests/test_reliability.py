@@ -161,9 +161,10 @@ def _locusts_writing_to(folder: Path) -> list[int]:
     return found
 
 
-def assert_nothing_left(results: Path) -> None:
+def assert_nothing_left(results: Path, said: str = "") -> None:
+    """Nothing of the runs under `results` is left; `said`: the run's stderr, shown if so."""
     for run_id in _run_ids(results):
-        assert _leftovers(run_id) == {"containers": [], "networks": [], "volumes": []}
+        assert _leftovers(run_id) == {"containers": [], "networks": [], "volumes": []}, said
     assert _locusts_writing_to(results) == []
 
 
@@ -583,7 +584,7 @@ def test_ctrl_c_during_load_twice_tears_down_and_keeps_finished_rows(
     assert run.finish() == 130, run.stderr
     _assert_interrupted_run(run, finished=["3.4.0.0"], interrupted=["3.4.1.0"])
     assert "interrupted by SIGINT (Ctrl-C): every stack was torn down" in run.stderr
-    assert_nothing_left(runs.results)
+    assert_nothing_left(runs.results, run.stderr)
     # 9. an interrupted run's folder still reads with `collect` and `report`
     collected = subprocess.run(
         [sys.executable, "-m", "orchestration", "collect", str(run.run_dir()), "--json"],

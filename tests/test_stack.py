@@ -500,6 +500,27 @@ def test_a_teardown_process_starts_deaf_to_the_terminals_ctrl_c() -> None:
     assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # restored here
 
 
+def test_a_teardown_runs_in_a_session_of_its_own_that_a_group_ctrl_c_cannot_reach() -> None:
+    """The teardown's `docker compose down` (run_in_own_session): its own session, made before
+    it runs, and its signal mask ours (a signal blocked before it ran killed it once unblocked:
+    a stack left behind in CI)."""
+    import os
+    import sys
+
+    from orchestration.processes import run_in_own_session
+
+    probe = (
+        "import os, signal; "
+        "print(os.getsid(0), os.getpgid(0), signal.SIGINT in signal.pthread_sigmask(0, []))"
+    )
+    completed = run_in_own_session([sys.executable, "-c", probe], timeout_s=30)
+    session, group, sigint_blocked = completed.stdout.split()
+
+    assert completed.returncode == 0, completed.stderr
+    assert int(session) != os.getsid(0) and int(group) != os.getpgid(0)
+    assert sigint_blocked == "False"
+
+
 # A plugin server Kong was given the wrong socket for (go-pdk v0.6 on the JS server's, issue 19).
 # A failed connect reads in OpenResty's bare words, as Kong and kong-sim write it.
 NOT_ANSWERING_LOG = """\
