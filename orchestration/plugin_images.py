@@ -5,6 +5,7 @@ command in a plugin image (`run_in_image`). Every Docker call of plugin building
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import shutil
@@ -23,7 +24,7 @@ from orchestration.kinds import kind_of
 from orchestration.kinds.base import SKIPPED_NAMES, PluginSource, plugin_files
 from orchestration.paths import KONG_SIM_DIR, PLUGIN_IMAGES_DIR, REPO_ROOT
 from orchestration.plugin_sources import plugin_dependencies
-from orchestration.processes import signals_blocked
+from orchestration.processes import COMMAND_TIMEOUT_S, run_in_own_session
 from orchestration.stack import LABEL, hash_sources, tag_safe, write_env_file
 
 LOGGER = logging.getLogger(__name__)
@@ -241,8 +242,8 @@ def run_in_image(
             docker_run, capture_output=True, text=True, timeout=timeout_s, check=False
         )
     except BaseException as error:
-        with signals_blocked():
-            subprocess.run(engine.command("rm", "-f", name), capture_output=True, check=False)
+        with contextlib.suppress(subprocess.TimeoutExpired):  # its error is the one to tell
+            run_in_own_session(engine.command("rm", "-f", name), COMMAND_TIMEOUT_S)
         if isinstance(error, subprocess.TimeoutExpired):
             raise StackError(f"{what} gave no answer within {timeout_s:.0f}s in {image}") from None
         raise

@@ -2,10 +2,11 @@
 
 A run is stopped by SIGINT (Ctrl-C), SIGTERM or SIGHUP (the terminal closed): `STOP_SIGNALS`.
 Teardown holds them (`signals_held`) so a second Ctrl-C cannot leave a stack running; a process
-started for a teardown begins with them blocked (`signals_blocked`). Children a worker thread is
-blocked on (a `compose build`, a Locust) are stopped by their command line (`stop_descendants`)
-or by their process group (`signal_group`). Host tools (docker, go, file, debootstrap) run through
-`run_host_command`, which turns a failure into an error that says what to do.
+started for a teardown runs in a session of its own (`run_in_own_session`). Children a worker
+thread is blocked on (a `compose build`, a Locust) are stopped by their command line
+(`stop_descendants`) or by their process group (`signal_group`). Host tools (docker, go, file,
+debootstrap) run through `run_host_command`, which turns a failure into an error that says what
+to do.
 
 Standard library only (psutil when stopping descendants): every other module may import this one.
 """
@@ -111,19 +112,6 @@ def signals_held() -> Iterator[None]:
                 "signal %d was held until teardown finished; acting on it now", received[0]
             )
             signal.raise_signal(received[0])
-
-
-@contextlib.contextmanager
-def signals_blocked() -> Iterator[None]:
-    """Block the stop signals in this thread for the block, so processes it starts begin with
-    them blocked: `setsid` moves a teardown into a session of its own, but a Ctrl-C that reaches
-    it between its start and that call would kill it (seen once in CI, a stack left behind). A
-    signal that comes meanwhile waits, and is handled when the block ends."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def signal_group(group_id: int, signal_number: int) -> None:

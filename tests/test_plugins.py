@@ -682,6 +682,16 @@ def test_each_plugin_image_dumps_what_kong_needs(label: str, sim_images: sim.Sim
         )
         == "tap\n"
     )
+    # One that outlives its time is removed (docker rm -f in a session of its own)
+    with pytest.raises(StackError, match="gave no answer within 1s"):
+        run_in_image(
+            image, ["/bin/sh", "-c", "sleep 60"], what="a sleep", engine=Engine(), timeout_s=1
+        )
+    left = subprocess.run(
+        ["docker", "ps", "--all", "--quiet", "--filter", "name=kpm-plugin-"],
+        capture_output=True, text=True, check=True, timeout=30,
+    )  # fmt: skip
+    assert left.stdout == ""
     # That each kind's server listens where its dump says is Kong's to find, in a stack:
     # tests/test_user_plugins.py runs py-hello and js-hello under Kong; the failure is below.
     assert (

@@ -480,26 +480,6 @@ def test_a_license_in_the_shell_reaches_kong_and_no_file_of_ours(
     assert "secret-test-value" not in spec.env_file.read_text()
 
 
-def test_a_teardown_process_starts_deaf_to_the_terminals_ctrl_c() -> None:
-    """Between its start and `setsid`, a teardown must not die of the Ctrl-C that caused it."""
-    import signal
-
-    from orchestration.processes import signals_blocked
-
-    with signals_blocked():
-        child = subprocess.Popen(["sleep", "5"])
-    try:
-        status = Path(f"/proc/{child.pid}/status").read_text()
-        blocked = int(
-            next(line for line in status.splitlines() if line.startswith("SigBlk:")).split()[1], 16
-        )
-        assert blocked & (1 << (signal.SIGINT - 1)) and blocked & (1 << (signal.SIGTERM - 1))
-    finally:
-        child.kill()
-        child.wait()
-    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # restored here
-
-
 def test_a_teardown_runs_in_a_session_of_its_own_that_a_group_ctrl_c_cannot_reach() -> None:
     """The teardown's `docker compose down` (run_in_own_session): its own session, made before
     it runs, and its signal mask ours (a signal blocked before it ran killed it once unblocked:
