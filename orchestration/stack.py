@@ -643,10 +643,7 @@ class Stack:
             return
         LOGGER.info("tearing down %s", self._describe())
         spec = self.spec
-        teardown = spec.engine.compose(
-            spec.compose_file, spec.project_name, spec.env_file, spec.compose_variables()
-        )
-        down = [str(arg) for arg in teardown.client_config.docker_compose_cmd]
+        down = [str(arg) for arg in self._docker.client_config.docker_compose_cmd]
         down += ["down", "--volumes", "--remove-orphans"]
         try:
             # Its own session: a second Ctrl-C must not stop it (a blocked signal only waited,
